@@ -41,7 +41,7 @@ def noiseless_properties(p: SpecimenParams) -> dict[str, float]:
     TS   YS * (1.04 + 0.10 f_p)                  work hardening, more with primary alpha
     EF   24 - 0.03 (YS - 800) - 5 L - 0.1 L D_c, clipped to [1.5, 20]   (%)
     RH   0.045 TS - 12                            (HRC), monotone in strength
-    IT   2 + 1.4 EF + 40 L D_c / (D_c + 20) - 0.02 (YS - 800)   (J/cm^2); lamellae deflect cracks
+    IT   2 + 1.4 EF + L (10 + 40 D_c / (D_c + 20)) - 0.02 (YS - 800)   (J/cm^2); lamellae deflect cracks
     DCS  150 + 1.15 YS + 12 EF                    (MPa)
     CFS  0.01 + 0.012 EF + 0.05 L                 (dimensionless)
     ==== ======================================================================
@@ -54,7 +54,7 @@ def noiseless_properties(p: SpecimenParams) -> dict[str, float]:
     ts = ys * (1.04 + 0.10 * f_p)
     ef = float(np.clip(24.0 - 0.03 * (ys - 800.0) - 5.0 * lam - 0.1 * lam * colony, 1.5, 20.0))
     rh = 0.045 * ts - 12.0
-    it = 2.0 + 1.4 * ef + 40.0 * lam * colony / (colony + 20.0) - 0.02 * (ys - 800.0)
+    it = 2.0 + 1.4 * ef + lam * (10.0 + 40.0 * colony / (colony + 20.0)) - 0.02 * (ys - 800.0)
     dcs = 150.0 + 1.15 * ys + 12.0 * ef
     cfs = 0.01 + 0.012 * ef + 0.05 * lam
     return {"YS": ys, "TS": ts, "EF": ef, "RH": rh, "IT": it, "DCS": dcs, "CFS": cfs}

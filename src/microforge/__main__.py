@@ -1,0 +1,5 @@
+"""``python -m microforge``: the same as the ``microforge`` command."""
+
+from .cli import main
+
+main()

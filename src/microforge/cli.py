@@ -1,0 +1,208 @@
+"""The ``microforge`` command line: a thin layer over the library.
+
+Every user error surfaces as one line, ``Error: ...``, and a non-zero exit (1 for bad input,
+3 for a capability that is not built yet); never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import MicroforgeError, NotBuiltError
+
+EXIT_NOT_BUILT = 3
+
+
+class _Group(click.Group):
+    """A click group that turns :class:`MicroforgeError` into a one-line error."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except NotBuiltError as exc:
+            err = click.ClickException(str(exc))
+            err.exit_code = EXIT_NOT_BUILT
+            raise err from None
+        except MicroforgeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _mapping(items: tuple[str, ...], option: str, number: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise MicroforgeError(f"{option} {item!r}: expected NAME=VALUE")
+        if number:
+            try:
+                out[key] = float(value)
+            except ValueError:
+                raise MicroforgeError(f"{option} {item!r}: {value!r} is not a number") from None
+        else:
+            out[key] = value
+    return out
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="microforge")
+def cli() -> None:
+    """microforge: generate alloy micrographs from target properties, and measure them."""
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+@cli.group(cls=_Group)
+def data() -> None:
+    """Build, import and inspect datasets."""
+
+
+@data.command("synth")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Dataset folder to write.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML SynthConfig (see configs/synth-default.yaml).")
+@click.option("--specimens", "n_specimens", type=int, help="Number of specimens [100].")
+@click.option("--field-px", type=int, help="Side of each specimen's field, px [640].")
+@click.option("--tile-size", type=int, help="Tile side, px [128].")
+@click.option("--overlap", type=int, help="Overlap of neighbouring tiles, px [0].")
+@click.option("--modality", type=click.Choice(["OM", "SEM", "both"]), help="Renderings to write [both].")
+@click.option("--seed", type=int, help="Seed; the benchmark is a pure function of the config [0].")
+@click.option("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)), show_default=True, help="Processes.")
+@click.option("--overwrite", is_flag=True, help="Replace a finished dataset in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def data_synth(out: Path, config_path: Path | None, modality: str | None, workers: int, overwrite: bool, quiet: bool, **fields: Any) -> None:
+    """Build the synthetic titanium benchmark (resumes an interrupted build)."""
+    from .config import SynthConfig, load_config
+    from .data.synth.benchmark import build_benchmark
+
+    if modality is not None:
+        fields["modalities"] = ("OM", "SEM") if modality == "both" else (modality,)
+    for name, flag in (("n_specimens", "--specimens"), ("field_px", "--field-px"), ("tile_size", "--tile-size")):
+        if fields.get(name) is not None and fields[name] < 1:
+            raise MicroforgeError(f"{flag} must be positive, got {fields[name]}")
+    if workers < 1:
+        raise MicroforgeError(f"--workers must be at least 1, got {workers}")
+    config = load_config(SynthConfig, config_path, **fields)
+    dataset = build_benchmark(out, config, workers=workers, overwrite=overwrite, progress=not quiet)
+    n_spec = dataset.table["specimen"].nunique()
+    click.echo(f"wrote {len(dataset)} tiles of {n_spec} specimens to {out}")
+    click.echo(f"contact sheet: {out / 'contact_sheet.png'}")
+
+
+@data.command("import")
+@click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder the table's image paths are relative to.")
+@click.option("--table", required=True, type=click.Path(path_type=Path), help="CSV with one row per micrograph.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Dataset folder to write.")
+@click.option("--key", "key_column", help="Column of image paths [first of file,image,filename,micrograph,path].")
+@click.option("--specimen-column", help="Column naming each image's specimen [the file name].")
+@click.option("--properties", help="Comma-separated condition columns [all columns not otherwise used].")
+@click.option("--categorical", help="Comma-separated property columns holding labels (coded 0..n-1).")
+@click.option("--unit", "units", multiple=True, help="NAME=UNIT, repeatable.")
+@click.option("--noise-std", "noise_std", multiple=True, help="NAME=STD training noise, repeatable.")
+@click.option("--meta-columns", help="Comma-separated columns to keep in the manifest as metadata.")
+@click.option("--mask-column", help="Column of mask paths (empty cell: no mask).")
+@click.option("--masks-dir", type=click.Path(path_type=Path), help="Folder mask paths are relative to [--images].")
+@click.option("--mask-type", default="index", show_default=True, help="Mask format: index, pseudo_rgb, binary_white_is_beta, rgb_green_alpha_blue_beta_red_secondary_alpha.")
+@click.option("--mask-type-column", help="Column giving each row's mask format.")
+@click.option("--modality", default="SEM", show_default=True, help="OM or SEM for all images.")
+@click.option("--modality-column", help="Column giving each row's modality.")
+@click.option("--tile-size", default=128, show_default=True, type=int, help="Tile side, px.")
+@click.option("--overlap", default=0, show_default=True, type=int, help="Overlap of neighbouring tiles, px.")
+@click.option("--crop", help="Pixels cut from each edge first: top,bottom,left,right (e.g. 0,24,0,0 drops a scale bar).")
+@click.option("--scale", default=1.0, show_default=True, type=float, help="Resampling factor after cropping.")
+@click.option("--percentile", "upper_percentile", default=90.0, show_default=True, type=float, help="Grey level mapped to white.")
+@click.option("--lower-percentile", default=0.0, show_default=True, type=float, help="Grey level mapped to black.")
+@click.option("--overwrite", is_flag=True, help="Replace a finished dataset in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def data_import(**kw: Any) -> None:
+    """Tile and normalise micrographs with a property table into a dataset."""
+    from .data.importer import ImportOptions, import_dataset
+    from .data.tiling import Crop
+
+    quiet = kw.pop("quiet")
+    opt = ImportOptions(
+        images=kw["images"], table=kw["table"], out=kw["out"], key_column=kw["key_column"],
+        specimen_column=kw["specimen_column"], properties=_csv_list(kw["properties"]),
+        categorical=_csv_list(kw["categorical"]) or [], units=_mapping(kw["units"], "--unit"),
+        noise_std=_mapping(kw["noise_std"], "--noise-std", number=True), meta_columns=_csv_list(kw["meta_columns"]) or [],
+        mask_column=kw["mask_column"], masks_dir=kw["masks_dir"], mask_type=kw["mask_type"],
+        mask_type_column=kw["mask_type_column"], modality=kw["modality"], modality_column=kw["modality_column"],
+        tile_size=kw["tile_size"], overlap=kw["overlap"], crop=Crop.parse(kw["crop"]), scale=kw["scale"],
+        upper_percentile=kw["upper_percentile"], lower_percentile=kw["lower_percentile"], overwrite=kw["overwrite"],
+    )
+    dataset = import_dataset(opt, progress=not quiet)
+    click.echo(f"wrote {len(dataset)} tiles of {dataset.table['specimen'].nunique()} specimens to {opt.out}")
+
+
+@data.command("info")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--seed", default=0, show_default=True, help="Split seed.")
+def data_info(dataset: Path, seed: int) -> None:
+    """Summarise a dataset: tiles, specimens, splits and property ranges."""
+    from .data.dataset import split_specimens
+    from .data.manifest import read_dataset
+
+    ds = read_dataset(dataset)
+    t = ds.table
+    splits = split_specimens(t["specimen"], seed=seed)
+    click.echo(f"{dataset}: {len(t)} tiles, {t['specimen'].nunique()} specimens, modalities {', '.join(sorted(set(t['modality'])))}")
+    click.echo("split (specimens): " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+    click.echo(f"masks: {(t['mask'] != '').sum()} of {len(t)} tiles")
+    for s in ds.properties.specs:
+        extra = f"  categories: {', '.join(s.categories)}" if s.categories else ""
+        click.echo(f"  {s.label:<22} {s.min:10.4g} .. {s.max:<10.4g} noise std {s.noise_std:g}{extra}")
+
+
+@data.command("sheet")
+@click.argument("dataset", type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
+@click.option("--per-morphology", default=2, show_default=True, help="Specimens per morphology (synthetic data).")
+def data_sheet(dataset: Path, out: Path, per_morphology: int) -> None:
+    """Draw a contact sheet of a synthetic benchmark (maps, OM and SEM per morphology)."""
+    from .data.contact_sheet import synth_contact_sheet
+    from .data.manifest import read_dataset
+
+    ds = read_dataset(dataset)
+    if "morphology" not in ds.table.columns:
+        raise MicroforgeError(f"{dataset}: not a synthetic benchmark (no morphology column)")
+    synth_contact_sheet(ds, out, per_morphology)
+    click.echo(f"wrote {out}")
+
+
+# ------------------------------------------------------------------ not built yet (honest)
+
+_NOT_BUILT = {
+    "segment": ("Segment micrographs into 3-class metallographic maps.", "issue 3 (characterization)"),
+    "characterize": ("Measure phase fractions, S2, lineal path, grain size and topology.", "issue 3 (characterization)"),
+    "train": ("Train TiM3 or a baseline model.", "issues 4 and 6 (TiM3, baselines)"),
+    "generate": ("Generate micrographs for a property target.", "issue 4 (TiM3)"),
+    "evaluate": ("Evaluate a model and write the benchmark report.", "issue 5 (evaluation)"),
+    "fingerprint": ("ResNet18-VAE fingerprints: train, encode, explore.", "issue 6 (seed systems)"),
+    "serve": ("Web UI for exploring property targets.", "issue 7 (web UI)"),
+}
+
+
+def _not_built(name: str, help_text: str, issue: str) -> click.Command:
+    @click.command(name, help=f"[not built yet] {help_text}", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        raise NotBuiltError(f"microforge {name} is not built yet; it is tracked in {issue}")
+
+    return command
+
+
+for _name, (_help, _issue) in _NOT_BUILT.items():
+    cli.add_command(_not_built(_name, _help, _issue))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="microforge")

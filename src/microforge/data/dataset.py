@@ -1,0 +1,128 @@
+"""A PyTorch Dataset over a dataset folder, with specimen-level splits and D4 augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import MicroforgeError
+from ..properties import PropertySet
+from .images import read_grey, read_image
+from .manifest import DatasetTable, read_dataset
+
+SPLITS = ("train", "val", "test")
+IGNORE_INDEX = -1  # mask value for tiles without a mask (torch's cross-entropy ignore_index)
+
+
+def split_specimens(
+    specimens: Sequence[str], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, list[str]]:
+    """Assign specimens (never tiles) to train/val/test.
+
+    The sorted unique specimens are shuffled by ``seed``; val and test get ``round(f * n)``
+    specimens each, at least one when their fraction is positive and there are at least three
+    specimens; train gets the rest. The result depends only on the set of specimens and ``seed``.
+    """
+    if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
+        raise MicroforgeError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    unique = sorted(set(specimens))
+    n = len(unique)
+    if n == 0:
+        raise MicroforgeError("no specimens to split")
+    order = [unique[i] for i in np.random.default_rng(seed).permutation(n)]
+    sizes = [int(round(f * n)) for f in fractions[1:]]
+    if n >= 3:
+        sizes = [max(s, 1) if f > 0 else s for s, f in zip(sizes, fractions[1:])]
+    n_val, n_test = sizes
+    n_train = n - n_val - n_test
+    if n_train < 1:
+        raise MicroforgeError(f"{n} specimens are too few for split fractions {fractions}")
+    return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+
+
+def d4_transform(array: np.ndarray, k: int) -> np.ndarray:
+    """Element ``k`` (0..7) of the dihedral group on the last two axes: ``k % 4`` quarter turns,
+    then a left-right flip when ``k >= 4``. ``k = 0`` is the identity."""
+    out = np.rot90(array, k % 4, axes=(-2, -1))
+    return np.flip(out, axis=-1) if k >= 4 else out
+
+
+class MicrographDataset(Dataset):
+    """Tiles of a dataset folder as tensors.
+
+    Parameters
+    ----------
+    source : dataset folder or an already read :class:`DatasetTable`.
+    split : ``"train"``, ``"val"``, ``"test"`` or ``None`` (all tiles).
+    fractions, seed : the specimen split (:func:`split_specimens`).
+    modality : keep only ``"OM"`` or ``"SEM"`` tiles (``None``: both).
+    augment : random flips and quarter turns (the 8 symmetries of the square), applied alike to
+        image and mask; default: on for the train split only.
+    properties : normalise with these properties (a model's) instead of the dataset's own.
+
+    Items are dicts: ``image`` float32 ``(1, H, W)`` in [0, 1]; ``mask`` int64 ``(H, W)`` with
+    classes 0..2, or :data:`IGNORE_INDEX` everywhere when the tile has no mask; ``props``
+    float32 ``(K,)`` normalised to [-1, 1]; ``props_raw`` float32 ``(K,)`` in physical units;
+    ``specimen`` str; ``index`` int (row of the manifest).
+    """
+
+    def __init__(
+        self,
+        source: str | Path | DatasetTable,
+        split: str | None = "train",
+        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        seed: int = 0,
+        modality: str | None = None,
+        augment: bool | None = None,
+        properties: PropertySet | None = None,
+    ) -> None:
+        self.data = source if isinstance(source, DatasetTable) else read_dataset(source)
+        table = self.data.table
+        if modality is not None:
+            table = table[table["modality"] == modality]
+            if table.empty:
+                raise MicroforgeError(f"{self.data.root}: no {modality} tiles")
+        if split is not None:
+            if split not in SPLITS:
+                raise MicroforgeError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+            keep = set(split_specimens(self.data.table["specimen"], fractions, seed)[split])
+            table = table[table["specimen"].isin(keep)]
+        self.table = table
+        self.properties = properties or self.data.properties
+        missing = [n for n in self.properties.names if n not in self.data.table.columns]
+        if missing:
+            raise MicroforgeError(f"{self.data.root}: dataset lacks the properties {', '.join(missing)}")
+        self.augment = (split == "train") if augment is None else augment
+        raw = table[self.properties.names].to_numpy(dtype=np.float64)
+        self._raw = raw.astype(np.float32)
+        self._norm = self.properties.normalise(raw).astype(np.float32) if len(raw) else raw.astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def specimens(self) -> list[str]:
+        return sorted(set(self.table["specimen"]))
+
+    def __getitem__(self, i: int) -> dict:
+        row = self.table.iloc[i]
+        image = read_grey(self.data.root / row["tile"]).astype(np.float32) / 255.0
+        if row["mask"]:
+            mask = read_image(self.data.root / row["mask"]).astype(np.int64)
+        else:
+            mask = np.full(image.shape, IGNORE_INDEX, dtype=np.int64)
+        if self.augment:
+            k = int(torch.randint(0, 8, (1,)).item())
+            image, mask = d4_transform(image, k), d4_transform(mask, k)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image))[None],
+            "mask": torch.from_numpy(np.ascontiguousarray(mask)),
+            "props": torch.from_numpy(self._norm[i]),
+            "props_raw": torch.from_numpy(self._raw[i]),
+            "specimen": row["specimen"],
+            "index": int(self.table.index[i]),
+        }

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny synthetic benchmark and the real titanium data beside the repo."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from microforge.config import SynthConfig
+from microforge.data.synth.benchmark import build_benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("MICROFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
+TI_AB = SHARED_DATA / "ti_ab_heat_treatment"
+
+# 4 specimens (one per morphology), 256 px fields, 64 px tiles: 16 tiles per modality each.
+TINY = SynthConfig(n_specimens=4, field_px=256, tile_size=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_bench(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny benchmark, built once per session (read-only for tests)."""
+    return build_benchmark(tmp_path_factory.mktemp("bench") / "ti", TINY, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def ti_ab() -> Path:
+    """The real alpha/beta Ti set of ../shared/data (see its SOURCE.txt)."""
+    if not (TI_AB / "labels.csv").is_file():
+        pytest.skip(f"real data not found at {TI_AB}; set MICROFORGE_SHARED_DATA")
+    return TI_AB
