@@ -17,9 +17,11 @@ from .phase_map import to_pseudo_rgb  # noqa: E402
 
 
 def image_grid(
-    images: Sequence[np.ndarray], titles: Sequence[str], ncols: int, out: str | Path, row_labels: Sequence[str] = (), cell_inches: float = 1.6
+    images: Sequence[np.ndarray | None], titles: Sequence[str], ncols: int, out: str | Path, row_labels: Sequence[str] = (), cell_inches: float = 1.6
 ) -> None:
     """Save a grid of images (``(H, W)`` greyscale in [0, 255] or ``(H, W, 3)`` RGB) as a PNG.
+
+    ``None`` leaves a cell empty.
 
     ``row_labels`` (optional) label the rows at the left edge.
     """
@@ -28,6 +30,8 @@ def image_grid(
     for ax in axes.ravel():
         ax.axis("off")
     for i, (img, title) in enumerate(zip(images, titles)):
+        if img is None:
+            continue
         ax = axes.ravel()[i]
         ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=7)
@@ -44,7 +48,8 @@ def synth_contact_sheet(dataset: DatasetTable, out: str | Path, per_morphology: 
     of one tile, titled with the specimen and its yield strength and elongation."""
     table = dataset.table
     modalities = [m for m in ("OM", "SEM") if m in set(table["modality"])]
-    images, titles, labels = [], [], []
+    images: list[np.ndarray | None] = []
+    titles, labels = [], []
     for morphology in ("equiaxed", "bimodal", "lamellar", "basketweave"):
         rows = table[table["morphology"] == morphology]
         if rows.empty:
@@ -53,7 +58,7 @@ def synth_contact_sheet(dataset: DatasetTable, out: str | Path, per_morphology: 
         specimens = list(dict.fromkeys(rows["specimen"]))[:per_morphology]
         for k in range(per_morphology):
             if k >= len(specimens):
-                images += [np.zeros((8, 8))] * (1 + len(modalities))
+                images += [None] * (1 + len(modalities))
                 titles += [""] * (1 + len(modalities))
                 continue
             first = rows[rows["specimen"] == specimens[k]].iloc[0]

@@ -39,11 +39,12 @@ def render_sem(ms: Microstructure, rng: np.random.Generator) -> np.ndarray:
 
 def render_om(ms: Microstructure, rng: np.random.Generator) -> np.ndarray:
     """Optical-like image of an etched (Kroll's reagent) section: alpha light, transformed beta
-    darker, etched grain and colony boundaries, a 1.3 px optical blur, uneven illumination
+    darker, etched grain boundaries, mottled etching, a 1.3 px optical blur, uneven illumination
     (vignetting and a ramp) and camera noise."""
-    img = _grey_levels(ms.phase_map, {PRIMARY_ALPHA: 0.80, BETA: 0.34, SECONDARY_ALPHA: 0.62})
-    img += 0.03 * ms.contrast  # faint orientation-dependent etch tint
-    img = np.where(ndimage.binary_dilation(ms.boundary), img * 0.6, img)
+    img = _grey_levels(ms.phase_map, {PRIMARY_ALPHA: 0.70, BETA: 0.44, SECONDARY_ALPHA: 0.62})
+    img += 0.02 * ms.contrast  # faint orientation-dependent etch tint
+    img = np.where(ndimage.binary_dilation(ms.boundary), img * 0.75, img)
+    img += 0.035 * smooth_noise(img.shape, 12.0, rng)  # uneven etching: mottled patches
     img = ndimage.gaussian_filter(img, 1.3)
     h, w = img.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
