@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -69,6 +70,7 @@ def test_import_real_set_from_the_command_line(ti_ab, tmp_path):
 
 
 def test_installed_entry_point_and_module():
-    for cmd in (["microforge", "--version"], [sys.executable, "-m", "microforge", "--version"]):
+    script = Path(sys.executable).parent / "microforge"  # the console script of this environment
+    for cmd in ([str(script if script.exists() else "microforge"), "--version"], [sys.executable, "-m", "microforge", "--version"]):
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True)
         assert "microforge, version" in out.stdout
