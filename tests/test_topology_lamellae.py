@@ -48,11 +48,12 @@ def test_persistence_pca_separates_two_kinds():
 
 
 @pytest.mark.parametrize("angle", [0.0, 30.0, 45.0, 90.0, 120.0, 170.0])
-def test_orientation_of_rotated_stripes(angle):
-    stats = lamella_stats(stripes((200, 200), angle, 4, 10))
+@pytest.mark.parametrize("width", [4, 7])
+def test_orientation_and_width_of_rotated_stripes(angle, width):
+    stats = lamella_stats(stripes((200, 200), angle, width, width + 6))
     diff = (stats.orientation_deg - angle + 90) % 180 - 90
     assert abs(diff) < 1.0
-    assert stats.width_px == pytest.approx(4.0, abs=0.3)
+    assert stats.width_px == pytest.approx(width, abs=0.1 * width + 0.3)
     assert stats.orientation_spread_deg < 5.0
 
 

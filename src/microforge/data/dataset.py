@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 from ..errors import MicroforgeError
 from ..properties import PropertySet
 from .images import read_grey, read_image
-from .manifest import DatasetTable, read_dataset
+from .manifest import MASK_TYPE_COLUMN, DatasetTable, read_dataset
 
 SPLITS = ("train", "val", "test")
 IGNORE_INDEX = -1  # mask value for tiles without a mask (torch's cross-entropy ignore_index)
@@ -67,7 +67,8 @@ class MicrographDataset(Dataset):
     Items are dicts: ``image`` float32 ``(1, H, W)`` in [0, 1]; ``mask`` int64 ``(H, W)`` with
     classes 0..2, or :data:`IGNORE_INDEX` everywhere when the tile has no mask; ``props``
     float32 ``(K,)`` normalised to [-1, 1]; ``props_raw`` float32 ``(K,)`` in physical units;
-    ``specimen`` str; ``index`` int (row of the manifest).
+    ``specimen`` str; ``index`` int (row of the manifest); ``merge_alpha`` bool, True when the
+    tile's mask was binary (alpha/beta) so that its class 0 stands for all alpha.
     """
 
     def __init__(
@@ -125,4 +126,5 @@ class MicrographDataset(Dataset):
             "props_raw": torch.from_numpy(self._raw[i]),
             "specimen": row["specimen"],
             "index": int(self.table.index[i]),
+            "merge_alpha": bool(row.get(MASK_TYPE_COLUMN, "") == "binary_white_is_beta"),
         }

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..errors import MicroforgeError
 from ..properties import TITANIUM_PROPERTIES, PropertySet, PropertySpec
 from .images import read_grey, read_image, write_png
-from .manifest import MODALITIES, DatasetTable, check_property_cell, line_of, read_dataset, write_manifest
+from .manifest import MASK_TYPE_COLUMN, MODALITIES, DatasetTable, check_property_cell, line_of, read_dataset, write_manifest
 from .outdir import PARTS_DIR, prepare_output_dir
 from .phase_map import MASK_TYPES, mask_to_phase_map
 from .tiling import Crop, iter_tiles, normalise_grey, to_uint8
@@ -167,7 +167,8 @@ def _plan(opt: ImportOptions) -> tuple[list[_Row], PropertySet]:
     info = {"source": f"imported from {opt.table}", "tile_size": opt.tile_size, "overlap": opt.overlap,
             "crop": [opt.crop.top, opt.crop.bottom, opt.crop.left, opt.crop.right], "scale": opt.scale,
             "percentiles": [opt.lower_percentile, opt.upper_percentile]}
-    return rows, PropertySet(specs, list(opt.meta_columns), info)
+    meta = list(dict.fromkeys([*opt.meta_columns, MASK_TYPE_COLUMN])) if opt.mask_column else list(opt.meta_columns)
+    return rows, PropertySet(specs, meta, info)
 
 
 def load_mask_for(image_shape: tuple[int, int], mask_path: Path, mask_type: str, where: str) -> np.ndarray:
@@ -229,7 +230,11 @@ def import_dataset(opt: ImportOptions, progress: bool = True) -> DatasetTable:
                 mask_rel = f"masks/{row.specimen}/{stem}_y{y:05d}_x{x:05d}.png"
                 write_png(opt.out / mask_rel, phase[y : y + opt.tile_size, x : x + opt.tile_size])
             records.append({"tile": tile_rel, "specimen": row.specimen, "modality": row.modality,
-                            "mask": mask_rel, **row.values, **row.meta})
-    write_manifest(opt.out, pd.DataFrame(records), props)
+                            "mask": mask_rel, **row.values, **row.meta,
+                            MASK_TYPE_COLUMN: row.mask_type if phase is not None else ""})
+    table = pd.DataFrame(records)
+    if MASK_TYPE_COLUMN not in props.meta_columns:
+        table = table.drop(columns=MASK_TYPE_COLUMN)
+    write_manifest(opt.out, table, props)
     (opt.out / PARTS_DIR).rmdir()
     return read_dataset(opt.out)

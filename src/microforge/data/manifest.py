@@ -26,6 +26,7 @@ MANIFEST_NAME = "manifest.csv"
 PROPERTIES_NAME = "properties.json"
 RESERVED_COLUMNS = ("tile", "specimen", "modality", "mask")
 MODALITIES = ("OM", "SEM")
+MASK_TYPE_COLUMN = "mask_type"  # meta column: the format a tile's mask was imported from
 
 
 @dataclass
