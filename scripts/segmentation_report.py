@@ -3,8 +3,9 @@
     python scripts/segmentation_report.py [--steps 600] [--work /tmp/mf-seg]
 
 Datasets: the real alpha/beta Ti set (imported from ../shared/data at half resolution; 6 train,
-1 val, 2 test images by specimen) and the synthetic benchmark's SEM tiles (configs/synth-tiny.yaml,
-12 specimens; test specimens held out). Writes benchmarks/results/segmentation.json, the source of
+1 val, 2 test images by specimen, with two split seeds: seed 0 holds out two binary-mask images,
+seed 3 holds out one 3-class image) and the synthetic benchmark's SEM tiles (24 specimens of
+384 px, 6 of each morphology; 5 test specimens held out). Writes benchmarks/results/segmentation.json, the source of
 the table in docs/characterization.md. The U-Net trained on the synthetic benchmark is saved
 under --work (it is our own data); the one trained on the Ti set is not kept in the repository,
 because those images carry no licence.
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from microforge.characterize.segmentation import segment_classical
 from microforge.characterize.segmenter_training import SegmenterTrainConfig, evaluate_segmentation, train_segmenter
-from microforge.config import SynthConfig, load_config
+from microforge.config import SynthConfig
 from microforge.data.importer import ImportOptions, import_dataset
 from microforge.data.synth.benchmark import build_benchmark
 from microforge.data.tiling import Crop
@@ -44,10 +45,10 @@ def main() -> None:
             mask_type_column="mask_type", crop=Crop(0, 24, 0, 0), scale=0.5, overwrite=True))
     synth = args.work / "synth"
     if not (synth / "manifest.csv").exists():
-        build_benchmark(synth, load_config(SynthConfig, REPO / "configs" / "synth-tiny.yaml"), workers=2, overwrite=True)
+        build_benchmark(synth, SynthConfig(n_specimens=24, field_px=384), workers=2, overwrite=True)
     results = {}
-    for name, data, modality in (("ti_ab", ti, "SEM"), ("synthetic_sem", synth, "SEM")):
-        cfg = replace(SegmenterTrainConfig(), steps=args.steps, modality=modality)
+    for name, data, modality, seed in (("ti_ab_split0", ti, "SEM", 0), ("ti_ab_split3", ti, "SEM", 3), ("synthetic_sem", synth, "SEM", 0)):
+        cfg = replace(SegmenterTrainConfig(), steps=args.steps, modality=modality, split_seed=seed)
         model = train_segmenter([data], args.work / f"unet-{name}", cfg)
         kw = dict(fractions=cfg.split_fractions, seed=cfg.split_seed, modality=modality)
         results[name] = {

@@ -16,7 +16,7 @@ def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-@pytest.mark.parametrize("command", ["segment", "train", "generate", "evaluate", "characterize", "fingerprint", "serve"])
+@pytest.mark.parametrize("command", ["train", "generate", "evaluate", "fingerprint", "serve"])
 def test_unbuilt_commands_say_so_and_fail(command):
     result = run(command, "--prop", "YS=1")
     assert result.exit_code == EXIT_NOT_BUILT
@@ -74,3 +74,46 @@ def test_installed_entry_point_and_module():
     for cmd in ([str(script if script.exists() else "microforge"), "--version"], [sys.executable, "-m", "microforge", "--version"]):
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True)
         assert "microforge, version" in out.stdout
+
+
+def test_characterize_images_and_compare_folders(tmp_path, tiny_bench):
+    import json
+
+    from PIL import Image
+
+    from microforge.data.synth.benchmark import make_specimen
+    from microforge.config import SynthConfig
+
+    for folder, morph in (("eq", "equiaxed"), ("la", "lamellar")):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            sp = make_specimen(SynthConfig(field_px=128), i, morph)
+            Image.fromarray((sp.images["SEM"] * 255).astype("uint8")).save(tmp_path / folder / f"{i}.png")
+    r = run("characterize", tmp_path / "eq" / "0.png", "--out", tmp_path / "one", "--pixel-size", "0.25", "--quiet")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "one" / "descriptors.json").read_text())
+    assert report["images"][0]["phase_map"].startswith("classical")
+    assert (tmp_path / "one" / "figures" / "0.png").exists()
+    r = run("characterize", tmp_path / "eq", tmp_path / "la", "--out", tmp_path / "cmp", "--quiet")
+    assert r.exit_code == 0, r.output and "s2 discrepancy (la vs eq)" in r.output
+    assert (tmp_path / "cmp" / "compare.png").exists() and (tmp_path / "cmp" / "figures" / "eq_0.png").exists()
+    r = run("characterize", tmp_path / "eq", "--out", tmp_path / "cmp", "--quiet")
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    r = run("characterize", tiny_bench.root, "--out", tmp_path / "ds", "--figures", "0", "--quiet")
+    assert r.exit_code == 0 and json.loads((tmp_path / "ds" / "descriptors.json").read_text())["images"][0]["phase_map"] == "mask"
+    r = run("characterize", tmp_path / "nothing.png", "--out", tmp_path / "x")
+    assert r.exit_code == 1 and "no such file or folder" in r.output
+
+
+def test_segment_run_train_evaluate(tmp_path, tiny_bench):
+    r = run("segment", "run", tiny_bench.root / "tiles" / "S0000", "--out", tmp_path / "maps", "--quiet")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "maps" / "fractions.csv").read_text().startswith("image,map,primary_alpha,beta,secondary_alpha")
+    r = run("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 32, "--quiet")
+    assert r.exit_code == 0, r.output
+    r = run("segment", "evaluate", "--data", tiny_bench.root, "--model", tmp_path / "unet", "--split", "all", "--json", tmp_path / "s.json")
+    assert r.exit_code == 0 and "S0000" in r.output and (tmp_path / "s.json").exists()
+    r = run("segment", "run", tiny_bench.root / "tiles" / "S0000", "--out", tmp_path / "m2", "--model", tmp_path / "nope")
+    assert r.exit_code == 1 and "not found" in r.output
+    r = run("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 30)
+    assert r.exit_code == 1 and "--overwrite" in r.output

@@ -177,11 +177,115 @@ def data_sheet(dataset: Path, out: Path, per_morphology: int) -> None:
     click.echo(f"wrote {out}")
 
 
+# --------------------------------------------------------------------------- characterize
+
+
+@cli.command("characterize")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for descriptors.json and figures.")
+@click.option("--segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder (images without masks).")
+@click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True, help="Contrast of the images.")
+@click.option("--pixel-size", "pixel_size_um", type=float, help="Micrometres per pixel (adds um lengths and ASTM G).")
+@click.option("--figures", default=20, show_default=True, help="Draw a figure for the first N images.")
+@click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def characterize_cmd(paths: tuple[Path, ...], out: Path, segmenter: str, modality: str, pixel_size_um: float | None,
+                     figures: int, overwrite: bool, quiet: bool) -> None:
+    """Measure micrographs: phase fractions, S2, lineal path, chords, grain size, laths, topology.
+
+    PATHS are images, folders of images or dataset folders (whose masks are used). Given exactly
+    two folders, also compares them, the first as reference.
+    """
+    from .characterize.run import characterize
+
+    report = characterize(paths, out, segmenter, modality, pixel_size_um, figures, overwrite, progress=not quiet)
+    click.echo(f"measured {len(report['images'])} images -> {out / 'descriptors.json'}")
+    if "comparison" in report:
+        c = report["comparison"]
+        for key in ("s2", "lineal_path"):
+            eps = ", ".join(f"{k} {v['discrepancy_pct']:.1f}%" for k, v in c[key].items() if k != "r" and v["discrepancy_pct"] is not None)
+            click.echo(f"{key} discrepancy ({c['sets'][1]} vs {c['sets'][0]}): {eps}")
+        click.echo(f"comparison -> {out / 'compare.png'}")
+
+
+# -------------------------------------------------------------------------------- segment
+
+
+@cli.group(cls=_Group)
+def segment() -> None:
+    """Segment micrographs into 3-class maps; train and score the U-Net segmenter."""
+
+
+@segment.command("run")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the maps.")
+@click.option("--model", "segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder.")
+@click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def segment_run(paths: tuple[Path, ...], out: Path, segmenter: str, modality: str, overwrite: bool, quiet: bool) -> None:
+    """Write the phase map of every image (indices and colours) and fractions.csv."""
+    from .characterize.run import segment_images
+
+    rows = segment_images(paths, out, segmenter, modality, overwrite, progress=not quiet)
+    click.echo(f"segmented {len(rows)} images -> {out / 'fractions.csv'}")
+
+
+@segment.command("train")
+@click.option("--data", "datasets", multiple=True, required=True, type=click.Path(path_type=Path), help="Dataset with masks (repeatable).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
+@click.option("--steps", default=600, show_default=True, help="Optimiser steps.")
+@click.option("--batch-size", default=8, show_default=True)
+@click.option("--crop", default=96, show_default=True, help="Training crop side, px (multiple of 8).")
+@click.option("--modality", type=click.Choice(["SEM", "OM"]), help="Train on one modality only.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace a model in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def segment_train(datasets: tuple[Path, ...], out: Path, steps: int, batch_size: int, crop: int, modality: str | None,
+                  seed: int, overwrite: bool, quiet: bool) -> None:
+    """Train the attention U-Net on the train split (by specimen) of datasets with masks."""
+    from dataclasses import replace
+
+    from .characterize.segmenter_training import SegmenterTrainConfig, train_segmenter
+    from .data.outdir import prepare_output_dir
+
+    if steps < 1 or batch_size < 1:
+        raise MicroforgeError("--steps and --batch-size must be positive")
+    prepare_output_dir(out, overwrite, done_marker="model.safetensors", own_markers=("config.json",))
+    cfg = replace(SegmenterTrainConfig(), steps=steps, batch_size=batch_size, crop=crop, modality=modality, seed=seed)
+    train_segmenter(list(datasets), out, cfg, progress=not quiet)
+    click.echo(f"saved the segmenter to {out}")
+
+
+@segment.command("evaluate")
+@click.option("--data", "dataset", required=True, type=click.Path(path_type=Path), help="Dataset with masks.")
+@click.option("--model", "segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder.")
+@click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
+@click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True)
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the scores here.")
+def segment_evaluate(dataset: Path, segmenter: str, split: str, modality: str, json_out: Path | None) -> None:
+    """Per-class IoU and phase-fraction error on held-out specimens."""
+    import json
+
+    from .characterize.run import load_segmenter
+    from .characterize.segmenter_training import SegmenterTrainConfig, evaluate_segmentation
+
+    seg, name = load_segmenter(segmenter, modality)
+    cfg = SegmenterTrainConfig()
+    scores = evaluate_segmentation(seg, dataset, None if split == "all" else split, cfg.split_fractions, cfg.split_seed, modality)
+    click.echo(f"{name} on {dataset} ({split} split)")
+    click.echo(f"{'specimen':<16}{'IoU a_p':>9}{'IoU b':>8}{'IoU a_s':>9}   fraction error [pts] a_p / b / a_s")
+    fmt = lambda v: "   -" if v is None else f"{v:.3f}"  # noqa: E731
+    for sp, s in scores["specimens"].items():
+        errs = " / ".join("-" if e is None else f"{e:+.1f}" for e in s["fraction_error_pts"])
+        click.echo(f"{sp:<16}{fmt(s['iou'][0]):>9}{fmt(s['iou'][1]):>8}{fmt(s['iou'][2]):>9}   {errs}" + ("  (binary mask)" if s["merged_alpha"] else ""))
+    if json_out:
+        json_out.write_text(json.dumps(scores, indent=1) + "\n")
+
+
 # ------------------------------------------------------------------ not built yet (honest)
 
 _NOT_BUILT = {
-    "segment": ("Segment micrographs into 3-class metallographic maps.", "issue 3 (characterization)"),
-    "characterize": ("Measure phase fractions, S2, lineal path, grain size and topology.", "issue 3 (characterization)"),
     "train": ("Train TiM3 or a baseline model.", "issues 4 and 6 (TiM3, baselines)"),
     "generate": ("Generate micrographs for a property target.", "issue 4 (TiM3)"),
     "evaluate": ("Evaluate a model and write the benchmark report.", "issue 5 (evaluation)"),
