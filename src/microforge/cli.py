@@ -177,6 +177,72 @@ def data_sheet(dataset: Path, out: Path, per_morphology: int) -> None:
     click.echo(f"wrote {out}")
 
 
+# ---------------------------------------------------------------------- train / generate
+
+
+@cli.group(cls=_Group)
+def train() -> None:
+    """Train a model (TiM3; the baselines are not built yet)."""
+
+
+@train.command("tim3")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (with phase maps for two-stage).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config [configs/tim3-tiny.yaml defaults].")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; becomes the model folder.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
+    """Train TiM3 (autoencoders, stage 1, stage 2) under accelerate.
+
+    Several processes or machines: accelerate launch -m microforge train tim3 ...
+    """
+    from .models.tim3 import load_tim3_config
+    from .training.tim3_trainer import train_tim3
+
+    cfg = load_tim3_config(config_path)
+    train_tim3(data, out, cfg, resume=resume, progress=not quiet)
+    click.echo(f"trained TiM3 -> {out}")
+
+
+for _name, _issue in (("ccgan", "issue 6"), ("ccdm", "issue 6"), ("ddpm", "issue 6"), ("acwgan-gp", "issue 6")):
+    train.add_command(click.Command(
+        _name, help=f"[not built yet] Train {_name}.", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        callback=(lambda name, issue: lambda args: (_ for _ in ()).throw(NotBuiltError(f"microforge train {name} is not built yet; it is tracked in {issue}")))(_name, _issue),
+    ))
+
+
+@cli.command("generate")
+@click.option("--model", default="bundled:ti-sem-tiny", show_default=True, help="Model folder, or bundled:NAME.")
+@click.option("--prop", "props", multiple=True, help="NAME=VALUE for every property of the model, repeatable.")
+@click.option("-n", "n", default=8, show_default=True, help="Samples per target.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@click.option("--steps", type=int, help="Denoising steps [the model's, 20].")
+@click.option("--guidance", "guidance_scale", type=float, help="Classifier-free guidance scale [the model's].")
+@click.option("--sampler", type=click.Choice(["ddim", "dpm++"]), help="Sampler [the model's, ddim].")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--brightness", type=float, help="Target mean grey level in [-1, 1] (models trained with it).")
+@click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def generate_cmd(model: str, props: tuple[str, ...], n: int, out: Path, steps: int | None, guidance_scale: float | None,
+                 sampler: str | None, seed: int, batch_size: int, brightness: float | None, overwrite: bool, quiet: bool) -> None:
+    """Generate micrographs (and their stage-1 maps) for a property target."""
+    from .pipelines.generate import generate, resolve_model
+    from .pipelines.tim3 import TiM3Pipeline
+    from .properties import parse_property_assignments
+
+    if n < 1:
+        raise MicroforgeError(f"-n must be at least 1, got {n}")
+    pipe = TiM3Pipeline.from_pretrained(resolve_model(model))
+    target = parse_property_assignments(list(props), pipe.condition_properties)
+    run = generate(model, target[None], n, out, steps, guidance_scale, sampler, seed, batch_size, brightness, overwrite, not quiet, pipe)
+    if not run["in_training_hull"][0]:
+        click.echo("warning: the target lies outside the convex hull of the training data's properties; "
+                   "the model extrapolates and the result may not honour the target", err=True)
+    click.echo(f"wrote {len(run['samples'])} samples in {run['seconds']} s -> {out} (contact sheet: {out / 'contact_sheet.png'})")
+
+
 # --------------------------------------------------------------------------- characterize
 
 
@@ -286,8 +352,6 @@ def segment_evaluate(dataset: Path, segmenter: str, split: str, modality: str, j
 # ------------------------------------------------------------------ not built yet (honest)
 
 _NOT_BUILT = {
-    "train": ("Train TiM3 or a baseline model.", "issues 4 and 6 (TiM3, baselines)"),
-    "generate": ("Generate micrographs for a property target.", "issue 4 (TiM3)"),
     "evaluate": ("Evaluate a model and write the benchmark report.", "issue 5 (evaluation)"),
     "fingerprint": ("ResNet18-VAE fingerprints: train, encode, explore.", "issue 6 (seed systems)"),
     "serve": ("Web UI for exploring property targets.", "issue 7 (web UI)"),

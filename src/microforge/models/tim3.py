@@ -1,0 +1,208 @@
+"""TiM3's configuration and its networks, built from diffusers components.
+
+Stage 1: properties -> latent of the 3-class map (UNet2DConditionModel, cross-attention on the
+property context). Stage 2: map + properties -> latent of the micrograph; the map enters as
+extra input channels at every step (a one-hot map resized to the latent grid, or a small learned
+conv encoder), the properties through cross-attention. Each stage has its own AutoencoderKL.
+The one-stage variant (``two_stage: false``) maps properties straight to the micrograph latent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from diffusers import AutoencoderKL, UNet2DConditionModel
+from torch import nn
+
+from ..errors import MicroforgeError
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    block_out_channels: tuple[int, ...] = (16, 32, 32)  # three levels: downsampling f = 4
+    latent_channels: int = 4  # as in Stable Diffusion and TiM3
+    layers_per_block: int = 1  # tiny: 0.24 M parameters, 0.16 s per step on 2 CPU cores
+    norm_num_groups: int = 8  # divides every channel count above
+    mid_attention: bool = False  # self-attention in the mid block: 2x the CPU cost, little gain at 16^2
+    steps: int = 1500  # optimiser steps
+    batch_size: int = 8
+    lr: float = 1e-3  # AdamW
+    kl_weight: float = 1e-6  # weak KL, as latent diffusion autoencoders use
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    block_out_channels: tuple[int, ...] = (32, 64, 64)  # DESIGN.md section 8: the tiny UNet
+    layers_per_block: int = 1
+    attention_head_dim: int = 8
+    norm_num_groups: int = 16
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    kind: str = "gmm"  # "gmm": TiM3's probabilistic encoder; "mlp": the ablation baseline
+    hidden: int = 128
+    dim: int = 64  # token width = the UNet's cross_attention_dim
+    n_tokens: int = 4  # learned tokens of context (docs/tim3.md explains the choice)
+    n_components: int = 4  # U, mixture components
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 2000  # per diffusion stage (0.3 s per step for the tiny UNet on 2 CPU cores)
+    batch_size: int = 16
+    lr: float = 3e-4  # AdamW, constant after a 100-step warm-up
+    ema_decay: float = 0.999  # EMA weights are the ones saved for sampling
+    cond_dropout: float = 0.1  # share of samples trained unconditionally (classifier-free guidance)
+    property_noise: bool = True  # TiM3's Table 4 augmentation (stds from properties.json)
+    augment: bool = True  # the 8 symmetries of the square, on latents and maps alike
+    checkpoint_every: int = 250  # steps between resumable checkpoints
+    keep_checkpoints: int = 2  # older checkpoints are deleted
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TiM3Config:
+    resolution: int = 64  # px; dataset tiles are resized to this
+    modality: str = "SEM"  # which renderings to learn
+    two_stage: bool = True  # False: the one-stage ablation
+    map_condition: str = "onehot"  # "onehot" (default) or "learned" (a small conv encoder)
+    map_condition_channels: int = 8  # width of the learned map encoder's output
+    brightness: bool = False  # the optional extra condition: mean grey level in [-1, 1]
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "scaled_linear"  # latent-diffusion schedule, beta 0.00085 .. 0.012
+    sampler: str = "ddim"  # "ddim" or "dpm++"
+    sampling_steps: int = 20  # DDIM steps (TiM3's default)
+    guidance_scale: float = 2.0  # classifier-free guidance at sampling (1 = none)
+    split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # by specimen
+    vae: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        f = 2 ** (len(self.vae.block_out_channels) - 1)
+        if self.resolution % (f * 2 ** (len(self.unet.block_out_channels) - 1)):
+            raise MicroforgeError(f"resolution {self.resolution} must be divisible by the VAE and UNet downsampling")
+        if self.map_condition not in ("onehot", "learned"):
+            raise MicroforgeError(f"map_condition must be 'onehot' or 'learned', got {self.map_condition!r}")
+        if self.sampler not in ("ddim", "dpm++"):
+            raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
+        if self.modality not in ("OM", "SEM"):
+            raise MicroforgeError(f"modality must be OM or SEM, got {self.modality!r}")
+
+    @property
+    def latent_size(self) -> int:
+        return self.resolution // 2 ** (len(self.vae.block_out_channels) - 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise MicroforgeError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for key, value in data.items():
+        sub = {AutoencoderConfig: 1, UNetConfig: 1, EncoderConfig: 1, TrainConfig: 1}
+        default = names[key].default_factory() if names[key].default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        if default is not None and type(default) in sub:
+            if not isinstance(value, dict):
+                raise MicroforgeError(f"{where}: {key} must be a mapping")
+            kwargs[key] = _build(type(default), value, f"{where}: {key}")
+        else:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise MicroforgeError(f"{where}: {exc}") from None
+
+
+def tim3_config_from_dict(data: dict[str, Any], where: str = "config") -> TiM3Config:
+    """Build a :class:`TiM3Config` from nested plain data; unknown keys are named errors."""
+    return _build(TiM3Config, data, where)
+
+
+def load_tim3_config(path: str | Path | None) -> TiM3Config:
+    """Read a TiM3 YAML config (``None``: the defaults, i.e. configs/tim3-tiny.yaml)."""
+    if path is None:
+        return TiM3Config()
+    path = Path(path)
+    if not path.is_file():
+        raise MicroforgeError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MicroforgeError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise MicroforgeError(f"{path}: expected a mapping")
+    return tim3_config_from_dict(data, str(path))
+
+
+def build_autoencoder(cfg: AutoencoderConfig, channels: int) -> AutoencoderKL:
+    """AutoencoderKL for ``channels``-channel inputs in [-1, 1] (1: micrograph, 3: one-hot map)."""
+    n = len(cfg.block_out_channels)
+    return AutoencoderKL(
+        in_channels=channels, out_channels=channels,
+        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels, norm_num_groups=cfg.norm_num_groups, sample_size=64,
+        mid_block_add_attention=cfg.mid_attention,
+    )
+
+
+def build_unet(cfg: TiM3Config, in_channels: int) -> UNet2DConditionModel:
+    """The denoiser: cross-attention in all but the lowest-resolution level."""
+    n = len(cfg.unet.block_out_channels)
+    return UNet2DConditionModel(
+        sample_size=cfg.latent_size, in_channels=in_channels, out_channels=cfg.vae.latent_channels,
+        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        block_out_channels=tuple(cfg.unet.block_out_channels), layers_per_block=cfg.unet.layers_per_block,
+        cross_attention_dim=cfg.encoder.dim, attention_head_dim=cfg.unet.attention_head_dim,
+        norm_num_groups=cfg.unet.norm_num_groups,
+    )
+
+
+class MapEncoder(nn.Module):
+    """The learned map condition: one-hot map ``(B, 3, H, W)`` -> ``(B, C, H/f, W/f)``."""
+
+    def __init__(self, out_channels: int, downsample: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(3, 32, 3, padding=1), nn.SiLU()]
+        for _ in range(int(round(torch.log2(torch.tensor(float(downsample))).item()))):
+            layers += [nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.SiLU()]
+        layers.append(nn.Conv2d(32, out_channels, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, onehot: torch.Tensor) -> torch.Tensor:
+        return self.net(onehot)
+
+
+def onehot_map(phase_map: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` class indices -> ``(B, 3, H, W)`` float one-hot."""
+    return F.one_hot(phase_map.long().clamp(0, 2), 3).permute(0, 3, 1, 2).float()
+
+
+def map_condition(onehot: torch.Tensor, latent_size: int, encoder: MapEncoder | None) -> torch.Tensor:
+    """The stage-2 map condition: the one-hot map area-resized to the latent grid (each channel is
+    then the class's local share), or the learned encoder's output."""
+    if encoder is not None:
+        return encoder(onehot)
+    return F.interpolate(onehot, size=(latent_size, latent_size), mode="area") * 2.0 - 1.0

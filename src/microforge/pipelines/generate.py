@@ -1,0 +1,96 @@
+"""``microforge generate``: sample micrographs for property targets and write them out."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..data.contact_sheet import image_grid
+from ..data.images import write_png
+from ..data.outdir import prepare_output_dir
+from ..data.phase_map import phase_fractions, to_pseudo_rgb
+from ..data.tiling import to_uint8
+from ..errors import MicroforgeError
+from ..evaluate.hull import in_hull
+from .tim3 import TiM3Pipeline
+
+BUNDLED_PREFIX = "bundled:"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
+DEFAULT_MODEL = "bundled:ti-sem-tiny"
+MAX_SAMPLES = 100_000
+
+
+def resolve_model(spec: str) -> Path:
+    """``bundled:NAME`` -> the checkpoint shipped in the package; anything else is a folder."""
+    if spec.startswith(BUNDLED_PREFIX):
+        name = spec[len(BUNDLED_PREFIX):]
+        path = BUNDLED_DIR / name
+        if not path.is_dir():
+            known = sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir()) if BUNDLED_DIR.is_dir() else []
+            raise MicroforgeError(f"no bundled model {name!r}; bundled: {', '.join(known) or 'none'}")
+        return path
+    return Path(spec)
+
+
+def hull_check(pipe: TiM3Pipeline, targets: np.ndarray) -> np.ndarray:
+    """Whether each raw target ``(N, K)`` lies in the hull of the model's training properties."""
+    points = pipe.properties.info.get("hull_points")
+    if not points:
+        return np.ones(len(targets), dtype=bool)
+    return in_hull(np.asarray(points), pipe.condition_properties.normalise(targets))
+
+
+def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: int | None = None, guidance_scale: float | None = None,
+             sampler: str | None = None, seed: int = 0, batch_size: int = 16, brightness: float | None = None,
+             overwrite: bool = False, progress: bool = True, pipe: TiM3Pipeline | None = None) -> dict:
+    """Generate ``n`` samples per target row and write, under ``out``: ``images/`` (micrographs),
+    ``maps/`` (class indices and colour maps), ``contact_sheet.png`` and ``run.json``.
+
+    Batches are written as they come, so memory holds one batch at a time. Returns the run record
+    (also in ``run.json``), which says for each target whether it lies in the training hull.
+    """
+    if n < 1 or n > MAX_SAMPLES:
+        raise MicroforgeError(f"-n must be between 1 and {MAX_SAMPLES}, got {n}")
+    pipe = pipe or TiM3Pipeline.from_pretrained(resolve_model(model))
+    targets = pipe.check_targets(targets)
+    inside = hull_check(pipe, targets)
+    out = Path(out)
+    prepare_output_dir(out, overwrite, done_marker="run.json", own_markers=("images", "maps"))
+    rows = np.repeat(targets, n, axis=0)
+    start = time.perf_counter()
+    sheet, titles, records, k = [], [], [], 0
+    for batch in pipe.iter_batches(rows, steps, guidance_scale, sampler, batch_size, seed, brightness, progress):
+        for j in range(len(batch.images)):
+            name = f"t{k // n:03d}_s{k % n:04d}"
+            write_png(out / "images" / f"{name}.png", to_uint8(batch.images[j]))
+            rec = {"image": f"images/{name}.png", "target": k // n}
+            if batch.maps is not None:
+                write_png(out / "maps" / f"{name}.png", batch.maps[j])
+                write_png(out / "maps" / f"{name}_rgb.png", to_pseudo_rgb(batch.maps[j]))
+                rec["map"] = f"maps/{name}.png"
+                rec["phase_fractions"] = [round(float(v), 4) for v in phase_fractions(batch.maps[j])]
+                if len(sheet) < 32:
+                    sheet.append(to_pseudo_rgb(batch.maps[j]))
+                    titles.append(f"{name} map")
+            if len(sheet) < 32:
+                sheet.append(to_uint8(batch.images[j]))
+                titles.append(name)
+            records.append(rec)
+            k += 1
+    seconds = time.perf_counter() - start
+    image_grid(sheet, titles, 8 if batch.maps is not None else 4, out / "contact_sheet.png")
+    names = pipe.condition_properties.names
+    run = {
+        "model": model, "targets": [dict(zip(names, map(float, t))) for t in targets],
+        "in_training_hull": inside.tolist(), "samples_per_target": n, "seed": seed,
+        "steps": steps or pipe.cfg.sampling_steps, "sampler": sampler or pipe.cfg.sampler,
+        "guidance_scale": pipe.cfg.guidance_scale if guidance_scale is None else guidance_scale,
+        "seconds": round(seconds, 2), "samples": records,
+    }
+    tmp = out / "run.json.tmp"
+    tmp.write_text(json.dumps(run, indent=1) + "\n")
+    tmp.replace(out / "run.json")
+    return run

@@ -1,0 +1,203 @@
+"""The TiM3 sampling pipeline: property vectors -> metallographic maps -> micrographs.
+
+Loads a model folder written by the trainer (every network through diffusers'
+``from_pretrained`` with ``use_safetensors=True``; nothing is unpickled) and samples in batches
+with DDIM (default, 20 steps) or DPM-Solver++, with classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from tqdm.auto import tqdm
+
+from ..errors import MicroforgeError
+from ..models.property_encoder import PropertyEncoder
+from ..models.tim3 import MapEncoder, TiM3Config, map_condition, onehot_map, tim3_config_from_dict
+from ..properties import PropertySet
+
+FORMAT = "microforge-tim3/1"
+
+
+@dataclass
+class Generated:
+    """A batch of samples: ``maps`` ``(N, H, W)`` uint8 classes 0..2 (``None`` for the one-stage
+    model), ``images`` ``(N, H, W)`` float32 in [0, 1], and the raw targets ``(N, K)``."""
+
+    maps: np.ndarray | None
+    images: np.ndarray
+    targets: np.ndarray
+
+
+class TiM3Pipeline:
+    """A trained TiM3 model, ready to sample. Build it with :meth:`from_pretrained`."""
+
+    def __init__(self, folder: Path, cfg: TiM3Config, properties: PropertySet, scaling: dict[str, float], brightness_mean: float,
+                 modules: dict[str, torch.nn.Module], scheduler_config: dict) -> None:
+        self.folder, self.cfg, self.properties = folder, cfg, properties
+        self.scaling, self.brightness_mean = scaling, brightness_mean
+        self.modules = modules
+        self.scheduler_config = scheduler_config
+        for m in modules.values():
+            m.eval()
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "TiM3Pipeline":
+        """Load a model folder; a missing, tampered or truncated file is an error naming it."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MicroforgeError(f"{folder}: model folder not found")
+        config_path = folder / "config.json"
+        if not config_path.is_file():
+            raise MicroforgeError(f"{config_path}: not found; is {folder} a trained TiM3 model?")
+        try:
+            raw = json.loads(config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise MicroforgeError(f"{config_path}: not valid JSON ({exc})") from None
+        if raw.get("format") != FORMAT:
+            raise MicroforgeError(f"{config_path}: format {raw.get('format')!r} is not {FORMAT!r}")
+        cfg = tim3_config_from_dict(raw["config"], str(config_path))
+        props = PropertySet.load(folder / "properties.json")
+        names = ["vae_image", "encoder_stage2", "unet_stage2"]
+        if cfg.two_stage:
+            names += ["vae_map", "encoder_stage1", "unet_stage1"]
+        modules: dict[str, torch.nn.Module] = {}
+        loaders = {"vae": AutoencoderKL, "enc": PropertyEncoder, "une": UNet2DConditionModel}
+        for name in names:
+            modules[name] = _load(loaders[name[:3]], folder / name)
+        if cfg.two_stage and cfg.map_condition == "learned":
+            modules["map_encoder"] = _load_plain(MapEncoder(cfg.map_condition_channels, 2 ** (len(cfg.vae.block_out_channels) - 1)), folder / "map_encoder")
+        sched_path = folder / "scheduler" / "scheduler_config.json"
+        if not sched_path.is_file():
+            raise MicroforgeError(f"{sched_path}: not found")
+        return cls(folder, cfg, props, raw["scaling_factors"], float(raw.get("brightness_mean", 0.0)), modules, json.loads(sched_path.read_text()))
+
+    @property
+    def condition_properties(self) -> PropertySet:
+        """The properties a target must give (the dataset's; brightness is optional)."""
+        return PropertySet([s for s in self.properties.specs if s.name != "brightness"], [], self.properties.info)
+
+    # ------------------------------------------------------------------ sampling
+
+    def _scheduler(self, sampler: str):
+        if sampler == "ddim":
+            return DDIMScheduler.from_config(self.scheduler_config)
+        if sampler == "dpm++":
+            return DPMSolverMultistepScheduler.from_config(self.scheduler_config, algorithm_type="dpmsolver++")
+        raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {sampler!r}")
+
+    def _denoise(self, unet, encoder, y: torch.Tensor, extra: torch.Tensor | None, steps: int, guidance: float,
+                 sampler: str, gen: torch.Generator) -> torch.Tensor:
+        sched = self._scheduler(sampler)
+        sched.set_timesteps(steps)
+        b = y.shape[0]
+        shape = (b, self.cfg.vae.latent_channels, self.cfg.latent_size, self.cfg.latent_size)
+        z = torch.randn(shape, generator=gen) * sched.init_noise_sigma
+        ctx = encoder(y, sample=True, generator=gen)
+        if guidance != 1.0:
+            ctx = torch.cat([ctx, encoder.null(b)])
+        for t in sched.timesteps:
+            zin = sched.scale_model_input(z, t)
+            inp = zin if extra is None else torch.cat([zin, extra], 1)
+            if guidance != 1.0:
+                eps_c, eps_u = unet(torch.cat([inp, inp]), t, encoder_hidden_states=ctx).sample.chunk(2)
+                eps = eps_u + guidance * (eps_c - eps_u)
+            else:
+                eps = unet(inp, t, encoder_hidden_states=ctx).sample
+            z = sched.step(eps, t, z, generator=gen).prev_sample
+        return z
+
+    def check_targets(self, targets: np.ndarray) -> np.ndarray:
+        """Validate raw targets ``(N, K)`` (or ``(K,)``): width, finiteness. Returns ``(N, K)`` float64."""
+        targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
+        props = self.condition_properties
+        if targets.shape[1] != len(props):
+            raise MicroforgeError(f"a target needs {len(props)} values, got {targets.shape[1]}; expected {props.describe()}")
+        if not np.isfinite(targets).all():
+            raise MicroforgeError(f"targets must be finite numbers; expected {props.describe()}")
+        return targets
+
+    @torch.no_grad()
+    def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
+                 batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Generated:
+        """Sample one micrograph (and map) per target row; see :meth:`iter_batches`."""
+        parts = list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress))
+        maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
+        return Generated(maps, np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
+
+    @torch.no_grad()
+    def iter_batches(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
+                     batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Iterator[Generated]:
+        """Sample in batches of ``batch_size``, yielding each batch (memory stays bounded).
+
+        Parameters
+        ----------
+        targets : raw property vectors ``(N, K)`` in the units of ``properties.json``.
+        steps : denoising steps (default: the config's, 20).
+        guidance_scale : classifier-free guidance (1: none; default: the config's).
+        sampler : ``"ddim"`` or ``"dpm++"``.
+        seed : batch ``i`` uses seed ``(seed, i)``: the same call gives the same images.
+        brightness : target mean grey level in [-1, 1] for models trained with it.
+        """
+        targets = self.check_targets(targets)
+        cfg = self.cfg
+        steps = cfg.sampling_steps if steps is None else int(steps)
+        guidance = cfg.guidance_scale if guidance_scale is None else float(guidance_scale)
+        sampler = sampler or cfg.sampler
+        if steps < 1:
+            raise MicroforgeError(f"steps must be at least 1, got {steps}")
+        if batch_size < 1:
+            raise MicroforgeError(f"batch size must be at least 1, got {batch_size}")
+        y_all = torch.tensor(self.condition_properties.normalise(targets), dtype=torch.float32)
+        if cfg.brightness:
+            b = self.brightness_mean if brightness is None else float(brightness)
+            if not -1.0 <= b <= 1.0:
+                raise MicroforgeError(f"brightness must lie in [-1, 1], got {b}")
+            y_all = torch.cat([y_all, torch.full((len(y_all), 1), b)], 1)
+        m = self.modules
+        starts = range(0, len(y_all), batch_size)
+        for i, start in enumerate(tqdm(starts, desc="generate", disable=not progress, unit="batch")):
+            gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
+            y = y_all[start : start + batch_size]
+            maps, extra = None, None
+            if cfg.two_stage:
+                zm = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
+                logits = m["vae_map"].decode(zm / self.scaling["vae_map"]).sample
+                maps_t = logits.argmax(1)
+                extra = map_condition(onehot_map(maps_t), cfg.latent_size, m.get("map_encoder"))
+                maps = maps_t.numpy().astype(np.uint8)
+            zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
+            images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
+            yield Generated(maps, images.numpy().astype(np.float32), targets[start : start + batch_size])
+
+
+def _load(cls, path: Path):
+    if not path.is_dir():
+        raise MicroforgeError(f"{path}: model component not found")
+    try:
+        return cls.from_pretrained(path, use_safetensors=True)
+    except MicroforgeError:
+        raise
+    except Exception as exc:  # diffusers raises several types for bad files; name the folder
+        raise MicroforgeError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
+
+
+def _load_plain(module: torch.nn.Module, path: Path) -> torch.nn.Module:
+    from safetensors.torch import load_file
+
+    file = path / "model.safetensors"
+    if not file.is_file():
+        raise MicroforgeError(f"{file}: not found")
+    try:
+        module.load_state_dict(load_file(str(file)))
+    except Exception as exc:
+        raise MicroforgeError(f"{file}: cannot be loaded ({exc})") from None
+    return module

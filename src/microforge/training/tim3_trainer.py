@@ -1,0 +1,383 @@
+"""Training TiM3 under accelerate, phase by phase, with resumable checkpoints.
+
+Phases, in order: ``vae_image`` and ``vae_map`` (the autoencoders; no map VAE in the one-stage
+variant), then ``stage1`` (properties -> map latent) and ``stage2`` (map + properties ->
+micrograph latent). A finished phase leaves its modules under ``out/<module>/`` and a marker
+``out/.done/<phase>.json``; an interrupted one resumes from ``out/checkpoints/<phase>/``.
+
+Every step draws its batch, noise, timesteps and dropout from a generator seeded by
+``(seed, phase, step, process)``, so a resumed run replays exactly the batches an uninterrupted
+run would have seen, and the final weights are the same.
+
+Run on several processes or machines with ``accelerate launch -m microforge train tim3 ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from ..data.dataset import MicrographDataset
+from ..data.images import read_grey
+from ..data.manifest import read_dataset
+from ..errors import MicroforgeError
+from ..models.property_encoder import PropertyEncoder
+from ..models.tim3 import MapEncoder, TiM3Config, build_autoencoder, build_unet, map_condition, onehot_map
+from ..properties import PropertySet, PropertySpec
+
+FORMAT = "microforge-tim3/1"
+DONE_DIR = ".done"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def phases(cfg: TiM3Config) -> list[str]:
+    return ["vae_image", "vae_map", "stage1", "stage2"] if cfg.two_stage else ["vae_image", "stage2"]
+
+
+def step_generator(*key: int) -> torch.Generator:
+    """A CPU generator seeded by a tuple of integers (seed, phase, step, process, ...)."""
+    return torch.Generator().manual_seed(int(np.random.SeedSequence(list(key)).generate_state(1)[0]))
+
+
+def d4_batch(x: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
+    """Apply symmetry ``ks[i]`` (0..7: quarter turns, then a flip when >= 4) to sample ``i``."""
+    out = []
+    for xi, k in zip(x, ks.tolist()):
+        xi = torch.rot90(xi, k % 4, (-2, -1))
+        out.append(xi.flip(-1) if k >= 4 else xi)
+    return torch.stack(out)
+
+
+def make_scheduler(cfg: TiM3Config) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                         beta_start=0.00085, beta_end=0.012, clip_sample=False)
+
+
+@dataclass
+class TrainingData:
+    """The training split in memory: images ``(N, 1, R, R)`` in [-1, 1], maps ``(N, R, R)``,
+    raw properties ``(N, K)``, and the dataset's properties."""
+
+    images: torch.Tensor
+    maps: torch.Tensor
+    props_raw: torch.Tensor
+    properties: PropertySet
+    specimens: list[str]
+
+    @classmethod
+    def load(cls, root: str | Path, cfg: TiM3Config) -> "TrainingData":
+        data = read_dataset(root)
+        ds = MicrographDataset(data, split="train", fractions=cfg.split_fractions, seed=cfg.train.seed, modality=cfg.modality, augment=False)
+        table = ds.table
+        if cfg.two_stage and (table["mask"] == "").any():
+            raise MicroforgeError(f"{root}: two-stage TiM3 needs a phase map for every tile; {int((table['mask'] == '').sum())} tiles have none")
+        images, maps = [], []
+        for tile, mask in zip(table["tile"], table["mask"]):
+            img = torch.from_numpy(read_grey(data.root / tile).astype(np.float32) / 127.5 - 1.0)[None, None]
+            if img.shape[-1] != cfg.resolution or img.shape[-2] != cfg.resolution:
+                img = F.interpolate(img, size=(cfg.resolution, cfg.resolution), mode="area")
+            images.append(img[0])
+            if mask:
+                m = torch.from_numpy(read_grey(data.root / mask).astype(np.int64))[None, None].float()
+                maps.append(F.interpolate(m, size=(cfg.resolution, cfg.resolution), mode="nearest")[0, 0].long())
+            else:
+                maps.append(torch.zeros(cfg.resolution, cfg.resolution, dtype=torch.long))
+        raw = torch.tensor(table[data.properties.names].to_numpy(dtype=np.float64))
+        return cls(torch.stack(images), torch.stack(maps), raw, data.properties, list(table["specimen"]))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+class TiM3Trainer:
+    """Trains every phase of TiM3 into ``out`` (see the module docstring)."""
+
+    def __init__(self, data_root: str | Path, out: str | Path, cfg: TiM3Config, accelerator: Accelerator | None = None, progress: bool = True) -> None:
+        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.data = TrainingData.load(data_root, cfg)
+        self.props = self.data.properties
+        self.mins = torch.tensor(self.props.mins, dtype=torch.float32)
+        self.spans = torch.tensor(np.where(self.props.maxs > self.props.mins, self.props.maxs - self.props.mins, 1.0), dtype=torch.float32)
+        self.noise_std = torch.tensor(self.props.noise_stds, dtype=torch.float32)
+        self.brightness = self.data.images.mean(dim=(1, 2, 3))  # mean grey in [-1, 1], per tile
+        self.scheduler = make_scheduler(cfg)
+        self.n_cond = len(self.props) + (1 if cfg.brightness else 0)
+        self.latents: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
+        self.rank = self.acc.process_index
+
+    # ------------------------------------------------------------------ orchestration
+
+    def run(self) -> Path:
+        """Train every unfinished phase (resuming the interrupted one), then write the model files."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        for i, phase in enumerate(phases(self.cfg)):
+            if (self.out / DONE_DIR / f"{phase}.json").exists():
+                continue
+            getattr(self, f"_train_{phase}")(i)
+        if self.acc.is_main_process:
+            self._finalise()
+        self.acc.wait_for_everyone()
+        return self.out
+
+    def _normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        return ((raw.float() - self.mins) / self.spans) * 2.0 - 1.0
+
+    def _conditions(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        raw = self.data.props_raw[idx].float()
+        if self.cfg.train.property_noise:
+            raw = raw + self.noise_std * torch.randn(raw.shape, generator=gen)
+        y = self._normalise(raw)
+        if self.cfg.brightness:
+            y = torch.cat([y, self.brightness[idx, None]], dim=1)
+        return y
+
+    def _loop(self, phase_index: int, phase: str, modules: dict[str, torch.nn.Module], loss_fn: Callable, steps: int,
+              lr: float, ema: bool) -> dict[str, torch.nn.Module]:
+        """The generic resumable training loop; returns the trained (unwrapped) modules.
+
+        Each phase gets its own Accelerator, so its checkpoints hold exactly this phase's
+        modules and a resumed process (which prepares only this phase) can load them.
+        """
+        acc, cfg = Accelerator(cpu=self.acc.device.type == "cpu"), self.cfg.train
+        torch.manual_seed(cfg.seed)
+        params = [p for m in modules.values() for p in m.parameters()]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))
+        names = list(modules)
+        prepared = acc.prepare(*modules.values(), opt, sched)
+        wrapped = dict(zip(names, prepared[: len(names)]))
+        opt, sched = prepared[len(names)], prepared[len(names) + 1]
+        ema_model = EMAModel(params, decay=cfg.ema_decay) if ema else None
+        ckdir = self.out / CHECKPOINT_DIR / phase
+        start = self._load_checkpoint(acc, ckdir, ema_model)
+        log_path = self.out / "logs" / f"{phase}.jsonl"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        bar = tqdm(range(start, steps), desc=f"train {phase}", disable=not (self.progress and acc.is_main_process), initial=start, total=steps)
+        for step in bar:
+            gen = step_generator(cfg.seed, phase_index, step, self.rank)
+            loss = loss_fn(wrapped, gen)
+            acc.backward(loss)
+            acc.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            if ema_model is not None:
+                ema_model.step(params)
+            if acc.is_main_process and (step % 10 == 0 or step == steps - 1):
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"step": step, "loss": round(loss.item(), 6)}) + "\n")
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+                self._save_checkpoint(acc, ckdir, step + 1, ema_model)
+        bar.close()
+        acc.wait_for_everyone()
+        if ema_model is not None:
+            ema_model.copy_to(params)
+        trained = {n: acc.unwrap_model(m) for n, m in wrapped.items()}
+        if acc.is_main_process:
+            for name, module in trained.items():
+                if hasattr(module, "save_pretrained"):
+                    module.save_pretrained(self.out / name)
+                else:
+                    from safetensors.torch import save_file
+
+                    (self.out / name).mkdir(parents=True, exist_ok=True)
+                    save_file(module.state_dict(), str(self.out / name / "model.safetensors"))
+            done = self.out / DONE_DIR
+            done.mkdir(exist_ok=True)
+            (done / f"{phase}.json").write_text(json.dumps({"steps": steps, "seconds_this_run": round(time.perf_counter() - t0, 1), "processes": acc.num_processes}))
+            shutil.rmtree(ckdir, ignore_errors=True)
+        acc.wait_for_everyone()
+        return trained
+
+    def _save_checkpoint(self, acc: Accelerator, ckdir: Path, step: int, ema: EMAModel | None) -> None:
+        """Write ``ckdir/step_<n>`` atomically (a temp folder, renamed), keep the newest few."""
+        final = ckdir / f"step_{step:07d}"
+        tmp = ckdir / f".tmp_step_{step:07d}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        if acc.is_main_process:
+            if ema is not None:
+                torch.save(ema.state_dict(), tmp / "ema.pt")
+            (tmp / "step.json").write_text(json.dumps({"step": step}))
+            os.replace(tmp, final)
+            for old in sorted(ckdir.glob("step_*"))[: -self.cfg.train.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        acc.wait_for_everyone()
+
+    def _load_checkpoint(self, acc: Accelerator, ckdir: Path, ema: EMAModel | None) -> int:
+        done = sorted(ckdir.glob("step_*"))
+        if not done:
+            return 0
+        latest = done[-1]
+        acc.load_state(str(latest))
+        if ema is not None:
+            ema.load_state_dict(torch.load(latest / "ema.pt", weights_only=True))
+        return int(json.loads((latest / "step.json").read_text())["step"])
+
+    # ------------------------------------------------------------------ phases
+
+    def _sample_idx(self, gen: torch.Generator, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(0, len(self.data), (batch,), generator=gen)
+        ks = torch.randint(0, 8 if self.cfg.train.augment else 1, (batch,), generator=gen)
+        return idx, ks
+
+    def _train_vae_image(self, i: int) -> None:
+        cfg = self.cfg.vae
+
+        def loss_fn(m, gen):
+            idx, ks = self._sample_idx(gen, cfg.batch_size)
+            x = d4_batch(self.data.images[idx], ks).to(self.acc.device)
+            post = m["vae_image"].encode(x).latent_dist
+            rec = m["vae_image"].decode(post.sample(generator=gen)).sample
+            return F.mse_loss(rec, x) + cfg.kl_weight * post.kl().mean()
+
+        self._loop(i, "vae_image", {"vae_image": build_autoencoder(cfg, 1)}, loss_fn, cfg.steps, cfg.lr, ema=False)
+
+    def _train_vae_map(self, i: int) -> None:
+        cfg = self.cfg.vae
+
+        def loss_fn(m, gen):
+            idx, ks = self._sample_idx(gen, cfg.batch_size)
+            maps = d4_batch(self.data.maps[idx], ks).to(self.acc.device)
+            post = m["vae_map"].encode(onehot_map(maps) * 2.0 - 1.0).latent_dist
+            logits = m["vae_map"].decode(post.sample(generator=gen)).sample
+            return F.cross_entropy(logits, maps) + cfg.kl_weight * post.kl().mean()
+
+        self._loop(i, "vae_map", {"vae_map": build_autoencoder(cfg, 3)}, loss_fn, cfg.steps, cfg.lr, ema=False)
+
+    @torch.no_grad()
+    def _encode_all(self, which: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Posterior means and stds of every training tile's latent, and the scaling factor
+        (1 / std of the latents), as latent diffusion uses."""
+        if which in self.latents:
+            return self.latents[which]
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(self.out / which, use_safetensors=True).eval()
+        means, stds = [], []
+        for start in range(0, len(self.data), 64):
+            sl = slice(start, start + 64)
+            x = self.data.images[sl] if which == "vae_image" else onehot_map(self.data.maps[sl]) * 2.0 - 1.0
+            post = vae.encode(x).latent_dist
+            means.append(post.mean)
+            stds.append(post.std)
+        mean, std = torch.cat(means), torch.cat(stds)
+        scale = float(1.0 / torch.sqrt((mean**2).mean() + (std**2).mean() - mean.mean() ** 2).clamp(min=1e-6))
+        self.latents[which] = (mean, std, scale)
+        return self.latents[which]
+
+    def _diffusion_loss(self, unet, encoder, z0: torch.Tensor, y: torch.Tensor, gen: torch.Generator, extra: torch.Tensor | None) -> torch.Tensor:
+        b = z0.shape[0]
+        dev = self.acc.device
+        ctx = encoder(y.to(dev), generator=gen)
+        drop = (torch.rand(b, generator=gen) < self.cfg.train.cond_dropout).to(dev)
+        null = self.acc.unwrap_model(encoder).null(b)
+        ctx = torch.where(drop[:, None, None], null, ctx)
+        noise = torch.randn(z0.shape, generator=gen).to(dev)
+        t = torch.randint(0, self.cfg.num_train_timesteps, (b,), generator=gen).to(dev)
+        zt = self.scheduler.add_noise(z0.to(dev), noise, t)
+        inp = zt if extra is None else torch.cat([zt, extra.to(dev)], dim=1)
+        return F.mse_loss(unet(inp, t, encoder_hidden_states=ctx).sample, noise)
+
+    def _train_stage1(self, i: int) -> None:
+        mean, std, scale = self._encode_all("vae_map")
+        cfg = self.cfg.train
+
+        def loss_fn(m, gen):
+            idx, ks = self._sample_idx(gen, cfg.batch_size)
+            z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale
+            return self._diffusion_loss(m["unet_stage1"], m["encoder_stage1"], d4_batch(z0, ks), self._conditions(idx, gen), gen, None)
+
+        modules = {"unet_stage1": build_unet(self.cfg, self.cfg.vae.latent_channels), "encoder_stage1": self._encoder()}
+        self._loop(i, "stage1", modules, loss_fn, cfg.steps, cfg.lr, ema=True)
+
+    def _train_stage2(self, i: int) -> None:
+        mean, std, scale = self._encode_all("vae_image")
+        cfg, c = self.cfg.train, self.cfg
+        modules: dict[str, torch.nn.Module] = {"encoder_stage2": self._encoder()}
+        extra_ch = 0
+        if c.two_stage:
+            extra_ch = c.map_condition_channels if c.map_condition == "learned" else 3
+            if c.map_condition == "learned":
+                modules["map_encoder"] = MapEncoder(c.map_condition_channels, 2 ** (len(c.vae.block_out_channels) - 1))
+        modules["unet_stage2"] = build_unet(c, c.vae.latent_channels + extra_ch)
+
+        def loss_fn(m, gen):
+            idx, ks = self._sample_idx(gen, cfg.batch_size)
+            z0 = d4_batch((mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale, ks)
+            extra = None
+            if c.two_stage:
+                onehot = onehot_map(d4_batch(self.data.maps[idx], ks)).to(self.acc.device)
+                extra = map_condition(onehot, c.latent_size, m.get("map_encoder"))
+            return self._diffusion_loss(m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra)
+
+        self._loop(i, "stage2", modules, loss_fn, cfg.steps, cfg.lr, ema=True)
+
+    def _encoder(self) -> PropertyEncoder:
+        e = self.cfg.encoder
+        return PropertyEncoder(self.n_cond, e.kind, e.hidden, e.dim, e.n_tokens, e.n_components)
+
+    # ------------------------------------------------------------------ model files
+
+    def _finalise(self) -> None:
+        """config.json, properties.json (with the hull points), scheduler/ and training times."""
+        scales = {w: self._encode_all(w)[2] for w in (["vae_image", "vae_map"] if self.cfg.two_stage else ["vae_image"])}
+        specs = list(self.props.specs)
+        if self.cfg.brightness:
+            specs.append(PropertySpec("brightness", "", -1.0, 1.0, 0.0, "mean grey level, -1 black .. 1 white"))
+        by_specimen: dict[str, np.ndarray] = {}
+        for s, row in zip(self.data.specimens, self.data.props_raw.numpy()):
+            by_specimen.setdefault(s, row)
+        hull = self.props.normalise(np.array(list(by_specimen.values())))
+        info = {**self.props.info, "hull_points": np.round(hull, 6).tolist(), "hull_space": "normalised [-1, 1], dataset properties only"}
+        PropertySet(specs, [], info).save(self.out / "properties.json")
+        make_scheduler(self.cfg).save_pretrained(self.out / "scheduler")
+        times = {p.stem: json.loads(p.read_text()) for p in sorted((self.out / DONE_DIR).glob("*.json"))}
+        config = {"format": FORMAT, "config": self.cfg.to_dict(), "scaling_factors": scales,
+                  "brightness_mean": float(self.brightness.mean()), "training": times, "train_tiles": len(self.data)}
+        (self.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
+
+
+def train_tim3(data_root: str | Path, out: str | Path, cfg: TiM3Config, resume: bool = False, progress: bool = True) -> Path:
+    """Train TiM3 on a dataset folder into ``out``.
+
+    ``out`` holding a finished model is refused; an unfinished run is continued only with
+    ``resume`` (so a typo cannot silently mix two runs).
+    """
+    out = Path(out)
+    if (out / "config.json").exists():
+        raise MicroforgeError(f"{out}: already holds a trained model; choose another folder")
+    started = out.exists() and any(out.iterdir())
+    if started and not resume:
+        raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
+    if started:
+        saved = out / "run_config.json"
+        if saved.exists() and json.loads(saved.read_text()) != cfg.to_dict():
+            raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
+    trainer = TiM3Trainer(data_root, out, cfg, progress=progress)
+    if trainer.acc.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    trainer.acc.wait_for_everyone()
+    return trainer.run()
+

@@ -1,0 +1,175 @@
+"""TiM3: encoders, hull, training (resume, two processes), sampling, save/load, generate CLI."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from microforge.cli import cli
+from microforge.errors import MicroforgeError
+from microforge.evaluate.hull import in_hull
+from microforge.models.property_encoder import PropertyEncoder
+from microforge.models.tim3 import load_tim3_config
+from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.training.tim3_trainer import train_tim3
+
+MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
+TARGET = ["YS=1000", "TS=1080", "EF=12", "RH=37", "IT=30", "DCS=1450", "CFS=0.2"]
+
+
+@pytest.fixture(scope="module")
+def micro_model(tiny_bench, tmp_path_factory):
+    out = tmp_path_factory.mktemp("tim3") / "model"
+    train_tim3(tiny_bench.root, out, load_tim3_config(MICRO), progress=False)
+    return out
+
+
+def test_gmm_encoder_shapes_and_eq6_statistics():
+    torch.manual_seed(0)
+    enc = PropertyEncoder(7, "gmm", hidden=32, dim=8, n_tokens=3, n_components=4)
+    with torch.no_grad():
+        enc.logvar.bias.fill_(0.0)  # sigma = 1 for every component
+    y = torch.rand(1, 7) * 2 - 1
+    assert enc(y).shape == (1, 3, 8)
+    enc.eval()
+    with torch.no_grad():
+        mu, logvar = enc.mixture(y)
+        draws = enc(y.expand(20000, 7), generator=torch.Generator().manual_seed(1)) - enc.position
+        mean = mu.mean(1).view(3, 8)
+        # eq. 6: g = mean_u mu_u + mean_u sigma_u eps_u -> mean mean_u mu_u, variance sum sigma^2 / U^2 = 1/4
+        assert torch.allclose(draws.mean(0), mean, atol=0.02)
+        assert draws.var(0).mean().item() == pytest.approx(0.25, rel=0.03)
+        assert torch.equal(enc(y, sample=False), enc(y, sample=False))
+        enc.train()
+        train_draws = enc(y.expand(20000, 7), generator=torch.Generator().manual_seed(2)) - enc.position
+        # a mixture draw: variance = 1 + the spread of the component means
+        spread = mu.var(1, unbiased=False).view(3, 8)
+        assert torch.allclose(train_draws.var(0), 1 + spread, rtol=0.08, atol=0.05)
+
+
+def test_mlp_encoder_is_deterministic_and_checks_width():
+    enc = PropertyEncoder(7, "mlp", dim=8, n_tokens=2).eval()
+    y = torch.rand(4, 7)
+    assert enc(y).shape == (4, 2, 8) and torch.equal(enc(y), enc(y))
+    assert enc.null(3).shape == (3, 2, 8)
+    with pytest.raises(MicroforgeError):
+        enc(torch.rand(4, 6))
+    with pytest.raises(MicroforgeError):
+        PropertyEncoder(7, "vae")
+
+
+def test_hull_membership():
+    square = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], dtype=float)
+    assert in_hull(square, [[0.5, 0.5], [1, 1], [1.01, 0.5], [-0.1, 0.2]]).tolist() == [True, True, False, False]
+    line = np.array([[0, 0], [1, 1]], dtype=float)  # degenerate: a segment in the plane
+    assert in_hull(line, [[0.3, 0.3], [0.3, 0.4]]).tolist() == [True, False]
+    cube = np.random.default_rng(0).random((200, 7))
+    assert in_hull(cube, cube.mean(0, keepdims=True))[0] and not in_hull(cube, np.full((1, 7), 1.5))[0]
+
+
+def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 3)
+    a = pipe(targets, steps=3, batch_size=2, seed=5)
+    assert a.maps.shape == (3, 32, 32) and a.maps.dtype == np.uint8 and set(np.unique(a.maps)) <= {0, 1, 2}
+    assert a.images.shape == (3, 32, 32) and 0.0 <= a.images.min() and a.images.max() <= 1.0
+    b = pipe(targets, steps=3, batch_size=2, seed=5)
+    assert np.array_equal(a.images, b.images) and np.array_equal(a.maps, b.maps)
+    assert not np.array_equal(a.images, pipe(targets, steps=3, batch_size=2, seed=6).images)
+    assert pipe(targets[:1], steps=3, sampler="dpm++").images.shape == (1, 32, 32)
+    copy = tmp_path / "copy"
+    shutil.copytree(micro_model, copy)
+    again = TiM3Pipeline.from_pretrained(copy)(targets, steps=3, batch_size=2, seed=5)
+    assert np.array_equal(a.images, again.images)
+    with pytest.raises(MicroforgeError, match="a target needs 7 values"):
+        pipe(targets[:, :6])
+    with pytest.raises(MicroforgeError, match="finite"):
+        pipe(np.full((1, 7), np.nan))
+
+
+def test_tampered_and_missing_files_are_named(micro_model, tmp_path):
+    bad = tmp_path / "bad"
+    shutil.copytree(micro_model, bad)
+    weights = bad / "unet_stage2" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])
+    with pytest.raises(MicroforgeError, match="unet_stage2"):
+        TiM3Pipeline.from_pretrained(bad)
+    (bad / "config.json").unlink()
+    with pytest.raises(MicroforgeError, match="config.json: not found"):
+        TiM3Pipeline.from_pretrained(bad)
+    with pytest.raises(MicroforgeError, match="model folder not found"):
+        TiM3Pipeline.from_pretrained(tmp_path / "none")
+
+
+def _weights(folder):
+    return {f"{p.parent.name}/{k}": v for p in sorted(folder.rglob("*.safetensors")) for k, v in load_file(str(p)).items()}
+
+
+def test_resume_after_sigkill_gives_the_same_weights(tiny_bench, micro_model, tmp_path):
+    out = tmp_path / "killed"
+    cfg_path = tmp_path / "slow.yaml"
+    # more steps than the fixture, so the kill lands in the middle of stage 2
+    cfg_path.write_text(MICRO.read_text().replace("train: {steps: 8, batch_size: 4, checkpoint_every: 4}",
+                                                  "train: {steps: 40, batch_size: 4, checkpoint_every: 4}"))
+    args = [sys.executable, "-m", "microforge", "train", "tim3", "--data", str(tiny_bench.root), "--config", str(cfg_path), "--out", str(out), "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not list((out / "checkpoints" / "stage2").glob("step_0000012")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "training ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "config.json").exists()
+    r = CliRunner().invoke(cli, ["train", "tim3", "--data", str(tiny_bench.root), "--config", str(cfg_path), "--out", str(out)])
+    assert r.exit_code == 1 and "--resume" in r.output
+    assert subprocess.run([*args, "--resume"], capture_output=True).returncode == 0
+    reference = tmp_path / "straight"
+    assert subprocess.run([*args[:-3], str(reference), "--quiet"], capture_output=True).returncode == 0
+    got, want = _weights(out), _weights(reference)
+    assert got.keys() == want.keys() and len(got) > 50
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate's launcher is not on PATH")
+def test_two_process_training(tiny_bench, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = ["accelerate", "launch", "--cpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", "-m", "microforge", "train", "tim3", "--data", str(tiny_bench.root),
+           "--config", str(MICRO), "--out", str(out), "--quiet"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    done = json.loads((out / "config.json").read_text())["training"]
+    assert all(v["processes"] == 2 for v in done.values())
+    assert TiM3Pipeline.from_pretrained(out)(np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]]), steps=2).images.shape == (1, 32, 32)
+
+
+def test_generate_cli_writes_outputs_and_warns_outside_the_hull(micro_model, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["generate", "--model", str(micro_model), *sum((["--prop", p] for p in TARGET), []), "-n", "3",
+                            "--out", str(tmp_path / "g"), "--steps", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    run = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert len(run["samples"]) == 3 and (tmp_path / "g" / "contact_sheet.png").exists()
+    assert (tmp_path / "g" / "maps" / "t000_s0000_rgb.png").exists()
+    far = [p.replace("YS=1000", "YS=5000") for p in TARGET]
+    r = runner.invoke(cli, ["generate", "--model", str(micro_model), *sum((["--prop", p] for p in far), []), "-n", "1",
+                            "--out", str(tmp_path / "far"), "--steps", "2", "--quiet"])
+    assert r.exit_code == 0 and "outside the convex hull" in r.output
+    for bad, msg in ((["--prop", "YS=1"], "missing properties"), (["--prop", "XX=1"], "unknown property 'XX'"),
+                     ([*sum((["--prop", p] for p in TARGET), []), "-n", "0"], "-n must be")):
+        r = runner.invoke(cli, ["generate", "--model", str(micro_model), *bad, "--out", str(tmp_path / "x")])
+        assert r.exit_code == 1 and msg in r.output, r.output
+    r = runner.invoke(cli, ["generate", "--model", str(micro_model), *sum((["--prop", p] for p in TARGET), []), "--out", str(tmp_path / "g")])
+    assert r.exit_code == 1 and "--overwrite" in r.output
