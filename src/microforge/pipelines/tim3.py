@@ -97,10 +97,13 @@ class TiM3Pipeline:
     def _denoise(self, unet, encoder, y: torch.Tensor, extra: torch.Tensor | None, steps: int, guidance: float,
                  sampler: str, gen: torch.Generator) -> torch.Tensor:
         sched = self._scheduler(sampler)
-        sched.set_timesteps(steps)
+        device = next(unet.parameters()).device
+        sched.set_timesteps(steps, device=device)
         b = y.shape[0]
         shape = (b, self.cfg.vae.latent_channels, self.cfg.latent_size, self.cfg.latent_size)
-        z = torch.randn(shape, generator=gen) * sched.init_noise_sigma
+        z = (torch.randn(shape, generator=gen) * sched.init_noise_sigma).to(device)  # drawn on the CPU: same on any device
+        y = y.to(device)
+        extra = None if extra is None else extra.to(device)
         ctx = encoder(y, sample=True, generator=gen)
         if guidance != 1.0:
             ctx = torch.cat([ctx, encoder.null(b)])
@@ -112,8 +115,14 @@ class TiM3Pipeline:
                 eps = eps_u + guidance * (eps_c - eps_u)
             else:
                 eps = unet(inp, t, encoder_hidden_states=ctx).sample
-            z = sched.step(eps, t, z, generator=gen).prev_sample
+            z = sched.step(eps, t, z).prev_sample
         return z
+
+    def to(self, device: str | torch.device) -> "TiM3Pipeline":
+        """Move every network to ``device`` (e.g. ``"cuda"``); returns self."""
+        for m in self.modules.values():
+            m.to(device)
+        return self
 
     def check_targets(self, targets: np.ndarray) -> np.ndarray:
         """Validate raw targets ``(N, K)`` (or ``(K,)``): width, finiteness. Returns ``(N, K)`` float64."""
@@ -173,10 +182,10 @@ class TiM3Pipeline:
                 logits = m["vae_map"].decode(zm / self.scaling["vae_map"]).sample
                 maps_t = logits.argmax(1)
                 extra = map_condition(onehot_map(maps_t), cfg.latent_size, m.get("map_encoder"))
-                maps = maps_t.numpy().astype(np.uint8)
+                maps = maps_t.cpu().numpy().astype(np.uint8)
             zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
             images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
-            yield Generated(maps, images.numpy().astype(np.float32), targets[start : start + batch_size])
+            yield Generated(maps, images.cpu().numpy().astype(np.float32), targets[start : start + batch_size])
 
 
 def _load(cls, path: Path):

@@ -1,0 +1,105 @@
+"""Benchmark: TiM3 training step time and sampling throughput, per config.
+
+    python benchmarks/tim3_speed.py [--configs tiny small paper] [--sample-configs tiny small] [--device cpu|cuda]
+
+For each config: seconds per stage-2 training step (forward, backward, AdamW) at the config's
+batch size, and images per second for full two-stage sampling (20 DDIM steps with guidance, map
+and image decoding) at batch 1 and 16. Random weights: speed does not depend on them. Writes
+benchmarks/results/tim3_speed_<device>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from microforge.models.property_encoder import PropertyEncoder
+from microforge.models.tim3 import build_autoencoder, build_unet, load_tim3_config
+from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.properties import TITANIUM_PROPERTIES, PropertySet
+from microforge.training.tim3_trainer import make_scheduler
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pipeline_for(cfg, device):
+    e = cfg.encoder
+    modules = {
+        "vae_image": build_autoencoder(cfg.vae, 1), "vae_map": build_autoencoder(cfg.vae, 3),
+        "encoder_stage1": PropertyEncoder(7, e.kind, e.hidden, e.dim, e.n_tokens, e.n_components),
+        "encoder_stage2": PropertyEncoder(7, e.kind, e.hidden, e.dim, e.n_tokens, e.n_components),
+        "unet_stage1": build_unet(cfg, cfg.vae.latent_channels), "unet_stage2": build_unet(cfg, cfg.vae.latent_channels + 3),
+    }
+    for m in modules.values():
+        m.to(device)
+    pipe = TiM3Pipeline(Path("."), cfg, PropertySet(list(TITANIUM_PROPERTIES)), {"vae_image": 1.0, "vae_map": 1.0}, 0.0, modules,
+                        dict(make_scheduler(cfg).config))
+    return pipe, modules
+
+
+def train_step_seconds(cfg, modules, device, repeats=3) -> float:
+    unet, enc = modules["unet_stage2"], modules["encoder_stage2"]
+    params = [*unet.parameters(), *enc.parameters()]
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    b, s = cfg.train.batch_size, cfg.latent_size
+    x = torch.randn(b, cfg.vae.latent_channels + 3, s, s, device=device)
+    y = torch.rand(b, 7, device=device) * 2 - 1
+    times = []
+    for i in range(repeats + 1):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        out = unet(x, torch.randint(0, 1000, (b,), device=device), encoder_hidden_states=enc(y)).sample
+        F.mse_loss(out, x[:, : cfg.vae.latent_channels]).backward()
+        opt.step()
+        opt.zero_grad()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def images_per_second(pipe, batch: int, device: str) -> float:
+    targets = np.tile([[1000, 1080, 12, 37, 30, 1450, 0.2]], (batch, 1))
+    pipe(targets[:1], steps=2)  # warm-up
+    t0 = time.perf_counter()
+    pipe(targets, steps=20, batch_size=batch)
+    return batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", nargs="+", default=["tiny", "small", "paper"])
+    ap.add_argument("--sample-configs", nargs="*", default=["tiny"], help="configs whose sampling to time (slow on a CPU)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    results = {}
+    for name in args.configs:
+        cfg = load_tim3_config(REPO / "configs" / f"tim3-{name}.yaml")
+        pipe, modules = pipeline_for(cfg, args.device)
+        rec = {"resolution": cfg.resolution, "latent": cfg.latent_size, "batch_size": cfg.train.batch_size,
+               "unet_parameters_m": round(sum(p.numel() for p in modules["unet_stage2"].parameters()) / 1e6, 2),
+               "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4)}
+        if name in args.sample_configs:
+            for b in (1, 16):
+                rec[f"images_per_second_batch{b}"] = round(images_per_second(pipe, b, args.device), 3)
+        results[name] = rec
+        print(name, rec, flush=True)
+    record = {"benchmark": "tim3_speed", "device": args.device, "threads": torch.get_num_threads(), "results": results,
+              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
+    out = REPO / "benchmarks" / "results" / f"tim3_speed_{args.device}.json"
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,41 @@
+"""The bundled TiM3 model (src/microforge/checkpoints/ti-sem-tiny) loads and follows its targets."""
+
+import numpy as np
+import pytest
+
+from microforge.characterize.descriptors import describe
+from microforge.pipelines.generate import hull_check, resolve_model
+from microforge.pipelines.tim3 import TiM3Pipeline
+
+# Centroids of the default benchmark's specimens of each morphology (inside the training hull).
+EQUIAXED = [888.0, 989.0, 20.0, 32.4, 28.7, 1414.0, 0.251]  # ductile: coarse globular alpha
+LAMELLAR = [933.0, 975.0, 11.2, 32.2, 50.7, 1357.0, 0.195]  # tough: colonies of laths
+BASKETWEAVE = [1176.0, 1229.0, 8.7, 43.0, 20.7, 1604.0, 0.147]  # strong: fine interwoven laths
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return TiM3Pipeline.from_pretrained(resolve_model("bundled:ti-sem-tiny"))
+
+
+def test_bundled_model_is_small_and_complete(bundled):
+    folder = resolve_model("bundled:ti-sem-tiny")
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size < 30 * 2**20
+    assert bundled.condition_properties.names == ["YS", "TS", "EF", "RH", "IT", "DCS", "CFS"]
+    assert hull_check(bundled, np.array([EQUIAXED, LAMELLAR, BASKETWEAVE])).all()
+
+
+def test_generated_microstructure_follows_the_target(bundled):
+    """Measured with the descriptors on a seeded batch: the ductile target gets much more and
+    coarser primary alpha than the lamellar and high-strength targets."""
+    out = bundled(np.array([EQUIAXED] * 8 + [LAMELLAR] * 8 + [BASKETWEAVE] * 8), seed=0)
+    stats = {}
+    for k, name in enumerate(("equiaxed", "lamellar", "basketweave")):
+        descs = [describe(i, m) for i, m in zip(out.images[8 * k : 8 * k + 8], out.maps[8 * k : 8 * k + 8])]
+        stats[name] = (np.mean([d["phase_fractions"]["primary_alpha"] for d in descs]),
+                       np.nanmean([d["grain_size"]["mean_intercept_px"] or np.nan for d in descs]))
+    assert stats["equiaxed"][0] > stats["lamellar"][0] + 0.15
+    assert stats["equiaxed"][0] > stats["basketweave"][0] + 0.1
+    assert stats["equiaxed"][1] > 1.3 * stats["lamellar"][1]
+    assert out.images.shape == (24, 64, 64) and 0.2 < out.images.mean() < 0.7
