@@ -66,8 +66,13 @@ class PropertyEncoder(ModelMixin, ConfigMixin):
         shape = (props.shape[0], self.config.n_components, -1)
         return self.mu(h).view(shape), self.logvar(h).view(shape).clamp(*LOGVAR_RANGE)
 
-    def forward(self, props: torch.Tensor, sample: bool | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(self, props: torch.Tensor, sample: bool | None = None, generator: torch.Generator | None = None,
+                drop: torch.Tensor | None = None) -> torch.Tensor:
         """Encode properties.
+
+        ``drop`` ``(B,)`` bool: samples whose context is replaced by the learned null context
+        (classifier-free guidance training); done here so that it runs inside the module's
+        forward, where distributed training synchronises its gradient.
 
         ``sample``: draw from the mixture (``gmm``); default: in training mode, the
         reparameterised draw of one random component per sample; in eval mode, eq. 6.
@@ -92,7 +97,10 @@ class PropertyEncoder(ModelMixin, ConfigMixin):
             else:
                 eps = torch.randn(mu.shape, generator=generator).to(props.device)
                 g = mu.mean(1) + (sigma * eps).mean(1)
-        return g.view(b, t, d) + self.position
+        ctx = g.view(b, t, d) + self.position
+        if drop is not None:
+            ctx = torch.where(drop[:, None, None].to(ctx.device), self.null(b), ctx)
+        return ctx
 
     def null(self, batch: int) -> torch.Tensor:
         """The learned unconditional context, ``(batch, n_tokens, dim)``."""

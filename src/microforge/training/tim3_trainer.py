@@ -66,6 +66,19 @@ def make_scheduler(cfg: TiM3Config) -> DDPMScheduler:
                          beta_start=0.00085, beta_end=0.012, clip_sample=False)
 
 
+class VAETraining(torch.nn.Module):
+    """An AutoencoderKL whose forward returns (reconstruction, mean KL), so that a whole VAE step
+    runs inside one forward call (which distributed training wraps and synchronises)."""
+
+    def __init__(self, vae) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        post = self.vae.encode(x).latent_dist
+        return self.vae.decode(post.sample(generator=generator)).sample, post.kl().mean()
+
+
 @dataclass
 class TrainingData:
     """The training split in memory: images ``(N, 1, R, R)`` in [-1, 1], maps ``(N, R, R)``,
@@ -127,6 +140,7 @@ class TiM3Trainer:
         for i, phase in enumerate(phases(self.cfg)):
             if (self.out / DONE_DIR / f"{phase}.json").exists():
                 continue
+            torch.manual_seed(int(np.random.SeedSequence([self.cfg.train.seed, i]).generate_state(1)[0]))  # initial weights
             getattr(self, f"_train_{phase}")(i)
         if self.acc.is_main_process:
             self._finalise()
@@ -153,7 +167,6 @@ class TiM3Trainer:
         modules and a resumed process (which prepares only this phase) can load them.
         """
         acc, cfg = Accelerator(cpu=self.acc.device.type == "cpu"), self.cfg.train
-        torch.manual_seed(cfg.seed)
         params = [p for m in modules.values() for p in m.parameters()]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))
@@ -191,7 +204,9 @@ class TiM3Trainer:
         trained = {n: acc.unwrap_model(m) for n, m in wrapped.items()}
         if acc.is_main_process:
             for name, module in trained.items():
-                if hasattr(module, "save_pretrained"):
+                if isinstance(module, VAETraining):
+                    module.vae.save_pretrained(self.out / name)
+                elif hasattr(module, "save_pretrained"):
                     module.save_pretrained(self.out / name)
                 else:
                     from safetensors.torch import save_file
@@ -246,11 +261,10 @@ class TiM3Trainer:
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             x = d4_batch(self.data.images[idx], ks).to(self.acc.device)
-            post = m["vae_image"].encode(x).latent_dist
-            rec = m["vae_image"].decode(post.sample(generator=gen)).sample
-            return F.mse_loss(rec, x) + cfg.kl_weight * post.kl().mean()
+            rec, kl = m["vae_image"](x, gen)
+            return F.mse_loss(rec, x) + cfg.kl_weight * kl
 
-        self._loop(i, "vae_image", {"vae_image": build_autoencoder(cfg, 1)}, loss_fn, cfg.steps, cfg.lr, ema=False)
+        self._loop(i, "vae_image", {"vae_image": VAETraining(build_autoencoder(cfg, 1))}, loss_fn, cfg.steps, cfg.lr, ema=False)
 
     def _train_vae_map(self, i: int) -> None:
         cfg = self.cfg.vae
@@ -258,11 +272,10 @@ class TiM3Trainer:
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             maps = d4_batch(self.data.maps[idx], ks).to(self.acc.device)
-            post = m["vae_map"].encode(onehot_map(maps) * 2.0 - 1.0).latent_dist
-            logits = m["vae_map"].decode(post.sample(generator=gen)).sample
-            return F.cross_entropy(logits, maps) + cfg.kl_weight * post.kl().mean()
+            logits, kl = m["vae_map"](onehot_map(maps) * 2.0 - 1.0, gen)
+            return F.cross_entropy(logits, maps) + cfg.kl_weight * kl
 
-        self._loop(i, "vae_map", {"vae_map": build_autoencoder(cfg, 3)}, loss_fn, cfg.steps, cfg.lr, ema=False)
+        self._loop(i, "vae_map", {"vae_map": VAETraining(build_autoencoder(cfg, 3))}, loss_fn, cfg.steps, cfg.lr, ema=False)
 
     @torch.no_grad()
     def _encode_all(self, which: str) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -288,10 +301,8 @@ class TiM3Trainer:
     def _diffusion_loss(self, unet, encoder, z0: torch.Tensor, y: torch.Tensor, gen: torch.Generator, extra: torch.Tensor | None) -> torch.Tensor:
         b = z0.shape[0]
         dev = self.acc.device
-        ctx = encoder(y.to(dev), generator=gen)
-        drop = (torch.rand(b, generator=gen) < self.cfg.train.cond_dropout).to(dev)
-        null = self.acc.unwrap_model(encoder).null(b)
-        ctx = torch.where(drop[:, None, None], null, ctx)
+        drop = torch.rand(b, generator=gen) < self.cfg.train.cond_dropout
+        ctx = encoder(y.to(dev), generator=gen, drop=drop)
         noise = torch.randn(z0.shape, generator=gen).to(dev)
         t = torch.randint(0, self.cfg.num_train_timesteps, (b,), generator=gen).to(dev)
         zt = self.scheduler.add_noise(z0.to(dev), noise, t)
