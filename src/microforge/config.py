@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -57,23 +58,41 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
 
 
+def read_yaml_mapping(path: str | Path) -> dict[str, Any]:
+    """Read a YAML file that must hold a mapping; errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MicroforgeError(f"{path}: config file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise MicroforgeError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise MicroforgeError(f"{path}: expected a mapping of config keys")
+    return loaded
+
+
+def read_json_file(path: str | Path, what: str) -> dict[str, Any]:
+    """Read a JSON object from ``path``; a missing or malformed file is an error naming it and
+    saying what it should have been (``what``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MicroforgeError(f"{path}: not found; is {path.parent} {what}?")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MicroforgeError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise MicroforgeError(f"{path}: expected a JSON object")
+    return data
+
+
 def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) -> T:
     """Build config ``cls`` from a YAML file (optional) and keyword overrides (``None`` ignored).
 
     Unknown keys are an error that names the file and the key.
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise MicroforgeError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise MicroforgeError(f"{path}: not valid YAML ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise MicroforgeError(f"{path}: expected a mapping of config keys")
-        data.update(loaded)
+    data: dict[str, Any] = read_yaml_mapping(path) if path is not None else {}
     data.update({k: v for k, v in overrides.items() if v is not None})
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)

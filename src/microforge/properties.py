@@ -188,14 +188,11 @@ class PropertySet:
     @classmethod
     def load(cls, path: str | Path) -> "PropertySet":
         """Read a ``properties.json``; raises :class:`MicroforgeError` naming the file if bad."""
-        path = Path(path)
-        if not path.is_file():
+        from .config import read_json_file
+
+        if not Path(path).is_file():
             raise MicroforgeError(f"{path}: properties.json not found")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MicroforgeError(f"{path}: not valid JSON ({exc})") from None
-        return cls.from_json(data, str(path))
+        return cls.from_json(read_json_file(path, "a dataset or model"), str(path))
 
 
 def parse_property_assignments(items: Sequence[str], props: PropertySet) -> np.ndarray:

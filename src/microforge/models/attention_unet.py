@@ -98,15 +98,13 @@ class AttentionUNet(nn.Module):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from ..config import read_json_file
+
         folder = Path(folder)
         config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        for path in (config_path, weights_path):
-            if not path.is_file():
-                raise MicroforgeError(f"{path}: not found; is {folder} a segmentation model?")
-        try:
-            raw = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise MicroforgeError(f"{config_path}: not valid JSON ({exc})") from None
+        raw = read_json_file(config_path, "a segmentation model")
+        if not weights_path.is_file():
+            raise MicroforgeError(f"{weights_path}: not found; is {folder} a segmentation model?")
         if raw.get("model_type") != MODEL_TYPE:
             raise MicroforgeError(f"{config_path}: model_type is {raw.get('model_type')!r}, expected {MODEL_TYPE!r}")
         try:

@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 
+from ..config import read_yaml_mapping
 from ..errors import MicroforgeError
 
 
@@ -120,9 +120,9 @@ def _build(cls: type, data: dict[str, Any], where: str) -> Any:
         raise MicroforgeError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
     kwargs = {}
     for key, value in data.items():
-        sub = {AutoencoderConfig: 1, UNetConfig: 1, EncoderConfig: 1, TrainConfig: 1}
-        default = names[key].default_factory() if names[key].default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        if default is not None and type(default) in sub:
+        factory = names[key].default_factory
+        default = factory() if factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):  # a nested section: vae, unet, encoder, train
             if not isinstance(value, dict):
                 raise MicroforgeError(f"{where}: {key} must be a mapping")
             kwargs[key] = _build(type(default), value, f"{where}: {key}")
@@ -143,16 +143,7 @@ def load_tim3_config(path: str | Path | None) -> TiM3Config:
     """Read a TiM3 YAML config (``None``: the defaults, i.e. configs/tim3-tiny.yaml)."""
     if path is None:
         return TiM3Config()
-    path = Path(path)
-    if not path.is_file():
-        raise MicroforgeError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise MicroforgeError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise MicroforgeError(f"{path}: expected a mapping")
-    return tim3_config_from_dict(data, str(path))
+    return tim3_config_from_dict(read_yaml_mapping(path), str(path))
 
 
 def build_autoencoder(cfg: AutoencoderConfig, channels: int) -> AutoencoderKL:

@@ -17,6 +17,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
+from ..config import read_json_file
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import MapEncoder, TiM3Config, map_condition, onehot_map, tim3_config_from_dict
@@ -56,12 +57,7 @@ class TiM3Pipeline:
         if not folder.is_dir():
             raise MicroforgeError(f"{folder}: model folder not found")
         config_path = folder / "config.json"
-        if not config_path.is_file():
-            raise MicroforgeError(f"{config_path}: not found; is {folder} a trained TiM3 model?")
-        try:
-            raw = json.loads(config_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise MicroforgeError(f"{config_path}: not valid JSON ({exc})") from None
+        raw = read_json_file(config_path, "a trained TiM3 model")
         if raw.get("format") != FORMAT:
             raise MicroforgeError(f"{config_path}: format {raw.get('format')!r} is not {FORMAT!r}")
         cfg = tim3_config_from_dict(raw["config"], str(config_path))
