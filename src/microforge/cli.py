@@ -204,14 +204,6 @@ def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool
     click.echo(f"trained TiM3 -> {out}")
 
 
-for _name, _issue in (("ccgan", "issue 6"), ("ccdm", "issue 6"), ("ddpm", "issue 6"), ("acwgan-gp", "issue 6")):
-    train.add_command(click.Command(
-        _name, help=f"[not built yet] Train {_name}.", context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
-        callback=(lambda name, issue: lambda args: (_ for _ in ()).throw(NotBuiltError(f"microforge train {name} is not built yet; it is tracked in {issue}")))(_name, _issue),
-    ))
-
-
 @cli.command("generate")
 @click.option("--model", default="bundled:ti-sem-tiny", show_default=True, help="Model folder, or bundled:NAME.")
 @click.option("--prop", "props", multiple=True, help="NAME=VALUE for every property of the model, repeatable.")
@@ -358,17 +350,19 @@ _NOT_BUILT = {
 }
 
 
-def _not_built(name: str, help_text: str, issue: str) -> click.Command:
+def _not_built(name: str, help_text: str, issue: str, parent: str = "microforge") -> click.Command:
     @click.command(name, help=f"[not built yet] {help_text}", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
     @click.argument("args", nargs=-1, type=click.UNPROCESSED)
     def command(args: tuple[str, ...]) -> None:
-        raise NotBuiltError(f"microforge {name} is not built yet; it is tracked in {issue}")
+        raise NotBuiltError(f"{parent} {name} is not built yet; it is tracked in {issue}")
 
     return command
 
 
 for _name, (_help, _issue) in _NOT_BUILT.items():
     cli.add_command(_not_built(_name, _help, _issue))
+for _name in ("ccgan", "ccdm", "ddpm", "acwgan-gp"):
+    train.add_command(_not_built(_name, f"Train {_name}.", "issue 6 (seed systems)", "microforge train"))
 
 
 def main() -> None:
