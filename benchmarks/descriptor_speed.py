@@ -9,11 +9,10 @@ classical segmentation, and times each step of `describe` separately.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
+
+from _record import write_record  # benchmarks/_record.py (the script's folder is on sys.path)
 
 import numpy as np
 import torch
@@ -57,11 +56,8 @@ def main() -> None:
         "benchmark": "descriptor_speed", "image_px": [256, 256], "images": args.images,
         "seconds_per_image": {k: round(v, 4) for k, v in per.items()},
         "images_per_second": {k: round(1.0 / v, 2) for k, v in per.items()},
-        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    write_record(record, args.out)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,13 @@ writes a JSON record: wall time, specimens/s, tiles/s, and the machine it ran on
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from _record import write_record  # benchmarks/_record.py (the script's folder is on sys.path)
 
 from microforge.config import SynthConfig, config_to_dict
 from microforge.data.synth.benchmark import build_benchmark
@@ -40,11 +40,8 @@ def main() -> None:
         "specimens_per_s": round(config.n_specimens / seconds, 3),
         "tiles_per_s": round(len(ds) / seconds, 1),
         "tiles": len(ds),
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    write_record(record, args.out)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,10 @@ benchmarks/results/tim3_speed_<device>.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
+
+from _record import write_record  # benchmarks/_record.py (the script's folder is on sys.path)
 
 import numpy as np
 import torch
@@ -94,11 +93,8 @@ def main() -> None:
                 rec[f"images_per_second_batch{b}"] = round(images_per_second(pipe, b, args.device), 3)
         results[name] = rec
         print(name, rec, flush=True)
-    record = {"benchmark": "tim3_speed", "device": args.device, "threads": torch.get_num_threads(), "results": results,
-              "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform()}}
-    out = REPO / "benchmarks" / "results" / f"tim3_speed_{args.device}.json"
-    out.write_text(json.dumps(record, indent=2) + "\n")
-    print(json.dumps(record, indent=2))
+    record = {"benchmark": "tim3_speed", "device": args.device, "results": results}
+    write_record(record, REPO / "benchmarks" / "results" / f"tim3_speed_{args.device}.json")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,25 @@
+"""Shared by the benchmarks: describe the machine and write a JSON record."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def machine() -> dict[str, Any]:
+    """The machine a benchmark ran on."""
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "python": platform.python_version(), "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
+def write_record(record: dict[str, Any], out: Path) -> None:
+    """Add the machine to ``record``, write it to ``out`` as JSON and print it."""
+    record = {**record, "machine": machine()}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
