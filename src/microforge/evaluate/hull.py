@@ -35,3 +35,47 @@ def in_hull(points: np.ndarray, targets: np.ndarray, tol: float = TOLERANCE) -> 
         res = linprog(c, A_ub=a_ub, b_ub=np.concatenate([x, -x]), A_eq=a_eq, b_eq=[1.0], bounds=(0, None), method="highs")
         out.append(bool(res.status == 0 and res.fun <= tol * k))
     return np.array(out)
+
+
+def sample_in_hull(points: np.ndarray, m: int, rng: np.random.Generator, rel_tol: float = 1e-9) -> np.ndarray:
+    """Algorithm 1 of TiM3: ``m`` points ``(m, K)`` drawn uniformly from the convex hull of
+    ``points`` ``(N, K)``.
+
+    The hull is triangulated (``scipy.spatial.Delaunay``); a simplex is picked with probability
+    proportional to its volume, and a point is drawn in it with sorted-uniform barycentric weights
+    (the gaps between sorted uniforms are uniform on the simplex). A flat (degenerate) hull, whose
+    points span fewer than K dimensions, is triangulated in its own subspace, found by PCA (SVD
+    of the centred points; directions with singular values below ``rel_tol`` times the largest are
+    dropped), and the samples are mapped back. One spanned dimension is a segment; none, a point.
+    """
+    from scipy.spatial import Delaunay
+
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or len(points) == 0:
+        raise MicroforgeError("sampling in a hull needs at least one point")
+    if m < 0:
+        raise MicroforgeError(f"the number of samples must be non-negative, got {m}")
+    centre = points.mean(0)
+    _, sing, vt = np.linalg.svd(points - centre, full_matrices=False)
+    rank = int((sing > rel_tol * max(sing.max(initial=0.0), 1e-300)).sum())
+    if rank == 0:
+        return np.repeat(centre[None], m, axis=0)
+    basis = vt[:rank]  # (rank, K): the hull's own subspace
+    y = (points - centre) @ basis.T
+    if rank == 1:
+        lo, hi = y[:, 0].min(), y[:, 0].max()
+        return centre + rng.uniform(lo, hi, (m, 1)) @ basis
+    tri = Delaunay(y)
+    corners = y[tri.simplices]  # (S, rank + 1, rank)
+    volumes = np.abs(np.linalg.det(corners[:, 1:] - corners[:, :1]))
+    pick = rng.choice(len(volumes), size=m, p=volumes / volumes.sum())
+    cuts = np.sort(rng.random((m, rank)), axis=1)
+    weights = np.diff(np.concatenate([np.zeros((m, 1)), cuts, np.ones((m, 1))], axis=1))  # (m, rank + 1)
+    inside = np.einsum("mv,mvd->md", weights, corners[pick])
+    return centre + inside @ basis
+
+
+def sample_in_box(mins: np.ndarray, maxs: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
+    """The naive alternative to Algorithm 1: ``m`` points uniform in the bounding box."""
+    mins, maxs = np.asarray(mins, dtype=np.float64), np.asarray(maxs, dtype=np.float64)
+    return rng.uniform(mins, maxs, (m, len(mins)))
