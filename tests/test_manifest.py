@@ -56,3 +56,28 @@ def test_missing_pieces(tmp_path):
     (tmp_path / "manifest.csv").write_text("")
     with pytest.raises(MicroforgeError, match="properties.json not found"):
         read_dataset(tmp_path)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+CELL = st.one_of(st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True).map(repr), st.sampled_from(["OM", "SEM", "", "t/a.png"]))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=st.lists(st.tuples(CELL, CELL, CELL, CELL), min_size=0, max_size=4), extra=st.booleans())
+def test_manifest_reader_never_fails_untidily(folder, rows, extra):
+    """Whatever the manifest holds, reading it gives a valid table or a MicroforgeError."""
+    import csv
+
+    with open(folder / "manifest.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["tile", "specimen", "modality", "YS"] + (["stray"] if extra else []))
+        for r in rows:
+            writer.writerow(list(r) + (["x"] if extra else []))
+    try:
+        ds = read_dataset(folder)
+    except MicroforgeError:
+        return
+    assert len(ds) >= 1 and ds.table["YS"].map(lambda v: v == v and abs(v) != float("inf")).all()
+    assert set(ds.table["modality"]) <= {"OM", "SEM"}
