@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..data.dataset import IGNORE_INDEX, MicrographDataset
+from ..data.dataset import IGNORE_INDEX, MicrographDataset, d4_batch
 from ..data.images import read_grey
 from ..data.manifest import MASK_TYPE_COLUMN, DatasetTable, read_dataset
 from ..data.phase_map import N_CLASSES, PRIMARY_ALPHA, SECONDARY_ALPHA
@@ -65,15 +65,8 @@ def _load_split(data: DatasetTable, cfg: SegmenterTrainConfig, split: str) -> tu
 
 def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """One random symmetry of the square per sample, applied alike to image and mask."""
-    xs, ys = [], []
-    for xi, yi in zip(x, y):
-        k = int(torch.randint(0, 8, (1,), generator=gen))
-        xi, yi = torch.rot90(xi, k % 4, (-2, -1)), torch.rot90(yi, k % 4, (-2, -1))
-        if k >= 4:
-            xi, yi = xi.flip(-1), yi.flip(-1)
-        xs.append(xi)
-        ys.append(yi)
-    return torch.stack(xs), torch.stack(ys)
+    ks = torch.tensor([int(torch.randint(0, 8, (1,), generator=gen)) for _ in range(len(x))])
+    return d4_batch(x, ks), d4_batch(y, ks)
 
 
 def train_segmenter(

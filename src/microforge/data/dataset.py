@@ -51,6 +51,15 @@ def d4_transform(array: np.ndarray, k: int) -> np.ndarray:
     return np.flip(out, axis=-1) if k >= 4 else out
 
 
+def d4_batch(x: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
+    """:func:`d4_transform` for a batch of tensors: symmetry ``ks[i]`` (0..7) on sample ``i``."""
+    out = []
+    for xi, k in zip(x, ks.tolist()):
+        xi = torch.rot90(xi, k % 4, (-2, -1))
+        out.append(xi.flip(-1) if k >= 4 else xi)
+    return torch.stack(out)
+
+
 class MicrographDataset(Dataset):
     """Tiles of a dataset folder as tensors.
 

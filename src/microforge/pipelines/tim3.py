@@ -22,6 +22,7 @@ from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import MapEncoder, TiM3Config, map_condition, onehot_map, tim3_config_from_dict
 from ..properties import PropertySet
+from ..seeding import seeded_generator
 
 FORMAT = "microforge-tim3/1"
 
@@ -62,13 +63,10 @@ class TiM3Pipeline:
             raise MicroforgeError(f"{config_path}: format {raw.get('format')!r} is not {FORMAT!r}")
         cfg = tim3_config_from_dict(raw["config"], str(config_path))
         props = PropertySet.load(folder / "properties.json")
-        names = ["vae_image", "encoder_stage2", "unet_stage2"]
+        parts = {"vae_image": AutoencoderKL, "encoder_stage2": PropertyEncoder, "unet_stage2": UNet2DConditionModel}
         if cfg.two_stage:
-            names += ["vae_map", "encoder_stage1", "unet_stage1"]
-        modules: dict[str, torch.nn.Module] = {}
-        loaders = {"vae": AutoencoderKL, "enc": PropertyEncoder, "une": UNet2DConditionModel}
-        for name in names:
-            modules[name] = _load(loaders[name[:3]], folder / name)
+            parts.update(vae_map=AutoencoderKL, encoder_stage1=PropertyEncoder, unet_stage1=UNet2DConditionModel)
+        modules: dict[str, torch.nn.Module] = {name: _load(cls, folder / name) for name, cls in parts.items()}
         if cfg.two_stage and cfg.map_condition == "learned":
             modules["map_encoder"] = _load_plain(MapEncoder(cfg.map_condition_channels, 2 ** (len(cfg.vae.block_out_channels) - 1)), folder / "map_encoder")
         sched_path = folder / "scheduler" / "scheduler_config.json"
@@ -170,7 +168,7 @@ class TiM3Pipeline:
         m = self.modules
         starts = range(0, len(y_all), batch_size)
         for i, start in enumerate(tqdm(starts, desc="generate", disable=not progress, unit="batch")):
-            gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
+            gen = seeded_generator(seed, i)
             y = y_all[start : start + batch_size]
             maps, extra = None, None
             if cfg.two_stage:

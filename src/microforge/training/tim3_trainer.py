@@ -30,13 +30,14 @@ from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from ..data.dataset import MicrographDataset
+from ..data.dataset import MicrographDataset, d4_batch
 from ..data.images import read_grey
 from ..data.manifest import read_dataset
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import MapEncoder, TiM3Config, build_autoencoder, build_unet, map_condition, onehot_map
 from ..properties import PropertySet, PropertySpec
+from ..seeding import seed_from, seeded_generator
 
 FORMAT = "microforge-tim3/1"
 DONE_DIR = ".done"
@@ -45,20 +46,6 @@ CHECKPOINT_DIR = "checkpoints"
 
 def phases(cfg: TiM3Config) -> list[str]:
     return ["vae_image", "vae_map", "stage1", "stage2"] if cfg.two_stage else ["vae_image", "stage2"]
-
-
-def step_generator(*key: int) -> torch.Generator:
-    """A CPU generator seeded by a tuple of integers (seed, phase, step, process, ...)."""
-    return torch.Generator().manual_seed(int(np.random.SeedSequence(list(key)).generate_state(1)[0]))
-
-
-def d4_batch(x: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
-    """Apply symmetry ``ks[i]`` (0..7: quarter turns, then a flip when >= 4) to sample ``i``."""
-    out = []
-    for xi, k in zip(x, ks.tolist()):
-        xi = torch.rot90(xi, k % 4, (-2, -1))
-        out.append(xi.flip(-1) if k >= 4 else xi)
-    return torch.stack(out)
 
 
 def make_scheduler(cfg: TiM3Config) -> DDPMScheduler:
@@ -123,9 +110,7 @@ class TiM3Trainer:
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.data = TrainingData.load(data_root, cfg)
         self.props = self.data.properties
-        self.mins = torch.tensor(self.props.mins, dtype=torch.float32)
-        self.spans = torch.tensor(np.where(self.props.maxs > self.props.mins, self.props.maxs - self.props.mins, 1.0), dtype=torch.float32)
-        self.noise_std = torch.tensor(self.props.noise_stds, dtype=torch.float32)
+        self.noise_std = torch.tensor(self.props.noise_stds, dtype=torch.float64)
         self.brightness = self.data.images.mean(dim=(1, 2, 3))  # mean grey in [-1, 1], per tile
         self.scheduler = make_scheduler(cfg)
         self.n_cond = len(self.props) + (1 if cfg.brightness else 0)
@@ -140,21 +125,18 @@ class TiM3Trainer:
         for i, phase in enumerate(phases(self.cfg)):
             if (self.out / DONE_DIR / f"{phase}.json").exists():
                 continue
-            torch.manual_seed(int(np.random.SeedSequence([self.cfg.train.seed, i]).generate_state(1)[0]))  # initial weights
+            torch.manual_seed(seed_from(self.cfg.train.seed, i))  # initial weights
             getattr(self, f"_train_{phase}")(i)
         if self.acc.is_main_process:
             self._finalise()
         self.acc.wait_for_everyone()
         return self.out
 
-    def _normalise(self, raw: torch.Tensor) -> torch.Tensor:
-        return ((raw.float() - self.mins) / self.spans) * 2.0 - 1.0
-
     def _conditions(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        raw = self.data.props_raw[idx].float()
+        raw = self.data.props_raw[idx]
         if self.cfg.train.property_noise:
-            raw = raw + self.noise_std * torch.randn(raw.shape, generator=gen)
-        y = self._normalise(raw)
+            raw = raw + self.noise_std * torch.randn(raw.shape, generator=gen, dtype=torch.float64)
+        y = torch.from_numpy(self.props.normalise(raw.numpy())).float()  # as the pipeline does at inference
         if self.cfg.brightness:
             y = torch.cat([y, self.brightness[idx, None]], dim=1)
         return y
@@ -182,7 +164,7 @@ class TiM3Trainer:
         t0 = time.perf_counter()
         bar = tqdm(range(start, steps), desc=f"train {phase}", disable=not (self.progress and acc.is_main_process), initial=start, total=steps)
         for step in bar:
-            gen = step_generator(cfg.seed, phase_index, step, self.rank)
+            gen = seeded_generator(cfg.seed, phase_index, step, self.rank)
             loss = loss_fn(wrapped, gen)
             acc.backward(loss)
             acc.clip_grad_norm_(params, 1.0)
