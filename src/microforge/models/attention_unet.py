@@ -8,7 +8,6 @@ size, so a whole micrograph can be segmented at once. Saved as ``config.json`` +
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,9 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MicroforgeError
+from .weights import load_weights, read_config, save_weights
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 MODEL_TYPE = "attention-unet"
 
 
@@ -78,15 +76,7 @@ class AttentionUNet(nn.Module):
 
     def save_pretrained(self, folder: str | Path, extra: dict | None = None) -> None:
         """Write ``config.json`` (with ``extra`` metadata) and ``model.safetensors``."""
-        from safetensors.torch import save_file
-
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        config = {"model_type": MODEL_TYPE, **asdict(self.config), **(extra or {})}
-        tmp = folder / (WEIGHTS_NAME + ".tmp")
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, str(tmp))
-        tmp.replace(folder / WEIGHTS_NAME)
-        (folder / CONFIG_NAME).write_text(json.dumps(config, indent=2) + "\n")
+        save_weights(self, folder, {"model_type": MODEL_TYPE, **asdict(self.config), **(extra or {})})
 
     @classmethod
     def from_pretrained(cls, folder: str | Path) -> "AttentionUNet":
@@ -95,33 +85,12 @@ class AttentionUNet(nn.Module):
         Raises :class:`MicroforgeError` naming the file when it is missing, truncated or does
         not match the config.
         """
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        from ..config import read_json_file
-
-        folder = Path(folder)
-        config_path, weights_path = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-        raw = read_json_file(config_path, "a segmentation model")
-        if not weights_path.is_file():
-            raise MicroforgeError(f"{weights_path}: not found; is {folder} a segmentation model?")
-        if raw.get("model_type") != MODEL_TYPE:
-            raise MicroforgeError(f"{config_path}: model_type is {raw.get('model_type')!r}, expected {MODEL_TYPE!r}")
+        raw = read_config(folder, MODEL_TYPE, "a segmentation model")
         try:
             config = AttentionUNetConfig(raw["in_channels"], raw["n_classes"], tuple(raw["channels"]), raw["groups"])
         except (KeyError, TypeError) as exc:
-            raise MicroforgeError(f"{config_path}: malformed config ({exc})") from None
-        model = cls(config)
-        try:
-            state = load_file(str(weights_path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise MicroforgeError(f"{weights_path}: cannot be read as safetensors ({exc})") from None
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise MicroforgeError(f"{weights_path}: weights do not match {config_path} ({str(exc).splitlines()[0]})") from None
-        model.eval()
-        return model
+            raise MicroforgeError(f"{Path(folder) / 'config.json'}: malformed config ({exc})") from None
+        return load_weights(cls(config), folder)
 
 
 @torch.no_grad()
