@@ -13,6 +13,7 @@ from microforge.data.synth.benchmark import build_benchmark
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MICROFORGE_SHARED_DATA", REPO.parent / "shared" / "data"))
 TI_AB = SHARED_DATA / "ti_ab_heat_treatment"
+MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
 
 # 4 specimens (one per morphology), 256 px fields, 64 px tiles: 16 tiles per modality each.
 TINY = SynthConfig(n_specimens=4, field_px=256, tile_size=64)
@@ -22,6 +23,17 @@ TINY = SynthConfig(n_specimens=4, field_px=256, tile_size=64)
 def tiny_bench(tmp_path_factory: pytest.TempPathFactory):
     """The tiny benchmark, built once per session (read-only for tests)."""
     return build_benchmark(tmp_path_factory.mktemp("bench") / "ti", TINY, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def micro_model(tiny_bench, tmp_path_factory) -> Path:
+    """A micro TiM3 (tests/data/tim3-micro.yaml, 32 px) trained on the tiny benchmark."""
+    from microforge.models.tim3 import load_tim3_config
+    from microforge.training.tim3_trainer import train_tim3
+
+    out = tmp_path_factory.mktemp("tim3") / "model"
+    train_tim3(tiny_bench.root, out, load_tim3_config(MICRO), progress=False)
+    return out
 
 
 @pytest.fixture(scope="session")

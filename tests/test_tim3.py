@@ -27,13 +27,6 @@ MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
 TARGET = ["YS=1000", "TS=1080", "EF=12", "RH=37", "IT=30", "DCS=1450", "CFS=0.2"]
 
 
-@pytest.fixture(scope="module")
-def micro_model(tiny_bench, tmp_path_factory):
-    out = tmp_path_factory.mktemp("tim3") / "model"
-    train_tim3(tiny_bench.root, out, load_tim3_config(MICRO), progress=False)
-    return out
-
-
 def test_gmm_encoder_shapes_and_eq6_statistics():
     torch.manual_seed(0)
     enc = PropertyEncoder(7, "gmm", hidden=32, dim=8, n_tokens=3, n_components=4)

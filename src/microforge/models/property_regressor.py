@@ -1,0 +1,90 @@
+"""The property regressor F: a ResNet-18 that reads the K properties off a micrograph.
+
+It is the judge of TiM3's property accuracy (DESIGN.md section 6): trained on real (or
+benchmark) micrographs, it predicts the properties of generated ones. A saved regressor is a
+folder with ``config.json``, ``model.safetensors``, ``properties.json`` (the property order,
+units and normalisation it predicts in) and ``metrics.json`` (its own held-out accuracy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import MicroforgeError
+from ..properties import PropertySet
+from .resnet import ResNet18
+from .weights import load_weights, read_config, save_weights
+
+MODEL_TYPE = "microforge-property-regressor"
+
+
+def resize_batch(images: np.ndarray | torch.Tensor, resolution: int) -> torch.Tensor:
+    """Greyscale images ``(N, H, W)`` or ``(N, 1, H, W)`` in [0, 1] -> float32 ``(N, 1, R, R)``,
+    area-averaged (or bilinearly enlarged) to ``resolution`` px."""
+    x = torch.as_tensor(np.asarray(images, dtype=np.float32) if isinstance(images, np.ndarray) else images, dtype=torch.float32)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] != 1:
+        raise MicroforgeError(f"expected greyscale images (N, H, W), got shape {tuple(x.shape)}")
+    if x.shape[-2:] != (resolution, resolution):
+        mode = "area" if x.shape[-1] >= resolution else "bilinear"
+        x = F.interpolate(x, size=(resolution, resolution), mode=mode, **({} if mode == "area" else {"align_corners": False}))
+    return x
+
+
+@dataclass
+class PropertyRegressor:
+    """A trained regressor: the network, the properties it predicts and its input size (px)."""
+
+    net: ResNet18
+    properties: PropertySet
+    resolution: int
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "PropertyRegressor":
+        """Load a folder written by :meth:`save_pretrained` (safetensors only; errors name the file)."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MicroforgeError(f"{folder}: regressor folder not found")
+        raw = read_config(folder, MODEL_TYPE, "a property regressor")
+        props = PropertySet.load(folder / "properties.json")
+        try:
+            net = ResNet18(1, len(props), int(raw["width"]))
+            resolution = int(raw["resolution"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MicroforgeError(f"{folder / 'config.json'}: malformed config ({exc})") from None
+        return cls(load_weights(net, folder), props, resolution)
+
+    def save_pretrained(self, folder: str | Path, extra: dict | None = None) -> None:
+        """Write ``config.json``, ``model.safetensors`` and ``properties.json`` into ``folder``."""
+        folder = Path(folder)
+        config = {"model_type": MODEL_TYPE, "width": self.net.stem[0].out_channels, "resolution": self.resolution, **(extra or {})}
+        save_weights(self.net, folder, config)
+        self.properties.save(folder / "properties.json")
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Raw properties ``(N, K)`` (units of ``properties.json``) of greyscale images
+        ``(N, H, W)`` in [0, 1]."""
+        self.net.eval()
+        out = [self.net(resize_batch(images[i : i + batch_size], self.resolution).to(self.device)).cpu()
+               for i in range(0, len(images), batch_size)]
+        return self.properties.denormalise(torch.cat(out).double().numpy()) if out else np.zeros((0, len(self.properties)))
+
+    @torch.no_grad()
+    def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Pooled penultimate features ``(N, 8 * width)``: the domain fingerprint of
+        :func:`microforge.evaluate.distribution.frechet_distance`."""
+        self.net.eval()
+        out = [self.net.features(resize_batch(images[i : i + batch_size], self.resolution).to(self.device)).cpu()
+               for i in range(0, len(images), batch_size)]
+        return torch.cat(out).double().numpy() if out else np.zeros((0, self.net.num_features))

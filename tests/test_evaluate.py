@@ -1,0 +1,243 @@
+"""Evaluation suite: accuracy, distribution distances, copying, oracle, regressor, report."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from microforge.cli import cli
+from microforge.data.synth.morphology import generate_microstructure
+from microforge.data.synth.params import SpecimenParams
+from microforge.errors import MicroforgeError
+from microforge.evaluate.accuracy import acc_gamma, accuracy_table, mean_accuracy
+from microforge.evaluate.copying import nearest_training
+from microforge.evaluate.distribution import frechet_distance, kernel_distance, precision_recall
+from microforge.evaluate.features import InceptionFeatures, extract
+from microforge.evaluate.oracle import measure_params, oracle_properties
+from microforge.evaluate.run import EvaluationOptions, evaluate
+from microforge.models.property_regressor import PropertyRegressor
+from microforge.training import regressor_trainer
+from microforge.training.regressor_trainer import RegressorTrainConfig, gamma_contrast, train_regressor
+
+# ------------------------------------------------------------------------------ accuracy
+
+
+def test_acc_gamma_on_hand_made_predictions():
+    target = np.array([[100.0, 10.0], [100.0, 10.0], [100.0, 10.0], [200.0, -4.0]])
+    pred = np.array([[105.0, 10.5],  # 5 %, 5 %: inside 0.1
+                     [115.0, 10.0],  # 15 %: inside 0.2 only
+                     [100.0, 12.5],  # 25 % on the second property: inside 0.3 only
+                     [200.0, -5.0]])  # |-5 - -4| = 1 = 25 % of |-4|: inside 0.3 only
+    assert acc_gamma(pred, target, 0.1) == 0.25
+    assert acc_gamma(pred, target, 0.2) == 0.5
+    assert acc_gamma(pred, target, 0.3) == 1.0
+    assert mean_accuracy(pred, target) == pytest.approx((0.25 + 0.5 + 1.0) / 3)
+    table = accuracy_table(pred, target, ["A", "B"])
+    assert table["per_property"]["A"]["mae"] == pytest.approx(5.0)
+    assert table["per_property"]["B"]["mae"] == pytest.approx((0.5 + 0 + 2.5 + 1.0) / 4)
+    with pytest.raises(MicroforgeError, match="differ in shape"):
+        acc_gamma(pred[:, :1], target, 0.1)
+
+
+# --------------------------------------------------------------------- distribution metrics
+
+
+def test_frechet_distance_exact_cases():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(300, 6))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    shift = np.array([1.0, -2.0, 0.5, 0.0, 0.0, 3.0])
+    # equal covariances: the distance is the squared distance between the means
+    assert frechet_distance(a, a + shift) == pytest.approx(float(shift @ shift), rel=1e-6)
+    # scaling one set by s: trace term (1 - s)^2 tr(S)
+    s = 2.0
+    cov_trace = float(np.trace(np.cov(a, rowvar=False)))
+    centred = a - a.mean(0)
+    assert frechet_distance(centred, s * centred) == pytest.approx((1 - s) ** 2 * cov_trace, rel=1e-5)
+
+
+def test_kernel_distance_and_precision_recall():
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(400, 4)), rng.normal(size=(400, 4))
+    same, _ = kernel_distance(a, b, subsets=20, subset_size=200)
+    far, _ = kernel_distance(a, b + 2.0, subsets=20, subset_size=200)
+    assert abs(same) < 0.01 and far > 0.5
+    # 1-D hand-made sets, k = 1: real balls have radius 1; fake radii 9.5, 1, 1
+    real = np.arange(5.0)[:, None]
+    fake = np.array([[0.5], [10.0], [11.0]])
+    assert precision_recall(real, fake, k=1) == (pytest.approx(1 / 3), 1.0)
+    assert precision_recall(a, a, k=3) == (1.0, 1.0)
+
+
+def test_inception_features_are_real_and_deterministic(tiny_bench):
+    from microforge.data.images import read_grey
+
+    tiles = [read_grey(tiny_bench.root / t) / 255.0 for t in tiny_bench.table["tile"][:6]]
+    images = np.stack(tiles).astype(np.float32)
+    net = InceptionFeatures()
+    f = extract(net, images, batch_size=4)
+    assert f.shape == (6, 2048) and np.isfinite(f).all()
+    assert (f >= 0).all() and f.std() > 0.01  # pool3 features follow a ReLU
+    assert np.allclose(extract(net, images[:2]), f[:2], atol=1e-4)
+    assert frechet_distance(f, f) == pytest.approx(0.0, abs=1e-3)
+
+
+# --------------------------------------------------------------------------- data copying
+
+
+def test_nearest_training_finds_the_copied_image_across_batches():
+    rng = np.random.default_rng(2)
+    train = rng.random((10, 8, 8))
+    gen = np.stack([train[7], train[2] + 0.1, rng.random((8, 8))])
+    mse, idx = nearest_training(gen, [train[:4], train[4:]])
+    assert idx[0] == 7 and mse[0] == pytest.approx(0.0, abs=1e-12)
+    assert idx[1] == 2 and mse[1] == pytest.approx(0.01, rel=1e-9)
+    assert mse[2] > 0.05
+    with pytest.raises(MicroforgeError, match="same size"):
+        nearest_training(gen, [rng.random((2, 4, 4))])
+
+
+# -------------------------------------------------------------------------------- oracle
+
+
+@pytest.mark.parametrize("morphology,fraction,lath_um", [("equiaxed", 0.8, 1.0), ("bimodal", 0.4, 1.0), ("lamellar", 0.05, 2.0),
+                                                         ("basketweave", 0.03, 0.8)])
+def test_oracle_measures_the_drawn_microstructure(morphology, fraction, lath_um):
+    p = SpecimenParams(morphology, fraction, 8.0, lath_um, 30.0, 100.0, 0.2)
+    ms = generate_microstructure(p, (256, 256), 0.25, np.random.default_rng(3))
+    m = measure_params(ms.phase_map, 0.25)
+    assert m.morphology == morphology
+    assert m.primary_alpha_fraction == pytest.approx(fraction, abs=0.01)  # the generator is quantile-exact
+    assert m.beta_in_transformed == pytest.approx(0.2, abs=0.02)
+    if morphology in ("equiaxed", "bimodal"):  # globules: 4/pi x mean chord recovers the diameter
+        assert m.primary_alpha_size_um == pytest.approx(8.0, rel=0.2)
+    if morphology != "equiaxed":  # laths in equiaxed specimens are cut short by the small beta pockets
+        assert m.lath_thickness_um == pytest.approx(lath_um, rel=0.25)
+
+
+def test_oracle_properties_on_true_maps_of_the_benchmark(tiny_bench):
+    from microforge.data.images import read_grey
+
+    t = tiny_bench.table[tiny_bench.table["modality"] == "SEM"]
+    maps = np.stack([read_grey(tiny_bench.root / m) for m in t["mask"]])
+    truth = t[list(tiny_bench.properties.names)].to_numpy(float)
+    pred = oracle_properties(maps, 0.25)
+    assert pred.shape == truth.shape
+    # the oracle's ceiling on true 64 px maps of the tiny benchmark (stated in docs/evaluation.md)
+    assert accuracy_table(pred, truth, tiny_bench.properties.names)["acc"]["0.2"] >= 0.5
+
+
+# ----------------------------------------------------------------------------- regressor
+
+
+def test_gamma_contrast_is_eq12():
+    x = torch.linspace(0.2, 0.6, 16).view(1, 1, 4, 4).repeat(3, 1, 1, 1)
+    y = gamma_contrast(x, torch.Generator().manual_seed(0), 0.0, (1.0, 1.0))  # eta = alpha = 1: min-max only
+    assert torch.allclose(y, (x - 0.2) / 0.4, atol=1e-6)
+    z = gamma_contrast(x, torch.Generator().manual_seed(0), 0.3, (0.8, 1.2))
+    assert z.min() >= 0 and z.max() <= 1 and not torch.allclose(z[0], z[1])
+
+
+REG = RegressorTrainConfig(resolution=32, width=8, steps=6, batch_size=8, split_fractions=(0.5, 0.25, 0.25), checkpoint_every=3)
+
+
+def test_regressor_trains_saves_loads_and_resumes_bit_identically(tiny_bench, tmp_path, monkeypatch):
+    metrics = train_regressor(tiny_bench.root, tmp_path / "full", REG, progress=False)
+    assert set(metrics["test"]["acc"]) == {"0.1", "0.2", "0.3"}
+    assert json.loads((tmp_path / "full" / "metrics.json").read_text())["train_tiles"] == metrics["train_tiles"]
+    reg = PropertyRegressor.from_pretrained(tmp_path / "full")
+    images = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+    pred = reg.predict(images)
+    assert pred.shape == (3, 7)
+    assert np.array_equal(PropertyRegressor.from_pretrained(tmp_path / "full").predict(images), pred)
+
+    calls = {"n": 0}
+    real = regressor_trainer.gamma_contrast
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # step 4, after the step-3 checkpoint
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(regressor_trainer, "gamma_contrast", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_regressor(tiny_bench.root, tmp_path / "cut", REG, progress=False)
+    monkeypatch.setattr(regressor_trainer, "gamma_contrast", real)
+    with pytest.raises(MicroforgeError, match="--resume"):
+        train_regressor(tiny_bench.root, tmp_path / "cut", REG, progress=False)
+    train_regressor(tiny_bench.root, tmp_path / "cut", REG, resume=True, progress=False)
+    a = (tmp_path / "full" / "model.safetensors").read_bytes()
+    assert a == (tmp_path / "cut" / "model.safetensors").read_bytes()
+
+
+def test_regressor_load_errors_name_the_file(tmp_path, tiny_bench):
+    train_regressor(tiny_bench.root, tmp_path / "r", REG, progress=False)
+    weights = tmp_path / "r" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(MicroforgeError, match="model.safetensors"):
+        PropertyRegressor.from_pretrained(tmp_path / "r")
+
+
+# ----------------------------------------------------------------------- end to end report
+
+
+OPTS = EvaluationOptions(n=8, n_reference=8, n_describe=3, batch_size=4)
+
+
+def test_evaluate_writes_report_and_resumes(micro_model, tiny_bench, tmp_path):
+    reg = tmp_path / "reg"
+    train_regressor(tiny_bench.root, reg, REG, progress=False)
+    report = tmp_path / "report"
+    m = evaluate(str(micro_model), tiny_bench.root, report, OPTS, regressor=str(reg), progress=False)
+    main = m["main"]
+    assert main["n"] == 8 and main["fid"] > 0 and 0 <= main["precision"] <= 1
+    assert set(main["accuracy"]["acc"]) == {"0.1", "0.2", "0.3"}
+    assert m["oracle"]["ceiling_true_maps"]["n"] == 8
+    assert "s2" in m["microstructure"] and "microstructure_maps" in m
+    page = (report / "index.html").read_text()
+    assert "Table 1" in page and "figures/samples_vs_ground_truth.png" in page
+    for fig in ("samples_vs_ground_truth", "property_scatter", "microstructure", "persistence", "data_copying"):
+        assert (report / "figures" / f"{fig}.png").is_file()
+    saved = json.loads((report / "metrics.json").read_text())
+    assert saved["main"]["fid"] == pytest.approx(main["fid"])
+    # finished: refused without --overwrite
+    with pytest.raises(MicroforgeError, match="--overwrite"):
+        evaluate(str(micro_model), tiny_bench.root, report, OPTS, regressor=str(reg), progress=False)
+    # interrupted: drop the result and one generated batch; the rerun recomputes only that batch
+    (report / "metrics.json").unlink()
+    kept = (report / "main" / "batch_00000.npz").stat().st_mtime_ns
+    (report / "main" / "batch_00001.npz").unlink()
+    again = evaluate(str(micro_model), tiny_bench.root, report, OPTS, regressor=str(reg), progress=False)
+    assert (report / "main" / "batch_00000.npz").stat().st_mtime_ns == kept
+    assert again["main"]["fid"] == pytest.approx(main["fid"], rel=1e-6)
+    assert again["main"]["accuracy"]["mAcc"] == main["accuracy"]["mAcc"]
+    # other options on an unfinished report are refused
+    (report / "metrics.json").unlink()
+    with pytest.raises(MicroforgeError, match="other options"):
+        evaluate(str(micro_model), tiny_bench.root, report, EvaluationOptions(n=12, n_reference=8, n_describe=3, batch_size=4),
+                 regressor=str(reg), progress=False)
+
+
+def test_evaluate_sweeps_and_ablation(micro_model, tiny_bench, tmp_path):
+    opts = EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4, sweep_steps=(1, 3), n_sweep=4, brightness=True,
+                             ablation={"again": str(micro_model)})
+    m = evaluate(str(micro_model), tiny_bench.root, tmp_path / "r", opts, progress=False)
+    assert [r["steps"] for r in m["sweeps"]["steps"]] == [1, 3]
+    assert "skipped" in m["sweeps"]["brightness"]  # the micro model has no brightness condition
+    assert m["sweeps"]["ablation"][0]["name"] == "again" and m["sweeps"]["ablation"][0]["fid"] > 0
+    assert m["main"]["accuracy"] is None and "regressor" in m["notes"][0]
+    assert (tmp_path / "r" / "figures" / "steps_sweep.png").is_file()
+
+
+def test_evaluate_cli_errors_are_one_line(micro_model, tiny_bench, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["evaluate", "--model", str(micro_model), "--data", str(tiny_bench.root), "--report", str(tmp_path / "r"), "-n", "-3"])
+    assert r.exit_code == 1 and r.output.startswith("Error:") and "n must be at least 1" in r.output
+    r = runner.invoke(cli, ["evaluate", "--model", str(tmp_path / "none"), "--data", str(tiny_bench.root), "--report", str(tmp_path / "r2")])
+    assert r.exit_code == 1 and "model folder not found" in r.output
+    r = runner.invoke(cli, ["evaluate", "--data", str(tiny_bench.root), "--report", str(tmp_path / "r3"), "--ablation", "oops"])
+    assert r.exit_code == 1 and "NAME=VALUE" in r.output
