@@ -241,3 +241,46 @@ def test_evaluate_cli_errors_are_one_line(micro_model, tiny_bench, tmp_path):
     assert r.exit_code == 1 and "model folder not found" in r.output
     r = runner.invoke(cli, ["evaluate", "--data", str(tiny_bench.root), "--report", str(tmp_path / "r3"), "--ablation", "oops"])
     assert r.exit_code == 1 and "NAME=VALUE" in r.output
+
+
+# ----------------------------------------------------------------- bounded memory, resume
+
+
+def test_run_batches_writes_each_batch_before_the_next_and_resumes(tmp_path):
+    from microforge.evaluate.batches import load_arrays, run_batches
+
+    made = []
+
+    def make(i):
+        if i == 2 and not made.count("resumed"):
+            raise RuntimeError("killed")
+        made.append(i)
+        return {"x": np.full((3, 2), i), "y": np.arange(3) + 3 * i}
+
+    with pytest.raises(RuntimeError):
+        run_batches(tmp_path, 4, make, "t", progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["batch_00000.npz", "batch_00001.npz"]
+    made.append("resumed")
+    run_batches(tmp_path, 4, make, "t", progress=False)
+    assert made == [0, 1, "resumed", 2, 3]  # finished batches are not redone
+    assert np.array_equal(load_arrays(tmp_path, ["y"])["y"], np.arange(12))
+    assert load_arrays(tmp_path, ["x"], limit=4)["x"].shape == (4, 2)
+
+
+def test_generate_writes_each_batch_before_sampling_the_next(micro_model, tmp_path):
+    from microforge.pipelines.generate import generate
+    from microforge.pipelines.tim3 import TiM3Pipeline
+
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    real, on_disk = pipe.iter_batches, []
+    images = tmp_path / "out" / "images"
+
+    def spy(*args, **kwargs):
+        for batch in real(*args, **kwargs):
+            on_disk.append(len(list(images.glob("*.png"))) if images.is_dir() else 0)
+            yield batch
+
+    pipe.iter_batches = spy
+    target = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]])
+    generate(str(micro_model), target, 10, tmp_path / "out", batch_size=4, progress=False, pipe=pipe)
+    assert on_disk == [0, 4, 8]  # batch k+1 is drawn only after batch k's images are on disk

@@ -295,6 +295,34 @@ def generate_cmd(model: str, props: tuple[str, ...], n: int, out: Path, steps: i
     click.echo(f"wrote {len(run['samples'])} samples in {run['seconds']} s -> {out} (contact sheet: {out / 'contact_sheet.png'})")
 
 
+@cli.command("serve")
+@click.option("--model", default="bundled:ti-sem-tiny", show_default=True, help="TiM3 model folder, or bundled:NAME.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; the default serves this machine only.")
+@click.option("--port", default=7860, show_default=True, help="Port (0: any free port).")
+@click.option("--regressor", help="Property regressor folder [the model's regressor/ when present].")
+@click.option("--max-samples", default=16, show_default=True, help="Most samples one request may ask for.")
+@click.option("--runs-dir", type=click.Path(path_type=Path), help="Where runs are kept for download [a temporary folder].")
+def serve_cmd(model: str, host: str, port: int, regressor: str | None, max_samples: int, runs_dir: Path | None) -> None:
+    """Explore property targets in the browser: sliders, samples, maps, descriptors, download."""
+    import tempfile
+    import time
+
+    from .serve.explorer import Explorer
+    from .serve.server import start_server
+
+    if max_samples < 1:
+        raise MicroforgeError(f"--max-samples must be at least 1, got {max_samples}")
+    with tempfile.TemporaryDirectory(prefix="microforge-serve-") as tmp:
+        explorer = Explorer(model, runs_dir or tmp, regressor, max_samples)
+        server, _ = start_server(explorer, host, port)
+        click.echo(f"microforge explorer on http://{host}:{server.server_port}/  (Ctrl+C stops it)")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            server.shutdown()
+
+
 # --------------------------------------------------------------------------- characterize
 
 
@@ -405,7 +433,6 @@ def segment_evaluate(dataset: Path, segmenter: str, split: str, modality: str, j
 
 _NOT_BUILT = {
     "fingerprint": ("ResNet18-VAE fingerprints: train, encode, explore.", "issue 6 (seed systems)"),
-    "serve": ("Web UI for exploring property targets.", "issue 7 (web UI)"),
 }
 
 

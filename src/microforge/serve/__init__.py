@@ -1,0 +1,1 @@
+"""``microforge serve``: a local web page to explore property targets."""

@@ -1,0 +1,228 @@
+"""The web explorer's logic, without HTTP: validate a request, sample, measure, record the run.
+
+Every public method takes and returns plain JSON-able data, so the server is a thin layer and
+the logic is tested without a browser. Bad input raises :class:`MicroforgeError` with a message
+meant for the person at the page.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..characterize.lamellae import lamella_stats
+from ..characterize.statistics import chord_lengths
+from ..data.images import write_png
+from ..data.phase_map import CLASS_NAMES, PRIMARY_ALPHA, SECONDARY_ALPHA, phase_fractions, to_pseudo_rgb
+from ..data.tiling import to_uint8
+from ..errors import MicroforgeError
+from ..evaluate.hull import sample_in_hull
+from ..models.property_regressor import PropertyRegressor
+from ..pipelines.generate import hull_check, resolve_model
+from ..pipelines.tim3 import TiM3Pipeline
+
+DEFAULT_MAX_SAMPLES = 16  # per request: a page of results that a CPU draws in seconds
+KEPT_RUNS = 20  # finished runs kept for download; older ones are deleted
+
+
+class Explorer:
+    """A loaded model (and optional regressor) serving property targets from the web page.
+
+    Parameters
+    ----------
+    model : model folder or ``bundled:NAME``.
+    runs_dir : folder where each run's images and JSON are written for download.
+    regressor : regressor folder (default: the model's ``regressor/`` when present; ``""``: none).
+    max_samples : the most samples one request may ask for.
+    """
+
+    def __init__(self, model: str, runs_dir: str | Path, regressor: str | None = None, max_samples: int = DEFAULT_MAX_SAMPLES) -> None:
+        folder = resolve_model(model)
+        if not folder.is_dir():
+            raise MicroforgeError(f"{folder}: model folder not found")
+        if not (folder / "properties.json").is_file():
+            raise MicroforgeError(f"{folder / 'properties.json'}: not found; a model needs its properties.json to bound the sliders")
+        self.model_name = model
+        self.pipe = TiM3Pipeline.from_pretrained(folder)
+        self.props = self.pipe.condition_properties
+        if regressor is None and (folder / "regressor").is_dir():
+            regressor = str(folder / "regressor")
+        self.regressor = PropertyRegressor.from_pretrained(regressor) if regressor else None
+        if self.regressor is not None and self.regressor.properties.names != self.props.names:
+            raise MicroforgeError(f"{regressor}: the regressor predicts {self.regressor.properties.names}, the model takes {self.props.names}")
+        self.hull = np.asarray(self.pipe.properties.info.get("hull_points") or [], dtype=np.float64)
+        self.max_samples = max_samples
+        self.runs_dir = Path(runs_dir)
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self.pixel_size_um = self._pixel_size()
+        self._lock = threading.Lock()  # one sampling at a time: the networks are shared
+        self._random_draws = 0
+
+    def _pixel_size(self) -> float | None:
+        info = self.pipe.properties.info
+        if not info.get("pixel_size_um"):
+            return None
+        tile = int(info.get("config", {}).get("tile_size", self.pipe.cfg.resolution))
+        return float(info["pixel_size_um"]) * tile / self.pipe.cfg.resolution
+
+    # ------------------------------------------------------------------ requests
+
+    def describe_model(self) -> dict[str, Any]:
+        """What the page needs to draw its controls: one entry per property with unit, bounds and
+        a default (the centre of the training hull), and the limits."""
+        centre = self.props.denormalise(self.hull.mean(0)) if len(self.hull) else (self.props.mins + self.props.maxs) / 2
+        return {
+            "model": self.model_name, "resolution": self.pipe.cfg.resolution, "two_stage": self.pipe.cfg.two_stage,
+            "modality": self.pipe.cfg.modality, "max_samples": self.max_samples, "has_regressor": self.regressor is not None,
+            "has_hull": bool(len(self.hull)), "pixel_size_um": self.pixel_size_um,
+            "properties": [{"name": s.name, "unit": s.unit, "long_name": s.long_name, "min": s.min, "max": s.max,
+                            "step": _step(s.min, s.max), "default": float(c)} for s, c in zip(self.props.specs, centre)],
+        }
+
+    def parse_target(self, raw: Any) -> np.ndarray:
+        """A ``{name: value}`` mapping -> the raw vector ``(K,)``; values may be numbers or text.
+
+        Refused, with a message naming the property and its allowed range: a missing or unknown
+        name, text that is not a number, NaN or infinity, a value outside the model's range."""
+        if not isinstance(raw, dict):
+            raise MicroforgeError("the target must be an object of property values")
+        unknown = sorted(set(raw) - set(self.props.names))
+        if unknown:
+            raise MicroforgeError(f"unknown properties {', '.join(unknown)}; expected {self.props.describe()}")
+        out = []
+        for s in self.props.specs:
+            if s.name not in raw or raw[s.name] in (None, ""):
+                raise MicroforgeError(f"{s.label}: no value given")
+            try:
+                v = float(raw[s.name])
+            except (TypeError, ValueError):
+                raise MicroforgeError(f"{s.label}: {raw[s.name]!r} is not a number") from None
+            if not math.isfinite(v):
+                raise MicroforgeError(f"{s.label}: {raw[s.name]!r} is not a finite number")
+            if not s.min <= v <= s.max:
+                raise MicroforgeError(f"{s.label}: {v:g} is outside the model's range {s.min:g} to {s.max:g}")
+            out.append(v)
+        return np.asarray(out, dtype=np.float64)
+
+    def parse_count(self, raw: Any) -> int:
+        try:
+            n = int(raw)
+        except (TypeError, ValueError):
+            raise MicroforgeError(f"the number of samples must be a whole number, got {raw!r}") from None
+        if isinstance(raw, float) and raw != n:
+            raise MicroforgeError(f"the number of samples must be a whole number, got {raw!r}")
+        if not 1 <= n <= self.max_samples:
+            raise MicroforgeError(f"ask for 1 to {self.max_samples} samples at a time, not {n}")
+        return n
+
+    def check(self, target: Any) -> dict[str, Any]:
+        """Whether a target lies inside the training hull (and is valid)."""
+        y = self.parse_target(target)
+        return {"in_hull": bool(hull_check(self.pipe, y[None])[0])}
+
+    def random_target(self, seed: int | None = None) -> dict[str, float]:
+        """A target drawn uniformly inside the training hull (Algorithm 1)."""
+        if not len(self.hull):
+            raise MicroforgeError("this model's properties.json has no hull points to sample from")
+        if seed is None:
+            self._random_draws += 1
+            seed = self._random_draws
+        y = self.props.denormalise(sample_in_hull(self.hull, 1, np.random.default_rng(seed))[0])
+        y = np.clip(y, self.props.mins, self.props.maxs)  # hull points lie in the range; rounding may not
+        return {n: float(v) for n, v in zip(self.props.names, y)}
+
+    def generate(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Sample ``request["n"]`` micrographs for ``request["target"]``; write them under a new run
+        folder and return the run record (image URLs relative to the server root)."""
+        if not isinstance(request, dict):
+            raise MicroforgeError("the request must be a JSON object")
+        y = self.parse_target(request.get("target"))
+        n = self.parse_count(request.get("n", 4))
+        seed = request.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise MicroforgeError(f"the seed must be a non-negative whole number, got {seed!r}")
+        inside = bool(hull_check(self.pipe, y[None])[0])
+        with self._lock:
+            t0 = time.perf_counter()
+            g = self.pipe(np.repeat(y[None], n, axis=0), batch_size=n, seed=seed)
+            seconds = time.perf_counter() - t0
+            pred = self.regressor.predict(g.images) if self.regressor is not None else None
+        run_id = uuid.uuid4().hex[:12]
+        folder = self.runs_dir / run_id
+        samples = []
+        for i, image in enumerate(g.images):
+            rec: dict[str, Any] = {"image": f"runs/{run_id}/sample_{i:02d}.png"}
+            write_png(folder / f"sample_{i:02d}.png", to_uint8(image))
+            if g.maps is not None:
+                write_png(folder / f"sample_{i:02d}_map.png", to_pseudo_rgb(g.maps[i]))
+                rec["map"] = f"runs/{run_id}/sample_{i:02d}_map.png"
+                rec["descriptors"] = self.measure(g.maps[i])
+            if pred is not None:
+                rec["predicted"] = {name: float(v) for name, v in zip(self.props.names, pred[i])}
+            samples.append(rec)
+        run = {"run": run_id, "model": self.model_name, "target": {name: float(v) for name, v in zip(self.props.names, y)},
+               "units": {s.name: s.unit for s in self.props.specs}, "in_hull": inside, "seed": seed, "n": n,
+               "seconds": round(seconds, 2), "samples": samples, "download": f"runs/{run_id}/run.zip"}
+        (folder / "run.json").write_text(json.dumps(run, indent=1) + "\n")
+        self._zip(folder)
+        self._prune()
+        return run
+
+    def measure(self, phase_map: np.ndarray) -> dict[str, Any]:
+        """Descriptors of one stage-1 map a metallographer reads first."""
+        fr = phase_fractions(phase_map)
+        out: dict[str, Any] = {f"{n}_fraction": round(float(f), 4) for n, f in zip(CLASS_NAMES, fr)}
+        chords = chord_lengths(phase_map == PRIMARY_ALPHA)
+        lam = lamella_stats(phase_map == SECONDARY_ALPHA)
+        scale, unit = (self.pixel_size_um, "um") if self.pixel_size_um else (1.0, "px")
+        out[f"primary_alpha_mean_chord_{unit}"] = round(float(chords.mean()) * scale, 3) if chords.size else None
+        out[f"lath_width_{unit}"] = round(float(lam.width_px) * scale, 3) if np.isfinite(lam.width_px) else None
+        out["lath_orientation_spread_deg"] = round(float(lam.orientation_spread_deg), 1) if np.isfinite(lam.orientation_spread_deg) else None
+        return out
+
+    # ------------------------------------------------------------------ files
+
+    def _zip(self, folder: Path) -> None:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(folder.iterdir()):
+                if f.suffix in (".png", ".json"):
+                    z.write(f, f.name)
+        (folder / "run.zip").write_bytes(buf.getvalue())
+
+    def _prune(self) -> None:
+        runs = sorted((p for p in self.runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        for old in runs[:-KEPT_RUNS]:
+            for f in old.iterdir():
+                f.unlink()
+            old.rmdir()
+
+    def run_file(self, relative: str) -> Path:
+        """The file of a run named by ``runs/<id>/<name>``; anything else is refused."""
+        parts = relative.split("/")
+        if len(parts) != 3 or parts[0] != "runs" or not parts[1].isalnum() or "/" in parts[2] or parts[2].startswith("."):
+            raise FileNotFoundError(relative)
+        path = self.runs_dir / parts[1] / parts[2]
+        if not path.is_file():
+            raise FileNotFoundError(relative)
+        return path
+
+
+def _step(lo: float, hi: float) -> float:
+    """A slider step: about 1/200 of the range, rounded to 1, 2 or 5 times a power of ten."""
+    span = hi - lo
+    if span <= 0:
+        return 1.0
+    raw = span / 200.0
+    power = 10.0 ** math.floor(math.log10(raw))
+    return float(min((m * power for m in (1, 2, 5, 10) if m * power >= raw), default=raw))
+

@@ -1,0 +1,160 @@
+"""The web explorer: request validation, the JSON API over HTTP, and the page in headless Chromium."""
+
+import io
+import json
+import shutil
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microforge.errors import MicroforgeError
+from microforge.evaluate.hull import in_hull
+from microforge.serve.explorer import Explorer
+from microforge.serve.server import start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags for a root, offline machine (see the env notes): no sandbox, no GPU, no background
+# networking that a closed network would refuse. Playwright adds --headless and a fresh profile.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory):
+    return Explorer("bundled:ti-sem-tiny", tmp_path_factory.mktemp("runs"), max_samples=6)
+
+
+@pytest.fixture(scope="module")
+def server(explorer):
+    srv, _ = start_server(explorer, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+
+
+def centre(explorer):
+    return {p["name"]: p["default"] for p in explorer.describe_model()["properties"]}
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def test_model_description_bounds_every_slider(explorer):
+    d = explorer.describe_model()
+    assert [p["name"] for p in d["properties"]] == ["YS", "TS", "EF", "RH", "IT", "DCS", "CFS"]
+    assert d["properties"][0]["unit"] == "MPa" and d["has_regressor"] and d["two_stage"]
+    for p in d["properties"]:
+        assert p["min"] < p["default"] < p["max"] and 0 < p["step"] < (p["max"] - p["min"]) / 50
+    assert explorer.check(centre(explorer)) == {"in_hull": True}
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"YS": "NaN"}, "not a finite number"), ({"YS": "abc"}, "'abc' is not a number"), ({"EF": 1e9}, "outside the model's range"),
+    ({"TS": None}, "no value given"), ({"XX": 1.0}, "unknown properties XX"), ({"CFS": "inf"}, "not a finite number"),
+])
+def test_bad_targets_are_refused_with_the_property_named(explorer, change, message):
+    target = {**centre(explorer), **change}
+    with pytest.raises(MicroforgeError, match=message):
+        explorer.check(target)
+
+
+@pytest.mark.parametrize("n,message", [(0, "1 to 6"), (7, "1 to 6"), (2.5, "whole number"), ("many", "whole number"), (-1, "1 to 6")])
+def test_sample_count_is_bounded(explorer, n, message):
+    with pytest.raises(MicroforgeError, match=message):
+        explorer.generate({"target": centre(explorer), "n": n})
+
+
+def test_random_targets_lie_in_the_hull(explorer):
+    names = [p["name"] for p in explorer.describe_model()["properties"]]
+    draws = np.array([[explorer.random_target(seed)[n] for n in names] for seed in range(5)])
+    assert in_hull(explorer.hull, explorer.props.normalise(draws)).all()
+    assert not np.allclose(draws[0], draws[1])
+
+
+def test_missing_model_and_missing_properties_json_are_clear(tmp_path):
+    with pytest.raises(MicroforgeError, match="model folder not found"):
+        Explorer(str(tmp_path / "nothing"), tmp_path / "runs")
+    from microforge.pipelines.generate import resolve_model
+
+    copy = tmp_path / "model"
+    shutil.copytree(resolve_model("bundled:ti-sem-tiny"), copy)
+    (copy / "properties.json").unlink()
+    with pytest.raises(MicroforgeError, match="properties.json: not found"):
+        Explorer(str(copy), tmp_path / "runs")
+
+
+# ---------------------------------------------------------------------------------- HTTP
+
+
+def _post(url, body):
+    req = urllib.request.Request(url, data=body if isinstance(body, bytes) else json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_http_api_generates_and_refuses_bad_requests(server, explorer):
+    status, run = _post(server + "/api/generate", {"target": centre(explorer), "n": 2, "seed": 3})
+    assert status == 200 and run["in_hull"] and len(run["samples"]) == 2
+    s = run["samples"][0]
+    assert set(s["predicted"]) == set(run["target"]) and "primary_alpha_fraction" in s["descriptors"]
+    with urllib.request.urlopen(f"{server}/{s['image']}") as r:
+        assert r.headers["Content-Type"] == "image/png" and r.read()[:4] == b"\x89PNG"
+    with urllib.request.urlopen(f"{server}/{run['download']}") as r, zipfile.ZipFile(io.BytesIO(r.read())) as z:
+        assert {"run.json", "sample_00.png", "sample_00_map.png", "sample_01.png"} <= set(z.namelist())
+    assert _post(server + "/api/generate", b"{not json")[0] == 400
+    status, err = _post(server + "/api/generate", {"target": {**centre(explorer), "YS": "NaN"}, "n": 1})
+    assert status == 400 and "YS [MPa]" in err["error"]
+    status, err = _post(server + "/api/generate", {"target": centre(explorer), "n": 1000})
+    assert status == 400 and "1 to 6" in err["error"]
+    for bad in ("/runs/../../etc/passwd", "/runs/x/../../config.json", "/nothing"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(server + bad)
+        assert e.value.code == 404
+
+
+# ------------------------------------------------------------------------------- browser
+
+
+def test_page_in_headless_chromium(server, explorer, tmp_path):
+    """Set a target, generate, see the images and the hull warning; bad input shows a message."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(server)
+        expect(page.locator("input[type=range]")).to_have_count(7)
+        # a strong *and* ductile target: outside what the training data spans
+        props = {p["name"]: p for p in explorer.describe_model()["properties"]}
+        page.fill("#text-YS", str(props["YS"]["max"] * 0.999))
+        page.fill("#text-EF", str(props["EF"]["max"] * 0.999))
+        expect(page.locator("#banner")).to_contain_text("outside the convex hull")
+        page.fill("#count", "3")
+        page.click("#generate")
+        expect(page.locator("img.micrograph")).to_have_count(3, timeout=120_000)
+        expect(page.locator("img.map")).to_have_count(3)
+        assert page.eval_on_selector("img.micrograph", "img => img.naturalWidth") == explorer.pipe.cfg.resolution
+        expect(page.locator("#banner")).to_contain_text("outside the convex hull")
+        assert page.get_attribute("#download", "href").endswith("run.zip")
+        # bad input: a message, no request, the page keeps working
+        page.fill("#text-TS", "NaN")
+        page.click("#generate")
+        expect(page.locator("#error")).to_contain_text("TS [MPa]: 'NaN' is not a number")
+        page.fill("#count", "500")
+        page.fill("#text-TS", str(props["TS"]["default"]))
+        page.click("#generate")
+        expect(page.locator("#error")).to_contain_text("ask for 1 to 6 samples")
+        # a random in-hull target clears the warning
+        page.click("#random")
+        expect(page.locator("#banner")).to_have_text("")
+        expect(page.locator("#error")).to_be_hidden()
+        browser.close()
