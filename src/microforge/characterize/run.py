@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.images import read_grey, write_png
+from ..data.images import check_image_header, read_grey, write_png
 from ..data.manifest import MANIFEST_NAME, read_dataset
 from ..data.outdir import prepare_output_dir
 from ..data.phase_map import CLASS_NAMES, phase_fractions, to_pseudo_rgb
@@ -35,6 +35,9 @@ class ImageItem:
     name: str
     path: Path
     mask: Path | None = None
+
+
+MIN_SIDE = 8  # px; the smallest image the descriptors can measure
 
 
 def collect_images(paths: Sequence[str | Path]) -> list[ImageItem]:
@@ -59,6 +62,8 @@ def collect_images(paths: Sequence[str | Path]) -> list[ImageItem]:
     names = [i.name for i in items]
     if len(set(names)) != len(names):  # same stem in two folders: prefix the folder
         items = [ImageItem(f"{i.path.parent.name}_{i.name}", i.path, i.mask) for i in items]
+    for item in items:  # fail before any work starts, not half-way through a long job
+        check_image_header(item.path, MIN_SIDE)
     return items
 
 

@@ -11,6 +11,25 @@ from PIL import Image, UnidentifiedImageError
 from ..errors import MicroforgeError
 
 
+def check_image_header(path: str | Path, min_side: int = 1) -> tuple[int, int]:
+    """Open only the header of an image file and return its ``(width, height)``.
+
+    Raises :class:`MicroforgeError` naming the file when it is missing, not an image, or smaller
+    than ``min_side`` px on a side. Cheap: the pixels are not decoded.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MicroforgeError(f"image {path} not found")
+    try:
+        with Image.open(path) as im:
+            size = im.size
+    except (OSError, ValueError) as exc:
+        raise MicroforgeError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
+    if min(size) < min_side:
+        raise MicroforgeError(f"{path}: {size[0]}x{size[1]} px is too small; images need at least {min_side}x{min_side} px")
+    return size
+
+
 def read_image(path: str | Path, where: str = "") -> np.ndarray:
     """Read an image file as ``uint8``: ``(H, W)`` greyscale or ``(H, W, 3)`` RGB.
 

@@ -232,6 +232,8 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
 
     opts.check()
     report = Path(report)
+    t0 = time.perf_counter()
+    ev = Evaluator(model, data, report, opts, regressor, progress)  # loads and checks everything before writing
     prepare_output_dir(report, overwrite, done_marker="metrics.json", own_markers=("options.json", "targets.npy"))
     options_file = report / "options.json"
     record = {"model": model, "data": str(data), "regressor": regressor, **asdict(opts)}
@@ -239,8 +241,6 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     if options_file.exists() and json.loads(options_file.read_text()) != record:
         raise MicroforgeError(f"{report}: holds an unfinished evaluation with other options; pass --overwrite to restart it")
     options_file.write_text(json.dumps(record, indent=1) + "\n")
-    t0 = time.perf_counter()
-    ev = Evaluator(model, data, report, opts, regressor, progress)
     ev.reference_into(report / "reference")
     ref = load_arrays(report / "reference", ["inception", "targets", "images", "maps"] + (["pred", "domain"] if ev.regressor else [])
                       + (["oracle_segmented", "oracle_map"] if ev.is_benchmark and ev.pixel_size_um else []))
