@@ -41,20 +41,19 @@ def grid_figure(report: Path, metrics: dict[str, Any], two_stage: bool) -> Path:
     gen = load_arrays(report / "grid", ["images"] + (["maps"] if two_stage else []))
     k = metrics["grid"]["samples_per_vector"]
     cells, titles = [], []
-    for r, spec in enumerate(metrics["grid"]["specimens"]):
+    names = list(metrics["grid"]["targets"][0])[:3]  # the first three properties label each row
+    for r, (spec, target) in enumerate(zip(metrics["grid"]["specimens"], metrics["grid"]["targets"])):
         cells.append(real[r])
-        titles.append(f"{spec} (real)")
+        titles.append(f"{spec} real\n" + ", ".join(f"{n} {target[n]:.4g}" for n in names[:2]) + "".join(f"\n{n} {target[n]:.4g}" for n in names[2:]))
         for j in range(k):
             cells.append(gen["images"][r * k + j])
             titles.append(f"generated {j + 1}")
         if two_stage:
             for j in range(k):
                 cells.append(to_pseudo_rgb(gen["maps"][r * k + j]))
-                titles.append(f"map {j + 1}")
+                titles.append(f"stage-1 map {j + 1}")
     out = report / "figures" / "samples_vs_ground_truth.png"
-    ncols = 1 + k * (2 if two_stage else 1)
-    labels = [", ".join(f"{n} {v:.3g}" for n, v in list(t.items())[:3]) for t in metrics["grid"]["targets"]]
-    image_grid(cells, titles, ncols, out, row_labels=labels)
+    image_grid(cells, titles, 1 + k * (2 if two_stage else 1), out, cell_inches=1.8)
     return out
 
 
