@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -26,8 +25,8 @@ from ..errors import MicroforgeError
 from ..evaluate.accuracy import accuracy_table
 from ..models.property_regressor import PropertyRegressor, resize_batch
 from ..models.resnet import ResNet18
-from ..models.weights import load_weights, save_weights
 from ..seeding import seeded_generator
+from .checkpoints import load_checkpoint, save_checkpoint
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -101,7 +100,7 @@ def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig
     net = ResNet18(1, len(props), cfg.width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.steps))
-    start = _load_checkpoint(out / CHECKPOINT_DIR, net, opt, sched)
+    start = load_checkpoint(out / CHECKPOINT_DIR, {"net": net}, {"optimizer": opt, "scheduler": sched})
     t0 = time.perf_counter()
     net.train()
     bar = tqdm(range(start, cfg.steps), desc="train regressor", disable=not progress, initial=start, total=cfg.steps)
@@ -120,7 +119,7 @@ def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig
                 fh.write(json.dumps({"step": step, "loss": round(loss.item(), 6)}) + "\n")
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            _save_checkpoint(out / CHECKPOINT_DIR, net, opt, sched, step + 1)
+            save_checkpoint(out / CHECKPOINT_DIR, step + 1, {"net": net}, {"optimizer": opt, "scheduler": sched})
     bar.close()
     regressor = PropertyRegressor(net.eval(), props, cfg.resolution)
     metrics: dict = {"train_tiles": len(images), "seconds_this_run": round(time.perf_counter() - t0, 1), "config": config_to_dict(cfg)}
@@ -133,30 +132,3 @@ def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig
     tmp.replace(out / "metrics.json")
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     return metrics
-
-
-def _save_checkpoint(ckdir: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, sched, step: int) -> None:
-    """``ckdir/step_<n>``: weights (safetensors), optimiser and schedule state, written to a
-    temporary folder and renamed; older checkpoints are then removed."""
-    tmp, final = ckdir / f".tmp_step_{step:07d}", ckdir / f"step_{step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_weights(net, tmp, {"step": step})
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
-    os.replace(tmp, final)
-    for old in sorted(ckdir.glob("step_*"))[:-1]:
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _load_checkpoint(ckdir: Path, net: torch.nn.Module, opt: torch.optim.Optimizer, sched) -> int:
-    done = sorted(ckdir.glob("step_*"))
-    if not done:
-        return 0
-    latest = done[-1]
-    load_weights(net, latest)
-    try:
-        state = torch.load(latest / "optimizer.pt", weights_only=True)  # tensors and numbers only: nothing executes
-    except Exception as exc:
-        raise MicroforgeError(f"{latest / 'optimizer.pt'}: cannot be loaded ({exc.__class__.__name__})") from None
-    opt.load_state_dict(state["optimizer"])
-    sched.load_state_dict(state["scheduler"])
-    return int(json.loads((latest / "config.json").read_text())["step"])

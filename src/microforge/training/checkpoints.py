@@ -1,0 +1,53 @@
+"""Atomic, resumable checkpoints for the plain-PyTorch trainers (regressor, baselines).
+
+A checkpoint is a folder ``step_<n>``: each network's weights as safetensors (``<name>/``) and
+the optimiser and schedule states in ``optimizer.pt``, written to a temporary folder and renamed,
+so a killed process leaves either the old checkpoint or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..errors import MicroforgeError
+from ..models.weights import load_weights, save_weights
+
+
+def save_checkpoint(ckdir: Path, step: int, modules: Mapping[str, torch.nn.Module], states: Mapping[str, Any], keep: int = 1) -> None:
+    """Write ``ckdir/step_<step>`` with every module's weights and the ``states`` (optimisers,
+    schedules: anything with ``state_dict``), then delete all but the newest ``keep``."""
+    tmp, final = ckdir / f".tmp_step_{step:07d}", ckdir / f"step_{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for name, module in modules.items():
+        save_weights(module, tmp / name, {"step": step})
+    torch.save({name: s.state_dict() for name, s in states.items()}, tmp / "optimizer.pt")
+    (tmp / "step.json").write_text(json.dumps({"step": step}))
+    os.replace(tmp, final)
+    for old in sorted(ckdir.glob("step_*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(ckdir: Path, modules: Mapping[str, torch.nn.Module], states: Mapping[str, Any]) -> int:
+    """Restore the newest checkpoint in ``ckdir`` into ``modules`` and ``states``; return its
+    step (0 when there is none). Weights load through safetensors; ``optimizer.pt`` with
+    ``weights_only=True`` (tensors and numbers only: nothing executes)."""
+    done = sorted(ckdir.glob("step_*"))
+    if not done:
+        return 0
+    latest = done[-1]
+    for name, module in modules.items():
+        load_weights(module, latest / name)
+        module.train()
+    try:
+        saved = torch.load(latest / "optimizer.pt", weights_only=True)
+    except Exception as exc:
+        raise MicroforgeError(f"{latest / 'optimizer.pt'}: cannot be loaded ({exc.__class__.__name__})") from None
+    for name, s in states.items():
+        s.load_state_dict(saved[name])
+    return int(json.loads((latest / "step.json").read_text())["step"])
