@@ -68,6 +68,8 @@ CASES = [
     # data
     (["data", "info", "{b}/empty"], "no tiles"),
     (["data", "synth", "--out", "{b}/notes.txt"], "not a folder"),
+    (["train", "ccdm", "--data", "{b}/nodata", "--out", "{b}/t"], "dataset folder not found"),
+    (["train", "ccgan", "--data", "{b}/empty", "--out", "{b}/t"], "no tiles"),
 ]
 
 

@@ -105,3 +105,35 @@ def load_config(cls: type[T], path: str | Path | None = None, **overrides: Any) 
         return cls(**data)
     except TypeError as exc:
         raise MicroforgeError(f"{path or 'config'}: {exc}") from None
+
+
+def plain_data(value: Any) -> Any:
+    """Dicts, lists and tuples of a config as plain JSON/YAML data (tuples become lists)."""
+    if isinstance(value, dict):
+        return {k: plain_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_data(v) for v in value]
+    return value
+
+
+def nested_config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from plain nested data: nested dataclass fields (with a default
+    factory) are built from mappings; lists become tuples; unknown keys are named errors."""
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise MicroforgeError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    kwargs = {}
+    for key, value in data.items():
+        factory = names[key].default_factory
+        default = factory() if factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):  # a nested section: vae, unet, encoder, train
+            if not isinstance(value, dict):
+                raise MicroforgeError(f"{where}: {key} must be a mapping")
+            kwargs[key] = nested_config_from_dict(type(default), value, f"{where}: {key}")
+        else:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise MicroforgeError(f"{where}: {exc}") from None

@@ -32,6 +32,7 @@ from ..data.synth.relations import PROPERTY_NAMES
 from ..errors import MicroforgeError
 from ..models.property_regressor import PropertyRegressor, resize_batch
 from ..pipelines.generate import resolve_model
+from ..pipelines.baselines import load_pipeline
 from ..pipelines.tim3 import TiM3Pipeline
 from ..seeding import seed_from
 from .accuracy import accuracy_table
@@ -81,7 +82,7 @@ class Evaluator:
 
     def __init__(self, model: str, data: str | Path, report: Path, opts: EvaluationOptions, regressor: str | None, progress: bool) -> None:
         self.model_spec, self.report, self.opts, self.progress = model, report, opts, progress
-        self.pipe = TiM3Pipeline.from_pretrained(resolve_model(model))
+        self.pipe = load_pipeline(resolve_model(model))
         if torch.cuda.is_available():
             self.pipe.to("cuda")
         self.cfg = self.pipe.cfg
@@ -353,14 +354,14 @@ def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.
     if opts.ablation:
         rows = []
         for name, spec in opts.ablation.items():
-            pipe = TiM3Pipeline.from_pretrained(resolve_model(spec))
+            pipe = load_pipeline(resolve_model(spec))
             if pipe.condition_properties.names != ev.pipe.condition_properties.names:
                 raise MicroforgeError(f"ablation model {spec} takes {pipe.condition_properties.names}, not {ev.pipe.condition_properties.names}")
             folder = report / "ablation" / name
             ev.generate_into(folder, sub, f"ablation: {name}", pipe=pipe)
             sc = ev.scores(folder, ref)
-            enc = pipe.cfg.encoder.kind
-            rows.append({"name": name, "model": spec, "encoder": enc, "two_stage": pipe.cfg.two_stage, **_table_row(sc)})
+            kind = pipe.cfg.encoder.kind if isinstance(pipe, TiM3Pipeline) else pipe.cfg.kind
+            rows.append({"name": name, "model": spec, "encoder": kind, "two_stage": pipe.cfg.two_stage, **_table_row(sc)})
         out["ablation"] = rows
     return out
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from torch import nn
 
-from ..config import read_yaml_mapping
+from ..config import nested_config_from_dict, plain_data, read_yaml_mapping
 from ..errors import MicroforgeError
 
 
@@ -102,41 +102,12 @@ class TiM3Config:
         return self.resolution // 2 ** (len(self.vae.block_out_channels) - 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return _plain(dataclasses.asdict(self))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(names))
-    if unknown:
-        raise MicroforgeError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
-    kwargs = {}
-    for key, value in data.items():
-        factory = names[key].default_factory
-        default = factory() if factory is not dataclasses.MISSING else None  # type: ignore[misc]
-        if dataclasses.is_dataclass(default):  # a nested section: vae, unet, encoder, train
-            if not isinstance(value, dict):
-                raise MicroforgeError(f"{where}: {key} must be a mapping")
-            kwargs[key] = _build(type(default), value, f"{where}: {key}")
-        else:
-            kwargs[key] = tuple(value) if isinstance(value, list) else value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise MicroforgeError(f"{where}: {exc}") from None
+        return plain_data(dataclasses.asdict(self))
 
 
 def tim3_config_from_dict(data: dict[str, Any], where: str = "config") -> TiM3Config:
     """Build a :class:`TiM3Config` from nested plain data; unknown keys are named errors."""
-    return _build(TiM3Config, data, where)
+    return nested_config_from_dict(TiM3Config, data, where)
 
 
 def load_tim3_config(path: str | Path | None) -> TiM3Config:

@@ -49,10 +49,8 @@ def hard_vicinity(labels: np.ndarray, target: np.ndarray, kappa: np.ndarray, max
     target, kappa = np.asarray(target, dtype=np.float64), np.asarray(kappa, dtype=np.float64)
     diff = np.abs(labels - target)
     inside = np.flatnonzero((diff <= kappa + 1e-12).all(axis=1))
-    if len(inside) > max_count:
-        scaled = diff[inside] / np.where(kappa > 0, kappa, 1.0)
-        inside = inside[np.argsort((scaled ** 2).sum(axis=1), kind="stable")[:max_count]]
-    return inside
+    scaled = diff[inside] / np.where(kappa > 0, kappa, 1.0)
+    return inside[np.argsort((scaled ** 2).sum(axis=1), kind="stable")[:max_count]]
 
 
 def vicinal_batch(labels: np.ndarray, batch: int, sigma: np.ndarray, kappa: np.ndarray, gen: torch.Generator,

@@ -15,6 +15,7 @@ from ..data.phase_map import phase_fractions, to_pseudo_rgb
 from ..data.tiling import to_uint8
 from ..errors import MicroforgeError
 from ..evaluate.hull import in_hull
+from .baselines import load_pipeline
 from .tim3 import TiM3Pipeline
 
 BUNDLED_PREFIX = "bundled:"
@@ -54,7 +55,7 @@ def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: in
     """
     if n < 1 or n > MAX_SAMPLES:
         raise MicroforgeError(f"-n must be between 1 and {MAX_SAMPLES}, got {n}")
-    pipe = pipe or TiM3Pipeline.from_pretrained(resolve_model(model))
+    pipe = pipe or load_pipeline(resolve_model(model))
     targets = pipe.check_targets(targets)
     inside = hull_check(pipe, targets)
     out = Path(out)

@@ -28,7 +28,7 @@ from ..errors import MicroforgeError
 from ..evaluate.hull import sample_in_hull
 from ..models.property_regressor import PropertyRegressor
 from ..pipelines.generate import hull_check, resolve_model
-from ..pipelines.tim3 import TiM3Pipeline
+from ..pipelines.baselines import load_pipeline
 
 DEFAULT_MAX_SAMPLES = 16  # per request: a page of results that a CPU draws in seconds
 KEPT_RUNS = 20  # finished runs kept for download; older ones are deleted
@@ -52,7 +52,7 @@ class Explorer:
         if not (folder / "properties.json").is_file():
             raise MicroforgeError(f"{folder / 'properties.json'}: not found; a model needs its properties.json to bound the sliders")
         self.model_name = model
-        self.pipe = TiM3Pipeline.from_pretrained(folder)
+        self.pipe = load_pipeline(folder)
         self.props = self.pipe.condition_properties
         if regressor is None and (folder / "regressor").is_dir():
             regressor = str(folder / "regressor")

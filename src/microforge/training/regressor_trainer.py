@@ -23,10 +23,11 @@ from ..config import config_to_dict
 from ..data.dataset import MicrographDataset, d4_batch
 from ..errors import MicroforgeError
 from ..evaluate.accuracy import accuracy_table
-from ..models.property_regressor import PropertyRegressor, resize_batch
+from ..models.property_regressor import PropertyRegressor
 from ..models.resnet import ResNet18
 from ..seeding import seeded_generator
 from .checkpoints import load_checkpoint, save_checkpoint
+from .data import load_split
 
 CHECKPOINT_DIR = "checkpoints"
 
@@ -60,11 +61,7 @@ def gamma_contrast(x: torch.Tensor, gen: torch.Generator, sigma_eta: float, cont
 
 
 def _split(data: str | Path, cfg: RegressorTrainConfig, split: str) -> tuple[torch.Tensor, np.ndarray, MicrographDataset]:
-    ds = MicrographDataset(data, split=split, fractions=cfg.split_fractions, seed=cfg.seed, modality=cfg.modality, augment=False)
-    if len(ds) == 0:
-        raise MicroforgeError(f"{data}: the {split} split is empty; the dataset needs more specimens")
-    images = resize_batch(np.stack([ds[i]["image"][0].numpy() for i in range(len(ds))]), cfg.resolution)
-    return images, ds._raw.astype(np.float64), ds
+    return load_split(data, split, cfg.split_fractions, cfg.seed, cfg.modality, cfg.resolution)
 
 
 def _lr_factor(step: int, steps: int, warmup: int = 100) -> float:

@@ -37,6 +37,7 @@ from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import MapEncoder, TiM3Config, build_autoencoder, build_unet, map_condition, onehot_map
 from ..properties import PropertySet, PropertySpec
+from .data import properties_with_hull
 from ..seeding import seed_from, seeded_generator
 
 FORMAT = "microforge-tim3/1"
@@ -334,15 +335,8 @@ class TiM3Trainer:
     def _finalise(self) -> None:
         """config.json, properties.json (with the hull points), scheduler/ and training times."""
         scales = {w: self._encode_all(w)[2] for w in (["vae_image", "vae_map"] if self.cfg.two_stage else ["vae_image"])}
-        specs = list(self.props.specs)
-        if self.cfg.brightness:
-            specs.append(PropertySpec("brightness", "", -1.0, 1.0, 0.0, "mean grey level, -1 black .. 1 white"))
-        by_specimen: dict[str, np.ndarray] = {}
-        for s, row in zip(self.data.specimens, self.data.props_raw.numpy()):
-            by_specimen.setdefault(s, row)
-        hull = self.props.normalise(np.array(list(by_specimen.values())))
-        info = {**self.props.info, "hull_points": np.round(hull, 6).tolist(), "hull_space": "normalised [-1, 1], dataset properties only"}
-        PropertySet(specs, [], info).save(self.out / "properties.json")
+        extra = [PropertySpec("brightness", "", -1.0, 1.0, 0.0, "mean grey level, -1 black .. 1 white")] if self.cfg.brightness else []
+        properties_with_hull(self.props, self.data.specimens, self.data.props_raw.numpy(), extra).save(self.out / "properties.json")
         make_scheduler(self.cfg).save_pretrained(self.out / "scheduler")
         times = {p.stem: json.loads(p.read_text()) for p in sorted((self.out / DONE_DIR).glob("*.json"))}
         config = {"format": FORMAT, "config": self.cfg.to_dict(), "scaling_factors": scales,

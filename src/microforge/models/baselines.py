@@ -1,0 +1,148 @@
+"""Networks and configs of the conditional baselines CcGAN and CCDM, extended to K continuous
+properties (TiM3 appendix A): both condition on the normalised property vector through a small
+label-embedding MLP, and both train with the hard vicinity of :mod:`.vicinity`.
+
+* **CCDM** (Ding et al. 2024): a pixel-space conditional DDPM. The UNet is diffusers'
+  ``UNet2DModel`` with ``class_embed_type="identity"``: the label embedding is added to the time
+  embedding. Condition dropout gives classifier-free guidance at sampling.
+* **CcGAN** (Ding et al. 2021): an SNGAN-style generator ``G(z, y)`` and a projection
+  discriminator ``D(x, y) = w^T h(x) + <e(y), h(x)>`` with spectral normalisation, trained with
+  the hinge loss on hard-vicinal batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from diffusers import UNet2DModel
+from torch import nn
+from torch.nn.utils import spectral_norm
+
+from ..config import nested_config_from_dict, plain_data
+from ..errors import MicroforgeError
+
+BASELINE_KINDS = ("ccgan", "ccdm")
+
+
+@dataclass
+class BaselineTrain:
+    steps: int = 3000  # optimiser steps (the generator's, for CcGAN)
+    batch_size: int = 32
+    lr: float = 2e-4
+    checkpoint_every: int = 250
+    seed: int = 0
+    vicinity_m: float = 1.0  # kappa = m x the largest gap between sorted unique label values, per dimension
+    max_per_vector: int = 64  # images in one hard vicinity (TiM3 appendix A)
+
+
+@dataclass
+class BaselineConfig:
+    """One config for both conditional baselines; ``kind`` picks the model."""
+
+    kind: str = "ccdm"  # "ccdm" or "ccgan"
+    resolution: int = 64  # px; tiles are area-resized to it
+    modality: str = "SEM"
+    split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # TiM3's: the same test specimens
+    channels: tuple[int, ...] = (32, 64, 64)  # CCDM UNet blocks; CcGAN: the first entry is the base width
+    embed_dim: int = 128  # label-embedding width (CCDM: replaced by the UNet's time-embedding width)
+    z_dim: int = 128  # CcGAN noise
+    num_train_timesteps: int = 1000  # CCDM
+    sampling_steps: int = 50  # CCDM DDIM steps
+    guidance_scale: float = 1.5  # CCDM classifier-free guidance (1: none)
+    cond_dropout: float = 0.1  # CCDM: share of training samples with the null label
+    train: BaselineTrain = field(default_factory=BaselineTrain)
+
+    def __post_init__(self) -> None:
+        if self.kind not in BASELINE_KINDS:
+            raise MicroforgeError(f"kind must be one of {', '.join(BASELINE_KINDS)}, got {self.kind!r}")
+        if self.resolution < 16 or self.resolution & (self.resolution - 1):
+            raise MicroforgeError(f"resolution must be a power of two of at least 16, got {self.resolution}")
+
+    # the surface the generate/evaluate code reads from TiM3 configs
+    two_stage = False
+    brightness = False
+    sampler = "ddim"
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain_data(dataclasses.asdict(self))
+
+
+def baseline_config_from_dict(data: dict[str, Any], where: str = "config") -> BaselineConfig:
+    return nested_config_from_dict(BaselineConfig, data, where)
+
+
+class LabelEmbedding(nn.Module):
+    """Normalised properties ``(B, K)`` -> ``(B, dim)``; ``null`` is the learned no-condition
+    embedding used for classifier-free guidance."""
+
+    def __init__(self, n_labels: int, dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(n_labels, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.null_embedding = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, y: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.net(y)
+        if drop is not None:
+            e = torch.where(drop[:, None], self.null_embedding.expand_as(e), e)
+        return e
+
+    def null(self, batch: int) -> torch.Tensor:
+        return self.null_embedding.expand(batch, -1)
+
+
+def build_ccdm_unet(cfg: BaselineConfig) -> UNet2DModel:
+    """Pixel-space UNet whose time embedding receives the label embedding (width 4 x channels[0])."""
+    n = len(cfg.channels)
+    return UNet2DModel(
+        sample_size=cfg.resolution, in_channels=1, out_channels=1, block_out_channels=tuple(cfg.channels),
+        down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",), up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
+        layers_per_block=1, norm_num_groups=min(8, cfg.channels[0]), class_embed_type="identity",
+    )
+
+
+def ccdm_embed_dim(cfg: BaselineConfig) -> int:
+    return cfg.channels[0] * 4  # UNet2DModel's time-embedding width
+
+
+class CcGANGenerator(nn.Module):
+    """``G(z, y)``: noise ``(B, z_dim)`` and labels ``(B, K)`` -> images ``(B, 1, R, R)`` in [-1, 1]."""
+
+    def __init__(self, cfg: BaselineConfig, n_labels: int) -> None:
+        super().__init__()
+        base, ups = cfg.channels[0], int(math.log2(cfg.resolution // 4))
+        widths = [base * 2 ** min(ups - i, 3) for i in range(ups + 1)]  # e.g. 256, 256, 128, 64, 32
+        self.embed = LabelEmbedding(n_labels, cfg.embed_dim)
+        self.fc = nn.Linear(cfg.z_dim + cfg.embed_dim, widths[0] * 16)
+        blocks = []
+        for cin, cout in zip(widths[:-1], widths[1:]):
+            blocks += [nn.BatchNorm2d(cin), nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, padding=1)]
+        self.blocks = nn.Sequential(*blocks, nn.BatchNorm2d(widths[-1]), nn.ReLU(), nn.Conv2d(widths[-1], 1, 3, padding=1), nn.Tanh())
+        self.width0 = widths[0]
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.fc(torch.cat([z, self.embed(y)], 1)).view(len(z), self.width0, 4, 4)
+        return self.blocks(h)
+
+
+class CcGANDiscriminator(nn.Module):
+    """Projection discriminator with spectral normalisation: ``(B, 1, R, R), (B, K) -> (B,)``."""
+
+    def __init__(self, cfg: BaselineConfig, n_labels: int) -> None:
+        super().__init__()
+        base, downs = cfg.channels[0], int(math.log2(cfg.resolution // 4))
+        layers, cin = [], 1
+        for i in range(downs):
+            cout = base * 2 ** min(i, 3)
+            layers += [spectral_norm(nn.Conv2d(cin, cout, 4, 2, 1)), nn.LeakyReLU(0.1)]
+            cin = cout
+        self.features = nn.Sequential(*layers, spectral_norm(nn.Conv2d(cin, cin, 3, 1, 1)), nn.LeakyReLU(0.1))
+        self.linear = spectral_norm(nn.Linear(cin, 1))
+        self.embed = spectral_norm(nn.Linear(n_labels, cin, bias=False))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.features(x).sum(dim=(2, 3))
+        return self.linear(h)[:, 0] + (self.embed(y) * h).sum(1)

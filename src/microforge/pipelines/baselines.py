@@ -1,0 +1,139 @@
+"""Sampling the conditional baselines (CCDM, CcGAN) with the same surface as
+:class:`~microforge.pipelines.tim3.TiM3Pipeline`, so ``generate``, ``evaluate`` and ``serve``
+take either. The baselines have no stage-1 map: ``Generated.maps`` is ``None``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, UNet2DModel
+from tqdm.auto import tqdm
+
+from ..config import read_json_file
+from ..errors import MicroforgeError
+from ..models.baselines import BaselineConfig, CcGANGenerator, LabelEmbedding, baseline_config_from_dict, ccdm_embed_dim
+from ..models.weights import load_weights
+from ..properties import PropertySet
+from ..seeding import seeded_generator
+from .tim3 import Generated
+
+FORMAT = "microforge-baseline/1"
+
+
+class BaselinePipeline:
+    """A trained CCDM or CcGAN; build it with :meth:`from_pretrained`."""
+
+    def __init__(self, folder: Path, cfg: BaselineConfig, properties: PropertySet, modules: dict[str, torch.nn.Module], scheduler_config: dict | None) -> None:
+        self.folder, self.cfg, self.properties, self.modules, self.scheduler_config = folder, cfg, properties, modules, scheduler_config
+        for m in modules.values():
+            m.eval()
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> "BaselinePipeline":
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MicroforgeError(f"{folder}: model folder not found")
+        raw = read_json_file(folder / "config.json", "a trained baseline model")
+        if raw.get("format") != FORMAT:
+            raise MicroforgeError(f"{folder / 'config.json'}: format {raw.get('format')!r} is not {FORMAT!r}")
+        cfg = baseline_config_from_dict(raw["config"], str(folder / "config.json"))
+        props = PropertySet.load(folder / "properties.json")
+        k = len(props)
+        sched = None
+        if cfg.kind == "ccdm":
+            unet_dir = folder / "unet"
+            if not unet_dir.is_dir():
+                raise MicroforgeError(f"{unet_dir}: model component not found")
+            try:
+                unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True)
+            except Exception as exc:  # diffusers raises several types for bad files
+                raise MicroforgeError(f"{unet_dir}: cannot be loaded ({exc.__class__.__name__})") from None
+            modules = {"unet": unet, "label_embedding": load_weights(LabelEmbedding(k, ccdm_embed_dim(cfg)), folder / "label_embedding")}
+            sched = read_json_file(folder / "scheduler" / "scheduler_config.json", "a CCDM scheduler")
+        else:
+            modules = {"generator": load_weights(CcGANGenerator(cfg, k), folder / "generator")}
+        return cls(folder, cfg, props, modules, sched)
+
+    @property
+    def condition_properties(self) -> PropertySet:
+        return self.properties
+
+    def to(self, device: str | torch.device) -> "BaselinePipeline":
+        for m in self.modules.values():
+            m.to(device)
+        return self
+
+    def check_targets(self, targets: np.ndarray) -> np.ndarray:
+        targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
+        if targets.shape[1] != len(self.properties):
+            raise MicroforgeError(f"a target needs {len(self.properties)} values, got {targets.shape[1]}; expected {self.properties.describe()}")
+        if not np.isfinite(targets).all():
+            raise MicroforgeError(f"targets must be finite numbers; expected {self.properties.describe()}")
+        return targets
+
+    @torch.no_grad()
+    def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
+                 batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Generated:
+        parts = list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress))
+        return Generated(None, np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
+
+    @torch.no_grad()
+    def iter_batches(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
+                     batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Iterator[Generated]:
+        """One micrograph per target row, in batches; batch ``i`` is seeded by ``(seed, i)``."""
+        targets = self.check_targets(targets)
+        if batch_size < 1:
+            raise MicroforgeError(f"batch size must be at least 1, got {batch_size}")
+        if sampler not in (None, "ddim"):
+            raise MicroforgeError(f"the baselines sample with DDIM (CCDM) or in one pass (CcGAN), not {sampler!r}")
+        y_all = torch.tensor(self.properties.normalise(targets), dtype=torch.float32)
+        device = next(self.modules[next(iter(self.modules))].parameters()).device
+        for i, start in enumerate(tqdm(range(0, len(y_all), batch_size), desc="generate", disable=not progress, unit="batch")):
+            gen = seeded_generator(seed, i)
+            y = y_all[start : start + batch_size].to(device)
+            if self.cfg.kind == "ccgan":
+                x = self.modules["generator"](torch.randn(len(y), self.cfg.z_dim, generator=gen).to(device), y)
+            else:
+                x = self._ccdm(y, gen, steps or self.cfg.sampling_steps, self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
+            images = ((x[:, 0].clamp(-1, 1) + 1.0) / 2.0).cpu().numpy().astype(np.float32)
+            yield Generated(None, images, targets[start : start + batch_size])
+
+    def _ccdm(self, y: torch.Tensor, gen: torch.Generator, steps: int, guidance: float) -> torch.Tensor:
+        if steps < 1:
+            raise MicroforgeError(f"steps must be at least 1, got {steps}")
+        unet, embed = self.modules["unet"], self.modules["label_embedding"]
+        sched = DDIMScheduler.from_config(self.scheduler_config)
+        sched.set_timesteps(steps, device=y.device)
+        x = torch.randn((len(y), 1, self.cfg.resolution, self.cfg.resolution), generator=gen).to(y.device)
+        cond = embed(y)
+        if guidance != 1.0:
+            cond = torch.cat([cond, embed.null(len(y))])
+        for t in sched.timesteps:
+            if guidance != 1.0:
+                eps_c, eps_u = unet(torch.cat([x, x]), t, class_labels=cond).sample.chunk(2)
+                eps = eps_u + guidance * (eps_c - eps_u)
+            else:
+                eps = unet(x, t, class_labels=cond).sample
+            x = sched.step(eps, t, x).prev_sample
+        return x
+
+
+def load_pipeline(folder: str | Path):
+    """A TiM3 or baseline model folder -> its pipeline (decided by ``config.json``'s format)."""
+    from .tim3 import FORMAT as TIM3_FORMAT
+    from .tim3 import TiM3Pipeline
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MicroforgeError(f"{folder}: model folder not found")
+    fmt = read_json_file(folder / "config.json", "a trained model").get("format")
+    if fmt == FORMAT:
+        return BaselinePipeline.from_pretrained(folder)
+    if fmt == TIM3_FORMAT:
+        return TiM3Pipeline.from_pretrained(folder)
+    raise MicroforgeError(f"{folder / 'config.json'}: unknown model format {fmt!r}")
+
+

@@ -1,0 +1,144 @@
+"""Train the conditional baselines (CCDM, CcGAN) with hard-vicinal batches, resumably.
+
+Every step draws its vicinal labels, images, noise and timesteps from a generator seeded by
+``(seed, step)``; checkpoints are atomic (:mod:`.checkpoints`), so ``--resume`` continues an
+interrupted run exactly. The finished folder holds ``config.json`` (format
+``microforge-baseline/1``), ``properties.json`` with the training hull, and the networks.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from tqdm.auto import tqdm
+
+from ..data.dataset import d4_batch
+from ..errors import MicroforgeError
+from ..models.baselines import BaselineConfig, CcGANDiscriminator, CcGANGenerator, LabelEmbedding, build_ccdm_unet, ccdm_embed_dim
+from ..models.vicinity import kernel_sigma, vicinal_batch, vicinity_kappa
+from ..models.weights import save_weights
+from ..seeding import seeded_generator
+from .checkpoints import load_checkpoint, save_checkpoint
+from .data import load_split, properties_with_hull
+
+FORMAT = "microforge-baseline/1"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def ccdm_scheduler(cfg: BaselineConfig) -> DDPMScheduler:
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear", prediction_type="epsilon")
+
+
+class BaselineTrainer:
+    """Holds the data, networks and optimisers of one baseline run."""
+
+    def __init__(self, data: str | Path, out: Path, cfg: BaselineConfig, progress: bool) -> None:
+        self.cfg, self.out, self.progress = cfg, out, progress
+        images, raw, ds = load_split(data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution)
+        self.images = images * 2.0 - 1.0  # (N, 1, R, R) in [-1, 1]
+        self.raw, self.props, self.specimens = raw, ds.properties, list(ds.table["specimen"])
+        self.labels = self.props.normalise(raw)
+        self.sigma = kernel_sigma(self.labels)
+        self.kappa = vicinity_kappa(self.labels, cfg.train.vicinity_m)
+        k = len(self.props)
+        torch.manual_seed(cfg.train.seed)
+        if cfg.kind == "ccdm":
+            self.modules = {"unet": build_ccdm_unet(cfg), "label_embedding": LabelEmbedding(k, ccdm_embed_dim(cfg))}
+            params = [p for m in self.modules.values() for p in m.parameters()]
+            self.states = {"opt": torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=1e-4)}
+            self.scheduler = ccdm_scheduler(cfg)
+        else:
+            self.modules = {"generator": CcGANGenerator(cfg, k), "discriminator": CcGANDiscriminator(cfg, k)}
+            betas = (0.5, 0.999)  # SNGAN's Adam settings
+            self.states = {"opt_g": torch.optim.Adam(self.modules["generator"].parameters(), lr=cfg.train.lr, betas=betas),
+                           "opt_d": torch.optim.Adam(self.modules["discriminator"].parameters(), lr=cfg.train.lr, betas=betas)}
+
+    def batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Hard-vicinal batch: vicinal labels ``(B, K)`` and real images ``(B, 1, R, R)`` (D4-augmented)."""
+        b = self.cfg.train.batch_size
+        y, idx = vicinal_batch(self.labels, b, self.sigma, self.kappa, gen, self.cfg.train.max_per_vector)
+        x = d4_batch(self.images[torch.from_numpy(idx)], torch.randint(0, 8, (b,), generator=gen))
+        return torch.from_numpy(y).float(), x
+
+    def step(self, gen: torch.Generator) -> dict[str, float]:
+        y, x = self.batch(gen)
+        if self.cfg.kind == "ccdm":
+            unet, embed = self.modules["unet"], self.modules["label_embedding"]
+            noise = torch.randn(x.shape, generator=gen)
+            t = torch.randint(0, self.cfg.num_train_timesteps, (len(x),), generator=gen)
+            drop = torch.rand(len(x), generator=gen) < self.cfg.cond_dropout
+            pred = unet(self.scheduler.add_noise(x, noise, t), t, class_labels=embed(y, drop)).sample
+            loss = F.mse_loss(pred, noise)
+            self.states["opt"].zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for m in self.modules.values() for p in m.parameters()], 1.0)
+            self.states["opt"].step()
+            return {"loss": loss.item()}
+        g, d = self.modules["generator"], self.modules["discriminator"]
+        z = torch.randn(len(x), self.cfg.z_dim, generator=gen)
+        fake = g(z, y)
+        loss_d = F.relu(1.0 - d(x, y)).mean() + F.relu(1.0 + d(fake.detach(), y)).mean()  # hinge, hard vicinal
+        self.states["opt_d"].zero_grad()
+        loss_d.backward()
+        self.states["opt_d"].step()
+        loss_g = -d(fake, y).mean()
+        self.states["opt_g"].zero_grad()
+        loss_g.backward()
+        self.states["opt_g"].step()
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
+
+    def run(self) -> Path:
+        cfg, ckdir = self.cfg.train, self.out / CHECKPOINT_DIR
+        for m in self.modules.values():
+            m.train()
+        start = load_checkpoint(ckdir, self.modules, self.states)
+        t0 = time.perf_counter()
+        bar = tqdm(range(start, cfg.steps), desc=f"train {self.cfg.kind}", disable=not self.progress, initial=start, total=cfg.steps)
+        for step in bar:
+            losses = self.step(seeded_generator(cfg.seed, step))
+            if step % 10 == 0 or step == cfg.steps - 1:
+                with open(self.out / "log.jsonl", "a") as fh:
+                    fh.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in losses.items()}}) + "\n")
+                bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
+                save_checkpoint(ckdir, step + 1, self.modules, self.states)
+        bar.close()
+        for name, module in self.modules.items():
+            if name == "unet":
+                module.save_pretrained(self.out / name, safe_serialization=True)
+            else:
+                save_weights(module, self.out / name, {"model_type": f"{self.cfg.kind}-{name}"})
+        if self.cfg.kind == "ccdm":
+            self.scheduler.save_pretrained(self.out / "scheduler")
+        properties_with_hull(self.props, self.specimens, self.raw).save(self.out / "properties.json")
+        config = {"format": FORMAT, "config": self.cfg.to_dict(), "train_tiles": len(self.images),
+                  "sigma": self.sigma.round(6).tolist(), "kappa": self.kappa.round(6).tolist(),
+                  "seconds_this_run": round(time.perf_counter() - t0, 1)}
+        (self.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        shutil.rmtree(ckdir, ignore_errors=True)
+        return self.out
+
+
+def train_baseline(data: str | Path, out: str | Path, cfg: BaselineConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Train CCDM or CcGAN (``cfg.kind``) on dataset ``data`` into ``out``; returns ``out``.
+
+    A finished ``out`` is refused; an unfinished one is continued only with ``resume``."""
+    out = Path(out)
+    if (out / "config.json").exists():
+        raise MicroforgeError(f"{out}: already holds a trained model; choose another folder")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
+    saved = out / "run_config.json"
+    if resume and saved.exists() and json.loads(saved.read_text()) != cfg.to_dict():
+        raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
+    trainer = BaselineTrainer(data, out, cfg, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    return trainer.run()
+

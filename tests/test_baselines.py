@@ -1,0 +1,129 @@
+"""CcGAN and CCDM with many continuous labels: the vicinity, training, sampling, save/load, resume."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from microforge.cli import cli
+from microforge.errors import MicroforgeError
+from microforge.models.baselines import BaselineConfig, BaselineTrain
+from microforge.models.vicinity import hard_vicinity, kernel_sigma, vicinal_batch, vicinity_kappa
+from microforge.pipelines.baselines import BaselinePipeline, load_pipeline
+from microforge.training import baseline_trainer
+from microforge.training.baseline_trainer import train_baseline
+
+# --------------------------------------------------------------------------- the vicinity
+
+LABELS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [3.0, 3.0]])
+
+
+def test_sigma_and_kappa_per_dimension_on_hand_made_labels():
+    unique = np.unique(LABELS, axis=0)  # 4 distinct vectors
+    assert np.allclose(kernel_sigma(LABELS), 1.06 * unique.std(axis=0) * 4 ** -0.2)
+    # sorted unique values: dim 0 -> 0, 1, 3 (gaps 1, 2); dim 1 -> 0, 2, 3 (gaps 2, 1)
+    assert np.array_equal(vicinity_kappa(LABELS), [2.0, 2.0])
+    assert np.array_equal(vicinity_kappa(LABELS, m=0.5), [1.0, 1.0])
+    assert np.array_equal(vicinity_kappa(np.array([[1.0, 5.0], [1.0, 7.0]])), [0.0, 2.0])  # one value: radius 0
+    with pytest.raises(MicroforgeError, match="NaN"):
+        kernel_sigma(np.array([[np.nan, 1.0]]))
+
+
+def test_hard_vicinity_needs_every_dimension_and_caps_the_count():
+    kappa = np.array([0.6, 0.6])
+    assert hard_vicinity(LABELS, [0.5, 0.5], kappa).tolist() == [0, 1]
+    assert hard_vicinity(LABELS, [0.5, 1.5], kappa).tolist() == [2]  # [0, 2]: 0.5 off in each dimension
+    assert hard_vicinity(LABELS, [0.5, 1.0], kappa).tolist() == []  # dim 0 fits labels 0-2, dim 1 none of them
+    assert hard_vicinity(LABELS, [0.2, 0.0], np.array([1.0, 0.1])).tolist() == [0, 1]  # nearest first
+    assert hard_vicinity(LABELS, [0.9, 0.0], np.array([1.0, 0.1])).tolist() == [1, 0]
+    many = np.zeros((100, 3)) + np.linspace(0, 0.99, 100)[:, None]
+    near = hard_vicinity(many, [0.5, 0.5, 0.5], np.ones(3), max_count=64)
+    assert len(near) == 64 and set(near) == set(np.argsort(np.abs(many[:, 0] - 0.5), kind="stable")[:64])
+
+
+def test_vicinal_batch_pairs_each_label_with_an_image_in_its_vicinity():
+    kappa = vicinity_kappa(LABELS, 0.5)
+    y, idx = vicinal_batch(LABELS, 200, np.array([0.3, 0.3]), kappa, torch.Generator().manual_seed(0))
+    assert y.shape == (200, 2) and idx.shape == (200,)
+    assert (np.abs(LABELS[idx] - y) <= kappa + 1e-12).all()
+    y2, idx2 = vicinal_batch(LABELS, 200, np.array([0.3, 0.3]), kappa, torch.Generator().manual_seed(0))
+    assert np.array_equal(y, y2) and np.array_equal(idx, idx2)
+    with pytest.raises(MicroforgeError, match="vicinity multiplier"):
+        vicinal_batch(LABELS, 1, np.array([50.0, 50.0]), np.array([0.01, 0.01]), torch.Generator().manual_seed(0), max_tries=5)
+
+
+# ----------------------------------------------------------------------------- the models
+
+
+def micro(kind: str, steps: int = 4) -> BaselineConfig:
+    return BaselineConfig(kind=kind, resolution=32, channels=(8, 16, 16), embed_dim=16, z_dim=16, num_train_timesteps=50,
+                          sampling_steps=3, split_fractions=(0.5, 0.25, 0.25),
+                          train=BaselineTrain(steps=steps, batch_size=4, checkpoint_every=2, vicinity_m=2.0))
+
+
+@pytest.mark.parametrize("kind", ["ccdm", "ccgan"])
+def test_trains_samples_and_round_trips(kind, tiny_bench, tmp_path):
+    out = train_baseline(tiny_bench.root, tmp_path / kind, micro(kind), progress=False)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["format"] == "microforge-baseline/1" and len(saved["kappa"]) == 7
+    pipe = load_pipeline(out)
+    assert isinstance(pipe, BaselinePipeline) and pipe.cfg.kind == kind
+    targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2], [900, 990, 19, 33, 28, 1400, 0.25]], dtype=float)
+    g = pipe(np.repeat(targets, 3, axis=0), batch_size=4, seed=5)
+    assert g.maps is None and g.images.shape == (6, 32, 32) and g.images.dtype == np.float32
+    assert 0 <= g.images.min() and g.images.max() <= 1
+    again = BaselinePipeline.from_pretrained(out)(np.repeat(targets, 3, axis=0), batch_size=4, seed=5)
+    assert np.array_equal(g.images, again.images)
+    with pytest.raises(MicroforgeError, match="needs 7 values"):
+        pipe(targets[:, :3])
+
+
+def test_ccgan_resume_after_interruption_is_bit_identical(tiny_bench, tmp_path, monkeypatch):
+    cfg = micro("ccgan", steps=5)
+    train_baseline(tiny_bench.root, tmp_path / "full", cfg, progress=False)
+    real_step, calls = baseline_trainer.BaselineTrainer.step, {"n": 0}
+
+    def dying(self, gen):
+        calls["n"] += 1
+        if calls["n"] == 4:  # step 3, after the step-2 checkpoint
+            raise KeyboardInterrupt
+        return real_step(self, gen)
+
+    monkeypatch.setattr(baseline_trainer.BaselineTrainer, "step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_baseline(tiny_bench.root, tmp_path / "cut", cfg, progress=False)
+    monkeypatch.setattr(baseline_trainer.BaselineTrainer, "step", real_step)
+    train_baseline(tiny_bench.root, tmp_path / "cut", cfg, resume=True, progress=False)
+    for part in ("generator", "discriminator"):
+        assert (tmp_path / "full" / part / "model.safetensors").read_bytes() == (tmp_path / "cut" / part / "model.safetensors").read_bytes()
+
+
+def test_cli_trains_a_baseline_and_generate_uses_it(tiny_bench, tmp_path):
+    (tmp_path / "c.yaml").write_text("resolution: 32\nchannels: [8, 16, 16]\nsplit_fractions: [0.5, 0.25, 0.25]\n"
+                                     "train: {steps: 2, batch_size: 2, vicinity_m: 2.0}\n")
+    r = CliRunner().invoke(cli, ["train", "ccgan", "--data", str(tiny_bench.root), "--config", str(tmp_path / "c.yaml"),
+                                 "--out", str(tmp_path / "m"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["generate", "--model", str(tmp_path / "m"), "--prop", "YS=1000", "--prop", "TS=1080", "--prop", "EF=12",
+                                 "--prop", "RH=37", "--prop", "IT=30", "--prop", "DCS=1450", "--prop", "CFS=0.2", "-n", "3",
+                                 "--out", str(tmp_path / "g"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "g" / "images").glob("*.png"))) == 3
+    (tmp_path / "bad.yaml").write_text("kind: ccdm\n")
+    r = CliRunner().invoke(cli, ["train", "ccgan", "--data", str(tiny_bench.root), "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "x")])
+    assert r.exit_code == 1 and "is a ccdm config, not ccgan" in r.output
+
+
+def test_evaluate_scores_a_baseline_beside_tim3(micro_model, tiny_bench, tmp_path):
+    from microforge.evaluate.run import EvaluationOptions, evaluate
+
+    gan = train_baseline(tiny_bench.root, tmp_path / "ccgan", micro("ccgan"), progress=False)
+    opts = EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4, n_sweep=4, ablation={"CcGAN": str(gan)})
+    m = evaluate(str(micro_model), tiny_bench.root, tmp_path / "r", opts, progress=False)
+    row = m["sweeps"]["ablation"][0]
+    assert row["name"] == "CcGAN" and row["encoder"] == "ccgan" and not row["two_stage"] and row["fid"] > 0
+    solo = evaluate(str(gan), tiny_bench.root, tmp_path / "r2", EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4), progress=False)
+    assert solo["main"]["n"] == 4 and "microstructure_maps" not in solo and "stage1_maps" not in solo["oracle"]
+    assert "CcGAN" in (tmp_path / "r" / "index.html").read_text()
