@@ -63,13 +63,13 @@ def micro(kind: str, steps: int = 4) -> BaselineConfig:
                           train=BaselineTrain(steps=steps, batch_size=4, checkpoint_every=2, vicinity_m=2.0))
 
 
-@pytest.mark.parametrize("kind", ["ccdm", "ccgan"])
+@pytest.mark.parametrize("kind", ["ccdm", "ccgan", "ddpm"])
 def test_trains_samples_and_round_trips(kind, tiny_bench, tmp_path):
     out = train_baseline(tiny_bench.root, tmp_path / kind, micro(kind), progress=False)
     saved = json.loads((out / "config.json").read_text())
     assert saved["format"] == "microforge-baseline/1" and len(saved["kappa"]) == 7
     pipe = load_pipeline(out)
-    assert isinstance(pipe, BaselinePipeline) and pipe.cfg.kind == kind
+    assert isinstance(pipe, BaselinePipeline) and pipe.cfg.kind == kind and pipe.conditional == (kind != "ddpm")
     targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2], [900, 990, 19, 33, 28, 1400, 0.25]], dtype=float)
     g = pipe(np.repeat(targets, 3, axis=0), batch_size=4, seed=5)
     assert g.maps is None and g.images.shape == (6, 32, 32) and g.images.dtype == np.float32
@@ -127,3 +127,31 @@ def test_evaluate_scores_a_baseline_beside_tim3(micro_model, tiny_bench, tmp_pat
     solo = evaluate(str(gan), tiny_bench.root, tmp_path / "r2", EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4), progress=False)
     assert solo["main"]["n"] == 4 and "microstructure_maps" not in solo and "stage1_maps" not in solo["oracle"]
     assert "CcGAN" in (tmp_path / "r" / "index.html").read_text()
+    ddpm = train_baseline(tiny_bench.root, tmp_path / "ddpm", micro("ddpm"), progress=False)
+    uncond = evaluate(str(ddpm), tiny_bench.root, tmp_path / "r3", EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4), progress=False)
+    assert uncond["main"]["accuracy"] is None and "oracle" not in uncond and "unconditional" in uncond["notes"][-1]
+    assert "s2" in uncond["microstructure"] and uncond["main"]["copy_mse_min"] > 0
+
+
+def test_hybrid_loss_vlb_is_zero_for_the_true_posterior():
+    """With the true noise and v = -1 (variance = the posterior's), the KL term vanishes for t > 0;
+    a wrong variance or a wrong mean costs bits; t = 0 gives the decoder NLL."""
+    from microforge.models.baselines import BaselineConfig
+    from microforge.models.hybrid_loss import vlb_loss
+    from microforge.training.baseline_trainer import ccdm_scheduler
+
+    sched = ccdm_scheduler(BaselineConfig(kind="ddpm", num_train_timesteps=4000))
+    assert sched.config.variance_type == "learned_range" and sched.config.beta_schedule == "linear"
+    g = torch.Generator().manual_seed(0)
+    x0 = (torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1)
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.tensor([5, 500, 3999])
+    xt = sched.add_noise(x0, noise, t)
+    exact = vlb_loss(sched, x0, xt, t, noise, -torch.ones_like(x0))
+    assert torch.allclose(exact, torch.zeros(3, dtype=torch.float64), atol=1e-9)
+    wrong_var = vlb_loss(sched, x0, xt, t, noise, torch.ones_like(x0))  # variance beta_t instead of beta~_t
+    assert wrong_var[0] > 1e-3 and wrong_var[1] > 1e-6  # large t: beta~_t -> beta_t, the choice stops mattering (IDDPM)
+    assert (vlb_loss(sched, x0, xt, t, noise + 0.3, -torch.ones_like(x0)) > exact + 1e-6).all()
+    t0 = torch.zeros(3, dtype=torch.long)
+    nll = vlb_loss(sched, x0, sched.add_noise(x0, noise, t0), t0, noise, torch.zeros_like(x0))
+    assert (nll > 0).all() and torch.isfinite(nll).all()

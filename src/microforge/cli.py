@@ -182,7 +182,7 @@ def data_sheet(dataset: Path, out: Path, per_morphology: int) -> None:
 
 @cli.group(cls=_Group)
 def train() -> None:
-    """Train a model: TiM3, the property regressor, the CCDM and CcGAN baselines."""
+    """Train a model: TiM3, the property regressor, the CCDM, CcGAN and DDPM baselines."""
 
 
 @train.command("tim3")
@@ -220,8 +220,9 @@ def _train_baseline(kind: str, data: Path, config_path: Path | None, out: Path, 
 
 
 for _kind, _what in (("ccdm", "CCDM: a conditional diffusion model trained with the hard vicinal loss"),
-                     ("ccgan", "CcGAN: a conditional GAN trained with the hard vicinal discriminator loss")):
-    @train.command(_kind, help=f"Train {_what}, extended to every property of the dataset (configs/{_kind}-*.yaml).")
+                     ("ccgan", "CcGAN: a conditional GAN with the hard vicinal discriminator loss, on every property"),
+                     ("ddpm", "the unconditional DDPM of Lee & Yun (T = 4000, learned variance, hybrid loss)")):
+    @train.command(_kind, help=f"Train {_what} (configs/{_kind}-*.yaml).")
     @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
     @click.option("--config", "config_path", type=click.Path(path_type=Path), help=f"YAML config [configs/{_kind}-tiny.yaml defaults].")
     @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
@@ -474,7 +475,7 @@ def _not_built(name: str, help_text: str, issue: str, parent: str = "microforge"
 
 for _name, (_help, _issue) in _NOT_BUILT.items():
     cli.add_command(_not_built(_name, _help, _issue))
-for _name in ("ddpm", "acwgan-gp"):
+for _name in ("acwgan-gp",):
     train.add_command(_not_built(_name, f"Train {_name}.", "issue 6 (seed systems)", "microforge train"))
 
 

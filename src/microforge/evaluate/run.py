@@ -205,13 +205,15 @@ class Evaluator:
 
     # ------------------------------------------------------------------ scores
 
-    def scores(self, folder: Path, ref: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Accuracy and distribution metrics of one generated folder against the reference."""
+    def scores(self, folder: Path, ref: dict[str, np.ndarray], conditional: bool = True) -> dict[str, Any]:
+        """Accuracy (for a ``conditional`` model) and distribution metrics of one generated folder
+        against the reference."""
         keys = ["targets", "inception", "copy_mse"] + (["pred", "domain"] if self.regressor is not None else [])
         gen = load_arrays(folder, keys)
         out: dict[str, Any] = {"n": int(len(gen["targets"]))}
-        if self.regressor is not None:
+        if self.regressor is not None and conditional:
             out["accuracy"] = accuracy_table(gen["pred"], gen["targets"], self.names)
+        if self.regressor is not None:
             out["domain_frechet"] = frechet_distance(ref["domain"], gen["domain"])
         out["fid"] = frechet_distance(ref["inception"], gen["inception"])
         out["kid_mean"], out["kid_std"] = kernel_distance(ref["inception"], gen["inception"], seed=self.opts.seed)
@@ -249,14 +251,18 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     ev.generate_into(report / "main", targets, "generate + measure")
     metrics: dict[str, Any] = {"model": model, "data": str(data), "options": record, "properties": ev.pipe.condition_properties.to_json()["properties"],
                                "pixel_size_um": ev.pixel_size_um}
-    metrics["main"] = ev.scores(report / "main", ref)
+    metrics["main"] = ev.scores(report / "main", ref, ev.pipe.conditional)
     if ev.regressor is not None:
         metrics["regressor_on_reference"] = accuracy_table(ref["pred"], ref["targets"], ev.names)
         metrics["regressor_own_metrics"] = _regressor_metrics(model, regressor)
     else:
         metrics["main"]["accuracy"] = None
         metrics["notes"] = ["no property regressor: pass --regressor (microforge train regressor) for Acc_gamma and the domain Fréchet distance"]
-    if ev.is_benchmark and ev.pixel_size_um:
+    if not ev.pipe.conditional:
+        metrics["main"]["accuracy"] = None
+        metrics.setdefault("notes", []).append("unconditional model: its samples do not follow targets, so property accuracy is not "
+                                               "reported; judge it by the distribution and microstructure statistics")
+    if ev.is_benchmark and ev.pixel_size_um and ev.pipe.conditional:
         gen = load_arrays(report / "main", ["targets", "oracle_segmented"] + (["oracle_map"] if ev.cfg.two_stage else []))
         oracle = {"segmented_generated": accuracy_table(gen["oracle_segmented"], gen["targets"], ev.names),
                   "ceiling_segmented_real": accuracy_table(ref["oracle_segmented"], ref["targets"], ev.names),
@@ -333,7 +339,7 @@ def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.
         for s in opts.sweep_steps:
             folder = report / "sweeps" / f"steps_{s:03d}"
             ev.generate_into(folder, sub, f"sweep: {s} steps", steps=s)
-            sc = ev.scores(folder, ref)
+            sc = ev.scores(folder, ref, ev.pipe.conditional)
             rows.append({"steps": s, "mAcc": sc["accuracy"]["mAcc"] if sc.get("accuracy") else None, "fid": sc["fid"], "kid_mean": sc["kid_mean"]})
         out["steps"] = rows
     if opts.brightness:
@@ -359,7 +365,7 @@ def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.
                 raise MicroforgeError(f"ablation model {spec} takes {pipe.condition_properties.names}, not {ev.pipe.condition_properties.names}")
             folder = report / "ablation" / name
             ev.generate_into(folder, sub, f"ablation: {name}", pipe=pipe)
-            sc = ev.scores(folder, ref)
+            sc = ev.scores(folder, ref, pipe.conditional)
             kind = pipe.cfg.encoder.kind if isinstance(pipe, TiM3Pipeline) else pipe.cfg.kind
             rows.append({"name": name, "model": spec, "encoder": kind, "two_stage": pipe.cfg.two_stage, **_table_row(sc)})
         out["ablation"] = rows

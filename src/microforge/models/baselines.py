@@ -1,6 +1,7 @@
-"""Networks and configs of the conditional baselines CcGAN and CCDM, extended to K continuous
-properties (TiM3 appendix A): both condition on the normalised property vector through a small
-label-embedding MLP, and both train with the hard vicinity of :mod:`.vicinity`.
+"""Networks and configs of the baselines: CcGAN and CCDM, extended to K continuous properties
+(TiM3 appendix A), and the unconditional DDPM of Lee & Yun. The conditional two take the
+normalised property vector through a small label-embedding MLP and train with the hard vicinity
+of :mod:`.vicinity`.
 
 * **CCDM** (Ding et al. 2024): a pixel-space conditional DDPM. The UNet is diffusers'
   ``UNet2DModel`` with ``class_embed_type="identity"``: the label embedding is added to the time
@@ -8,6 +9,9 @@ label-embedding MLP, and both train with the hard vicinity of :mod:`.vicinity`.
 * **CcGAN** (Ding et al. 2021): an SNGAN-style generator ``G(z, y)`` and a projection
   discriminator ``D(x, y) = w^T h(x) + <e(y), h(x)>`` with spectral normalisation, trained with
   the hinge loss on hard-vicinal batches.
+* **DDPM** (Lee & Yun; Nichol & Dhariwal's improved DDPM): unconditional, a linear schedule with
+  T = 4000, the UNet predicting the noise and the variance interpolation ``v`` (learned range),
+  trained with ``L_simple + 0.001 L_vlb``; sampled with DDIM at a chosen number of steps.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from torch.nn.utils import spectral_norm
 from ..config import nested_config_from_dict, plain_data
 from ..errors import MicroforgeError
 
-BASELINE_KINDS = ("ccgan", "ccdm")
+BASELINE_KINDS = ("ccgan", "ccdm", "ddpm")
 
 
 @dataclass
@@ -43,15 +47,16 @@ class BaselineTrain:
 class BaselineConfig:
     """One config for both conditional baselines; ``kind`` picks the model."""
 
-    kind: str = "ccdm"  # "ccdm" or "ccgan"
+    kind: str = "ccdm"  # "ccdm", "ccgan" or "ddpm"
     resolution: int = 64  # px; tiles are area-resized to it
     modality: str = "SEM"
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # TiM3's: the same test specimens
     channels: tuple[int, ...] = (32, 64, 64)  # CCDM UNet blocks; CcGAN: the first entry is the base width
     embed_dim: int = 128  # label-embedding width (CCDM: replaced by the UNet's time-embedding width)
     z_dim: int = 128  # CcGAN noise
-    num_train_timesteps: int = 1000  # CCDM
-    sampling_steps: int = 50  # CCDM DDIM steps
+    num_train_timesteps: int = 1000  # CCDM; DDPM uses 4000 (Lee & Yun)
+    vlb_weight: float = 0.001  # DDPM: weight of L_vlb in the hybrid loss
+    sampling_steps: int = 50  # CCDM and DDPM: DDIM steps
     guidance_scale: float = 1.5  # CCDM classifier-free guidance (1: none)
     cond_dropout: float = 0.1  # CCDM: share of training samples with the null label
     train: BaselineTrain = field(default_factory=BaselineTrain)
@@ -66,6 +71,10 @@ class BaselineConfig:
     two_stage = False
     brightness = False
     sampler = "ddim"
+
+    @property
+    def conditional(self) -> bool:
+        return self.kind != "ddpm"
 
     def to_dict(self) -> dict[str, Any]:
         return plain_data(dataclasses.asdict(self))
@@ -95,12 +104,13 @@ class LabelEmbedding(nn.Module):
 
 
 def build_ccdm_unet(cfg: BaselineConfig) -> UNet2DModel:
-    """Pixel-space UNet whose time embedding receives the label embedding (width 4 x channels[0])."""
+    """Pixel-space UNet. CCDM: its time embedding receives the label embedding (width
+    4 x channels[0]). DDPM: unconditional, with two output channels (noise, variance ``v``)."""
     n = len(cfg.channels)
     return UNet2DModel(
-        sample_size=cfg.resolution, in_channels=1, out_channels=1, block_out_channels=tuple(cfg.channels),
+        sample_size=cfg.resolution, in_channels=1, out_channels=2 if cfg.kind == "ddpm" else 1, block_out_channels=tuple(cfg.channels),
         down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",), up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
-        layers_per_block=1, norm_num_groups=min(8, cfg.channels[0]), class_embed_type="identity",
+        layers_per_block=1, norm_num_groups=min(8, cfg.channels[0]), class_embed_type=None if cfg.kind == "ddpm" else "identity",
     )
 
 

@@ -1,4 +1,4 @@
-"""Sampling the conditional baselines (CCDM, CcGAN) with the same surface as
+"""Sampling the baselines (CCDM, CcGAN, the unconditional DDPM) with the same surface as
 :class:`~microforge.pipelines.tim3.TiM3Pipeline`, so ``generate``, ``evaluate`` and ``serve``
 take either. The baselines have no stage-1 map: ``Generated.maps`` is ``None``."""
 
@@ -24,7 +24,8 @@ FORMAT = "microforge-baseline/1"
 
 
 class BaselinePipeline:
-    """A trained CCDM or CcGAN; build it with :meth:`from_pretrained`."""
+    """A trained CCDM, CcGAN or DDPM; build it with :meth:`from_pretrained`. The DDPM ignores
+    the targets (it is unconditional) but takes them, so the same calls work."""
 
     def __init__(self, folder: Path, cfg: BaselineConfig, properties: PropertySet, modules: dict[str, torch.nn.Module], scheduler_config: dict | None) -> None:
         self.folder, self.cfg, self.properties, self.modules, self.scheduler_config = folder, cfg, properties, modules, scheduler_config
@@ -43,7 +44,7 @@ class BaselinePipeline:
         props = PropertySet.load(folder / "properties.json")
         k = len(props)
         sched = None
-        if cfg.kind == "ccdm":
+        if cfg.kind in ("ccdm", "ddpm"):
             unet_dir = folder / "unet"
             if not unet_dir.is_dir():
                 raise MicroforgeError(f"{unet_dir}: model component not found")
@@ -51,11 +52,17 @@ class BaselinePipeline:
                 unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True)
             except Exception as exc:  # diffusers raises several types for bad files
                 raise MicroforgeError(f"{unet_dir}: cannot be loaded ({exc.__class__.__name__})") from None
-            modules = {"unet": unet, "label_embedding": load_weights(LabelEmbedding(k, ccdm_embed_dim(cfg)), folder / "label_embedding")}
-            sched = read_json_file(folder / "scheduler" / "scheduler_config.json", "a CCDM scheduler")
+            modules = {"unet": unet}
+            if cfg.kind == "ccdm":
+                modules["label_embedding"] = load_weights(LabelEmbedding(k, ccdm_embed_dim(cfg)), folder / "label_embedding")
+            sched = read_json_file(folder / "scheduler" / "scheduler_config.json", "a diffusion scheduler")
         else:
             modules = {"generator": load_weights(CcGANGenerator(cfg, k), folder / "generator")}
         return cls(folder, cfg, props, modules, sched)
+
+    @property
+    def conditional(self) -> bool:
+        return self.cfg.conditional
 
     @property
     def condition_properties(self) -> PropertySet:
@@ -102,12 +109,19 @@ class BaselinePipeline:
             yield Generated(None, images, targets[start : start + batch_size])
 
     def _ccdm(self, y: torch.Tensor, gen: torch.Generator, steps: int, guidance: float) -> torch.Tensor:
+        """DDIM sampling of CCDM (with guidance) or of the unconditional DDPM (its noise channel;
+        DDIM does not use the learned variance)."""
         if steps < 1:
             raise MicroforgeError(f"steps must be at least 1, got {steps}")
-        unet, embed = self.modules["unet"], self.modules["label_embedding"]
-        sched = DDIMScheduler.from_config(self.scheduler_config)
+        unet = self.modules["unet"]
+        sched = DDIMScheduler.from_config({k: v for k, v in self.scheduler_config.items() if k != "variance_type"})
         sched.set_timesteps(steps, device=y.device)
         x = torch.randn((len(y), 1, self.cfg.resolution, self.cfg.resolution), generator=gen).to(y.device)
+        if self.cfg.kind == "ddpm":
+            for t in sched.timesteps:
+                x = sched.step(unet(x, t).sample[:, :1], t, x).prev_sample
+            return x
+        embed = self.modules["label_embedding"]
         cond = embed(y)
         if guidance != 1.0:
             cond = torch.cat([cond, embed.null(len(y))])

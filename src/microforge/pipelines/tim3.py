@@ -74,6 +74,8 @@ class TiM3Pipeline:
             raise MicroforgeError(f"{sched_path}: not found")
         return cls(folder, cfg, props, raw["scaling_factors"], float(raw.get("brightness_mean", 0.0)), modules, json.loads(sched_path.read_text()))
 
+    conditional = True  # the samples follow the targets (the DDPM baseline's do not)
+
     @property
     def condition_properties(self) -> PropertySet:
         """The properties a target must give (the dataset's; brightness is optional)."""

@@ -1,4 +1,5 @@
-"""Train the conditional baselines (CCDM, CcGAN) with hard-vicinal batches, resumably.
+"""Train the baselines, resumably: CCDM and CcGAN with hard-vicinal batches, and the
+unconditional DDPM with the hybrid loss.
 
 Every step draws its vicinal labels, images, noise and timesteps from a generator seeded by
 ``(seed, step)``; checkpoints are atomic (:mod:`.checkpoints`), so ``--resume`` continues an
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..data.dataset import d4_batch
 from ..errors import MicroforgeError
+from ..models.hybrid_loss import vlb_loss
 from ..models.baselines import BaselineConfig, CcGANDiscriminator, CcGANGenerator, LabelEmbedding, build_ccdm_unet, ccdm_embed_dim
 from ..models.vicinity import kernel_sigma, vicinal_batch, vicinity_kappa
 from ..models.weights import save_weights
@@ -32,7 +34,9 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def ccdm_scheduler(cfg: BaselineConfig) -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear", prediction_type="epsilon")
+    """The training schedule of CCDM and DDPM: linear betas; DDPM learns the variance (Lee & Yun)."""
+    variance = "learned_range" if cfg.kind == "ddpm" else "fixed_small"
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear", prediction_type="epsilon", variance_type=variance)
 
 
 class BaselineTrainer:
@@ -48,8 +52,10 @@ class BaselineTrainer:
         self.kappa = vicinity_kappa(self.labels, cfg.train.vicinity_m)
         k = len(self.props)
         torch.manual_seed(cfg.train.seed)
-        if cfg.kind == "ccdm":
-            self.modules = {"unet": build_ccdm_unet(cfg), "label_embedding": LabelEmbedding(k, ccdm_embed_dim(cfg))}
+        if cfg.kind in ("ccdm", "ddpm"):
+            self.modules = {"unet": build_ccdm_unet(cfg)}
+            if cfg.kind == "ccdm":
+                self.modules["label_embedding"] = LabelEmbedding(k, ccdm_embed_dim(cfg))
             params = [p for m in self.modules.values() for p in m.parameters()]
             self.states = {"opt": torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=1e-4)}
             self.scheduler = ccdm_scheduler(cfg)
@@ -67,6 +73,8 @@ class BaselineTrainer:
         return torch.from_numpy(y).float(), x
 
     def step(self, gen: torch.Generator) -> dict[str, float]:
+        if self.cfg.kind == "ddpm":
+            return self._ddpm_step(gen)
         y, x = self.batch(gen)
         if self.cfg.kind == "ccdm":
             unet, embed = self.modules["unet"], self.modules["label_embedding"]
@@ -93,6 +101,24 @@ class BaselineTrainer:
         self.states["opt_g"].step()
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
+    def _ddpm_step(self, gen: torch.Generator) -> dict[str, float]:
+        """Unconditional: uniform images, the hybrid loss L_simple + lambda L_vlb."""
+        b = self.cfg.train.batch_size
+        idx = torch.randint(0, len(self.images), (b,), generator=gen)
+        x = d4_batch(self.images[idx], torch.randint(0, 8, (b,), generator=gen))
+        noise = torch.randn(x.shape, generator=gen)
+        t = torch.randint(0, self.cfg.num_train_timesteps, (b,), generator=gen)
+        xt = self.scheduler.add_noise(x, noise, t)
+        eps, v = self.modules["unet"](xt, t).sample.chunk(2, dim=1)
+        simple = F.mse_loss(eps, noise)
+        vlb = vlb_loss(self.scheduler, x.double(), xt.double(), t, eps.detach().double(), v.double()).mean().float()
+        loss = simple + self.cfg.vlb_weight * vlb
+        self.states["opt"].zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.modules["unet"].parameters(), 1.0)
+        self.states["opt"].step()
+        return {"loss": loss.item(), "simple": simple.item(), "vlb_bpd": vlb.item()}
+
     def run(self) -> Path:
         cfg, ckdir = self.cfg.train, self.out / CHECKPOINT_DIR
         for m in self.modules.values():
@@ -114,7 +140,7 @@ class BaselineTrainer:
                 module.save_pretrained(self.out / name, safe_serialization=True)
             else:
                 save_weights(module, self.out / name, {"model_type": f"{self.cfg.kind}-{name}"})
-        if self.cfg.kind == "ccdm":
+        if self.cfg.kind in ("ccdm", "ddpm"):
             self.scheduler.save_pretrained(self.out / "scheduler")
         properties_with_hull(self.props, self.specimens, self.raw).save(self.out / "properties.json")
         config = {"format": FORMAT, "config": self.cfg.to_dict(), "train_tiles": len(self.images),
@@ -126,7 +152,7 @@ class BaselineTrainer:
 
 
 def train_baseline(data: str | Path, out: str | Path, cfg: BaselineConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train CCDM or CcGAN (``cfg.kind``) on dataset ``data`` into ``out``; returns ``out``.
+    """Train CCDM, CcGAN or DDPM (``cfg.kind``) on dataset ``data`` into ``out``; returns ``out``.
 
     A finished ``out`` is refused; an unfinished one is continued only with ``resume``."""
     out = Path(out)
