@@ -59,11 +59,11 @@ def test_vicinal_batch_pairs_each_label_with_an_image_in_its_vicinity():
 
 def micro(kind: str, steps: int = 4) -> BaselineConfig:
     return BaselineConfig(kind=kind, resolution=32, channels=(8, 16, 16), embed_dim=16, z_dim=16, num_train_timesteps=50,
-                          sampling_steps=3, split_fractions=(0.5, 0.25, 0.25),
+                          sampling_steps=3, split_fractions=(0.5, 0.25, 0.25), critic_steps=2,
                           train=BaselineTrain(steps=steps, batch_size=4, checkpoint_every=2, vicinity_m=2.0))
 
 
-@pytest.mark.parametrize("kind", ["ccdm", "ccgan", "ddpm"])
+@pytest.mark.parametrize("kind", ["ccdm", "ccgan", "ddpm", "acwgan-gp"])
 def test_trains_samples_and_round_trips(kind, tiny_bench, tmp_path):
     out = train_baseline(tiny_bench.root, tmp_path / kind, micro(kind), progress=False)
     saved = json.loads((out / "config.json").read_text())
@@ -155,3 +155,22 @@ def test_hybrid_loss_vlb_is_zero_for_the_true_posterior():
     t0 = torch.zeros(3, dtype=torch.long)
     nll = vlb_loss(sched, x0, sched.add_noise(x0, noise, t0), t0, noise, torch.zeros_like(x0))
     assert (nll > 0).all() and torch.isfinite(nll).all()
+
+
+def test_acwgan_conditions_come_from_the_category_and_the_scalar_bins(tiny_bench, tmp_path):
+    """The tiny benchmark's 2 training specimens: their morphologies are the categories, and a
+    target takes the category of its nearest specimen and the tertile bin of its YS."""
+    pipe = load_pipeline(train_baseline(tiny_bench.root, tmp_path / "ac", micro("acwgan-gp"), progress=False))
+    a = pipe.acgan
+    assert a["scalar"] == "YS" and len(a["bin_edges"]) == 2 and a["bin_edges"][0] <= a["bin_edges"][1]
+    assert set(a["categories"]) <= {"equiaxed", "bimodal", "lamellar", "basketweave"} and len(a["specimen_labels"]) == 2
+    specimen_targets = pipe.properties.denormalise(np.asarray(a["specimen_labels"]))
+    cats, bins = pipe.acgan_conditions(specimen_targets)
+    assert cats.tolist() == a["specimen_categories"]
+    low = specimen_targets.copy()
+    low[:, 0] = a["bin_edges"][0] - 1.0
+    high = specimen_targets.copy()
+    high[:, 0] = a["bin_edges"][1] + 1.0
+    assert pipe.acgan_conditions(low)[1].tolist() == [0, 0] and pipe.acgan_conditions(high)[1].tolist() == [2, 2]
+    with pytest.raises(MicroforgeError, match="no column 'grade'"):
+        train_baseline(tiny_bench.root, tmp_path / "bad", BaselineConfig(kind="acwgan-gp", category="grade", resolution=32), progress=False)

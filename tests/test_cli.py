@@ -7,21 +7,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from microforge.cli import EXIT_NOT_BUILT, cli
+from microforge.cli import cli
 
 from .conftest import REPO
 
 
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-@pytest.mark.parametrize("command", ["fingerprint", "train acwgan-gp"])
-def test_unbuilt_commands_say_so_and_fail(command):
-    result = run(*command.split(), "--prop", "YS=1")
-    assert result.exit_code == EXIT_NOT_BUILT
-    assert f"microforge {command} is not built yet" in result.output
-    assert "Traceback" not in result.output
 
 
 def test_synth_then_info_then_sheet(tmp_path):

@@ -1,7 +1,6 @@
 """The ``microforge`` command line: a thin layer over the library.
 
-Every user error surfaces as one line, ``Error: ...``, and a non-zero exit (1 for bad input,
-3 for a capability that is not built yet); never a traceback.
+Every user error surfaces as one line, ``Error: ...``, and exit code 1; never a traceback.
 """
 
 from __future__ import annotations
@@ -13,9 +12,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import MicroforgeError, NotBuiltError
-
-EXIT_NOT_BUILT = 3
+from .errors import MicroforgeError
 
 
 class _Group(click.Group):
@@ -24,10 +21,6 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except NotBuiltError as exc:
-            err = click.ClickException(str(exc))
-            err.exit_code = EXIT_NOT_BUILT
-            raise err from None
         except MicroforgeError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -182,7 +175,7 @@ def data_sheet(dataset: Path, out: Path, per_morphology: int) -> None:
 
 @cli.group(cls=_Group)
 def train() -> None:
-    """Train a model: TiM3, the property regressor, the CCDM, CcGAN and DDPM baselines."""
+    """Train a model: TiM3, the property regressor, and the CCDM, CcGAN, DDPM and ACWGAN-GP baselines."""
 
 
 @train.command("tim3")
@@ -221,7 +214,8 @@ def _train_baseline(kind: str, data: Path, config_path: Path | None, out: Path, 
 
 for _kind, _what in (("ccdm", "CCDM: a conditional diffusion model trained with the hard vicinal loss"),
                      ("ccgan", "CcGAN: a conditional GAN with the hard vicinal discriminator loss, on every property"),
-                     ("ddpm", "the unconditional DDPM of Lee & Yun (T = 4000, learned variance, hybrid loss)")):
+                     ("ddpm", "the unconditional DDPM of Lee & Yun (T = 4000, learned variance, hybrid loss)"),
+                     ("acwgan-gp", "ACWGAN-GP (Howland et al.): a category and low/mid/high bins of one property")):
     @train.command(_kind, help=f"Train {_what} (configs/{_kind}-*.yaml).")
     @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
     @click.option("--config", "config_path", type=click.Path(path_type=Path), help=f"YAML config [configs/{_kind}-tiny.yaml defaults].")
@@ -351,6 +345,58 @@ def serve_cmd(model: str, host: str, port: int, regressor: str | None, max_sampl
             server.shutdown()
 
 
+@cli.group(cls=_Group)
+def fingerprint() -> None:
+    """ResNet18-VAE microstructure fingerprints (White et al.): train, encode, explore."""
+
+
+@fingerprint.command("train")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config [configs/fingerprint-tiny.yaml defaults].")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fingerprint_train(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
+    """Train the VAE (loss: alpha BCE + (1 - alpha) spectral + beta KL)."""
+    from .fingerprint import load_fingerprint_config, train_fingerprints
+
+    train_fingerprints(data, out, load_fingerprint_config(config_path), resume=resume, progress=not quiet)
+    click.echo(f"trained the fingerprint model -> {out}")
+
+
+@fingerprint.command("encode")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Trained fingerprint model folder.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="CSV file to write (name, image, f0..f255).")
+def fingerprint_encode(paths: tuple[Path, ...], model: Path, out: Path) -> None:
+    """Fingerprint images, folders of images or dataset folders."""
+    from .fingerprint import encode_images
+
+    n = encode_images(model, paths, out)
+    click.echo(f"encoded {n} images -> {out}")
+
+
+@fingerprint.command("explore")
+@click.option("--model", required=True, type=click.Path(path_type=Path), help="Trained fingerprint model folder.")
+@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder to explore.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the figures and JSON.")
+@click.option("--gamma", "gammas", multiple=True, type=float, help="Cloud scale, repeatable [0.25, 0.5, 1].")
+@click.option("--label", default="morphology", show_default=True, help="Manifest column that colours t-SNE and the SVM learns.")
+@click.option("--max-images", default=1500, show_default=True, help="Tiles used (a seeded subset).")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
+def fingerprint_explore(model: Path, data: Path, out: Path, gammas: tuple[float, ...], label: str, max_images: int, seed: int, overwrite: bool) -> None:
+    """Linear paths, Gaussian clouds, PCA, t-SNE and SVR/SVM cross-validation; a figure and a JSON each."""
+    from .fingerprint import GAMMAS, explore
+
+    s = explore(model, data, out, gammas or GAMMAS, label, max_images, seed, overwrite)
+    for name, r in s["cv"]["regression"].items():
+        click.echo(f"SVR {name}: R² {r['r2']:.3f}, MAE {r['mae_mean']:.4g}")
+    for name, r in s["cv"].get("classification", {}).items():
+        click.echo(f"SVM {name}: accuracy {r['accuracy_mean']:.3f}")
+    click.echo(f"figures and JSON -> {out}")
+
+
 # --------------------------------------------------------------------------- characterize
 
 
@@ -455,28 +501,6 @@ def segment_evaluate(dataset: Path, segmenter: str, split: str, modality: str, j
         click.echo(f"{sp:<16}{fmt(s['iou'][0]):>9}{fmt(s['iou'][1]):>8}{fmt(s['iou'][2]):>9}   {errs}" + ("  (binary mask)" if s["merged_alpha"] else ""))
     if json_out:
         json_out.write_text(json.dumps(scores, indent=1) + "\n")
-
-
-# ------------------------------------------------------------------ not built yet (honest)
-
-_NOT_BUILT = {
-    "fingerprint": ("ResNet18-VAE fingerprints: train, encode, explore.", "issue 6 (seed systems)"),
-}
-
-
-def _not_built(name: str, help_text: str, issue: str, parent: str = "microforge") -> click.Command:
-    @click.command(name, help=f"[not built yet] {help_text}", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        raise NotBuiltError(f"{parent} {name} is not built yet; it is tracked in {issue}")
-
-    return command
-
-
-for _name, (_help, _issue) in _NOT_BUILT.items():
-    cli.add_command(_not_built(_name, _help, _issue))
-for _name in ("acwgan-gp",):
-    train.add_command(_not_built(_name, f"Train {_name}.", "issue 6 (seed systems)", "microforge train"))
 
 
 def main() -> None:

@@ -9,6 +9,3 @@ shows a traceback for these.
 class MicroforgeError(Exception):
     """An error caused by input the user gave; its message says what to fix."""
 
-
-class NotBuiltError(MicroforgeError):
-    """A capability that microforge has not implemented yet."""

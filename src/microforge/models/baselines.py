@@ -9,6 +9,10 @@ of :mod:`.vicinity`.
 * **CcGAN** (Ding et al. 2021): an SNGAN-style generator ``G(z, y)`` and a projection
   discriminator ``D(x, y) = w^T h(x) + <e(y), h(x)>`` with spectral normalisation, trained with
   the hinge loss on hard-vicinal batches.
+* **ACWGAN-GP** (Howland et al.): a generator fed noise plus learned embeddings of a categorical
+  condition (a manifest column, e.g. morphology) and of the low/mid/high tertile bin of one
+  scalar property; a critic with a Wasserstein score and two auxiliary classifier heads;
+  gradient penalty x 10, classification x 5, AdamW.
 * **DDPM** (Lee & Yun; Nichol & Dhariwal's improved DDPM): unconditional, a linear schedule with
   T = 4000, the UNet predicting the noise and the variance interpolation ``v`` (learned range),
   trained with ``L_simple + 0.001 L_vlb``; sampled with DDIM at a chosen number of steps.
@@ -29,7 +33,7 @@ from torch.nn.utils import spectral_norm
 from ..config import nested_config_from_dict, plain_data
 from ..errors import MicroforgeError
 
-BASELINE_KINDS = ("ccgan", "ccdm", "ddpm")
+BASELINE_KINDS = ("ccgan", "ccdm", "ddpm", "acwgan-gp")
 
 
 @dataclass
@@ -47,7 +51,7 @@ class BaselineTrain:
 class BaselineConfig:
     """One config for both conditional baselines; ``kind`` picks the model."""
 
-    kind: str = "ccdm"  # "ccdm", "ccgan" or "ddpm"
+    kind: str = "ccdm"  # "ccdm", "ccgan", "ddpm" or "acwgan-gp"
     resolution: int = 64  # px; tiles are area-resized to it
     modality: str = "SEM"
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # TiM3's: the same test specimens
@@ -59,6 +63,11 @@ class BaselineConfig:
     sampling_steps: int = 50  # CCDM and DDPM: DDIM steps
     guidance_scale: float = 1.5  # CCDM classifier-free guidance (1: none)
     cond_dropout: float = 0.1  # CCDM: share of training samples with the null label
+    category: str = "morphology"  # ACWGAN-GP: the categorical condition (a manifest column)
+    scalar: str = "YS"  # ACWGAN-GP: the property binned into low/mid/high tertiles
+    critic_steps: int = 5  # ACWGAN-GP: critic updates per generator update
+    gp_weight: float = 10.0  # ACWGAN-GP gradient penalty
+    cls_weight: float = 5.0  # ACWGAN-GP auxiliary classification
     train: BaselineTrain = field(default_factory=BaselineTrain)
 
     def __post_init__(self) -> None:
@@ -156,3 +165,40 @@ class CcGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.features(x).sum(dim=(2, 3))
         return self.linear(h)[:, 0] + (self.embed(y) * h).sum(1)
+
+
+class ACGANGenerator(nn.Module):
+    """``G(z, c, b)``: noise ``(B, z_dim)``, category ``(B,)`` and scalar bin ``(B,)`` -> ``(B, 1, R, R)``."""
+
+    def __init__(self, cfg: BaselineConfig, n_categories: int, n_bins: int = 3) -> None:
+        super().__init__()
+        self.category = nn.Embedding(n_categories, cfg.embed_dim)
+        self.bin = nn.Embedding(n_bins, cfg.embed_dim)
+        self.body = CcGANGenerator(dataclasses.replace(cfg, embed_dim=2 * cfg.embed_dim), 1)
+        self.body.embed = nn.Identity()  # the two embeddings above replace the label MLP
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return self.body(z, torch.cat([self.category(c), self.bin(b)], 1))
+
+
+class ACWGANCritic(nn.Module):
+    """Wasserstein score ``(B,)`` and auxiliary logits for the category and the bin. No batch norm
+    (the gradient penalty needs per-sample gradients)."""
+
+    def __init__(self, cfg: BaselineConfig, n_categories: int, n_bins: int = 3) -> None:
+        super().__init__()
+        base, downs = cfg.channels[0], int(math.log2(cfg.resolution // 4))
+        layers, cin = [], 1
+        for i in range(downs):
+            cout = base * 2 ** min(i, 3)
+            layers += [nn.Conv2d(cin, cout, 4, 2, 1), nn.LeakyReLU(0.2)]
+            cin = cout
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        width = cin * 16
+        self.score = nn.Linear(width, 1)
+        self.category = nn.Linear(width, n_categories)
+        self.bin = nn.Linear(width, n_bins)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        h = self.features(x)
+        return self.score(h)[:, 0], self.category(h), self.bin(h)

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 
 from ..config import read_json_file
 from ..errors import MicroforgeError
-from ..models.baselines import BaselineConfig, CcGANGenerator, LabelEmbedding, baseline_config_from_dict, ccdm_embed_dim
+from ..models.baselines import ACGANGenerator, BaselineConfig, CcGANGenerator, LabelEmbedding, baseline_config_from_dict, ccdm_embed_dim
 from ..models.weights import load_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
@@ -56,9 +56,26 @@ class BaselinePipeline:
             if cfg.kind == "ccdm":
                 modules["label_embedding"] = load_weights(LabelEmbedding(k, ccdm_embed_dim(cfg)), folder / "label_embedding")
             sched = read_json_file(folder / "scheduler" / "scheduler_config.json", "a diffusion scheduler")
+        elif cfg.kind == "acwgan-gp":
+            if "acgan" not in raw:
+                raise MicroforgeError(f"{folder / 'config.json'}: lacks the 'acgan' section (categories and bins)")
+            modules = {"generator": load_weights(ACGANGenerator(cfg, len(raw["acgan"]["categories"])), folder / "generator")}
         else:
             modules = {"generator": load_weights(CcGANGenerator(cfg, k), folder / "generator")}
-        return cls(folder, cfg, props, modules, sched)
+        pipe = cls(folder, cfg, props, modules, sched)
+        pipe.acgan = raw.get("acgan")
+        return pipe
+
+    def acgan_conditions(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """ACWGAN-GP's two conditions for raw property targets ``(N, K)``: the category of the
+        nearest training specimen (normalised property space) and the tertile bin of the scalar."""
+        a = self.acgan
+        y = self.properties.normalise(targets)
+        lab = np.asarray(a["specimen_labels"])
+        nearest = np.argmin(((y[:, None, :] - lab[None]) ** 2).sum(-1), axis=1)
+        cats = np.asarray(a["specimen_categories"])[nearest]
+        bins = np.digitize(targets[:, self.properties.names.index(a["scalar"])], a["bin_edges"])
+        return cats, bins
 
     @property
     def conditional(self) -> bool:
@@ -103,6 +120,10 @@ class BaselinePipeline:
             y = y_all[start : start + batch_size].to(device)
             if self.cfg.kind == "ccgan":
                 x = self.modules["generator"](torch.randn(len(y), self.cfg.z_dim, generator=gen).to(device), y)
+            elif self.cfg.kind == "acwgan-gp":
+                cats, bins = self.acgan_conditions(targets[start : start + batch_size])
+                z = torch.randn(len(y), self.cfg.z_dim, generator=gen).to(device)
+                x = self.modules["generator"](z, torch.from_numpy(cats).to(device), torch.from_numpy(bins).to(device))
             else:
                 x = self._ccdm(y, gen, steps or self.cfg.sampling_steps, self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
             images = ((x[:, 0].clamp(-1, 1) + 1.0) / 2.0).cpu().numpy().astype(np.float32)

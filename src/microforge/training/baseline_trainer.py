@@ -14,6 +14,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 from ..data.dataset import d4_batch
 from ..errors import MicroforgeError
 from ..models.hybrid_loss import vlb_loss
-from ..models.baselines import BaselineConfig, CcGANDiscriminator, CcGANGenerator, LabelEmbedding, build_ccdm_unet, ccdm_embed_dim
+from ..models.baselines import ACGANGenerator, ACWGANCritic, BaselineConfig, CcGANDiscriminator, CcGANGenerator, LabelEmbedding, build_ccdm_unet, ccdm_embed_dim
 from ..models.vicinity import kernel_sigma, vicinal_batch, vicinity_kappa
 from ..models.weights import save_weights
 from ..seeding import seeded_generator
@@ -59,11 +60,62 @@ class BaselineTrainer:
             params = [p for m in self.modules.values() for p in m.parameters()]
             self.states = {"opt": torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=1e-4)}
             self.scheduler = ccdm_scheduler(cfg)
+        elif cfg.kind == "acwgan-gp":
+            self._acgan_labels(ds)
+            n = len(self.categories)
+            self.modules = {"generator": ACGANGenerator(cfg, n), "discriminator": ACWGANCritic(cfg, n)}
+            betas = (0.5, 0.9)  # WGAN-GP's Adam settings, with AdamW's decoupled weight decay
+            self.states = {"opt_g": torch.optim.AdamW(self.modules["generator"].parameters(), lr=cfg.train.lr, betas=betas),
+                           "opt_d": torch.optim.AdamW(self.modules["discriminator"].parameters(), lr=cfg.train.lr, betas=betas)}
         else:
             self.modules = {"generator": CcGANGenerator(cfg, k), "discriminator": CcGANDiscriminator(cfg, k)}
             betas = (0.5, 0.999)  # SNGAN's Adam settings
             self.states = {"opt_g": torch.optim.Adam(self.modules["generator"].parameters(), lr=cfg.train.lr, betas=betas),
                            "opt_d": torch.optim.Adam(self.modules["discriminator"].parameters(), lr=cfg.train.lr, betas=betas)}
+
+    def _acgan_labels(self, ds) -> None:
+        """Category codes of each tile (manifest column ``cfg.category``) and low/mid/high bins of
+        ``cfg.scalar`` (tertiles of the training tiles)."""
+        cfg = self.cfg
+        if cfg.category not in ds.table.columns:
+            raise MicroforgeError(f"the dataset has no column {cfg.category!r} for ACWGAN-GP's categorical condition")
+        if cfg.scalar not in self.props.names:
+            raise MicroforgeError(f"ACWGAN-GP bins the property {cfg.scalar!r}, which the dataset lacks; it has {', '.join(self.props.names)}")
+        names = ds.table[cfg.category].astype(str).to_numpy()
+        self.categories = sorted(set(names))
+        self.category_codes = torch.tensor([self.categories.index(n) for n in names])
+        values = self.raw[:, self.props.names.index(cfg.scalar)]
+        self.bin_edges = np.quantile(values, [1 / 3, 2 / 3])
+        self.bins = torch.from_numpy(np.digitize(values, self.bin_edges)).long()
+
+    def _acgan_step(self, gen: torch.Generator) -> dict[str, float]:
+        cfg, g, d = self.cfg, self.modules["generator"], self.modules["discriminator"]
+        b, n_cat = cfg.train.batch_size, len(self.categories)
+        ce = F.cross_entropy
+        for _ in range(cfg.critic_steps):
+            idx = torch.randint(0, len(self.images), (b,), generator=gen)
+            x = d4_batch(self.images[idx], torch.randint(0, 8, (b,), generator=gen))
+            c, k = self.category_codes[idx], self.bins[idx]
+            with torch.no_grad():
+                fake = g(torch.randn(b, cfg.z_dim, generator=gen), c, k)
+            s_real, lc, lb = d(x)
+            s_fake = d(fake)[0]
+            mix = torch.rand(b, 1, 1, 1, generator=gen)
+            xi = (mix * x + (1 - mix) * fake).requires_grad_(True)
+            grad = torch.autograd.grad(d(xi)[0].sum(), xi, create_graph=True)[0]
+            gp = ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+            loss_d = s_fake.mean() - s_real.mean() + cfg.gp_weight * gp + cfg.cls_weight * (ce(lc, c) + ce(lb, k))
+            self.states["opt_d"].zero_grad()
+            loss_d.backward()
+            self.states["opt_d"].step()
+        c = torch.randint(0, n_cat, (b,), generator=gen)
+        k = torch.randint(0, 3, (b,), generator=gen)
+        s, lc, lb = d(g(torch.randn(b, cfg.z_dim, generator=gen), c, k))
+        loss_g = -s.mean() + cfg.cls_weight * (ce(lc, c) + ce(lb, k))
+        self.states["opt_g"].zero_grad()
+        loss_g.backward()
+        self.states["opt_g"].step()
+        return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "gp": gp.item()}
 
     def batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """Hard-vicinal batch: vicinal labels ``(B, K)`` and real images ``(B, 1, R, R)`` (D4-augmented)."""
@@ -75,6 +127,8 @@ class BaselineTrainer:
     def step(self, gen: torch.Generator) -> dict[str, float]:
         if self.cfg.kind == "ddpm":
             return self._ddpm_step(gen)
+        if self.cfg.kind == "acwgan-gp":
+            return self._acgan_step(gen)
         y, x = self.batch(gen)
         if self.cfg.kind == "ccdm":
             unet, embed = self.modules["unet"], self.modules["label_embedding"]
@@ -146,6 +200,12 @@ class BaselineTrainer:
         config = {"format": FORMAT, "config": self.cfg.to_dict(), "train_tiles": len(self.images),
                   "sigma": self.sigma.round(6).tolist(), "kappa": self.kappa.round(6).tolist(),
                   "seconds_this_run": round(time.perf_counter() - t0, 1)}
+        if self.cfg.kind == "acwgan-gp":  # how property targets map to the two conditions at sampling
+            by_specimen: dict[str, tuple[list[float], int]] = {}
+            for s, y, c in zip(self.specimens, self.labels, self.category_codes.tolist()):
+                by_specimen.setdefault(s, (np.round(y, 6).tolist(), c))
+            config["acgan"] = {"categories": self.categories, "scalar": self.cfg.scalar, "bin_edges": self.bin_edges.tolist(),
+                               "specimen_labels": [v[0] for v in by_specimen.values()], "specimen_categories": [v[1] for v in by_specimen.values()]}
         (self.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         shutil.rmtree(ckdir, ignore_errors=True)
         return self.out

@@ -1,0 +1,83 @@
+"""ResNet18-VAE microstructure fingerprints (White et al.): a ResNet-18 encoder, a 512-unit tanh
+layer, then the mean and log-variance of a 256-d Gaussian; a mirrored decoder back to the image.
+
+The fingerprint of an image is its posterior mean ``mu``. Training minimises
+``alpha * BCE(x_hat, x) + (1 - alpha) * spectral + beta * KL``, where the spectral term is the
+MSE between the magnitudes of the images' orthonormal 2-D FFTs: it rewards reproducing the
+lath spacings and grain sizes (the spectrum) even where the pixels do not align.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .resnet import ResNet18
+
+
+@dataclass(frozen=True)
+class FingerprintConfig:
+    resolution: int = 64  # px; tiles are area-resized to it
+    width: int = 16  # ResNet-18 first-stage channels (64: the full network)
+    hidden: int = 512  # the tanh layer
+    latent: int = 256  # fingerprint dimension
+    alpha: float = 0.7  # weight of the BCE term; 1 - alpha weights the spectral term
+    beta: float = 1e-3  # weight of the KL term
+
+
+class FingerprintVAE(nn.Module):
+    """``(B, 1, R, R)`` in [0, 1] -> reconstruction ``(B, 1, R, R)``, ``mu`` and ``logvar`` ``(B, latent)``."""
+
+    def __init__(self, cfg: FingerprintConfig = FingerprintConfig()) -> None:
+        super().__init__()
+        if cfg.resolution % 8:
+            raise ValueError(f"resolution must be a multiple of 8, got {cfg.resolution}")
+        self.cfg = cfg
+        self.encoder = ResNet18(1, 1, cfg.width)  # its features(): (B, 8 * width) after pooling
+        feat = self.encoder.num_features
+        self.to_hidden = nn.Linear(feat, cfg.hidden)
+        self.mu = nn.Linear(cfg.hidden, cfg.latent)
+        self.logvar = nn.Linear(cfg.hidden, cfg.latent)
+        self.side = cfg.resolution // 8  # the encoder's last stage is 1/8 of the input
+        self.from_latent = nn.Sequential(nn.Linear(cfg.latent, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, feat * self.side**2))
+        ups, c = [], feat
+        for _ in range(3):  # mirror of the three strided stages
+            ups += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU()]
+            c //= 2
+        self.decoder = nn.Sequential(*ups, nn.Conv2d(c, 1, 3, padding=1))
+        self.feat = feat
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.to_hidden(self.encoder.features(x)))
+        return self.mu(h), self.logvar(h).clamp(-20, 10)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.from_latent(z).view(len(z), self.feat, self.side, self.side))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Fingerprints ``(B, latent)`` -> images ``(B, 1, R, R)`` in [0, 1]."""
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mu, logvar = self.encode(x)
+        eps = torch.randn(mu.shape, generator=gen).to(mu.device)
+        return self.decode_logits(mu + torch.exp(0.5 * logvar) * eps), mu, logvar
+
+
+def spectral_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """MSE between the magnitudes of the orthonormal 2-D FFTs of two image batches."""
+    return F.mse_loss(torch.fft.fft2(a, norm="ortho").abs(), torch.fft.fft2(b, norm="ortho").abs())
+
+
+def fingerprint_loss(model: FingerprintVAE, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+    """White et al.'s loss on a batch ``x`` in [0, 1]; returns the loss and its parts."""
+    logits, mu, logvar = model(x, gen)
+    bce = F.binary_cross_entropy_with_logits(logits, x)
+    spec = spectral_loss(torch.sigmoid(logits), x)
+    kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
+    cfg = model.cfg
+    loss = cfg.alpha * bce + (1 - cfg.alpha) * spec + cfg.beta * kl
+    return loss, {"loss": loss.item(), "bce": bce.item(), "spectral": spec.item(), "kl": kl.item()}

@@ -1,0 +1,70 @@
+"""ResNet18-VAE fingerprints: the loss, training with resume, encode, and every explore analysis."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from microforge.cli import cli
+from microforge.errors import MicroforgeError
+from microforge.fingerprint import FingerprintTrainConfig, explore, fingerprints, load_fingerprint_model, train_fingerprints
+from microforge.models.fingerprint import FingerprintConfig, FingerprintVAE, spectral_loss
+
+MICRO = FingerprintTrainConfig(model=FingerprintConfig(resolution=32, width=8, hidden=64, latent=16), steps=6, batch_size=8,
+                               split_fractions=(0.5, 0.25, 0.25), checkpoint_every=3)
+
+
+def test_shapes_and_spectral_loss():
+    vae = FingerprintVAE(FingerprintConfig(resolution=32, width=8))
+    x = torch.rand(2, 1, 32, 32)
+    logits, mu, logvar = vae(x, torch.Generator().manual_seed(0))
+    assert logits.shape == x.shape and mu.shape == logvar.shape == (2, 256)
+    assert vae.decode(mu).min() >= 0 and vae.decode(mu).max() <= 1
+    # the spectral term ignores where a pattern sits: a shifted copy has the same FFT magnitudes
+    stripes = (torch.arange(32) % 8 < 4).float().view(1, 1, 1, 32).expand(1, 1, 32, 32)
+    assert spectral_loss(stripes, torch.roll(stripes, 3, dims=-1)).item() == pytest.approx(0.0, abs=1e-10)
+    assert spectral_loss(stripes, torch.full_like(stripes, 0.5)).item() > 0.01
+
+
+def test_train_resume_encode_and_explore(tiny_bench, tmp_path, monkeypatch):
+    from microforge import fingerprint as fp
+
+    full = train_fingerprints(tiny_bench.root, tmp_path / "full", MICRO, progress=False)
+    calls, real = {"n": 0}, fp.fingerprint_loss
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fp, "fingerprint_loss", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_fingerprints(tiny_bench.root, tmp_path / "cut", MICRO, progress=False)
+    monkeypatch.setattr(fp, "fingerprint_loss", real)
+    train_fingerprints(tiny_bench.root, tmp_path / "cut", MICRO, resume=True, progress=False)
+    assert (full / "model.safetensors").read_bytes() == (tmp_path / "cut" / "model.safetensors").read_bytes()
+
+    model = load_fingerprint_model(full)
+    imgs = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+    assert np.array_equal(fingerprints(model, imgs), fingerprints(load_fingerprint_model(full), imgs))
+
+    r = CliRunner().invoke(cli, ["fingerprint", "encode", str(tiny_bench.root), "--model", str(full), "--out", str(tmp_path / "f.csv")])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.reader(open(tmp_path / "f.csv")))
+    assert rows[0][:3] == ["name", "image", "f0"] and len(rows[0]) == 2 + 16 and len(rows) == 1 + len(tiny_bench.table)
+
+    summary = explore(full, tiny_bench.root, tmp_path / "ex", gammas=(0.5, 1.0))
+    for name in ("paths", "clouds", "pca", "tsne", "cv"):
+        assert (tmp_path / "ex" / f"{name}.png").stat().st_size > 1000 and (tmp_path / "ex" / f"{name}.json").is_file()
+    cv = json.loads((tmp_path / "ex" / "cv.json").read_text())
+    assert cv["splits"] == 10 and cv["grouped_by"] == "specimen"
+    assert set(cv["regression"]) == {"primary_alpha_fraction", *tiny_bench.properties.names}
+    assert "morphology" in cv["classification"] and summary["images"] == len(tiny_bench.table[tiny_bench.table["modality"] == "SEM"])
+    with pytest.raises(MicroforgeError, match="already holds results"):
+        explore(full, tiny_bench.root, tmp_path / "ex")
+    with pytest.raises(MicroforgeError, match="fingerprint model folder not found"):
+        load_fingerprint_model(tmp_path / "none")
