@@ -29,7 +29,7 @@ def test_shapes_and_spectral_loss():
     assert spectral_loss(stripes, torch.full_like(stripes, 0.5)).item() > 0.01
 
 
-def test_train_resume_encode_and_explore(tiny_bench, tmp_path, monkeypatch):
+def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_path, monkeypatch):
     from microforge import fingerprint as fp
 
     full = train_fingerprints(tiny_bench.root, tmp_path / "full", MICRO, progress=False)
@@ -68,3 +68,8 @@ def test_train_resume_encode_and_explore(tiny_bench, tmp_path, monkeypatch):
         explore(full, tiny_bench.root, tmp_path / "ex")
     with pytest.raises(MicroforgeError, match="fingerprint model folder not found"):
         load_fingerprint_model(tmp_path / "none")
+    from microforge.evaluate.run import EvaluationOptions, evaluate
+
+    m = evaluate(str(micro_model), tiny_bench.root, tmp_path / "r", EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4,
+                                                                                     fingerprint=str(full)), progress=False)
+    assert m["main"]["fingerprint_frechet"] > 0 and "Fingerprint FD" in (tmp_path / "r" / "index.html").read_text()

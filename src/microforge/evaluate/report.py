@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 # The paper's Table 1 columns, in order; FID and KID are lower-is-better.
 TABLE_COLUMNS = (("acc_0.1", "Acc<sub>0.1</sub> ↑"), ("acc_0.2", "Acc<sub>0.2</sub> ↑"), ("acc_0.3", "Acc<sub>0.3</sub> ↑"),
                  ("mAcc", "mAcc ↑"), ("fid", "FID ↓"), ("kid_mean", "KID ↓"), ("precision", "Precision ↑"),
-                 ("recall", "Recall ↑"), ("domain_frechet", "Domain FD ↓"))
+                 ("recall", "Recall ↑"), ("domain_frechet", "Domain FD ↓"), ("fingerprint_frechet", "Fingerprint FD ↓"))
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -180,7 +180,8 @@ def write_report(report: Path, metrics: dict[str, Any], ev: "Evaluator") -> Path
     parts += ["<h2>Table 1 layout</h2>", _table(rows)]
     m = metrics["main"]
     parts.append(f"<p>KID is the unbiased MMD² (mean ± std {_fmt(m['kid_mean'], 4)} ± {_fmt(m['kid_std'], 4)}); precision/recall: "
-                 "Kynkäänniemi et al., k = 3, on Inception features; domain FD: Fréchet distance on the property regressor's features.</p>")
+                 "Kynkäänniemi et al., k = 3, on Inception features; domain FD: Fréchet distance on the property regressor's features; "
+                 "fingerprint FD: on the ResNet18-VAE fingerprints (with --fingerprint).</p>")
     grid = grid_figure(report, metrics, ev.cfg.two_stage)
     parts += ["<h2>Samples beside the ground truth</h2>", f"<img src='figures/{grid.name}'>"]
     if m.get("accuracy"):

@@ -25,7 +25,7 @@ import torch
 
 from ..characterize.descriptors import compare_sets, describe
 from ..characterize.segmentation import segment_classical
-from ..data.dataset import MicrographDataset, split_specimens
+from ..data.dataset import MicrographDataset
 from ..data.manifest import DatasetTable, read_dataset
 from ..data.outdir import prepare_output_dir
 from ..data.synth.relations import PROPERTY_NAMES
@@ -64,6 +64,7 @@ class EvaluationOptions:
     brightness: bool = False  # the 21-level brightness experiment (models trained with brightness)
     n_brightness: int = 8  # samples per brightness level
     ablation: dict[str, str] = field(default_factory=dict)  # row name -> model folder or bundled:NAME
+    fingerprint: str | None = None  # a fingerprint VAE folder: adds the Fréchet distance on its fingerprints
 
     def check(self) -> None:
         for name in ("n", "n_reference", "batch_size", "n_sweep", "n_brightness"):
@@ -91,6 +92,11 @@ class Evaluator:
         if missing:
             raise MicroforgeError(f"{data}: lacks the model's properties {', '.join(missing)}")
         self.regressor = self._load_regressor(regressor)
+        self.fingerprint = None
+        if opts.fingerprint:
+            from ..fingerprint import load_fingerprint_model
+
+            self.fingerprint = load_fingerprint_model(opts.fingerprint)
         self.inception = InceptionFeatures()
         self.names = self.pipe.condition_properties.names
         info = self.data.properties.info
@@ -149,6 +155,8 @@ class Evaluator:
         if self.regressor is not None:
             out["pred"] = self.regressor.predict(images)
             out["domain"] = self.regressor.features(images).astype(np.float32)
+        if self.fingerprint is not None:
+            out["fingerprint"] = _fingerprints(self.fingerprint, images)
         mse, idx = nearest_training(images, (self.train_images[i : i + 512] / 255.0 for i in range(0, len(self.train_images), 512)))
         out["copy_mse"], out["copy_index"] = mse, idx
         if self.is_benchmark and self.pixel_size_um:
@@ -196,6 +204,8 @@ class Evaluator:
             if self.regressor is not None:
                 arrays["pred"] = self.regressor.predict(images)
                 arrays["domain"] = self.regressor.features(images).astype(np.float32)
+            if self.fingerprint is not None:
+                arrays["fingerprint"] = _fingerprints(self.fingerprint, images)
             if self.is_benchmark and self.pixel_size_um:
                 arrays["oracle_segmented"] = oracle_properties(self.segment(images), self.pixel_size_um)
                 arrays["oracle_map"] = oracle_properties(maps, self.pixel_size_um)
@@ -208,19 +218,28 @@ class Evaluator:
     def scores(self, folder: Path, ref: dict[str, np.ndarray], conditional: bool = True) -> dict[str, Any]:
         """Accuracy (for a ``conditional`` model) and distribution metrics of one generated folder
         against the reference."""
-        keys = ["targets", "inception", "copy_mse"] + (["pred", "domain"] if self.regressor is not None else [])
+        keys = ["targets", "inception", "copy_mse"] + (["pred", "domain"] if self.regressor is not None else []) \
+            + (["fingerprint"] if self.fingerprint is not None else [])
         gen = load_arrays(folder, keys)
         out: dict[str, Any] = {"n": int(len(gen["targets"]))}
         if self.regressor is not None and conditional:
             out["accuracy"] = accuracy_table(gen["pred"], gen["targets"], self.names)
         if self.regressor is not None:
             out["domain_frechet"] = frechet_distance(ref["domain"], gen["domain"])
+        if self.fingerprint is not None:
+            out["fingerprint_frechet"] = frechet_distance(ref["fingerprint"], gen["fingerprint"])
         out["fid"] = frechet_distance(ref["inception"], gen["inception"])
         out["kid_mean"], out["kid_std"] = kernel_distance(ref["inception"], gen["inception"], seed=self.opts.seed)
         out["precision"], out["recall"] = precision_recall(ref["inception"], gen["inception"], k=3)
         out["copy_mse_min"] = float(gen["copy_mse"].min())
         out["copy_mse_median"] = float(np.median(gen["copy_mse"]))
         return out
+
+
+def _fingerprints(model, images: np.ndarray) -> np.ndarray:
+    from ..fingerprint import fingerprints
+
+    return fingerprints(model, images).astype(np.float32)
 
 
 def _describe_set(images: np.ndarray, maps: np.ndarray, pixel_size_um: float | None) -> list[dict]:
@@ -246,6 +265,7 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     options_file.write_text(json.dumps(record, indent=1) + "\n")
     ev.reference_into(report / "reference")
     ref = load_arrays(report / "reference", ["inception", "targets", "images", "maps"] + (["pred", "domain"] if ev.regressor else [])
+                      + (["fingerprint"] if ev.fingerprint is not None else [])
                       + (["oracle_segmented", "oracle_map"] if ev.is_benchmark and ev.pixel_size_um else []))
     targets = ev.targets()
     ev.generate_into(report / "main", targets, "generate + measure")
@@ -376,4 +396,4 @@ def _table_row(sc: dict[str, Any]) -> dict[str, Any]:
     acc = sc.get("accuracy") or {}
     return {"acc_0.1": acc.get("acc", {}).get("0.1"), "acc_0.2": acc.get("acc", {}).get("0.2"), "acc_0.3": acc.get("acc", {}).get("0.3"),
             "mAcc": acc.get("mAcc"), "fid": sc["fid"], "kid_mean": sc["kid_mean"], "precision": sc["precision"], "recall": sc["recall"],
-            "domain_frechet": sc.get("domain_frechet")}
+            "domain_frechet": sc.get("domain_frechet"), "fingerprint_frechet": sc.get("fingerprint_frechet")}
