@@ -173,17 +173,28 @@ def data_sheet(dataset: Path, out: Path, per_morphology: int) -> None:
 # ---------------------------------------------------------------------- train / generate
 
 
+def _training_options(config_file: str, data_help: str = "Dataset folder.", out_help: str = "Model folder to write."):
+    """The options every training command shares: --data, --config, --out, --resume, --quiet."""
+    def apply(f):
+        for option in reversed([
+            click.option("--data", required=True, type=click.Path(path_type=Path), help=data_help),
+            click.option("--config", "config_path", type=click.Path(path_type=Path), help=f"YAML config [{config_file} defaults]."),
+            click.option("--out", required=True, type=click.Path(path_type=Path), help=out_help),
+            click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint."),
+            click.option("--quiet", is_flag=True, help="No progress bar."),
+        ]):
+            f = option(f)
+        return f
+    return apply
+
+
 @cli.group(cls=_Group)
 def train() -> None:
     """Train a model: TiM3, the property regressor, and the CCDM, CcGAN, DDPM and ACWGAN-GP baselines."""
 
 
 @train.command("tim3")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder (with phase maps for two-stage).")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config [configs/tim3-tiny.yaml defaults].")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder; becomes the model folder.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@_training_options("configs/tim3-tiny.yaml", "Dataset folder (with phase maps for two-stage).", "Run folder; becomes the model folder.")
 def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
     """Train TiM3 (autoencoders, stage 1, stage 2) under accelerate.
 
@@ -217,21 +228,13 @@ for _kind, _what in (("ccdm", "CCDM: a conditional diffusion model trained with 
                      ("ddpm", "the unconditional DDPM of Lee & Yun (T = 4000, learned variance, hybrid loss)"),
                      ("acwgan-gp", "ACWGAN-GP (Howland et al.): a category and low/mid/high bins of one property")):
     @train.command(_kind, help=f"Train {_what} (configs/{_kind}-*.yaml).")
-    @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
-    @click.option("--config", "config_path", type=click.Path(path_type=Path), help=f"YAML config [configs/{_kind}-tiny.yaml defaults].")
-    @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
-    @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
-    @click.option("--quiet", is_flag=True, help="No progress bar.")
+    @_training_options(f"configs/{_kind}-tiny.yaml")
     def _train_kind(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool, _kind: str = _kind) -> None:
         _train_baseline(_kind, data, config_path, out, resume, quiet)
 
 
 @train.command("regressor")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder with the properties to learn.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config [configs/regressor-tiny.yaml defaults].")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Regressor folder to write.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_training_options("configs/regressor-tiny.yaml", "Dataset folder with the properties to learn.", "Regressor folder to write.")
 def train_regressor_cmd(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
     """Train the property regressor F (ResNet-18, eq. 12 gamma/contrast augmentation).
 
@@ -352,11 +355,7 @@ def fingerprint() -> None:
 
 
 @fingerprint.command("train")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML config [configs/fingerprint-tiny.yaml defaults].")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_training_options("configs/fingerprint-tiny.yaml")
 def fingerprint_train(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
     """Train the VAE (loss: alpha BCE + (1 - alpha) spectral + beta KL)."""
     from .fingerprint import load_fingerprint_config, train_fingerprints

@@ -20,7 +20,6 @@ import csv
 import dataclasses
 import json
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -31,20 +30,18 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from .config import nested_config_from_dict, plain_data, read_yaml_mapping  # noqa: E402
 from .data.contact_sheet import image_grid  # noqa: E402
-from .data.dataset import MicrographDataset, d4_batch  # noqa: E402
+from .data.dataset import MicrographDataset  # noqa: E402
 from .data.images import read_grey  # noqa: E402
 from .data.phase_map import PRIMARY_ALPHA  # noqa: E402
 from .errors import MicroforgeError  # noqa: E402
 from .models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss  # noqa: E402
 from .models.property_regressor import resize_batch  # noqa: E402
 from .models.weights import load_weights, read_config, save_weights  # noqa: E402
-from .seeding import seeded_generator  # noqa: E402
-from .training.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from .training.data import load_split  # noqa: E402
+from .training.loop import random_batch, run_steps  # noqa: E402
 
 MODEL_TYPE = "microforge-fingerprint-vae"
 GAMMAS = (0.25, 0.5, 1.0)  # cloud scales of the explore step
@@ -86,26 +83,18 @@ def train_fingerprints(data: str | Path, out: str | Path, cfg: FingerprintTrainC
     torch.manual_seed(cfg.seed)
     model = FingerprintVAE(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = load_checkpoint(out / "checkpoints", {"vae": model}, {"opt": opt})
-    t0 = time.perf_counter()
-    model.train()
-    bar = tqdm(range(start, cfg.steps), desc="train fingerprints", disable=not progress, initial=start, total=cfg.steps)
-    for step in bar:
-        gen = seeded_generator(cfg.seed, step)
-        idx = torch.randint(0, len(images), (cfg.batch_size,), generator=gen)
-        x = d4_batch(images[idx], torch.randint(0, 8, (cfg.batch_size,), generator=gen))
+
+    def step(gen: torch.Generator) -> dict[str, float]:
+        _, x = random_batch(images, cfg.batch_size, gen)
         loss, parts = fingerprint_loss(model, x, gen)
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 10 == 0 or step == cfg.steps - 1:
-            with open(out / "log.jsonl", "a") as fh:
-                fh.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in parts.items()}}) + "\n")
-            bar.set_postfix(loss=f"{parts['loss']:.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            save_checkpoint(out / "checkpoints", step + 1, {"vae": model}, {"opt": opt})
+        return parts
+
+    seconds = run_steps(out, cfg.steps, cfg.seed, cfg.checkpoint_every, {"vae": model}, {"opt": opt}, step, "train fingerprints", progress)
     save_weights(model, out, {"model_type": MODEL_TYPE, **dataclasses.asdict(cfg.model), "train": cfg.to_dict(),
-                              "train_tiles": len(images), "seconds_this_run": round(time.perf_counter() - t0, 1)})
+                              "train_tiles": len(images), "seconds_this_run": round(seconds, 1)})
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return out
 

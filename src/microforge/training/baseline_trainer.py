@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from tqdm.auto import tqdm
 
 from ..data.dataset import d4_batch
 from ..errors import MicroforgeError
@@ -26,12 +24,10 @@ from ..models.hybrid_loss import vlb_loss
 from ..models.baselines import ACGANGenerator, ACWGANCritic, BaselineConfig, CcGANDiscriminator, CcGANGenerator, LabelEmbedding, build_ccdm_unet, ccdm_embed_dim
 from ..models.vicinity import kernel_sigma, vicinal_batch, vicinity_kappa
 from ..models.weights import save_weights
-from ..seeding import seeded_generator
-from .checkpoints import load_checkpoint, save_checkpoint
 from .data import load_split, properties_with_hull
+from .loop import CHECKPOINT_DIR, random_batch, run_steps
 
 FORMAT = "microforge-baseline/1"
-CHECKPOINT_DIR = "checkpoints"
 
 
 def ccdm_scheduler(cfg: BaselineConfig) -> DDPMScheduler:
@@ -93,8 +89,7 @@ class BaselineTrainer:
         b, n_cat = cfg.train.batch_size, len(self.categories)
         ce = F.cross_entropy
         for _ in range(cfg.critic_steps):
-            idx = torch.randint(0, len(self.images), (b,), generator=gen)
-            x = d4_batch(self.images[idx], torch.randint(0, 8, (b,), generator=gen))
+            idx, x = random_batch(self.images, b, gen)
             c, k = self.category_codes[idx], self.bins[idx]
             with torch.no_grad():
                 fake = g(torch.randn(b, cfg.z_dim, generator=gen), c, k)
@@ -158,8 +153,7 @@ class BaselineTrainer:
     def _ddpm_step(self, gen: torch.Generator) -> dict[str, float]:
         """Unconditional: uniform images, the hybrid loss L_simple + lambda L_vlb."""
         b = self.cfg.train.batch_size
-        idx = torch.randint(0, len(self.images), (b,), generator=gen)
-        x = d4_batch(self.images[idx], torch.randint(0, 8, (b,), generator=gen))
+        _, x = random_batch(self.images, b, gen)
         noise = torch.randn(x.shape, generator=gen)
         t = torch.randint(0, self.cfg.num_train_timesteps, (b,), generator=gen)
         xt = self.scheduler.add_noise(x, noise, t)
@@ -174,21 +168,9 @@ class BaselineTrainer:
         return {"loss": loss.item(), "simple": simple.item(), "vlb_bpd": vlb.item()}
 
     def run(self) -> Path:
-        cfg, ckdir = self.cfg.train, self.out / CHECKPOINT_DIR
-        for m in self.modules.values():
-            m.train()
-        start = load_checkpoint(ckdir, self.modules, self.states)
-        t0 = time.perf_counter()
-        bar = tqdm(range(start, cfg.steps), desc=f"train {self.cfg.kind}", disable=not self.progress, initial=start, total=cfg.steps)
-        for step in bar:
-            losses = self.step(seeded_generator(cfg.seed, step))
-            if step % 10 == 0 or step == cfg.steps - 1:
-                with open(self.out / "log.jsonl", "a") as fh:
-                    fh.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in losses.items()}}) + "\n")
-                bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items()})
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-                save_checkpoint(ckdir, step + 1, self.modules, self.states)
-        bar.close()
+        cfg = self.cfg.train
+        seconds = run_steps(self.out, cfg.steps, cfg.seed, cfg.checkpoint_every, self.modules, self.states, self.step,
+                            f"train {self.cfg.kind}", self.progress)
         for name, module in self.modules.items():
             if name == "unet":
                 module.save_pretrained(self.out / name, safe_serialization=True)
@@ -199,7 +181,7 @@ class BaselineTrainer:
         properties_with_hull(self.props, self.specimens, self.raw).save(self.out / "properties.json")
         config = {"format": FORMAT, "config": self.cfg.to_dict(), "train_tiles": len(self.images),
                   "sigma": self.sigma.round(6).tolist(), "kappa": self.kappa.round(6).tolist(),
-                  "seconds_this_run": round(time.perf_counter() - t0, 1)}
+                  "seconds_this_run": round(seconds, 1)}
         if self.cfg.kind == "acwgan-gp":  # how property targets map to the two conditions at sampling
             by_specimen: dict[str, tuple[list[float], int]] = {}
             for s, y, c in zip(self.specimens, self.labels, self.category_codes.tolist()):
@@ -207,7 +189,7 @@ class BaselineTrainer:
             config["acgan"] = {"categories": self.categories, "scalar": self.cfg.scalar, "bin_edges": self.bin_edges.tolist(),
                                "specimen_labels": [v[0] for v in by_specimen.values()], "specimen_categories": [v[1] for v in by_specimen.values()]}
         (self.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        shutil.rmtree(ckdir, ignore_errors=True)
+        shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         return self.out
 
 

@@ -10,27 +10,21 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..config import config_to_dict
-from ..data.dataset import MicrographDataset, d4_batch
+from ..data.dataset import MicrographDataset
 from ..errors import MicroforgeError
 from ..evaluate.accuracy import accuracy_table
 from ..models.property_regressor import PropertyRegressor
 from ..models.resnet import ResNet18
-from ..seeding import seeded_generator
-from .checkpoints import load_checkpoint, save_checkpoint
 from .data import load_split
-
-CHECKPOINT_DIR = "checkpoints"
-
+from .loop import CHECKPOINT_DIR, random_batch, run_steps
 
 @dataclass(frozen=True)
 class RegressorTrainConfig:
@@ -97,29 +91,21 @@ def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig
     net = ResNet18(1, len(props), cfg.width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.steps))
-    start = load_checkpoint(out / CHECKPOINT_DIR, {"net": net}, {"optimizer": opt, "scheduler": sched})
-    t0 = time.perf_counter()
-    net.train()
-    bar = tqdm(range(start, cfg.steps), desc="train regressor", disable=not progress, initial=start, total=cfg.steps)
-    for step in bar:
-        gen = seeded_generator(cfg.seed, step)
-        idx = torch.randint(0, len(images), (cfg.batch_size,), generator=gen)
-        x = d4_batch(images[idx], torch.randint(0, 8, (cfg.batch_size,), generator=gen))
+
+    def step(gen: torch.Generator) -> dict[str, float]:
+        idx, x = random_batch(images, cfg.batch_size, gen)
         x = gamma_contrast(x, gen, cfg.gamma_sigma, cfg.contrast)
         loss = F.mse_loss(net(x.to(device)), target[idx].to(device))
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-        if step % 10 == 0 or step == cfg.steps - 1:
-            with open(out / "log.jsonl", "a") as fh:
-                fh.write(json.dumps({"step": step, "loss": round(loss.item(), 6)}) + "\n")
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.steps:
-            save_checkpoint(out / CHECKPOINT_DIR, step + 1, {"net": net}, {"optimizer": opt, "scheduler": sched})
-    bar.close()
+        return {"loss": loss.item()}
+
+    seconds = run_steps(out, cfg.steps, cfg.seed, cfg.checkpoint_every, {"net": net}, {"optimizer": opt, "scheduler": sched}, step,
+                        "train regressor", progress)
     regressor = PropertyRegressor(net.eval(), props, cfg.resolution)
-    metrics: dict = {"train_tiles": len(images), "seconds_this_run": round(time.perf_counter() - t0, 1), "config": config_to_dict(cfg)}
+    metrics: dict = {"train_tiles": len(images), "seconds_this_run": round(seconds, 1), "config": config_to_dict(cfg)}
     for split in ("val", "test"):
         x, y, sds = _split(data, cfg, split)
         metrics[split] = {"specimens": sds.specimens, **accuracy_table(regressor.predict(x[:, 0].numpy()), y, props.names)}
