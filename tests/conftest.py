@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from contextlib import contextmanager
 
 from microforge.config import SynthConfig
 from microforge.data.synth.benchmark import build_benchmark
@@ -42,3 +43,23 @@ def ti_ab() -> Path:
     if not (TI_AB / "labels.csv").is_file():
         pytest.skip(f"real data not found at {TI_AB}; set MICROFORGE_SHARED_DATA")
     return TI_AB
+
+
+@contextmanager
+def interrupted_at_step(monkeypatch: pytest.MonkeyPatch, step: int):
+    """Inside the block, a trainer built on ``training.loop.run_steps`` dies (KeyboardInterrupt,
+    as from Ctrl+C) when it reaches ``step``, leaving its checkpoints as a killed run would."""
+    from microforge.training import loop
+
+    real = loop.seeded_generator
+
+    def dying(seed: int, at: int, *rest: int):
+        if at == step:
+            raise KeyboardInterrupt
+        return real(seed, at, *rest)
+
+    monkeypatch.setattr(loop, "seeded_generator", dying)
+    try:
+        yield
+    finally:
+        monkeypatch.setattr(loop, "seeded_generator", real)

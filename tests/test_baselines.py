@@ -12,8 +12,9 @@ from microforge.errors import MicroforgeError
 from microforge.models.baselines import BaselineConfig, BaselineTrain
 from microforge.models.vicinity import hard_vicinity, kernel_sigma, vicinal_batch, vicinity_kappa
 from microforge.pipelines.baselines import BaselinePipeline, load_pipeline
-from microforge.training import baseline_trainer
 from microforge.training.baseline_trainer import train_baseline
+
+from .conftest import interrupted_at_step
 
 # --------------------------------------------------------------------------- the vicinity
 
@@ -83,18 +84,8 @@ def test_trains_samples_and_round_trips(kind, tiny_bench, tmp_path):
 def test_ccgan_resume_after_interruption_is_bit_identical(tiny_bench, tmp_path, monkeypatch):
     cfg = micro("ccgan", steps=5)
     train_baseline(tiny_bench.root, tmp_path / "full", cfg, progress=False)
-    real_step, calls = baseline_trainer.BaselineTrainer.step, {"n": 0}
-
-    def dying(self, gen):
-        calls["n"] += 1
-        if calls["n"] == 4:  # step 3, after the step-2 checkpoint
-            raise KeyboardInterrupt
-        return real_step(self, gen)
-
-    monkeypatch.setattr(baseline_trainer.BaselineTrainer, "step", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_step(monkeypatch, 3), pytest.raises(KeyboardInterrupt):  # after the step-2 checkpoint
         train_baseline(tiny_bench.root, tmp_path / "cut", cfg, progress=False)
-    monkeypatch.setattr(baseline_trainer.BaselineTrainer, "step", real_step)
     train_baseline(tiny_bench.root, tmp_path / "cut", cfg, resume=True, progress=False)
     for part in ("generator", "discriminator"):
         assert (tmp_path / "full" / part / "model.safetensors").read_bytes() == (tmp_path / "cut" / part / "model.safetensors").read_bytes()

@@ -1,7 +1,6 @@
 """Evaluation suite: accuracy, distribution distances, copying, oracle, regressor, report."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -19,8 +18,9 @@ from microforge.evaluate.features import InceptionFeatures, extract
 from microforge.evaluate.oracle import measure_params, oracle_properties
 from microforge.evaluate.run import EvaluationOptions, evaluate
 from microforge.models.property_regressor import PropertyRegressor
-from microforge.training import regressor_trainer
 from microforge.training.regressor_trainer import RegressorTrainConfig, gamma_contrast, train_regressor
+
+from .conftest import interrupted_at_step
 
 # ------------------------------------------------------------------------------ accuracy
 
@@ -154,19 +154,8 @@ def test_regressor_trains_saves_loads_and_resumes_bit_identically(tiny_bench, tm
     assert pred.shape == (3, 7)
     assert np.array_equal(PropertyRegressor.from_pretrained(tmp_path / "full").predict(images), pred)
 
-    calls = {"n": 0}
-    real = regressor_trainer.gamma_contrast
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:  # step 4, after the step-3 checkpoint
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(regressor_trainer, "gamma_contrast", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_step(monkeypatch, 4), pytest.raises(KeyboardInterrupt):  # after the step-3 checkpoint
         train_regressor(tiny_bench.root, tmp_path / "cut", REG, progress=False)
-    monkeypatch.setattr(regressor_trainer, "gamma_contrast", real)
     with pytest.raises(MicroforgeError, match="--resume"):
         train_regressor(tiny_bench.root, tmp_path / "cut", REG, progress=False)
     train_regressor(tiny_bench.root, tmp_path / "cut", REG, resume=True, progress=False)

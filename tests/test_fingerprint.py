@@ -13,6 +13,8 @@ from microforge.errors import MicroforgeError
 from microforge.fingerprint import FingerprintTrainConfig, explore, fingerprints, load_fingerprint_model, train_fingerprints
 from microforge.models.fingerprint import FingerprintConfig, FingerprintVAE, spectral_loss
 
+from .conftest import interrupted_at_step
+
 MICRO = FingerprintTrainConfig(model=FingerprintConfig(resolution=32, width=8, hidden=64, latent=16), steps=6, batch_size=8,
                                split_fractions=(0.5, 0.25, 0.25), checkpoint_every=3)
 
@@ -30,21 +32,9 @@ def test_shapes_and_spectral_loss():
 
 
 def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_path, monkeypatch):
-    from microforge import fingerprint as fp
-
     full = train_fingerprints(tiny_bench.root, tmp_path / "full", MICRO, progress=False)
-    calls, real = {"n": 0}, fp.fingerprint_loss
-
-    def dying(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fp, "fingerprint_loss", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with interrupted_at_step(monkeypatch, 4), pytest.raises(KeyboardInterrupt):  # after the step-3 checkpoint
         train_fingerprints(tiny_bench.root, tmp_path / "cut", MICRO, progress=False)
-    monkeypatch.setattr(fp, "fingerprint_loss", real)
     train_fingerprints(tiny_bench.root, tmp_path / "cut", MICRO, resume=True, progress=False)
     assert (full / "model.safetensors").read_bytes() == (tmp_path / "cut" / "model.safetensors").read_bytes()
 

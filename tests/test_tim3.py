@@ -19,9 +19,7 @@ from microforge.cli import cli
 from microforge.errors import MicroforgeError
 from microforge.evaluate.hull import in_hull
 from microforge.models.property_encoder import PropertyEncoder
-from microforge.models.tim3 import load_tim3_config
 from microforge.pipelines.tim3 import TiM3Pipeline
-from microforge.training.tim3_trainer import train_tim3
 
 MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
 TARGET = ["YS=1000", "TS=1080", "EF=12", "RH=37", "IT=30", "DCS=1450", "CFS=0.2"]
