@@ -14,3 +14,19 @@ def test_default_benchmark_builds(tmp_path):
     assert ds.table["specimen"].nunique() == 100
     assert ds.table.groupby("morphology")["specimen"].nunique().tolist() == [25, 25, 25, 25]
     assert len(read_dataset(tmp_path / "ti")) == 5000
+
+
+@pytest.mark.slow
+def test_fingerprint_svr_reads_the_alpha_fraction(tmp_path):
+    """Fingerprints from a short training predict the primary-alpha fraction of held-out
+    specimens (SVR, 10 grouped splits); docs/baselines.md states the accuracy."""
+    from microforge.fingerprint import FingerprintTrainConfig, explore, train_fingerprints
+    from microforge.models.fingerprint import FingerprintConfig
+
+    bench = build_benchmark(tmp_path / "ti", SynthConfig(n_specimens=24, field_px=256, tile_size=64, modalities=("SEM",), seed=3),
+                            workers=2, progress=False)
+    cfg = FingerprintTrainConfig(model=FingerprintConfig(resolution=32, width=8), steps=400, batch_size=32, split_fractions=(0.9, 0.05, 0.05))
+    model = train_fingerprints(bench.root, tmp_path / "fp", cfg, progress=False)
+    cv = explore(model, bench.root, tmp_path / "ex")["cv"]
+    assert cv["regression"]["primary_alpha_fraction"]["r2"] >= 0.6
+    assert cv["classification"]["morphology"]["accuracy_mean"] >= 0.6
