@@ -273,3 +273,21 @@ def test_generate_writes_each_batch_before_sampling_the_next(micro_model, tmp_pa
     target = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]])
     generate(str(micro_model), target, 10, tmp_path / "out", batch_size=4, progress=False, pipe=pipe)
     assert on_disk == [0, 4, 8]  # batch k+1 is drawn only after batch k's images are on disk
+
+
+def test_brightness_experiment_on_a_model_trained_with_brightness(tiny_bench, tmp_path):
+    from microforge.models.tim3 import load_tim3_config
+    from microforge.training.tim3_trainer import train_tim3
+
+    from .conftest import MICRO
+
+    from dataclasses import replace
+
+    cfg = replace(load_tim3_config(MICRO), brightness=True)
+    model = train_tim3(tiny_bench.root, tmp_path / "bright", cfg, progress=False)
+    opts = EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4, brightness=True, n_brightness=2)
+    b = evaluate(str(model), tiny_bench.root, tmp_path / "r", opts, progress=False)["sweeps"]["brightness"]
+    assert len(b["levels"]) == len(b["measured"]) == 21 and b["levels"][0] == -1.0 and b["levels"][-1] == 1.0
+    assert -1.0 <= b["pearson_r"] <= 1.0 and b["mean_abs_difference"] >= 0
+    assert all(-1.0 <= m <= 1.0 for m in b["measured"])
+    assert (tmp_path / "r" / "figures" / "brightness.png").is_file()
