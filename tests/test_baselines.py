@@ -107,6 +107,7 @@ def test_cli_trains_a_baseline_and_generate_uses_it(tiny_bench, tmp_path):
     assert r.exit_code == 1 and "is a ccdm config, not ccgan" in r.output
 
 
+@pytest.mark.slow
 def test_evaluate_scores_a_baseline_beside_tim3(micro_model, tiny_bench, tmp_path):
     from microforge.evaluate.run import EvaluationOptions, evaluate
 

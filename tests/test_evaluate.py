@@ -275,6 +275,7 @@ def test_generate_writes_each_batch_before_sampling_the_next(micro_model, tmp_pa
     assert on_disk == [0, 4, 8]  # batch k+1 is drawn only after batch k's images are on disk
 
 
+@pytest.mark.slow
 def test_brightness_experiment_on_a_model_trained_with_brightness(tiny_bench, tmp_path):
     from microforge.models.tim3 import load_tim3_config
     from microforge.training.tim3_trainer import train_tim3
