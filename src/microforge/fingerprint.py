@@ -40,6 +40,7 @@ from .errors import MicroforgeError  # noqa: E402
 from .models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss  # noqa: E402
 from .models.property_regressor import resize_batch  # noqa: E402
 from .models.weights import load_weights, read_config, save_weights  # noqa: E402
+from .training.checkpoints import prepare_run_dir  # noqa: E402
 from .training.data import load_split  # noqa: E402
 from .training.loop import random_batch, run_steps  # noqa: E402
 
@@ -74,12 +75,8 @@ def train_fingerprints(data: str | Path, out: str | Path, cfg: FingerprintTrainC
                        progress: bool = True) -> Path:
     """Train the VAE on the train split of ``data`` into ``out`` (resumable; a finished ``out`` is refused)."""
     out = Path(out)
-    if (out / "model.safetensors").exists():
-        raise MicroforgeError(f"{out}: already holds a trained fingerprint model; choose another folder")
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
-    images, _, _ = load_split(data, "train", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)
-    out.mkdir(parents=True, exist_ok=True)
+    images, _, _ = load_split(data, "train", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)  # fails before writing
+    prepare_run_dir(out, "model.safetensors", "fingerprint model", resume, cfg.to_dict())
     torch.manual_seed(cfg.seed)
     model = FingerprintVAE(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)

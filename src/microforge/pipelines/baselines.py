@@ -18,7 +18,7 @@ from ..models.baselines import ACGANGenerator, BaselineConfig, CcGANGenerator, L
 from ..models.weights import load_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
-from .tim3 import Generated
+from .tim3 import Generated, check_targets
 
 FORMAT = "microforge-baseline/1"
 
@@ -91,12 +91,7 @@ class BaselinePipeline:
         return self
 
     def check_targets(self, targets: np.ndarray) -> np.ndarray:
-        targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
-        if targets.shape[1] != len(self.properties):
-            raise MicroforgeError(f"a target needs {len(self.properties)} values, got {targets.shape[1]}; expected {self.properties.describe()}")
-        if not np.isfinite(targets).all():
-            raise MicroforgeError(f"targets must be finite numbers; expected {self.properties.describe()}")
-        return targets
+        return check_targets(targets, self.properties)
 
     @torch.no_grad()
     def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,

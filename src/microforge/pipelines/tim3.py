@@ -122,13 +122,7 @@ class TiM3Pipeline:
 
     def check_targets(self, targets: np.ndarray) -> np.ndarray:
         """Validate raw targets ``(N, K)`` (or ``(K,)``): width, finiteness. Returns ``(N, K)`` float64."""
-        targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
-        props = self.condition_properties
-        if targets.shape[1] != len(props):
-            raise MicroforgeError(f"a target needs {len(props)} values, got {targets.shape[1]}; expected {props.describe()}")
-        if not np.isfinite(targets).all():
-            raise MicroforgeError(f"targets must be finite numbers; expected {props.describe()}")
-        return targets
+        return check_targets(targets, self.condition_properties)
 
     @torch.no_grad()
     def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
@@ -182,6 +176,17 @@ class TiM3Pipeline:
             zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
             images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
             yield Generated(maps, images.cpu().numpy().astype(np.float32), targets[start : start + batch_size])
+
+
+def check_targets(targets: np.ndarray, props: PropertySet) -> np.ndarray:
+    """Raw targets ``(N, K)`` (or ``(K,)``) checked for width and finiteness against ``props``;
+    the errors list the expected names and units. Returns ``(N, K)`` float64."""
+    targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
+    if targets.shape[1] != len(props):
+        raise MicroforgeError(f"a target needs {len(props)} values, got {targets.shape[1]}; expected {props.describe()}")
+    if not np.isfinite(targets).all():
+        raise MicroforgeError(f"targets must be finite numbers; expected {props.describe()}")
+    return targets
 
 
 def _load(cls, path: Path):

@@ -24,6 +24,7 @@ from ..models.hybrid_loss import vlb_loss
 from ..models.baselines import ACGANGenerator, ACWGANCritic, BaselineConfig, CcGANDiscriminator, CcGANGenerator, LabelEmbedding, build_ccdm_unet, ccdm_embed_dim
 from ..models.vicinity import kernel_sigma, vicinal_batch, vicinity_kappa
 from ..models.weights import save_weights
+from .checkpoints import prepare_run_dir
 from .data import load_split, properties_with_hull
 from .loop import CHECKPOINT_DIR, random_batch, run_steps
 
@@ -194,19 +195,11 @@ class BaselineTrainer:
 
 
 def train_baseline(data: str | Path, out: str | Path, cfg: BaselineConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train CCDM, CcGAN or DDPM (``cfg.kind``) on dataset ``data`` into ``out``; returns ``out``.
+    """Train CCDM, CcGAN, DDPM or ACWGAN-GP (``cfg.kind``) on dataset ``data`` into ``out``; returns ``out``.
 
     A finished ``out`` is refused; an unfinished one is continued only with ``resume``."""
     out = Path(out)
-    if (out / "config.json").exists():
-        raise MicroforgeError(f"{out}: already holds a trained model; choose another folder")
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
-    saved = out / "run_config.json"
-    if resume and saved.exists() and json.loads(saved.read_text()) != cfg.to_dict():
-        raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
-    trainer = BaselineTrainer(data, out, cfg, progress)
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+    trainer = BaselineTrainer(data, out, cfg, progress)  # bad data fails before anything is written
+    prepare_run_dir(out, "config.json", "model", resume, cfg.to_dict())
     return trainer.run()
 

@@ -51,3 +51,18 @@ def load_checkpoint(ckdir: Path, modules: Mapping[str, torch.nn.Module], states:
     for name, s in states.items():
         s.load_state_dict(saved[name])
     return int(json.loads((latest / "step.json").read_text())["step"])
+
+
+def prepare_run_dir(out: Path, done_marker: str, what: str, resume: bool, config: dict[str, Any]) -> None:
+    """Check a training run folder: a finished one (holding ``done_marker``) is refused, an
+    unfinished one is continued only with ``resume`` and only with the config it was started
+    with; then record ``config`` in ``run_config.json``."""
+    if (out / done_marker).exists():
+        raise MicroforgeError(f"{out}: already holds a trained {what}; choose another folder")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
+    saved = out / "run_config.json"
+    if resume and saved.exists() and json.loads(saved.read_text()) != config:
+        raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps(config, indent=2) + "\n")

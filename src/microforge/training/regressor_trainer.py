@@ -19,10 +19,10 @@ import torch.nn.functional as F
 
 from ..config import config_to_dict
 from ..data.dataset import MicrographDataset
-from ..errors import MicroforgeError
 from ..evaluate.accuracy import accuracy_table
 from ..models.property_regressor import PropertyRegressor
 from ..models.resnet import ResNet18
+from .checkpoints import prepare_run_dir
 from .data import load_split
 from .loop import CHECKPOINT_DIR, random_batch, run_steps
 
@@ -74,18 +74,10 @@ def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig
     ``resume``.
     """
     out = Path(out)
-    if (out / "metrics.json").exists():
-        raise MicroforgeError(f"{out}: already holds a trained regressor; choose another folder")
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
-    saved = out / "run_config.json"
-    if resume and saved.exists() and json.loads(saved.read_text()) != config_to_dict(cfg):
-        raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
-    images, raw, ds = _split(data, cfg, "train")
+    images, raw, ds = _split(data, cfg, "train")  # bad data fails before anything is written
+    prepare_run_dir(out, "metrics.json", "regressor", resume, config_to_dict(cfg))
     props = ds.properties
     target = torch.tensor(props.normalise(raw), dtype=torch.float32)
-    out.mkdir(parents=True, exist_ok=True)
-    saved.write_text(json.dumps(config_to_dict(cfg), indent=2) + "\n")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(cfg.seed)
     net = ResNet18(1, len(props), cfg.width).to(device)
