@@ -125,11 +125,8 @@ def encode_images(model_dir: str | Path, paths: Sequence[str | Path], out_csv: s
     model = load_fingerprint_model(model_dir)
     items = collect_images(paths)
     feats = []
-    for i in range(0, len(items), 64):
-        batch = np.stack([read_grey(it.path).astype(np.float32) / 255.0 for it in items[i : i + 64]]) if _same_size(items[i : i + 64]) else None
-        if batch is None:
-            batch = np.stack([resize_batch(read_grey(it.path)[None].astype(np.float32) / 255.0, model.cfg.resolution)[0, 0].numpy()
-                              for it in items[i : i + 64]])
+    for i in range(0, len(items), 64):  # images of any size: each is resized to the model's on reading
+        batch = torch.cat([resize_batch(read_grey(it.path)[None].astype(np.float32) / 255.0, model.cfg.resolution) for it in items[i : i + 64]])
         feats.append(fingerprints(model, batch))
     f = np.concatenate(feats)
     out_csv = Path(out_csv)
@@ -140,16 +137,6 @@ def encode_images(model_dir: str | Path, paths: Sequence[str | Path], out_csv: s
         for it, row in zip(items, f):
             w.writerow([it.name, str(it.path), *[f"{v:.6g}" for v in row]])
     return len(items)
-
-
-def _same_size(items) -> bool:
-    from PIL import Image
-
-    sizes = set()
-    for it in items:
-        with Image.open(it.path) as im:
-            sizes.add(im.size)
-    return len(sizes) == 1
 
 
 # -------------------------------------------------------------------------------- explore

@@ -31,7 +31,7 @@ from ..data.outdir import prepare_output_dir
 from ..data.synth.relations import PROPERTY_NAMES
 from ..errors import MicroforgeError
 from ..models.property_regressor import PropertyRegressor, resize_batch
-from ..pipelines.generate import resolve_model
+from ..pipelines.generate import pixel_size_at, resolve_model
 from ..pipelines.baselines import load_pipeline
 from ..pipelines.tim3 import TiM3Pipeline
 from ..seeding import seed_from
@@ -101,8 +101,7 @@ class Evaluator:
         self.names = self.pipe.condition_properties.names
         info = self.data.properties.info
         self.is_benchmark = info.get("source") == BENCHMARK_SOURCE and list(self.names) == list(PROPERTY_NAMES)
-        tile = int(info.get("config", {}).get("tile_size", self.cfg.resolution))
-        self.pixel_size_um = float(info["pixel_size_um"]) * tile / self.cfg.resolution if info.get("pixel_size_um") else None
+        self.pixel_size_um = pixel_size_at(info, self.cfg.resolution)
         self.lath_halfwidth_px = max(1, round(1.5 / self.pixel_size_um)) if self.pixel_size_um else 3
         self.train_images = self._split_images("train")
 
@@ -149,16 +148,21 @@ class Evaluator:
     def segment(self, images: np.ndarray) -> np.ndarray:
         return np.stack([segment_classical(g, self.cfg.modality, self.lath_halfwidth_px) for g in images])
 
-    def measure(self, images: np.ndarray, maps: np.ndarray | None) -> dict[str, np.ndarray]:
-        """Everything measured on a batch of images ``(B, R, R)`` in [0, 1]."""
+    def nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Minimum pixel MSE of each image ``(B, R, R)`` in [0, 1] to the training tiles, and which tile."""
+        return nearest_training(images, (self.train_images[i : i + 512] / 255.0 for i in range(0, len(self.train_images), 512)))
+
+    def measure(self, images: np.ndarray, maps: np.ndarray | None, copying: bool = True) -> dict[str, np.ndarray]:
+        """Everything measured on a batch of images ``(B, R, R)`` in [0, 1] (``copying``: also the
+        nearest training tile, which the real reference tiles skip)."""
         out: dict[str, np.ndarray] = {"inception": extract(self.inception, images).astype(np.float32)}
         if self.regressor is not None:
             out["pred"] = self.regressor.predict(images)
             out["domain"] = self.regressor.features(images).astype(np.float32)
         if self.fingerprint is not None:
             out["fingerprint"] = _fingerprints(self.fingerprint, images)
-        mse, idx = nearest_training(images, (self.train_images[i : i + 512] / 255.0 for i in range(0, len(self.train_images), 512)))
-        out["copy_mse"], out["copy_index"] = mse, idx
+        if copying:
+            out["copy_mse"], out["copy_index"] = self.nearest(images)
         if self.is_benchmark and self.pixel_size_um:
             out["oracle_segmented"] = oracle_properties(self.segment(images), self.pixel_size_um)
             if maps is not None:
@@ -199,17 +203,8 @@ class Evaluator:
                                                    size=images.shape[-2:], mode="nearest")[:, 0].numpy().astype(np.uint8)
             arrays = {"images": np.round(images * 255).astype(np.uint8), "maps": maps,
                       "targets": np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64),
-                      "specimen": np.array([it["specimen"] for it in items]),
-                      "inception": extract(self.inception, images).astype(np.float32)}
-            if self.regressor is not None:
-                arrays["pred"] = self.regressor.predict(images)
-                arrays["domain"] = self.regressor.features(images).astype(np.float32)
-            if self.fingerprint is not None:
-                arrays["fingerprint"] = _fingerprints(self.fingerprint, images)
-            if self.is_benchmark and self.pixel_size_um:
-                arrays["oracle_segmented"] = oracle_properties(self.segment(images), self.pixel_size_um)
-                arrays["oracle_map"] = oracle_properties(maps, self.pixel_size_um)
-            return arrays
+                      "specimen": np.array([it["specimen"] for it in items])}
+            return {**arrays, **self.measure(images, maps, copying=False)}
 
         run_batches(folder, -(-len(pick) // bs), make, "reference tiles", self.progress)
 
@@ -306,7 +301,7 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     # data copying, calibrated by how close held-out real tiles come to the training set
     held_out = ev._split_images("test")
     if len(held_out):
-        mse, _ = nearest_training(held_out / 255.0, (ev.train_images[i : i + 512] / 255.0 for i in range(0, len(ev.train_images), 512)))
+        mse, _ = ev.nearest(held_out / 255.0)
         metrics["main"]["copy_mse_median_heldout_real"] = float(np.median(mse))
     metrics["grid"] = _grid(ev, report)
     metrics["sweeps"] = _sweeps(ev, report, targets, ref)

@@ -44,6 +44,16 @@ def hull_check(pipe: TiM3Pipeline, targets: np.ndarray) -> np.ndarray:
     return in_hull(np.asarray(points), pipe.condition_properties.normalise(targets))
 
 
+def pixel_size_at(info: dict, resolution: int) -> float | None:
+    """Micrometres per pixel of a model's ``resolution`` px images, from a dataset's
+    ``properties.json`` info (its pixel size and tile size; tiles are resized to the model's
+    size). ``None`` when the dataset does not know its pixel size."""
+    if not info.get("pixel_size_um"):
+        return None
+    tile = int(info.get("config", {}).get("tile_size", resolution))
+    return float(info["pixel_size_um"]) * tile / resolution
+
+
 def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: int | None = None, guidance_scale: float | None = None,
              sampler: str | None = None, seed: int = 0, batch_size: int = 16, brightness: float | None = None,
              overwrite: bool = False, progress: bool = True, pipe: TiM3Pipeline | None = None) -> dict:

@@ -27,7 +27,7 @@ from ..data.tiling import to_uint8
 from ..errors import MicroforgeError
 from ..evaluate.hull import sample_in_hull
 from ..models.property_regressor import PropertyRegressor
-from ..pipelines.generate import hull_check, resolve_model
+from ..pipelines.generate import hull_check, pixel_size_at, resolve_model
 from ..pipelines.baselines import load_pipeline
 
 DEFAULT_MAX_SAMPLES = 16  # per request: a page of results that a CPU draws in seconds
@@ -63,16 +63,9 @@ class Explorer:
         self.max_samples = max_samples
         self.runs_dir = Path(runs_dir)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
-        self.pixel_size_um = self._pixel_size()
+        self.pixel_size_um = pixel_size_at(self.pipe.properties.info, self.pipe.cfg.resolution)
         self._lock = threading.Lock()  # one sampling at a time: the networks are shared
         self._random_draws = 0
-
-    def _pixel_size(self) -> float | None:
-        info = self.pipe.properties.info
-        if not info.get("pixel_size_um"):
-            return None
-        tile = int(info.get("config", {}).get("tile_size", self.pipe.cfg.resolution))
-        return float(info["pixel_size_um"]) * tile / self.pipe.cfg.resolution
 
     # ------------------------------------------------------------------ requests
 
