@@ -18,12 +18,12 @@ from ..models.baselines import ACGANGenerator, BaselineConfig, CcGANGenerator, L
 from ..models.weights import load_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
-from .tim3 import Generated, check_targets
+from .base import Generated, SamplingPipeline
 
 FORMAT = "microforge-baseline/1"
 
 
-class BaselinePipeline:
+class BaselinePipeline(SamplingPipeline):
     """A trained CCDM, CcGAN or DDPM; build it with :meth:`from_pretrained`. The DDPM ignores
     the targets (it is unconditional) but takes them, so the same calls work."""
 
@@ -84,20 +84,6 @@ class BaselinePipeline:
     @property
     def condition_properties(self) -> PropertySet:
         return self.properties
-
-    def to(self, device: str | torch.device) -> "BaselinePipeline":
-        for m in self.modules.values():
-            m.to(device)
-        return self
-
-    def check_targets(self, targets: np.ndarray) -> np.ndarray:
-        return check_targets(targets, self.properties)
-
-    @torch.no_grad()
-    def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                 batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Generated:
-        parts = list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress))
-        return Generated(None, np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
 
     @torch.no_grad()
     def iter_batches(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,

@@ -8,7 +8,6 @@ with DDIM (default, 20 steps) or DPM-Solver++, with classifier-free guidance.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -23,21 +22,12 @@ from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import MapEncoder, TiM3Config, map_condition, onehot_map, tim3_config_from_dict
 from ..properties import PropertySet
 from ..seeding import seeded_generator
+from .base import Generated, SamplingPipeline
 
 FORMAT = "microforge-tim3/1"
 
 
-@dataclass
-class Generated:
-    """A batch of samples: ``maps`` ``(N, H, W)`` uint8 classes 0..2 (``None`` for the one-stage
-    model), ``images`` ``(N, H, W)`` float32 in [0, 1], and the raw targets ``(N, K)``."""
-
-    maps: np.ndarray | None
-    images: np.ndarray
-    targets: np.ndarray
-
-
-class TiM3Pipeline:
+class TiM3Pipeline(SamplingPipeline):
     """A trained TiM3 model, ready to sample. Build it with :meth:`from_pretrained`."""
 
     def __init__(self, folder: Path, cfg: TiM3Config, properties: PropertySet, scaling: dict[str, float], brightness_mean: float,
@@ -114,24 +104,6 @@ class TiM3Pipeline:
             z = sched.step(eps, t, z).prev_sample
         return z
 
-    def to(self, device: str | torch.device) -> "TiM3Pipeline":
-        """Move every network to ``device`` (e.g. ``"cuda"``); returns self."""
-        for m in self.modules.values():
-            m.to(device)
-        return self
-
-    def check_targets(self, targets: np.ndarray) -> np.ndarray:
-        """Validate raw targets ``(N, K)`` (or ``(K,)``): width, finiteness. Returns ``(N, K)`` float64."""
-        return check_targets(targets, self.condition_properties)
-
-    @torch.no_grad()
-    def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                 batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Generated:
-        """Sample one micrograph (and map) per target row; see :meth:`iter_batches`."""
-        parts = list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress))
-        maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
-        return Generated(maps, np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
-
     @torch.no_grad()
     def iter_batches(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
                      batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Iterator[Generated]:
@@ -176,17 +148,6 @@ class TiM3Pipeline:
             zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
             images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
             yield Generated(maps, images.cpu().numpy().astype(np.float32), targets[start : start + batch_size])
-
-
-def check_targets(targets: np.ndarray, props: PropertySet) -> np.ndarray:
-    """Raw targets ``(N, K)`` (or ``(K,)``) checked for width and finiteness against ``props``;
-    the errors list the expected names and units. Returns ``(N, K)`` float64."""
-    targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
-    if targets.shape[1] != len(props):
-        raise MicroforgeError(f"a target needs {len(props)} values, got {targets.shape[1]}; expected {props.describe()}")
-    if not np.isfinite(targets).all():
-        raise MicroforgeError(f"targets must be finite numbers; expected {props.describe()}")
-    return targets
 
 
 def _load(cls, path: Path):

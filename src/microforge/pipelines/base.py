@@ -1,0 +1,68 @@
+"""What every sampling pipeline shares: the batch it yields, the target check, ``to()`` and a
+``__call__`` that gathers :meth:`SamplingPipeline.iter_batches`. TiM3 and the baselines subclass
+it, so ``generate``, ``evaluate`` and ``serve`` take either."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from ..errors import MicroforgeError
+from ..properties import PropertySet
+
+
+@dataclass
+class Generated:
+    """A batch of samples: ``maps`` ``(N, H, W)`` uint8 classes 0..2 (``None`` for models
+    without a stage-1 map), ``images`` ``(N, H, W)`` float32 in [0, 1], and the raw targets ``(N, K)``."""
+
+    maps: np.ndarray | None
+    images: np.ndarray
+    targets: np.ndarray
+
+
+def check_targets(targets: np.ndarray, props: PropertySet) -> np.ndarray:
+    """Raw targets ``(N, K)`` (or ``(K,)``) checked for width and finiteness against ``props``;
+    the errors list the expected names and units. Returns ``(N, K)`` float64."""
+    targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
+    if targets.shape[1] != len(props):
+        raise MicroforgeError(f"a target needs {len(props)} values, got {targets.shape[1]}; expected {props.describe()}")
+    if not np.isfinite(targets).all():
+        raise MicroforgeError(f"targets must be finite numbers; expected {props.describe()}")
+    return targets
+
+
+class SamplingPipeline:
+    """Base of the pipelines: subclasses set ``self.modules`` (name -> network) and implement
+    :meth:`iter_batches` and ``condition_properties``."""
+
+    modules: dict[str, torch.nn.Module]
+
+    @property
+    def condition_properties(self) -> PropertySet:
+        raise NotImplementedError
+
+    def iter_batches(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
+                     batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Iterator[Generated]:
+        raise NotImplementedError
+
+    def to(self, device: str | torch.device) -> "SamplingPipeline":
+        """Move every network to ``device`` (e.g. ``"cuda"``); returns self."""
+        for m in self.modules.values():
+            m.to(device)
+        return self
+
+    def check_targets(self, targets: np.ndarray) -> np.ndarray:
+        """Validate raw targets ``(N, K)`` (or ``(K,)``): width, finiteness. Returns ``(N, K)`` float64."""
+        return check_targets(targets, self.condition_properties)
+
+    @torch.no_grad()
+    def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
+                 batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Generated:
+        """Sample one micrograph (and map, where the model has one) per target row; see :meth:`iter_batches`."""
+        parts = list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress))
+        maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
+        return Generated(maps, np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
