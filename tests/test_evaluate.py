@@ -212,12 +212,18 @@ def test_evaluate_writes_report_and_resumes(micro_model, tiny_bench, tmp_path):
 
 
 def test_evaluate_sweeps_and_ablation(micro_model, tiny_bench, tmp_path):
-    opts = EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4, sweep_steps=(1, 3), n_sweep=4, brightness=True,
+    opts = EvaluationOptions(n=4, n_reference=4, n_describe=4, batch_size=4, sweep_steps=(1, 3), n_sweep=4, brightness=True,
                              ablation={"again": str(micro_model)})
     m = evaluate(str(micro_model), tiny_bench.root, tmp_path / "r", opts, progress=False)
     assert [r["steps"] for r in m["sweeps"]["steps"]] == [1, 3]
     assert "skipped" in m["sweeps"]["brightness"]  # the micro model has no brightness condition
-    assert m["sweeps"]["ablation"][0]["name"] == "again" and m["sweeps"]["ablation"][0]["fid"] > 0
+    row = m["sweeps"]["ablation"][0]
+    assert row["name"] == "again" and row["fid"] > 0
+    # the same model on the same targets and seeds: its row repeats the main row, microstructure included
+    main = m["main"]
+    for key in ("fid", "oracle_mAcc", "s2_discrepancy_pct", "lineal_path_discrepancy_pct", "copy_mse_median"):
+        assert row[key] == pytest.approx(main[key], rel=1e-6, abs=1e-9), key
+    assert main["s2_discrepancy_pct"] > 0 and 0 <= main["oracle_mAcc"] <= 1
     assert m["main"]["accuracy"] is None and "regressor" in m["notes"][0]
     assert (tmp_path / "r" / "figures" / "steps_sweep.png").is_file()
 

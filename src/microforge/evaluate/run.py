@@ -28,6 +28,7 @@ from ..characterize.segmentation import segment_classical
 from ..data.dataset import MicrographDataset
 from ..data.manifest import DatasetTable, read_dataset
 from ..data.outdir import prepare_output_dir
+from ..data.phase_map import CLASS_NAMES
 from ..data.synth.relations import PROPERTY_NAMES
 from ..errors import MicroforgeError
 from ..models.property_regressor import PropertyRegressor, resize_batch
@@ -215,10 +216,13 @@ class Evaluator:
         against the reference."""
         keys = ["targets", "inception", "copy_mse"] + (["pred", "domain"] if self.regressor is not None else []) \
             + (["fingerprint"] if self.fingerprint is not None else [])
-        gen = load_arrays(folder, keys)
+        oracle = conditional and self.is_benchmark and bool(self.pixel_size_um)
+        gen = load_arrays(folder, keys + (["oracle_segmented"] if oracle else []))
         out: dict[str, Any] = {"n": int(len(gen["targets"]))}
         if self.regressor is not None and conditional:
             out["accuracy"] = accuracy_table(gen["pred"], gen["targets"], self.names)
+        if oracle:  # the benchmark's own relations applied to the segmented samples (independent of the regressor)
+            out["oracle_mAcc"] = accuracy_table(gen["oracle_segmented"], gen["targets"], self.names)["mAcc"]
         if self.regressor is not None:
             out["domain_frechet"] = frechet_distance(ref["domain"], gen["domain"])
         if self.fingerprint is not None:
@@ -287,11 +291,13 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
         metrics["oracle"] = oracle
     # microstructure statistics: the same segmenter on both sets
     k = min(opts.n_describe, opts.n, len(ref["images"]))
+    real_d: list[dict] = []
     if k >= 1:
         gen_small = load_arrays(report / "main", ["images"] + (["maps"] if ev.cfg.two_stage else []), limit=k)
         real_d = _describe_set(ref["images"][:k], ev.segment(ref["images"][:k] / 255.0), ev.pixel_size_um)
         gen_d = _describe_set(gen_small["images"], ev.segment(gen_small["images"] / 255.0), ev.pixel_size_um)
         metrics["microstructure"] = compare_sets(real_d, gen_d, ("real", "generated"))
+        metrics["main"].update(_discrepancy_summary(metrics["microstructure"]))
         metrics["persistence_mean"] = {name: np.mean([d["persistence"]["image"] for d in ds], axis=0).round(6).tolist()
                                        for name, ds in (("real", real_d), ("generated", gen_d))}
         if ev.cfg.two_stage and ref["maps"].max() <= 2:  # the dataset has phase maps
@@ -304,7 +310,7 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
         mse, _ = ev.nearest(held_out / 255.0)
         metrics["main"]["copy_mse_median_heldout_real"] = float(np.median(mse))
     metrics["grid"] = _grid(ev, report)
-    metrics["sweeps"] = _sweeps(ev, report, targets, ref)
+    metrics["sweeps"] = _sweeps(ev, report, targets, ref, real_d)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     write_report(report, metrics, ev)
     tmp = report / "metrics.json.tmp"
@@ -346,7 +352,9 @@ def _grid(ev: Evaluator, report: Path) -> dict[str, Any]:
             "samples_per_vector": GRID_SAMPLES}
 
 
-def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.ndarray]) -> dict[str, Any]:
+def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.ndarray], real_d: list[dict]) -> dict[str, Any]:
+    """The optional experiments; ``real_d`` holds the :func:`describe` outputs of the reference
+    tiles that the ablation rows' microstructure is compared with (empty: not compared)."""
     opts, out = ev.opts, {}
     sub = targets[: opts.n_sweep]
     if opts.sweep_steps:
@@ -381,14 +389,30 @@ def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.
             folder = report / "ablation" / name
             ev.generate_into(folder, sub, f"ablation: {name}", pipe=pipe)
             sc = ev.scores(folder, ref, pipe.conditional)
+            if real_d:
+                imgs = load_arrays(folder, ["images"], limit=len(real_d))["images"]
+                gen_d = _describe_set(imgs, ev.segment(imgs / 255.0), ev.pixel_size_um)
+                sc.update(_discrepancy_summary(compare_sets(real_d, gen_d, ("real", "generated"))))
             kind = pipe.cfg.encoder.kind if isinstance(pipe, TiM3Pipeline) else pipe.cfg.kind
             rows.append({"name": name, "model": spec, "encoder": kind, "two_stage": pipe.cfg.two_stage, **_table_row(sc)})
         out["ablation"] = rows
     return out
 
 
+def _discrepancy_summary(compared: dict[str, Any]) -> dict[str, float | None]:
+    """The mean over phases of the S2 and lineal-path discrepancies (percent) of one
+    :func:`compare_sets` result; None where no phase has a curve to compare."""
+    out: dict[str, float | None] = {}
+    for key in ("s2", "lineal_path"):
+        values = [compared[key][name]["discrepancy_pct"] for name in CLASS_NAMES if compared[key][name]["discrepancy_pct"] is not None]
+        out[f"{key}_discrepancy_pct"] = float(np.mean(values)) if values else None
+    return out
+
+
 def _table_row(sc: dict[str, Any]) -> dict[str, Any]:
     acc = sc.get("accuracy") or {}
     return {"acc_0.1": acc.get("acc", {}).get("0.1"), "acc_0.2": acc.get("acc", {}).get("0.2"), "acc_0.3": acc.get("acc", {}).get("0.3"),
-            "mAcc": acc.get("mAcc"), "fid": sc["fid"], "kid_mean": sc["kid_mean"], "precision": sc["precision"], "recall": sc["recall"],
-            "domain_frechet": sc.get("domain_frechet"), "fingerprint_frechet": sc.get("fingerprint_frechet")}
+            "mAcc": acc.get("mAcc"), "oracle_mAcc": sc.get("oracle_mAcc"), "fid": sc["fid"], "kid_mean": sc["kid_mean"],
+            "precision": sc["precision"], "recall": sc["recall"], "domain_frechet": sc.get("domain_frechet"),
+            "fingerprint_frechet": sc.get("fingerprint_frechet"), "s2_discrepancy_pct": sc.get("s2_discrepancy_pct"),
+            "lineal_path_discrepancy_pct": sc.get("lineal_path_discrepancy_pct"), "copy_mse_median": sc.get("copy_mse_median")}
