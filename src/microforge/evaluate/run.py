@@ -149,6 +149,11 @@ class Evaluator:
     def segment(self, images: np.ndarray) -> np.ndarray:
         return np.stack([segment_classical(g, self.cfg.modality, self.lath_halfwidth_px) for g in images])
 
+    def describe_segmented(self, images: np.ndarray) -> list[dict]:
+        """:func:`describe` of uint8 images ``(B, R, R)`` through the classical segmenter, the one
+        path by which real and generated sets are compared."""
+        return _describe_set(images, self.segment(images / 255.0), self.pixel_size_um)
+
     def nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Minimum pixel MSE of each image ``(B, R, R)`` in [0, 1] to the training tiles, and which tile."""
         return nearest_training(images, (self.train_images[i : i + 512] / 255.0 for i in range(0, len(self.train_images), 512)))
@@ -294,8 +299,8 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     real_d: list[dict] = []
     if k >= 1:
         gen_small = load_arrays(report / "main", ["images"] + (["maps"] if ev.cfg.two_stage else []), limit=k)
-        real_d = _describe_set(ref["images"][:k], ev.segment(ref["images"][:k] / 255.0), ev.pixel_size_um)
-        gen_d = _describe_set(gen_small["images"], ev.segment(gen_small["images"] / 255.0), ev.pixel_size_um)
+        real_d = ev.describe_segmented(ref["images"][:k])
+        gen_d = ev.describe_segmented(gen_small["images"])
         metrics["microstructure"] = compare_sets(real_d, gen_d, ("real", "generated"))
         metrics["main"].update(_discrepancy_summary(metrics["microstructure"]))
         metrics["persistence_mean"] = {name: np.mean([d["persistence"]["image"] for d in ds], axis=0).round(6).tolist()
@@ -391,7 +396,7 @@ def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.
             sc = ev.scores(folder, ref, pipe.conditional)
             if real_d:
                 imgs = load_arrays(folder, ["images"], limit=len(real_d))["images"]
-                gen_d = _describe_set(imgs, ev.segment(imgs / 255.0), ev.pixel_size_um)
+                gen_d = ev.describe_segmented(imgs)
                 sc.update(_discrepancy_summary(compare_sets(real_d, gen_d, ("real", "generated"))))
             kind = pipe.cfg.encoder.kind if isinstance(pipe, TiM3Pipeline) else pipe.cfg.kind
             rows.append({"name": name, "model": spec, "encoder": kind, "two_stage": pipe.cfg.two_stage, **_table_row(sc)})
