@@ -32,10 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 def pipeline_for(cfg, device):
     e = cfg.encoder
     modules = {
-        "vae_image": build_autoencoder(cfg.vae, 1), "vae_map": build_autoencoder(cfg.vae, 3),
+        "vae_image": build_autoencoder(cfg.vae_image, 1), "vae_map": build_autoencoder(cfg.vae_map, 3),
         "encoder_stage1": PropertyEncoder(7, e.kind, e.hidden, e.dim, e.n_tokens, e.n_components),
         "encoder_stage2": PropertyEncoder(7, e.kind, e.hidden, e.dim, e.n_tokens, e.n_components),
-        "unet_stage1": build_unet(cfg, cfg.vae.latent_channels), "unet_stage2": build_unet(cfg, cfg.vae.latent_channels + 3),
+        "unet_stage1": build_unet(cfg, 1), "unet_stage2": build_unet(cfg, 2),
     }
     for m in modules.values():
         m.to(device)
@@ -48,8 +48,8 @@ def train_step_seconds(cfg, modules, device, repeats=3) -> float:
     unet, enc = modules["unet_stage2"], modules["encoder_stage2"]
     params = [*unet.parameters(), *enc.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    b, s = cfg.train.batch_size, cfg.latent_size
-    x = torch.randn(b, cfg.vae.latent_channels + 3, s, s, device=device)
+    b, s, c = cfg.train.batch_size, cfg.image_latent_size, cfg.vae_image.latent_channels
+    x = torch.randn(b, unet.config.in_channels, s, s, device=device)
     y = torch.rand(b, 7, device=device) * 2 - 1
     times = []
     for i in range(repeats + 1):
@@ -57,7 +57,7 @@ def train_step_seconds(cfg, modules, device, repeats=3) -> float:
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         out = unet(x, torch.randint(0, 1000, (b,), device=device), encoder_hidden_states=enc(y)).sample
-        F.mse_loss(out, x[:, : cfg.vae.latent_channels]).backward()
+        F.mse_loss(out, x[:, :c]).backward()
         opt.step()
         opt.zero_grad()
         if device == "cuda":
@@ -85,7 +85,7 @@ def main() -> None:
     for name in args.configs:
         cfg = load_tim3_config(REPO / "configs" / f"tim3-{name}.yaml")
         pipe, modules = pipeline_for(cfg, args.device)
-        rec = {"resolution": cfg.resolution, "latent": cfg.latent_size, "batch_size": cfg.train.batch_size,
+        rec = {"resolution": cfg.resolution, "latent": cfg.image_latent_size, "batch_size": cfg.train.batch_size,
                "unet_parameters_m": round(sum(p.numel() for p in modules["unet_stage2"].parameters()) / 1e6, 2),
                "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4)}
         if name in args.sample_configs:

@@ -19,6 +19,7 @@ from microforge.cli import cli
 from microforge.errors import MicroforgeError
 from microforge.evaluate.hull import in_hull
 from microforge.models.property_encoder import PropertyEncoder
+from microforge.models.tim3 import build_unet, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
 
 MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
@@ -68,10 +69,26 @@ def test_hull_membership():
     assert in_hull(cube, cube.mean(0, keepdims=True))[0] and not in_hull(cube, np.full((1, 7), 1.5))[0]
 
 
+def test_config_has_one_section_per_autoencoder_and_reads_the_older_shared_one():
+    cfg = tim3_config_from_dict({"resolution": 64, "vae_image": {"latent_channels": 8, "block_out_channels": [16, 32]},
+                                 "vae_map": {"latent_channels": 3}})
+    assert (cfg.image_latent_size, cfg.map_latent_size) == (32, 16)  # f = 2 and f = 4
+    s1, s2 = build_unet(cfg, 1), build_unet(cfg, 2)
+    assert (s1.config.in_channels, s1.config.out_channels, s1.config.sample_size) == (3, 3, 16)
+    assert (s2.config.in_channels, s2.config.out_channels, s2.config.sample_size) == (8 + 3, 8, 32)  # + the one-hot map
+    legacy = tim3_config_from_dict({"vae": {"latent_channels": 2}})  # model folders saved before the split
+    assert legacy.vae_image.latent_channels == legacy.vae_map.latent_channels == 2
+    with pytest.raises(MicroforgeError, match="not the older shared vae"):
+        tim3_config_from_dict({"vae": {}, "vae_map": {}})
+    with pytest.raises(MicroforgeError, match="vae_image and UNet downsampling"):
+        tim3_config_from_dict({"resolution": 48, "vae_image": {"block_out_channels": [8, 8, 8, 8]}})
+
+
 def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):
     pipe = TiM3Pipeline.from_pretrained(micro_model)
     targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 3)
     a = pipe(targets, steps=3, batch_size=2, seed=5)
+    assert pipe.modules["unet_stage1"].config.out_channels == 3 and pipe.modules["unet_stage2"].config.out_channels == 6
     assert a.maps.shape == (3, 32, 32) and a.maps.dtype == np.uint8 and set(np.unique(a.maps)) <= {0, 1, 2}
     assert a.images.shape == (3, 32, 32) and 0.0 <= a.images.min() and a.images.max() <= 1.0
     b = pipe(targets, steps=3, batch_size=2, seed=5)

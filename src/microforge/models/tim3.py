@@ -81,15 +81,17 @@ class TiM3Config:
     sampling_steps: int = 20  # DDIM steps (TiM3's default)
     guidance_scale: float = 2.0  # classifier-free guidance at sampling (1 = none)
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # by specimen
-    vae: AutoencoderConfig = field(default_factory=AutoencoderConfig)
+    vae_image: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # micrograph <-> stage-2 latent
+    vae_map: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # one-hot map <-> stage-1 latent
     unet: UNetConfig = field(default_factory=UNetConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
-        f = 2 ** (len(self.vae.block_out_channels) - 1)
-        if self.resolution % (f * 2 ** (len(self.unet.block_out_channels) - 1)):
-            raise MicroforgeError(f"resolution {self.resolution} must be divisible by the VAE and UNet downsampling")
+        unet_f = 2 ** (len(self.unet.block_out_channels) - 1)
+        for name in ("vae_image", "vae_map"):
+            if self.resolution % (downsampling(getattr(self, name)) * unet_f):
+                raise MicroforgeError(f"resolution {self.resolution} must be divisible by the {name} and UNet downsampling")
         if self.map_condition not in ("onehot", "learned"):
             raise MicroforgeError(f"map_condition must be 'onehot' or 'learned', got {self.map_condition!r}")
         if self.sampler not in ("ddim", "dpm++"):
@@ -98,15 +100,34 @@ class TiM3Config:
             raise MicroforgeError(f"modality must be OM or SEM, got {self.modality!r}")
 
     @property
-    def latent_size(self) -> int:
-        return self.resolution // 2 ** (len(self.vae.block_out_channels) - 1)
+    def image_latent_size(self) -> int:
+        """Side of the micrograph latent (stage 2) in latent pixels."""
+        return self.resolution // downsampling(self.vae_image)
+
+    @property
+    def map_latent_size(self) -> int:
+        """Side of the map latent (stage 1) in latent pixels."""
+        return self.resolution // downsampling(self.vae_map)
 
     def to_dict(self) -> dict[str, Any]:
         return plain_data(dataclasses.asdict(self))
 
 
+def downsampling(cfg: AutoencoderConfig) -> int:
+    """The autoencoder's downsampling factor f (one halving per level after the first)."""
+    return 2 ** (len(cfg.block_out_channels) - 1)
+
+
 def tim3_config_from_dict(data: dict[str, Any], where: str = "config") -> TiM3Config:
-    """Build a :class:`TiM3Config` from nested plain data; unknown keys are named errors."""
+    """Build a :class:`TiM3Config` from nested plain data; unknown keys are named errors.
+
+    Models saved before the two autoencoders had separate sections carry one ``vae`` section;
+    it is read as both ``vae_image`` and ``vae_map``, which is what those models were trained with.
+    """
+    if "vae" in data:
+        if "vae_image" in data or "vae_map" in data:
+            raise MicroforgeError(f"{where}: give vae_image and vae_map, not the older shared vae section as well")
+        data = {**{k: v for k, v in data.items() if k != "vae"}, "vae_image": data["vae"], "vae_map": data["vae"]}
     return nested_config_from_dict(TiM3Config, data, where)
 
 
@@ -129,17 +150,35 @@ def build_autoencoder(cfg: AutoencoderConfig, channels: int) -> AutoencoderKL:
     )
 
 
-def build_unet(cfg: TiM3Config, in_channels: int) -> UNet2DConditionModel:
-    """The denoiser: cross-attention in all but the lowest-resolution level."""
+def build_unet(cfg: TiM3Config, stage: int) -> UNet2DConditionModel:
+    """The denoiser of ``stage`` (1: map latent; 2: micrograph latent plus the map condition's
+    channels), with cross-attention in all but the lowest-resolution level."""
     n = len(cfg.unet.block_out_channels)
+    if stage == 1:
+        size, out_channels, in_channels = cfg.map_latent_size, cfg.vae_map.latent_channels, cfg.vae_map.latent_channels
+    else:
+        size, out_channels = cfg.image_latent_size, cfg.vae_image.latent_channels
+        in_channels = out_channels + map_condition_channels(cfg)
     return UNet2DConditionModel(
-        sample_size=cfg.latent_size, in_channels=in_channels, out_channels=cfg.vae.latent_channels,
+        sample_size=size, in_channels=in_channels, out_channels=out_channels,
         down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
         up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
         block_out_channels=tuple(cfg.unet.block_out_channels), layers_per_block=cfg.unet.layers_per_block,
         cross_attention_dim=cfg.encoder.dim, attention_head_dim=cfg.unet.attention_head_dim,
         norm_num_groups=cfg.unet.norm_num_groups,
     )
+
+
+def map_condition_channels(cfg: TiM3Config) -> int:
+    """Channels the map condition adds to the stage-2 input (0 in the one-stage variant)."""
+    if not cfg.two_stage:
+        return 0
+    return cfg.map_condition_channels if cfg.map_condition == "learned" else 3
+
+
+def build_map_encoder(cfg: TiM3Config) -> "MapEncoder":
+    """The learned map condition's encoder, down to the micrograph latent grid."""
+    return MapEncoder(cfg.map_condition_channels, downsampling(cfg.vae_image))
 
 
 class MapEncoder(nn.Module):

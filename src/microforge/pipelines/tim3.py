@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..config import read_json_file
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
-from ..models.tim3 import MapEncoder, TiM3Config, map_condition, onehot_map, tim3_config_from_dict
+from ..models.tim3 import TiM3Config, build_map_encoder, map_condition, onehot_map, tim3_config_from_dict
 from ..properties import PropertySet
 from ..seeding import seeded_generator
 from .base import Generated, SamplingPipeline
@@ -58,7 +58,7 @@ class TiM3Pipeline(SamplingPipeline):
             parts.update(vae_map=AutoencoderKL, encoder_stage1=PropertyEncoder, unet_stage1=UNet2DConditionModel)
         modules: dict[str, torch.nn.Module] = {name: _load(cls, folder / name) for name, cls in parts.items()}
         if cfg.two_stage and cfg.map_condition == "learned":
-            modules["map_encoder"] = _load_plain(MapEncoder(cfg.map_condition_channels, 2 ** (len(cfg.vae.block_out_channels) - 1)), folder / "map_encoder")
+            modules["map_encoder"] = _load_plain(build_map_encoder(cfg), folder / "map_encoder")
         sched_path = folder / "scheduler" / "scheduler_config.json"
         if not sched_path.is_file():
             raise MicroforgeError(f"{sched_path}: not found")
@@ -82,11 +82,13 @@ class TiM3Pipeline(SamplingPipeline):
 
     def _denoise(self, unet, encoder, y: torch.Tensor, extra: torch.Tensor | None, steps: int, guidance: float,
                  sampler: str, gen: torch.Generator) -> torch.Tensor:
+        """Run the sampler from noise to a latent ``(B, C, S, S)``, C and S being the UNet's output
+        channels and sample size."""
         sched = self._scheduler(sampler)
         device = next(unet.parameters()).device
         sched.set_timesteps(steps, device=device)
         b = y.shape[0]
-        shape = (b, self.cfg.vae.latent_channels, self.cfg.latent_size, self.cfg.latent_size)
+        shape = (b, unet.config.out_channels, unet.config.sample_size, unet.config.sample_size)
         z = (torch.randn(shape, generator=gen) * sched.init_noise_sigma).to(device)  # drawn on the CPU: same on any device
         y = y.to(device)
         extra = None if extra is None else extra.to(device)
@@ -143,7 +145,7 @@ class TiM3Pipeline(SamplingPipeline):
                 zm = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
                 logits = m["vae_map"].decode(zm / self.scaling["vae_map"]).sample
                 maps_t = logits.argmax(1)
-                extra = map_condition(onehot_map(maps_t), cfg.latent_size, m.get("map_encoder"))
+                extra = map_condition(onehot_map(maps_t), cfg.image_latent_size, m.get("map_encoder"))
                 maps = maps_t.cpu().numpy().astype(np.uint8)
             zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
             images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0

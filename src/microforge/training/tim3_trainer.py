@@ -35,7 +35,7 @@ from ..data.images import read_grey
 from ..data.manifest import read_dataset
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
-from ..models.tim3 import MapEncoder, TiM3Config, build_autoencoder, build_unet, map_condition, onehot_map
+from ..models.tim3 import TiM3Config, build_autoencoder, build_map_encoder, build_unet, map_condition, onehot_map
 from ..properties import PropertySet, PropertySpec
 from .data import properties_with_hull
 from ..seeding import seed_from, seeded_generator
@@ -239,7 +239,7 @@ class TiM3Trainer:
         return idx, ks
 
     def _train_vae_image(self, i: int) -> None:
-        cfg = self.cfg.vae
+        cfg = self.cfg.vae_image
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
@@ -250,7 +250,7 @@ class TiM3Trainer:
         self._loop(i, "vae_image", {"vae_image": VAETraining(build_autoencoder(cfg, 1))}, loss_fn, cfg.steps, cfg.lr, ema=False)
 
     def _train_vae_map(self, i: int) -> None:
-        cfg = self.cfg.vae
+        cfg = self.cfg.vae_map
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
@@ -301,19 +301,16 @@ class TiM3Trainer:
             z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale
             return self._diffusion_loss(m["unet_stage1"], m["encoder_stage1"], d4_batch(z0, ks), self._conditions(idx, gen), gen, None)
 
-        modules = {"unet_stage1": build_unet(self.cfg, self.cfg.vae.latent_channels), "encoder_stage1": self._encoder()}
+        modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
         self._loop(i, "stage1", modules, loss_fn, cfg.steps, cfg.lr, ema=True)
 
     def _train_stage2(self, i: int) -> None:
         mean, std, scale = self._encode_all("vae_image")
         cfg, c = self.cfg.train, self.cfg
         modules: dict[str, torch.nn.Module] = {"encoder_stage2": self._encoder()}
-        extra_ch = 0
-        if c.two_stage:
-            extra_ch = c.map_condition_channels if c.map_condition == "learned" else 3
-            if c.map_condition == "learned":
-                modules["map_encoder"] = MapEncoder(c.map_condition_channels, 2 ** (len(c.vae.block_out_channels) - 1))
-        modules["unet_stage2"] = build_unet(c, c.vae.latent_channels + extra_ch)
+        if c.two_stage and c.map_condition == "learned":
+            modules["map_encoder"] = build_map_encoder(c)
+        modules["unet_stage2"] = build_unet(c, 2)
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
@@ -321,7 +318,7 @@ class TiM3Trainer:
             extra = None
             if c.two_stage:
                 onehot = onehot_map(d4_batch(self.data.maps[idx], ks)).to(self.acc.device)
-                extra = map_condition(onehot, c.latent_size, m.get("map_encoder"))
+                extra = map_condition(onehot, c.image_latent_size, m.get("map_encoder"))
             return self._diffusion_loss(m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra)
 
         self._loop(i, "stage2", modules, loss_fn, cfg.steps, cfg.lr, ema=True)
