@@ -21,6 +21,7 @@ from microforge.evaluate.hull import in_hull
 from microforge.models.property_encoder import PropertyEncoder
 from microforge.models.tim3 import build_unet, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.training.tim3_trainer import gradient_l1
 
 MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
 TARGET = ["YS=1000", "TS=1080", "EF=12", "RH=37", "IT=30", "DCS=1450", "CFS=0.2"]
@@ -76,12 +77,28 @@ def test_config_has_one_section_per_autoencoder_and_reads_the_older_shared_one()
     s1, s2 = build_unet(cfg, 1), build_unet(cfg, 2)
     assert (s1.config.in_channels, s1.config.out_channels, s1.config.sample_size) == (3, 3, 16)
     assert (s2.config.in_channels, s2.config.out_channels, s2.config.sample_size) == (8 + 3, 8, 32)  # + the one-hot map
+    kinds = lambda unet: (unet.config.down_block_types, unet.config.up_block_types)  # noqa: E731
+    assert kinds(s1) == (("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
+    limited = tim3_config_from_dict({"resolution": 64, "vae_image": {"block_out_channels": [16, 32]}, "unet": {"attention_max_size": 16}})
+    # stage 1 (16^2 latent) keeps its attention at 16^2 and 8^2; stage 2 (32^2) drops the 32^2 level only
+    assert kinds(build_unet(limited, 1)) == kinds(s1)
+    assert kinds(build_unet(limited, 2)) == (("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+    with pytest.raises(MicroforgeError, match="without attention"):
+        tim3_config_from_dict({"resolution": 64, "unet": {"attention_max_size": 4}})
     legacy = tim3_config_from_dict({"vae": {"latent_channels": 2}})  # model folders saved before the split
     assert legacy.vae_image.latent_channels == legacy.vae_map.latent_channels == 2
     with pytest.raises(MicroforgeError, match="not the older shared vae"):
         tim3_config_from_dict({"vae": {}, "vae_map": {}})
     with pytest.raises(MicroforgeError, match="vae_image and UNet downsampling"):
         tim3_config_from_dict({"resolution": 48, "vae_image": {"block_out_channels": [8, 8, 8, 8]}})
+
+
+def test_gradient_loss_sees_edges_not_offsets():
+    ramp = torch.tensor([[0.0, 1.0], [0.0, 1.0]])[None, None]  # a vertical edge
+    assert gradient_l1(ramp, torch.zeros_like(ramp)).item() == pytest.approx(1.0)  # horizontal steps 1, vertical 0
+    assert gradient_l1(ramp + 0.25, ramp).item() == 0.0  # 0.25: exact in binary
+    stripes = torch.tensor([0.0, 1.0] * 4).repeat(8, 1)[None, None]  # 1 px laths against their mean grey
+    assert gradient_l1(stripes, torch.full_like(stripes, 0.5)).item() == pytest.approx(1.0)
 
 
 def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):

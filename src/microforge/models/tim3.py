@@ -34,6 +34,10 @@ class AutoencoderConfig:
     batch_size: int = 8
     lr: float = 1e-3  # AdamW
     kl_weight: float = 1e-6  # weak KL, as latent diffusion autoencoders use
+    # weight of an L1 loss on the image's finite differences (micrograph autoencoder only): it keeps
+    # 1-3 px laths that a pixel MSE alone averages away. Latent diffusion uses LPIPS and a GAN for
+    # this; both need pretrained or extra networks, this costs nothing. 0: MSE only.
+    gradient_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,15 @@ class UNetConfig:
     layers_per_block: int = 1
     attention_head_dim: int = 8
     norm_num_groups: int = 16
+    # attention blocks (self- and cross-attention) only on feature grids of at most this side, and
+    # never at the lowest level; None: no limit. 16 keeps a 32^2 latent affordable on a CPU (attention
+    # over 1024 tokens costs 6x the rest of the tiny UNet's step).
+    attention_max_size: int | None = None
+
+    def levels_with_attention(self, sample_size: int) -> tuple[int, ...]:
+        """The levels (0: the latent's own grid of side ``sample_size``) with attention blocks."""
+        n, limit = len(self.block_out_channels), self.attention_max_size
+        return tuple(i for i in range(n - 1) if limit is None or sample_size // 2**i <= limit)
 
 
 @dataclass(frozen=True)
@@ -92,6 +105,9 @@ class TiM3Config:
         for name in ("vae_image", "vae_map"):
             if self.resolution % (downsampling(getattr(self, name)) * unet_f):
                 raise MicroforgeError(f"resolution {self.resolution} must be divisible by the {name} and UNet downsampling")
+            if not self.unet.levels_with_attention(self.resolution // downsampling(getattr(self, name))):
+                raise MicroforgeError(f"unet attention_max_size {self.unet.attention_max_size} leaves the {name} latent's UNet "
+                                      "without attention, and the properties enter through cross-attention")
         if self.map_condition not in ("onehot", "learned"):
             raise MicroforgeError(f"map_condition must be 'onehot' or 'learned', got {self.map_condition!r}")
         if self.sampler not in ("ddim", "dpm++"):
@@ -152,17 +168,18 @@ def build_autoencoder(cfg: AutoencoderConfig, channels: int) -> AutoencoderKL:
 
 def build_unet(cfg: TiM3Config, stage: int) -> UNet2DConditionModel:
     """The denoiser of ``stage`` (1: map latent; 2: micrograph latent plus the map condition's
-    channels), with cross-attention in all but the lowest-resolution level."""
+    channels), with attention blocks at the config's levels (default: all but the lowest)."""
     n = len(cfg.unet.block_out_channels)
     if stage == 1:
         size, out_channels, in_channels = cfg.map_latent_size, cfg.vae_map.latent_channels, cfg.vae_map.latent_channels
     else:
         size, out_channels = cfg.image_latent_size, cfg.vae_image.latent_channels
         in_channels = out_channels + map_condition_channels(cfg)
+    attn = set(cfg.unet.levels_with_attention(size))
     return UNet2DConditionModel(
         sample_size=size, in_channels=in_channels, out_channels=out_channels,
-        down_block_types=("CrossAttnDownBlock2D",) * (n - 1) + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (n - 1),
+        down_block_types=tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n)),
+        up_block_types=tuple("CrossAttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(n))),
         block_out_channels=tuple(cfg.unet.block_out_channels), layers_per_block=cfg.unet.layers_per_block,
         cross_attention_dim=cfg.encoder.dim, attention_head_dim=cfg.unet.attention_head_dim,
         norm_num_groups=cfg.unet.norm_num_groups,

@@ -54,6 +54,12 @@ def make_scheduler(cfg: TiM3Config) -> DDPMScheduler:
                          beta_start=0.00085, beta_end=0.012, clip_sample=False)
 
 
+def gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference of the vertical and horizontal finite differences of two image
+    batches ``(B, C, H, W)``: an edge-matching loss (0 for images that differ by a constant)."""
+    return F.l1_loss(a.diff(dim=-2), b.diff(dim=-2)) + F.l1_loss(a.diff(dim=-1), b.diff(dim=-1))
+
+
 class VAETraining(torch.nn.Module):
     """An AutoencoderKL whose forward returns (reconstruction, mean KL), so that a whole VAE step
     runs inside one forward call (which distributed training wraps and synchronises)."""
@@ -245,7 +251,10 @@ class TiM3Trainer:
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             x = d4_batch(self.data.images[idx], ks).to(self.acc.device)
             rec, kl = m["vae_image"](x, gen)
-            return F.mse_loss(rec, x) + cfg.kl_weight * kl
+            loss = F.mse_loss(rec, x) + cfg.kl_weight * kl
+            if cfg.gradient_weight:
+                loss = loss + cfg.gradient_weight * gradient_l1(rec, x)
+            return loss
 
         self._loop(i, "vae_image", {"vae_image": VAETraining(build_autoencoder(cfg, 1))}, loss_fn, cfg.steps, cfg.lr, ema=False)
 
