@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from microforge.models.property_encoder import PropertyEncoder
-from microforge.models.tim3 import build_autoencoder, build_unet, load_tim3_config
+from microforge.models.tim3 import build_autoencoder, build_unet, load_tim3_config, predict_noise
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.properties import TITANIUM_PROPERTIES, PropertySet
 from microforge.training.tim3_trainer import make_scheduler
@@ -56,7 +56,7 @@ def train_step_seconds(cfg, modules, device, repeats=3) -> float:
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        out = unet(x, torch.randint(0, 1000, (b,), device=device), encoder_hidden_states=enc(y)).sample
+        out = predict_noise(unet, x, torch.randint(0, 1000, (b,), device=device), enc(y))
         F.mse_loss(out, x[:, :c]).backward()
         opt.step()
         opt.zero_grad()

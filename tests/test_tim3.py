@@ -85,6 +85,8 @@ def test_config_has_one_section_per_autoencoder_and_reads_the_older_shared_one()
     assert kinds(build_unet(limited, 2)) == (("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
     with pytest.raises(MicroforgeError, match="without attention"):
         tim3_config_from_dict({"resolution": 64, "unet": {"attention_max_size": 4}})
+    with pytest.raises(MicroforgeError, match="global_condition names stages 1 and 2"):
+        tim3_config_from_dict({"unet": {"global_condition": [3]}})
     legacy = tim3_config_from_dict({"vae": {"latent_channels": 2}})  # model folders saved before the split
     assert legacy.vae_image.latent_channels == legacy.vae_map.latent_channels == 2
     with pytest.raises(MicroforgeError, match="not the older shared vae"):
@@ -106,6 +108,7 @@ def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):
     targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 3)
     a = pipe(targets, steps=3, batch_size=2, seed=5)
     assert pipe.modules["unet_stage1"].config.out_channels == 3 and pipe.modules["unet_stage2"].config.out_channels == 6
+    assert pipe.modules["unet_stage1"].config.class_embed_type == "projection" and pipe.modules["unet_stage2"].config.class_embed_type is None
     assert a.maps.shape == (3, 32, 32) and a.maps.dtype == np.uint8 and set(np.unique(a.maps)) <= {0, 1, 2}
     assert a.images.shape == (3, 32, 32) and 0.0 <= a.images.min() and a.images.max() <= 1.0
     b = pipe(targets, steps=3, batch_size=2, seed=5)

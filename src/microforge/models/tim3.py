@@ -50,6 +50,10 @@ class UNetConfig:
     # never at the lowest level; None: no limit. 16 keeps a 32^2 latent affordable on a CPU (attention
     # over 1024 tokens costs 6x the rest of the tiny UNet's step).
     attention_max_size: int | None = None
+    # stages (1, 2) whose UNet also adds the mean of the property tokens to its timestep embedding
+    # (diffusers' projection class embedding), so the target reaches every block, not only the
+    # attention ones. Global statistics such as the primary-alpha fraction need it; (): none.
+    global_condition: tuple[int, ...] = ()
 
     def levels_with_attention(self, sample_size: int) -> tuple[int, ...]:
         """The levels (0: the latent's own grid of side ``sample_size``) with attention blocks."""
@@ -102,6 +106,8 @@ class TiM3Config:
 
     def __post_init__(self) -> None:
         unet_f = 2 ** (len(self.unet.block_out_channels) - 1)
+        if not set(self.unet.global_condition) <= {1, 2}:
+            raise MicroforgeError(f"unet global_condition names stages 1 and 2 only, got {list(self.unet.global_condition)}")
         for name in ("vae_image", "vae_map"):
             if self.resolution % (downsampling(getattr(self, name)) * unet_f):
                 raise MicroforgeError(f"resolution {self.resolution} must be divisible by the {name} and UNet downsampling")
@@ -176,14 +182,25 @@ def build_unet(cfg: TiM3Config, stage: int) -> UNet2DConditionModel:
         size, out_channels = cfg.image_latent_size, cfg.vae_image.latent_channels
         in_channels = out_channels + map_condition_channels(cfg)
     attn = set(cfg.unet.levels_with_attention(size))
+    global_kw = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": cfg.encoder.dim} if stage in cfg.unet.global_condition else {}
     return UNet2DConditionModel(
-        sample_size=size, in_channels=in_channels, out_channels=out_channels,
+        **global_kw, sample_size=size, in_channels=in_channels, out_channels=out_channels,
         down_block_types=tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n)),
         up_block_types=tuple("CrossAttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(n))),
         block_out_channels=tuple(cfg.unet.block_out_channels), layers_per_block=cfg.unet.layers_per_block,
         cross_attention_dim=cfg.encoder.dim, attention_head_dim=cfg.unet.attention_head_dim,
         norm_num_groups=cfg.unet.norm_num_groups,
     )
+
+
+def predict_noise(unet: UNet2DConditionModel, x: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor) -> torch.Tensor:
+    """The denoiser's noise estimate for latents ``x`` ``(B, C, S, S)`` at timesteps ``t`` given the
+    property context ``(B, n_tokens, dim)``; a UNet built with global conditioning also gets the
+    tokens' mean ``(B, dim)`` through its timestep embedding. ``unet`` may be wrapped for
+    distributed training (its ``module`` then holds the config)."""
+    config = getattr(unet, "module", unet).config
+    global_condition = context.mean(1) if config.class_embed_type == "projection" else None
+    return unet(x, t, encoder_hidden_states=context, class_labels=global_condition).sample
 
 
 def map_condition_channels(cfg: TiM3Config) -> int:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..config import read_json_file
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
-from ..models.tim3 import TiM3Config, build_map_encoder, map_condition, onehot_map, tim3_config_from_dict
+from ..models.tim3 import TiM3Config, build_map_encoder, map_condition, onehot_map, predict_noise, tim3_config_from_dict
 from ..properties import PropertySet
 from ..seeding import seeded_generator
 from .base import Generated, SamplingPipeline
@@ -99,10 +99,10 @@ class TiM3Pipeline(SamplingPipeline):
             zin = sched.scale_model_input(z, t)
             inp = zin if extra is None else torch.cat([zin, extra], 1)
             if guidance != 1.0:
-                eps_c, eps_u = unet(torch.cat([inp, inp]), t, encoder_hidden_states=ctx).sample.chunk(2)
+                eps_c, eps_u = predict_noise(unet, torch.cat([inp, inp]), t, ctx).chunk(2)
                 eps = eps_u + guidance * (eps_c - eps_u)
             else:
-                eps = unet(inp, t, encoder_hidden_states=ctx).sample
+                eps = predict_noise(unet, inp, t, ctx)
             z = sched.step(eps, t, z).prev_sample
         return z
 

@@ -35,7 +35,7 @@ from ..data.images import read_grey
 from ..data.manifest import read_dataset
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
-from ..models.tim3 import TiM3Config, build_autoencoder, build_map_encoder, build_unet, map_condition, onehot_map
+from ..models.tim3 import TiM3Config, build_autoencoder, build_map_encoder, build_unet, map_condition, onehot_map, predict_noise
 from ..properties import PropertySet, PropertySpec
 from .data import properties_with_hull
 from ..seeding import seed_from, seeded_generator
@@ -299,7 +299,7 @@ class TiM3Trainer:
         t = torch.randint(0, self.cfg.num_train_timesteps, (b,), generator=gen).to(dev)
         zt = self.scheduler.add_noise(z0.to(dev), noise, t)
         inp = zt if extra is None else torch.cat([zt, extra.to(dev)], dim=1)
-        return F.mse_loss(unet(inp, t, encoder_hidden_states=ctx).sample, noise)
+        return F.mse_loss(predict_noise(unet, inp, t, ctx), noise)
 
     def _train_stage1(self, i: int) -> None:
         mean, std, scale = self._encode_all("vae_map")
