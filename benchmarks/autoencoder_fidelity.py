@@ -1,0 +1,88 @@
+"""How much realism a TiM3 model's micrograph autoencoder loses on its own.
+
+Two disjoint seeded sets of real tiles, A and B, from a dataset folder (the model's modality and
+resolution). FID, precision and recall of A against B is the floor at this sample size; the same
+with A replaced by the autoencoder's reconstructions of A (posterior mean, decoded) says what the
+autoencoder alone costs, before any diffusion. Also the pixel MSE of the reconstructions (images
+in [0, 1]). JSON in benchmarks/results/autoencoder_fidelity.json.
+
+    python benchmarks/autoencoder_fidelity.py --data data/ti-synth --models bundled:ti-sem-tiny runs/bundled
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from _record import write_record
+from microforge.data.dataset import MicrographDataset
+from microforge.models.property_regressor import resize_batch
+from microforge.data.manifest import read_dataset
+from microforge.evaluate.distribution import frechet_distance, precision_recall
+from microforge.evaluate.features import InceptionFeatures, extract
+from microforge.pipelines.generate import resolve_model
+from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.seeding import seed_from
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_tiles(data: str, modality: str, resolution: int, n: int, seed: int) -> np.ndarray:
+    """``2 n`` distinct seeded tiles ``(2n, R, R)`` in [0, 1] of one modality, resized to ``resolution``."""
+    ds = MicrographDataset(read_dataset(data), split=None, modality=modality, augment=False)
+    pick = np.random.default_rng(seed_from(seed, 7)).choice(len(ds), size=2 * n, replace=False)
+    images = torch.stack([ds[int(i)]["image"] for i in pick])
+    return resize_batch(images, resolution)[:, 0].numpy()
+
+
+@torch.no_grad()
+def reconstruct(pipe: TiM3Pipeline, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Encode (posterior mean) and decode images ``(N, R, R)`` in [0, 1] with the model's micrograph autoencoder."""
+    vae = pipe.modules["vae_image"]
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(images[i : i + batch])[:, None] * 2.0 - 1.0
+        out.append(((vae.decode(vae.encode(x).latent_dist.mean).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0).numpy())
+    return np.concatenate(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="data/ti-synth")
+    ap.add_argument("--models", nargs="+", default=["bundled:ti-sem-tiny"])
+    ap.add_argument("-n", type=int, default=250, help="tiles per set (A and B)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    inception = InceptionFeatures()
+    results, cache = {}, {}
+    for spec in tqdm(args.models, desc="models"):
+        pipe = TiM3Pipeline.from_pretrained(resolve_model(spec))
+        key = (pipe.cfg.modality, pipe.cfg.resolution)
+        if key not in cache:  # the real sets and their features, once per modality and size
+            tiles = real_tiles(args.data, *key, args.n, args.seed)
+            cache[key] = (tiles, extract(inception, tiles[: args.n]), extract(inception, tiles[args.n :]))
+        tiles, feats_a, feats_b = cache[key]
+        rec = reconstruct(pipe, tiles[: args.n])
+        feats_rec = extract(inception, rec)
+        vae = pipe.cfg.vae_image
+        results[spec] = {
+            "latent": [vae.latent_channels, pipe.cfg.image_latent_size, pipe.cfg.image_latent_size],
+            "gradient_weight": vae.gradient_weight, "steps": vae.steps,
+            "pixel_mse": float(np.mean((rec - tiles[: args.n]) ** 2)),
+            "fid_reconstructed_vs_real": frechet_distance(feats_b, feats_rec),
+            "precision_recall_reconstructed": precision_recall(feats_b, feats_rec, k=3),
+            "fid_real_vs_real": frechet_distance(feats_b, feats_a),
+            "precision_recall_real": precision_recall(feats_b, feats_a, k=3),
+        }
+        print(spec, results[spec], flush=True)
+    record = {"benchmark": "autoencoder_fidelity", "data": args.data, "n_per_set": args.n, "command": " ".join(sys.argv), "results": results}
+    write_record(record, REPO / "benchmarks" / "results" / "autoencoder_fidelity.json")
+
+
+if __name__ == "__main__":
+    main()
