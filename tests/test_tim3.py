@@ -109,6 +109,8 @@ def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):
     a = pipe(targets, steps=3, batch_size=2, seed=5)
     assert pipe.modules["unet_stage1"].config.out_channels == 3 and pipe.modules["unet_stage2"].config.out_channels == 6
     assert pipe.modules["unet_stage1"].config.class_embed_type == "projection" and pipe.modules["unet_stage2"].config.class_embed_type is None
+    training = json.loads((micro_model / "config.json").read_text())["training"]
+    assert (training["stage1"]["steps"], training["stage2"]["steps"]) == (8, 10)  # train.stage2_steps
     assert a.maps.shape == (3, 32, 32) and a.maps.dtype == np.uint8 and set(np.unique(a.maps)) <= {0, 1, 2}
     assert a.images.shape == (3, 32, 32) and 0.0 <= a.images.min() and a.images.max() <= 1.0
     b = pipe(targets, steps=3, batch_size=2, seed=5)
@@ -147,7 +149,7 @@ def test_resume_after_sigkill_gives_the_same_weights(tiny_bench, micro_model, tm
     out = tmp_path / "killed"
     cfg_path = tmp_path / "slow.yaml"
     # more steps than the fixture, so the kill lands in the middle of stage 2
-    cfg_path.write_text(MICRO.read_text().replace("train: {steps: 8, batch_size: 4, checkpoint_every: 4}",
+    cfg_path.write_text(MICRO.read_text().replace("train: {steps: 8, stage2_steps: 10, batch_size: 4, checkpoint_every: 4}",
                                                   "train: {steps: 40, batch_size: 4, checkpoint_every: 4}"))
     args = [sys.executable, "-m", "microforge", "train", "tim3", "--data", str(tiny_bench.root), "--config", str(cfg_path), "--out", str(out), "--quiet"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -73,6 +73,7 @@ class EncoderConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 2000  # per diffusion stage (0.3 s per step for the tiny UNet on 2 CPU cores)
+    stage2_steps: int | None = None  # stage 2 alone, when the micrograph needs more than the map (None: steps)
     batch_size: int = 16
     lr: float = 3e-4  # AdamW, constant after a 100-step warm-up
     ema_decay: float = 0.999  # EMA weights are the ones saved for sampling

@@ -330,7 +330,7 @@ class TiM3Trainer:
                 extra = map_condition(onehot, c.image_latent_size, m.get("map_encoder"))
             return self._diffusion_loss(m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra)
 
-        self._loop(i, "stage2", modules, loss_fn, cfg.steps, cfg.lr, ema=True)
+        self._loop(i, "stage2", modules, loss_fn, cfg.stage2_steps or cfg.steps, cfg.lr, ema=True)
 
     def _encoder(self) -> PropertyEncoder:
         e = self.cfg.encoder
