@@ -52,7 +52,8 @@ class UNetConfig:
     attention_max_size: int | None = None
     # stages (1, 2) whose UNet also adds the mean of the property tokens to its timestep embedding
     # (diffusers' projection class embedding), so the target reaches every block, not only the
-    # attention ones. Global statistics such as the primary-alpha fraction need it; (): none.
+    # attention ones, for global statistics such as the primary-alpha fraction; (): none. On the
+    # tiny CPU model it made no difference beyond the noise (docs/tim3.md), so no config uses it yet.
     global_condition: tuple[int, ...] = ()
 
     def levels_with_attention(self, sample_size: int) -> tuple[int, ...]:
