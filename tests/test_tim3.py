@@ -117,10 +117,15 @@ def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):
     assert np.array_equal(a.images, b.images) and np.array_equal(a.maps, b.maps)
     assert not np.array_equal(a.images, pipe(targets, steps=3, batch_size=2, seed=6).images)
     assert pipe(targets[:1], steps=3, sampler="dpm++").images.shape == (1, 32, 32)
-    copy = tmp_path / "copy"
-    shutil.copytree(micro_model, copy)
-    again = TiM3Pipeline.from_pretrained(copy)(targets, steps=3, batch_size=2, seed=5)
-    assert np.array_equal(a.images, again.images)
+    copy = pipe.save_pretrained(tmp_path / "copy")  # safetensors only, read back through from_pretrained
+    assert not list(copy.rglob("*.bin")) and not list(copy.rglob("*.pt")) and len(list(copy.rglob("*.safetensors"))) == 6
+    loaded = TiM3Pipeline.from_pretrained(copy)
+    assert json.loads((copy / "config.json").read_text()) == json.loads((micro_model / "config.json").read_text())
+    assert (copy / "properties.json").read_text() == (micro_model / "properties.json").read_text()
+    again = loaded(targets, steps=3, batch_size=2, seed=5)
+    assert np.array_equal(a.images, again.images) and np.array_equal(a.maps, again.maps)
+    with pytest.raises(MicroforgeError, match="already holds a model"):
+        loaded.save_pretrained(copy)
     with pytest.raises(MicroforgeError, match="a target needs 7 values"):
         pipe(targets[:, :6])
     with pytest.raises(MicroforgeError, match="finite"):

@@ -8,12 +8,13 @@ with DDIM (default, 20 steps) or DPM-Solver++, with classifier-free guidance.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
 from ..config import read_json_file
@@ -31,11 +32,13 @@ class TiM3Pipeline(SamplingPipeline):
     """A trained TiM3 model, ready to sample. Build it with :meth:`from_pretrained`."""
 
     def __init__(self, folder: Path, cfg: TiM3Config, properties: PropertySet, scaling: dict[str, float], brightness_mean: float,
-                 modules: dict[str, torch.nn.Module], scheduler_config: dict) -> None:
+                 modules: dict[str, torch.nn.Module], scheduler_config: dict, record: dict | None = None) -> None:
         self.folder, self.cfg, self.properties = folder, cfg, properties
         self.scaling, self.brightness_mean = scaling, brightness_mean
         self.modules = modules
         self.scheduler_config = scheduler_config
+        # the rest of config.json (training times per phase, tile count), carried over by save_pretrained
+        self.record = dict(record or {})
         for m in modules.values():
             m.eval()
 
@@ -62,7 +65,40 @@ class TiM3Pipeline(SamplingPipeline):
         sched_path = folder / "scheduler" / "scheduler_config.json"
         if not sched_path.is_file():
             raise MicroforgeError(f"{sched_path}: not found")
-        return cls(folder, cfg, props, raw["scaling_factors"], float(raw.get("brightness_mean", 0.0)), modules, json.loads(sched_path.read_text()))
+        record = {k: v for k, v in raw.items() if k not in ("format", "config", "scaling_factors", "brightness_mean")}
+        return cls(folder, cfg, props, raw["scaling_factors"], float(raw.get("brightness_mean", 0.0)), modules, json.loads(sched_path.read_text()),
+                   record)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Write this model as a model folder that :meth:`from_pretrained` reads back exactly.
+
+        Every network goes through diffusers' ``save_pretrained`` as safetensors (the learned map
+        encoder, a plain module, through safetensors directly); ``config.json``, ``properties.json``
+        (with the hull points) and ``scheduler/`` are written beside them. The loaded folder's
+        ``logs/``, ``metrics.json`` and ``regressor/``, where present, are copied along. A folder that
+        already holds a model is refused, so nothing is overwritten. Returns the folder.
+        """
+        folder = Path(folder)
+        if (folder / "config.json").exists():
+            raise MicroforgeError(f"{folder}: already holds a model; choose another folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, module in self.modules.items():
+            if hasattr(module, "save_pretrained"):
+                module.save_pretrained(folder / name, safe_serialization=True)
+            else:
+                from safetensors.torch import save_file
+
+                (folder / name).mkdir(parents=True, exist_ok=True)
+                save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(folder / name / "model.safetensors"))
+        self.properties.save(folder / "properties.json")
+        DDPMScheduler.from_config(self.scheduler_config).save_config(folder / "scheduler")  # the training schedule, as the trainer writes it
+        for extra in ("logs", "metrics.json", "regressor"):
+            source = self.folder / extra
+            if source.exists() and not (folder / extra).exists():
+                (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / extra)
+        config = {"format": FORMAT, "config": self.cfg.to_dict(), "scaling_factors": self.scaling, "brightness_mean": self.brightness_mean, **self.record}
+        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")  # last: a folder with config.json is complete
+        return folder
 
     conditional = True  # the samples follow the targets (the DDPM baseline's do not)
 
