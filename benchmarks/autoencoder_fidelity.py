@@ -4,7 +4,10 @@ Two disjoint seeded sets of real tiles, A and B, from a dataset folder (the mode
 resolution). FID, precision and recall of A against B is the floor at this sample size; the same
 with A replaced by the autoencoder's reconstructions of A (posterior mean, decoded) says what the
 autoencoder alone costs, before any diffusion. Also the pixel MSE of the reconstructions (images
-in [0, 1]). JSON in benchmarks/results/autoencoder_fidelity.json.
+in [0, 1]). For a two-stage model, the map autoencoder on the same tiles' true maps: pixel
+accuracy, per-class IoU and the phase fractions before and after (a class the autoencoder loses,
+such as thin beta films, is a ceiling on what stage 1 can draw). JSON in
+benchmarks/results/autoencoder_fidelity.json.
 
     python benchmarks/autoencoder_fidelity.py --data data/ti-synth --models bundled:ti-sem-tiny runs/bundled
 """
@@ -23,8 +26,10 @@ from _record import write_record
 from microforge.data.dataset import MicrographDataset
 from microforge.models.property_regressor import resize_batch
 from microforge.data.manifest import read_dataset
+from microforge.data.phase_map import CLASS_NAMES
 from microforge.evaluate.distribution import frechet_distance, precision_recall
 from microforge.evaluate.features import InceptionFeatures, extract
+from microforge.models.tim3 import onehot_map
 from microforge.pipelines.generate import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seed_from
@@ -32,12 +37,30 @@ from microforge.seeding import seed_from
 REPO = Path(__file__).resolve().parents[1]
 
 
-def real_tiles(data: str, modality: str, resolution: int, n: int, seed: int) -> np.ndarray:
-    """``2 n`` distinct seeded tiles ``(2n, R, R)`` in [0, 1] of one modality, resized to ``resolution``."""
+def real_tiles(data: str, modality: str, resolution: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``2 n`` distinct seeded tiles ``(2n, R, R)`` in [0, 1] of one modality, resized to ``resolution``,
+    and their phase maps ``(2n, R, R)`` (nearest-neighbour resized; -1 where a tile has none)."""
     ds = MicrographDataset(read_dataset(data), split=None, modality=modality, augment=False)
     pick = np.random.default_rng(seed_from(seed, 7)).choice(len(ds), size=2 * n, replace=False)
-    images = torch.stack([ds[int(i)]["image"] for i in pick])
-    return resize_batch(images, resolution)[:, 0].numpy()
+    items = [ds[int(i)] for i in pick]
+    images = torch.stack([it["image"] for it in items])
+    masks = torch.stack([it["mask"] for it in items])[:, None].float()
+    maps = torch.nn.functional.interpolate(masks, size=(resolution, resolution), mode="nearest")[:, 0].long()
+    return resize_batch(images, resolution)[:, 0].numpy(), maps.numpy()
+
+
+@torch.no_grad()
+def map_fidelity(pipe: TiM3Pipeline, maps: np.ndarray, batch: int = 64) -> dict:
+    """The map autoencoder on true maps ``(N, R, R)`` (classes 0..2): pixel accuracy, IoU per class,
+    and the mean phase fractions of the true and the reconstructed maps (posterior mean, argmax)."""
+    vae = pipe.modules["vae_map"]
+    true = torch.from_numpy(maps)
+    rec = torch.cat([vae.decode(vae.encode(onehot_map(true[i : i + batch]) * 2.0 - 1.0).latent_dist.mean).sample.argmax(1)
+                     for i in range(0, len(true), batch)])
+    return {"pixel_accuracy": float((rec == true).float().mean()),
+            **{f"iou_{name}": float(((rec == c) & (true == c)).sum() / ((rec == c) | (true == c)).sum().clamp(min=1)) for c, name in enumerate(CLASS_NAMES)},
+            "fractions_true": [round(float((true == c).float().mean()), 4) for c in range(3)],
+            "fractions_reconstructed": [round(float((rec == c).float().mean()), 4) for c in range(3)]}
 
 
 @torch.no_grad()
@@ -64,9 +87,9 @@ def main() -> None:
         pipe = TiM3Pipeline.from_pretrained(resolve_model(spec))
         key = (pipe.cfg.modality, pipe.cfg.resolution)
         if key not in cache:  # the real sets and their features, once per modality and size
-            tiles = real_tiles(args.data, *key, args.n, args.seed)
-            cache[key] = (tiles, extract(inception, tiles[: args.n]), extract(inception, tiles[args.n :]))
-        tiles, feats_a, feats_b = cache[key]
+            tiles, maps = real_tiles(args.data, *key, args.n, args.seed)
+            cache[key] = (tiles, maps, extract(inception, tiles[: args.n]), extract(inception, tiles[args.n :]))
+        tiles, maps, feats_a, feats_b = cache[key]
         rec = reconstruct(pipe, tiles[: args.n])
         feats_rec = extract(inception, rec)
         vae = pipe.cfg.vae_image
@@ -79,6 +102,9 @@ def main() -> None:
             "fid_real_vs_real": frechet_distance(feats_b, feats_a),
             "precision_recall_real": precision_recall(feats_b, feats_a, k=3),
         }
+        if "vae_map" in pipe.modules and (maps[: args.n] >= 0).all():
+            results[spec]["map_autoencoder"] = {"latent": [pipe.cfg.vae_map.latent_channels, pipe.cfg.map_latent_size, pipe.cfg.map_latent_size],
+                                                "steps": pipe.cfg.vae_map.steps, **map_fidelity(pipe, maps[: args.n])}
         print(spec, results[spec], flush=True)
     record = {"benchmark": "autoencoder_fidelity", "data": args.data, "n_per_set": args.n, "command": " ".join(sys.argv), "results": results}
     write_record(record, REPO / "benchmarks" / "results" / "autoencoder_fidelity.json")
