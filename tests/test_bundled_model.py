@@ -30,27 +30,32 @@ def test_bundled_models_are_small_and_complete(name):
 
 
 def test_generated_microstructure_follows_the_target(bundled):
-    """Measured with the descriptors on a seeded batch: the ductile target gets much more and
-    coarser primary alpha than the lamellar and high-strength targets."""
+    """Measured with the descriptors on a seeded batch (docs/tim3.md): the ductile target gets coarse
+    globular primary alpha in the benchmark's equiaxed range (0.65-0.90), the tough and the strong
+    targets almost none, and the strong (basketweave) target finer laths than the tough (lamellar) one."""
     out = bundled(np.array([EQUIAXED] * 8 + [LAMELLAR] * 8 + [BASKETWEAVE] * 8), seed=0)
     stats = {}
     for k, name in enumerate(("equiaxed", "lamellar", "basketweave")):
         descs = [describe(i, m) for i, m in zip(out.images[8 * k : 8 * k + 8], out.maps[8 * k : 8 * k + 8])]
         stats[name] = (np.mean([d["phase_fractions"]["primary_alpha"] for d in descs]),
-                       np.nanmean([d["grain_size"]["mean_intercept_px"] or np.nan for d in descs]))
-    assert stats["equiaxed"][0] > stats["lamellar"][0] + 0.15
-    assert stats["equiaxed"][0] > stats["basketweave"][0] + 0.1
-    assert stats["equiaxed"][1] > 1.3 * stats["lamellar"][1]
+                       np.nanmean([d["grain_size"]["mean_intercept_px"] or np.nan for d in descs]),
+                       np.nanmean([d["lamellae"]["width_px"] or np.nan for d in descs]))
+    # measured: primary alpha 0.72 / 0.01 / 0.01; intercept 11.4 / 3.1 / 1.7 px; lath width 1.6 / 2.7 / 2.3 px
+    assert stats["equiaxed"][0] > 0.6
+    assert stats["lamellar"][0] < 0.1 and stats["basketweave"][0] < 0.1
+    assert stats["equiaxed"][1] > 2.5 * stats["lamellar"][1] and stats["equiaxed"][1] > 2.5 * stats["basketweave"][1]
+    assert stats["basketweave"][2] < 0.95 * stats["lamellar"][2]
     assert out.images.shape == (24, 64, 64) and 0.2 < out.images.mean() < 0.7
 
 
-def test_om_model_follows_the_target_more_weakly():
-    """The OM-like model (docs/tim3.md): the same ordering as the SEM one, with smaller gaps."""
+def test_om_model_follows_the_target():
+    """The OM-like model (docs/tim3.md) shares the SEM model's map phases and samples at guidance 2:
+    the same ordering, with a little less primary alpha for the ductile target."""
     om = TiM3Pipeline.from_pretrained(resolve_model("bundled:ti-om-tiny"))
     out = om(np.array([EQUIAXED] * 8 + [LAMELLAR] * 8 + [BASKETWEAVE] * 8), seed=0)
     fraction = [np.mean([describe(i, m)["phase_fractions"]["primary_alpha"] for i, m in zip(out.images[8 * k : 8 * k + 8], out.maps[8 * k : 8 * k + 8])])
                 for k in range(3)]
-    assert fraction[0] > fraction[1] + 0.08 and fraction[0] > fraction[2] + 0.15  # measured: 0.50, 0.37, 0.30
+    assert fraction[0] > 0.45 and fraction[1] < 0.1 and fraction[2] < 0.1  # measured: 0.55, 0.04, 0.01
 
 
 def test_bundled_regressor_reads_properties_of_unseen_specimens(tmp_path):
