@@ -1,0 +1,43 @@
+"""The measurement helpers of scripts/ (target response, model metrics summary) on known cases."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from microforge.characterize.lamellae import stripes
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+
+from model_metrics import summary  # noqa: E402
+from target_response import map_measures, variance_shares  # noqa: E402
+
+
+def test_variance_shares_of_an_additive_table():
+    # target effects (0, 1) plus noise effects (0, 2), nothing else: SS 5 = 1 (targets) + 4 (noise)
+    shares = variance_shares(np.array([[0.0, 2.0], [1.0, 3.0]]))
+    assert shares["target"] == pytest.approx(0.2) and shares["noise"] == pytest.approx(0.8) and shares["rest"] == pytest.approx(0.0, abs=1e-12)
+    only_target = variance_shares(np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
+    assert only_target["target"] == pytest.approx(1.0) and only_target["noise"] == 0.0
+
+
+def test_map_measures_of_drawn_phases():
+    m = np.full((40, 40), 1, np.uint8)  # beta
+    m[10:20, 10:20] = 0  # a 10 x 10 primary-alpha square: fraction 1/16, every chord 10 px
+    fraction, chord, width = map_measures(m)
+    assert fraction == pytest.approx(100 / 1600) and chord == pytest.approx(10.0) and np.isnan(width)  # no laths
+    laths = np.where(stripes((64, 64), 30.0, 3.0, 9.0), 2, 1).astype(np.uint8)  # secondary-alpha laths 3 px wide in beta
+    fraction, chord, width = map_measures(laths)
+    assert fraction == 0.0 and np.isnan(chord) and width == pytest.approx(3.0, rel=0.1)
+
+
+def test_bundled_metrics_summarise_the_example_report():
+    """The bundled model's metrics.json is the summary of the committed example report."""
+    report = json.loads((REPO / "docs" / "example-report" / "metrics.json").read_text())
+    carried = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-sem-tiny" / "metrics.json").read_text())
+    again = summary(report, carried["command"], carried["report"], 4.0)
+    assert again == carried
+    assert again["table1"]["mAcc"] == pytest.approx(np.mean([again["table1"][f"acc_{g}"] for g in ("0.1", "0.2", "0.3")]))
