@@ -21,6 +21,7 @@ from ..config import read_json_file
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import TiM3Config, build_map_encoder, map_condition, onehot_map, predict_noise, tim3_config_from_dict
+from ..models.weights import load_weights, save_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
 from .base import Generated, SamplingPipeline
@@ -61,7 +62,7 @@ class TiM3Pipeline(SamplingPipeline):
             parts.update(vae_map=AutoencoderKL, encoder_stage1=PropertyEncoder, unet_stage1=UNet2DConditionModel)
         modules: dict[str, torch.nn.Module] = {name: _load(cls, folder / name) for name, cls in parts.items()}
         if cfg.two_stage and cfg.map_condition == "learned":
-            modules["map_encoder"] = _load_plain(build_map_encoder(cfg), folder / "map_encoder")
+            modules["map_encoder"] = load_weights(build_map_encoder(cfg), folder / "map_encoder")
         sched_path = folder / "scheduler" / "scheduler_config.json"
         if not sched_path.is_file():
             raise MicroforgeError(f"{sched_path}: not found")
@@ -73,7 +74,7 @@ class TiM3Pipeline(SamplingPipeline):
         """Write this model as a model folder that :meth:`from_pretrained` reads back exactly.
 
         Every network goes through diffusers' ``save_pretrained`` as safetensors (the learned map
-        encoder, a plain module, through safetensors directly); ``config.json``, ``properties.json``
+        encoder, a plain module, through :func:`~microforge.models.weights.save_weights`); ``config.json``, ``properties.json``
         (with the hull points) and ``scheduler/`` are written beside them. The loaded folder's
         ``logs/``, ``metrics.json`` and ``regressor/``, where present, are copied along. A folder that
         already holds a model is refused, so nothing is overwritten. Returns the folder.
@@ -85,11 +86,8 @@ class TiM3Pipeline(SamplingPipeline):
         for name, module in self.modules.items():
             if hasattr(module, "save_pretrained"):
                 module.save_pretrained(folder / name, safe_serialization=True)
-            else:
-                from safetensors.torch import save_file
-
-                (folder / name).mkdir(parents=True, exist_ok=True)
-                save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}, str(folder / name / "model.safetensors"))
+            else:  # the learned map encoder, a plain module, as the trainer writes it
+                save_weights(module, folder / name, {"model_type": f"tim3-{name}"})
         self.properties.save(folder / "properties.json")
         DDPMScheduler.from_config(self.scheduler_config).save_config(folder / "scheduler")  # the training schedule, as the trainer writes it
         for extra in ("logs", "metrics.json", "regressor"):
@@ -197,16 +195,3 @@ def _load(cls, path: Path):
         raise
     except Exception as exc:  # diffusers raises several types for bad files; name the folder
         raise MicroforgeError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
-
-
-def _load_plain(module: torch.nn.Module, path: Path) -> torch.nn.Module:
-    from safetensors.torch import load_file
-
-    file = path / "model.safetensors"
-    if not file.is_file():
-        raise MicroforgeError(f"{file}: not found")
-    try:
-        module.load_state_dict(load_file(str(file)))
-    except Exception as exc:
-        raise MicroforgeError(f"{file}: cannot be loaded ({exc})") from None
-    return module

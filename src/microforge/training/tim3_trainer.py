@@ -36,6 +36,7 @@ from ..data.manifest import read_dataset
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import TiM3Config, build_autoencoder, build_map_encoder, build_unet, map_condition, onehot_map, predict_noise
+from ..models.weights import save_weights
 from ..properties import PropertySet, PropertySpec
 from .data import properties_with_hull
 from ..seeding import seed_from, seeded_generator
@@ -197,11 +198,8 @@ class TiM3Trainer:
                     module.vae.save_pretrained(self.out / name)
                 elif hasattr(module, "save_pretrained"):
                     module.save_pretrained(self.out / name)
-                else:
-                    from safetensors.torch import save_file
-
-                    (self.out / name).mkdir(parents=True, exist_ok=True)
-                    save_file(module.state_dict(), str(self.out / name / "model.safetensors"))
+                else:  # the learned map encoder, a plain module
+                    save_weights(module, self.out / name, {"model_type": f"tim3-{name}"})
             done = self.out / DONE_DIR
             done.mkdir(exist_ok=True)
             (done / f"{phase}.json").write_text(json.dumps({"steps": steps, "seconds_this_run": round(time.perf_counter() - t0, 1), "processes": acc.num_processes}))
