@@ -28,7 +28,7 @@ from microforge.pipelines.generate import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 
 # Centroids of the default benchmark's specimens of each morphology (YS, TS, EF, RH, IT, DCS, CFS),
-# inside the training hull; tests/test_bundled_model.py uses the same ones.
+# inside the training hull; tests/test_bundled_model.py imports them from here.
 TARGETS = {
     "equiaxed": [888.0, 989.0, 20.0, 32.4, 28.7, 1414.0, 0.251],
     "bimodal": [1009.0, 1084.0, 15.7, 36.4, 28.5, 1494.0, 0.216],

@@ -1,5 +1,8 @@
 """The bundled TiM3 model (src/microforge/checkpoints/ti-sem-tiny) loads and follows its targets."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -7,10 +10,12 @@ from microforge.characterize.descriptors import describe
 from microforge.pipelines.generate import hull_check, resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 
-# Centroids of the default benchmark's specimens of each morphology (inside the training hull).
-EQUIAXED = [888.0, 989.0, 20.0, 32.4, 28.7, 1414.0, 0.251]  # ductile: coarse globular alpha
-LAMELLAR = [933.0, 975.0, 11.2, 32.2, 50.7, 1357.0, 0.195]  # tough: colonies of laths
-BASKETWEAVE = [1176.0, 1229.0, 8.7, 43.0, 20.7, 1604.0, 0.147]  # strong: fine interwoven laths
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from target_response import TARGETS  # noqa: E402  (the morphology centroids docs/tim3.md measures)
+
+EQUIAXED = TARGETS["equiaxed"]  # ductile: coarse globular alpha
+LAMELLAR = TARGETS["lamellar"]  # tough: colonies of laths
+BASKETWEAVE = TARGETS["basketweave"]  # strong: fine interwoven laths
 
 
 @pytest.fixture(scope="module")
