@@ -44,6 +44,17 @@ def pipeline_for(cfg, device):
     return pipe, modules
 
 
+def timed(fn, device: str) -> float:
+    """Wall-clock seconds of one call of ``fn``, with the GPU's queued work finished before and after."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def train_step_seconds(cfg, modules, device, repeats=3) -> float:
     unet, enc = modules["unet_stage2"], modules["encoder_stage2"]
     params = [*unet.parameters(), *enc.parameters()]
@@ -51,38 +62,25 @@ def train_step_seconds(cfg, modules, device, repeats=3) -> float:
     b, s, c = cfg.train.batch_size, cfg.image_latent_size, cfg.vae_image.latent_channels
     x = torch.randn(b, unet.config.in_channels, s, s, device=device)
     y = torch.rand(b, 7, device=device) * 2 - 1
-    times = []
-    for i in range(repeats + 1):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
+
+    def step() -> None:
         out = predict_noise(unet, x, torch.randint(0, 1000, (b,), device=device), enc(y))
         F.mse_loss(out, x[:, :c]).backward()
         opt.step()
         opt.zero_grad()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+
+    step()  # warm-up
+    return float(np.median([timed(step, device) for _ in range(repeats)]))
 
 
 def images_per_second(pipe, batch: int, device: str, repeats: int = 3, budget_s: float = 60.0) -> float:
     """Median images/s of up to ``repeats`` timed calls (fewer once ``budget_s`` is spent; at least one)."""
     targets = np.tile([[1000, 1080, 12, 37, 30, 1450, 0.2]], (batch, 1))
     pipe(targets[:1], steps=2)  # warm-up
-    rates, spent = [], 0.0
-    while len(rates) < repeats and (not rates or spent < budget_s):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        pipe(targets, steps=20, batch_size=batch)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        rates.append(batch / dt)
-        spent += dt
-    return float(np.median(rates))
+    seconds: list[float] = []
+    while len(seconds) < repeats and (not seconds or sum(seconds) < budget_s):
+        seconds.append(timed(lambda: pipe(targets, steps=20, batch_size=batch), device))
+    return float(np.median([batch / t for t in seconds]))
 
 
 def main() -> None:
