@@ -1,11 +1,12 @@
 """Benchmark: TiM3 training step time and sampling throughput, per config.
 
     python benchmarks/tim3_speed.py [--configs tiny small paper] [--sample-configs tiny small] [--device cpu|cuda]
+                                    [--batches 1 16 256] [--autocast bf16]
 
 For each config: seconds per stage-2 training step (forward, backward, AdamW) at the config's
 batch size, and images per second for full two-stage sampling (20 DDIM steps with guidance, map
-and image decoding) at batch 1 and 16. Random weights: speed does not depend on them. Writes
-benchmarks/results/tim3_speed_<device>.json.
+and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with ``--autocast bf16|fp16``, also under autocast. Random
+weights: speed does not depend on them. Writes benchmarks/results/tim3_speed_<device>.json.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from microforge.models.property_encoder import PropertyEncoder
-from microforge.models.tim3 import build_autoencoder, build_unet, load_tim3_config, predict_noise
+from microforge.models.tim3 import build_autoencoder, build_unet, latent_channels, load_tim3_config, predict_noise
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.properties import TITANIUM_PROPERTIES, PropertySet
 from microforge.training.tim3_trainer import make_scheduler
@@ -55,11 +56,13 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - t0
 
 
-def train_step_seconds(cfg, modules, device, repeats=3) -> float:
-    unet, enc = modules["unet_stage2"], modules["encoder_stage2"]
+def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2) -> float:
+    """Median seconds of one training step (forward, backward, AdamW) of ``stage``'s UNet and
+    property encoder at the config's batch size."""
+    unet, enc = modules[f"unet_stage{stage}"], modules[f"encoder_stage{stage}"]
     params = [*unet.parameters(), *enc.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    b, s, c = cfg.train.batch_size, cfg.image_latent_size, cfg.vae_image.latent_channels
+    b, s, c = cfg.train.batch_size, unet.config.sample_size, unet.config.out_channels
     x = torch.randn(b, unet.config.in_channels, s, s, device=device)
     y = torch.rand(b, 7, device=device) * 2 - 1
 
@@ -73,13 +76,16 @@ def train_step_seconds(cfg, modules, device, repeats=3) -> float:
     return float(np.median([timed(step, device) for _ in range(repeats)]))
 
 
-def images_per_second(pipe, batch: int, device: str, repeats: int = 3, budget_s: float = 60.0) -> float:
-    """Median images/s of up to ``repeats`` timed calls (fewer once ``budget_s`` is spent; at least one)."""
+def images_per_second(pipe, batch: int, device: str, repeats: int = 3, budget_s: float = 60.0, autocast: str | None = None) -> float:
+    """Median images/s of up to ``repeats`` timed calls (fewer once ``budget_s`` is spent; at least
+    one), under ``autocast`` (``"bf16"``/``"fp16"``) when given."""
     targets = np.tile([[1000, 1080, 12, 37, 30, 1450, 0.2]], (batch, 1))
-    pipe(targets[:1], steps=2)  # warm-up
-    seconds: list[float] = []
-    while len(seconds) < repeats and (not seconds or sum(seconds) < budget_s):
-        seconds.append(timed(lambda: pipe(targets, steps=20, batch_size=batch), device))
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(autocast or "")
+    with torch.autocast(device_type=device, dtype=dtype, enabled=dtype is not None):
+        pipe(targets[:1], steps=2)  # warm-up
+        seconds: list[float] = []
+        while len(seconds) < repeats and (not seconds or sum(seconds) < budget_s):
+            seconds.append(timed(lambda: pipe(targets, steps=20, batch_size=batch), device))
     return float(np.median([batch / t for t in seconds]))
 
 
@@ -88,6 +94,10 @@ def main() -> None:
     ap.add_argument("--configs", nargs="+", default=["tiny", "small", "paper"])
     ap.add_argument("--sample-configs", nargs="*", default=["tiny"], help="configs whose sampling to time (slow on a CPU)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 16], help="sampling batch sizes")
+    ap.add_argument("--autocast", choices=["bf16", "fp16"], help="also time sampling under this autocast dtype")
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)")
+    ap.add_argument("--out", type=Path, help="JSON file to write [benchmarks/results/tim3_speed_<device>.json]")
     args = ap.parse_args()
     results = {}
     for name in args.configs:
@@ -97,12 +107,15 @@ def main() -> None:
                "unet_parameters_m": round(sum(p.numel() for p in modules["unet_stage2"].parameters()) / 1e6, 2),
                "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4)}
         if name in args.sample_configs:
-            for b in (1, 16):
-                rec[f"images_per_second_batch{b}"] = round(images_per_second(pipe, b, args.device), 3)
+            for b in args.batches:
+                rec[f"images_per_second_batch{b}"] = round(images_per_second(pipe, b, args.device, budget_s=args.budget), 3)
+                if args.autocast:
+                    rec[f"images_per_second_batch{b}_{args.autocast}"] = round(
+                        images_per_second(pipe, b, args.device, budget_s=args.budget, autocast=args.autocast), 3)
         results[name] = rec
         print(name, rec, flush=True)
     record = {"benchmark": "tim3_speed", "device": args.device, "results": results}
-    write_record(record, REPO / "benchmarks" / "results" / f"tim3_speed_{args.device}.json")
+    write_record(record, args.out or REPO / "benchmarks" / "results" / f"tim3_speed_{args.device}.json")
 
 
 if __name__ == "__main__":

@@ -267,11 +267,12 @@ def train_regressor_cmd(data: Path, config_path: Path | None, out: Path, resume:
 @click.option("--ablation", multiple=True, help="NAME=MODEL: another model scored on the same targets, repeatable.")
 @click.option("--n-sweep", default=100, show_default=True, help="Samples per sweep point and per ablation model.")
 @click.option("--fingerprint", help="Fingerprint VAE folder: adds the Fréchet distance on its fingerprints.")
+@click.option("--no-fid", is_flag=True, help="Skip FID, KID and precision/recall (for machines without the Inception weights).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished report in --report.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def evaluate_cmd(model: str, data: Path, report: Path, regressor: str | None, n: int, n_reference: int, n_describe: int, batch_size: int,
                  steps: int | None, guidance_scale: float | None, seed: int, sweep_steps: bool, brightness: bool,
-                 ablation: tuple[str, ...], n_sweep: int, fingerprint: str | None, overwrite: bool, quiet: bool) -> None:
+                 ablation: tuple[str, ...], n_sweep: int, fingerprint: str | None, no_fid: bool, overwrite: bool, quiet: bool) -> None:
     """Score a TiM3 model: property accuracy, FID/KID/precision/recall, microstructure, copying.
 
     Writes REPORT/index.html and REPORT/metrics.json. An interrupted run continues when started
@@ -281,12 +282,14 @@ def evaluate_cmd(model: str, data: Path, report: Path, regressor: str | None, n:
 
     opts = EvaluationOptions(n=n, n_reference=n_reference, n_describe=n_describe, batch_size=batch_size, steps=steps,
                              guidance_scale=guidance_scale, seed=seed, sweep_steps=STEPS_SWEEP if sweep_steps else (),
-                             n_sweep=n_sweep, brightness=brightness, fingerprint=fingerprint, ablation={k: str(v) for k, v in _mapping(ablation, "--ablation").items()})
+                             n_sweep=n_sweep, brightness=brightness, fingerprint=fingerprint, fid=not no_fid,
+                             ablation={k: str(v) for k, v in _mapping(ablation, "--ablation").items()})
     m = evaluate(model, data, report, opts, regressor, overwrite, progress=not quiet)
     main = m["main"]
     acc = main.get("accuracy")
-    click.echo(f"FID {main['fid']:.2f}, KID {main['kid_mean']:.4f}, precision {main['precision']:.3f}, recall {main['recall']:.3f}"
-               + (f", mAcc {acc['mAcc']:.3f}" if acc else ""))
+    parts = [] if main["fid"] is None else [f"FID {main['fid']:.2f}, KID {main['kid_mean']:.4f}, precision {main['precision']:.3f}, recall {main['recall']:.3f}"]
+    parts += [f"mAcc {acc['mAcc']:.3f}"] if acc else []
+    click.echo(", ".join(parts) or "scored (no FID, no regressor)")
     click.echo(f"report -> {report / 'index.html'}")
 
 

@@ -66,6 +66,7 @@ class EvaluationOptions:
     n_brightness: int = 8  # samples per brightness level
     ablation: dict[str, str] = field(default_factory=dict)  # row name -> model folder or bundled:NAME
     fingerprint: str | None = None  # a fingerprint VAE folder: adds the Fréchet distance on its fingerprints
+    fid: bool = True  # FID, KID and precision/recall on Inception features (False: skipped, reported as null)
 
     def check(self) -> None:
         for name in ("n", "n_reference", "batch_size", "n_sweep", "n_brightness"):
@@ -98,7 +99,9 @@ class Evaluator:
             from ..fingerprint import load_fingerprint_model
 
             self.fingerprint = load_fingerprint_model(opts.fingerprint)
-        self.inception = InceptionFeatures()
+        self.inception = InceptionFeatures() if opts.fid else None
+        if self.inception is not None and torch.cuda.is_available():
+            self.inception.to("cuda")
         self.names = self.pipe.condition_properties.names
         info = self.data.properties.info
         self.is_benchmark = info.get("source") == BENCHMARK_SOURCE and list(self.names) == list(PROPERTY_NAMES)
@@ -161,7 +164,9 @@ class Evaluator:
     def measure(self, images: np.ndarray, maps: np.ndarray | None, copying: bool = True) -> dict[str, np.ndarray]:
         """Everything measured on a batch of images ``(B, R, R)`` in [0, 1] (``copying``: also the
         nearest training tile, which the real reference tiles skip)."""
-        out: dict[str, np.ndarray] = {"inception": extract(self.inception, images).astype(np.float32)}
+        out: dict[str, np.ndarray] = {}
+        if self.inception is not None:
+            out["inception"] = extract(self.inception, images).astype(np.float32)
         if self.regressor is not None:
             out["pred"] = self.regressor.predict(images)
             out["domain"] = self.regressor.features(images).astype(np.float32)
@@ -219,7 +224,7 @@ class Evaluator:
     def scores(self, folder: Path, ref: dict[str, np.ndarray], conditional: bool = True) -> dict[str, Any]:
         """Accuracy (for a ``conditional`` model) and distribution metrics of one generated folder
         against the reference."""
-        keys = ["targets", "inception", "copy_mse"] + (["pred", "domain"] if self.regressor is not None else []) \
+        keys = ["targets", "copy_mse"] + (["inception"] if self.inception is not None else []) + (["pred", "domain"] if self.regressor is not None else []) \
             + (["fingerprint"] if self.fingerprint is not None else [])
         oracle = conditional and self.is_benchmark and bool(self.pixel_size_um)
         gen = load_arrays(folder, keys + (["oracle_segmented"] if oracle else []))
@@ -233,9 +238,11 @@ class Evaluator:
             out["domain_frechet"] = frechet_distance(ref["domain"], gen["domain"])
         if self.fingerprint is not None:
             out["fingerprint_frechet"] = frechet_distance(ref["fingerprint"], gen["fingerprint"])
-        out["fid"] = frechet_distance(ref["inception"], gen["inception"])
-        out["kid_mean"], out["kid_std"] = kernel_distance(ref["inception"], gen["inception"], seed=self.opts.seed)
-        out["precision"], out["recall"] = precision_recall(ref["inception"], gen["inception"], k=3)
+        out.update(fid=None, kid_mean=None, kid_std=None, precision=None, recall=None)
+        if self.inception is not None:
+            out["fid"] = frechet_distance(ref["inception"], gen["inception"])
+            out["kid_mean"], out["kid_std"] = kernel_distance(ref["inception"], gen["inception"], seed=self.opts.seed)
+            out["precision"], out["recall"] = precision_recall(ref["inception"], gen["inception"], k=3)
         out["copy_mse_min"] = float(gen["copy_mse"].min())
         out["copy_mse_median"] = float(np.median(gen["copy_mse"]))
         return out
@@ -269,7 +276,7 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
         raise MicroforgeError(f"{report}: holds an unfinished evaluation with other options; pass --overwrite to restart it")
     options_file.write_text(json.dumps(record, indent=1) + "\n")
     ev.reference_into(report / "reference")
-    ref = load_arrays(report / "reference", ["inception", "targets", "images", "maps"] + (["pred", "domain"] if ev.regressor else [])
+    ref = load_arrays(report / "reference", ["targets", "images", "maps"] + (["inception"] if opts.fid else []) + (["pred", "domain"] if ev.regressor else [])
                       + (["fingerprint"] if ev.fingerprint is not None else [])
                       + (["oracle_segmented", "oracle_map"] if ev.is_benchmark and ev.pixel_size_um else []))
     targets = ev.targets()

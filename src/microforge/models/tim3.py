@@ -3,8 +3,11 @@
 Stage 1: properties -> latent of the 3-class map (UNet2DConditionModel, cross-attention on the
 property context). Stage 2: map + properties -> latent of the micrograph; the map enters as
 extra input channels at every step (a one-hot map resized to the latent grid, or a small learned
-conv encoder), the properties through cross-attention. Each stage has its own AutoencoderKL.
-The one-stage variant (``two_stage: false``) maps properties straight to the micrograph latent.
+conv encoder, or the map rearranged losslessly onto the latent grid), the properties through
+cross-attention. Each stage has its own latent codec: a learned AutoencoderKL, or a lossless
+space-to-depth rearrangement (pixel-unshuffle, as in Hoogeboom et al.'s simple diffusion), which
+costs no reconstruction error and no training. The one-stage variant (``two_stage: false``) maps
+properties straight to the micrograph latent.
 """
 
 from __future__ import annotations
@@ -16,15 +19,29 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, UNet2DConditionModel
+from diffusers import AutoencoderKL, ConfigMixin, ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import register_to_config
+from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDistribution
+from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from torch import nn
 
 from ..config import nested_config_from_dict, plain_data, read_yaml_mapping
 from ..errors import MicroforgeError
 
 
+CODECS = ("kl", "space_to_depth")
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+BETA_SCHEDULES = ("scaled_linear", "linear", "squaredcos_cap_v2")
+MAP_CONDITIONS = ("onehot", "learned", "space_to_depth")
+
+
 @dataclass(frozen=True)
 class AutoencoderConfig:
+    # "kl": a learned AutoencoderKL (the fields below); "space_to_depth": a lossless pixel-unshuffle
+    # by ``factor`` (C x f^2 channels on a grid f times smaller; no weights, nothing to train). At
+    # 64-128 px a learned autoencoder costs more than it saves (docs/tim3.md, ablation table).
+    kind: str = "kl"
+    factor: int = 2  # space_to_depth only: the downsampling factor
     block_out_channels: tuple[int, ...] = (16, 32, 32)  # three levels: downsampling f = 4
     latent_channels: int = 4  # as in Stable Diffusion and TiM3
     layers_per_block: int = 1  # tiny: 0.24 M parameters, 0.16 s per step on 2 CPU cores
@@ -96,6 +113,17 @@ class TiM3Config:
     brightness: bool = False  # the optional extra condition: mean grey level in [-1, 1]
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"  # latent-diffusion schedule, beta 0.00085 .. 0.012
+    # divides the schedule's signal-to-noise ratio by shift^2 at every t (Hoogeboom et al. 2023: a
+    # tensor with more, redundant values needs more noise to hide its content); 1: none
+    schedule_shift: float = 1.0
+    # what the UNet predicts: "epsilon" (the noise, TiM3's loss) or "v_prediction" (Salimans & Ho)
+    prediction_type: str = "epsilon"
+    # min-SNR-gamma loss weighting (Hang et al. 2023): each timestep's loss weighted by
+    # min(SNR, gamma) / SNR (epsilon) or / (SNR + 1) (v); None: the plain MSE, as TiM3
+    snr_gamma: float | None = None
+    # how the sampler places its steps (diffusers' timestep_spacing): "leading" starts 20-step DDIM
+    # at t = 950; "trailing" starts at t = 999, the schedule's last, noisiest step
+    timestep_spacing: str = "leading"
     sampler: str = "ddim"  # "ddim" or "dpm++"
     sampling_steps: int = 20  # DDIM steps (TiM3's default)
     guidance_scale: float = 2.0  # classifier-free guidance at sampling (1 = none)
@@ -116,8 +144,24 @@ class TiM3Config:
             if not self.unet.levels_with_attention(self.resolution // downsampling(getattr(self, name))):
                 raise MicroforgeError(f"unet attention_max_size {self.unet.attention_max_size} leaves the {name} latent's UNet "
                                       "without attention, and the properties enter through cross-attention")
-        if self.map_condition not in ("onehot", "learned"):
-            raise MicroforgeError(f"map_condition must be 'onehot' or 'learned', got {self.map_condition!r}")
+        if self.map_condition not in MAP_CONDITIONS:
+            raise MicroforgeError(f"map_condition must be one of {', '.join(MAP_CONDITIONS)}, got {self.map_condition!r}")
+        for name in ("vae_image", "vae_map"):
+            ae = getattr(self, name)
+            if ae.kind not in CODECS:
+                raise MicroforgeError(f"{name} kind must be one of {', '.join(CODECS)}, got {ae.kind!r}")
+            if ae.kind == "space_to_depth" and (ae.factor < 1 or ae.factor & (ae.factor - 1)):
+                raise MicroforgeError(f"{name} factor must be a power of 2, got {ae.factor}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise MicroforgeError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise MicroforgeError(f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
+        if not self.schedule_shift > 0:
+            raise MicroforgeError(f"schedule_shift must be positive, got {self.schedule_shift}")
+        if self.snr_gamma is not None and not self.snr_gamma > 0:
+            raise MicroforgeError(f"snr_gamma must be positive (or null for none), got {self.snr_gamma}")
+        if self.timestep_spacing not in ("leading", "trailing", "linspace"):
+            raise MicroforgeError(f"timestep_spacing must be leading, trailing or linspace, got {self.timestep_spacing!r}")
         if self.sampler not in ("ddim", "dpm++"):
             raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
         if self.modality not in ("OM", "SEM"):
@@ -138,8 +182,44 @@ class TiM3Config:
 
 
 def downsampling(cfg: AutoencoderConfig) -> int:
-    """The autoencoder's downsampling factor f (one halving per level after the first)."""
-    return 2 ** (len(cfg.block_out_channels) - 1)
+    """The codec's downsampling factor f (a learned autoencoder halves once per level after the first)."""
+    return cfg.factor if cfg.kind == "space_to_depth" else 2 ** (len(cfg.block_out_channels) - 1)
+
+
+def latent_channels(cfg: AutoencoderConfig, channels: int) -> int:
+    """Channels of the latent of a ``channels``-channel input (space-to-depth: ``channels * f^2``)."""
+    return channels * cfg.factor**2 if cfg.kind == "space_to_depth" else cfg.latent_channels
+
+
+class SpaceToDepth(ModelMixin, ConfigMixin):
+    """A lossless latent codec with AutoencoderKL's interface: ``encode`` rearranges each ``f x f``
+    block of a ``(B, C, H, W)`` image into channels, ``(B, C f^2, H/f, W/f)`` (torch's
+    pixel_unshuffle), with a point-mass posterior; ``decode`` is the exact inverse. It has no
+    weights, so its folder holds only config.json."""
+
+    @register_to_config
+    def __init__(self, channels: int = 1, factor: int = 2) -> None:
+        super().__init__()
+
+    def encode(self, x: torch.Tensor) -> AutoencoderKLOutput:
+        mean = F.pixel_unshuffle(x, self.config.factor)
+        return AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution(torch.cat([mean, torch.zeros_like(mean)], 1), deterministic=True))
+
+    def decode(self, z: torch.Tensor) -> DecoderOutput:
+        return DecoderOutput(sample=F.pixel_shuffle(z, self.config.factor))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x).latent_dist.mean).sample
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, **_: Any) -> "SpaceToDepth":
+        """Read the folder's config.json (there are no weights to read)."""
+        return cls.from_config(cls.load_config(folder))
+
+
+def codec_class(cfg: AutoencoderConfig) -> type:
+    """The class that loads a saved codec of this config."""
+    return SpaceToDepth if cfg.kind == "space_to_depth" else AutoencoderKL
 
 
 def tim3_config_from_dict(data: dict[str, Any], where: str = "config") -> TiM3Config:
@@ -162,8 +242,11 @@ def load_tim3_config(path: str | Path | None) -> TiM3Config:
     return tim3_config_from_dict(read_yaml_mapping(path), str(path))
 
 
-def build_autoencoder(cfg: AutoencoderConfig, channels: int) -> AutoencoderKL:
-    """AutoencoderKL for ``channels``-channel inputs in [-1, 1] (1: micrograph, 3: one-hot map)."""
+def build_autoencoder(cfg: AutoencoderConfig, channels: int) -> AutoencoderKL | SpaceToDepth:
+    """The latent codec for ``channels``-channel inputs in [-1, 1] (1: micrograph, 3: one-hot map):
+    an untrained AutoencoderKL, or the space-to-depth rearrangement."""
+    if cfg.kind == "space_to_depth":
+        return SpaceToDepth(channels, cfg.factor)
     n = len(cfg.block_out_channels)
     return AutoencoderKL(
         in_channels=channels, out_channels=channels,
@@ -179,9 +262,10 @@ def build_unet(cfg: TiM3Config, stage: int) -> UNet2DConditionModel:
     channels), with attention blocks at the config's levels (default: all but the lowest)."""
     n = len(cfg.unet.block_out_channels)
     if stage == 1:
-        size, out_channels, in_channels = cfg.map_latent_size, cfg.vae_map.latent_channels, cfg.vae_map.latent_channels
+        size, out_channels = cfg.map_latent_size, latent_channels(cfg.vae_map, 3)
+        in_channels = out_channels
     else:
-        size, out_channels = cfg.image_latent_size, cfg.vae_image.latent_channels
+        size, out_channels = cfg.image_latent_size, latent_channels(cfg.vae_image, 1)
         in_channels = out_channels + map_condition_channels(cfg)
     attn = set(cfg.unet.levels_with_attention(size))
     global_kw = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": cfg.encoder.dim} if stage in cfg.unet.global_condition else {}
@@ -196,7 +280,7 @@ def build_unet(cfg: TiM3Config, stage: int) -> UNet2DConditionModel:
 
 
 def predict_noise(unet: UNet2DConditionModel, x: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor) -> torch.Tensor:
-    """The denoiser's noise estimate for latents ``x`` ``(B, C, S, S)`` at timesteps ``t`` given the
+    """The denoiser's output (the noise, or the velocity for ``prediction_type: v_prediction``) for latents ``x`` ``(B, C, S, S)`` at timesteps ``t`` given the
     property context ``(B, n_tokens, dim)``; a UNet built with global conditioning also gets the
     tokens' mean ``(B, dim)`` through its timestep embedding. ``unet`` may be wrapped for
     distributed training (its ``module`` then holds the config)."""
@@ -209,6 +293,8 @@ def map_condition_channels(cfg: TiM3Config) -> int:
     """Channels the map condition adds to the stage-2 input (0 in the one-stage variant)."""
     if not cfg.two_stage:
         return 0
+    if cfg.map_condition == "space_to_depth":
+        return 3 * downsampling(cfg.vae_image) ** 2
     return cfg.map_condition_channels if cfg.map_condition == "learned" else 3
 
 
@@ -237,9 +323,13 @@ def onehot_map(phase_map: torch.Tensor) -> torch.Tensor:
     return F.one_hot(phase_map.long().clamp(0, 2), 3).permute(0, 3, 1, 2).float()
 
 
-def map_condition(onehot: torch.Tensor, latent_size: int, encoder: MapEncoder | None) -> torch.Tensor:
-    """The stage-2 map condition: the one-hot map area-resized to the latent grid (each channel is
-    then the class's local share), or the learned encoder's output."""
+def map_condition(onehot: torch.Tensor, latent_size: int, encoder: MapEncoder | None, lossless: bool = False) -> torch.Tensor:
+    """The stage-2 map condition of a one-hot map ``(B, 3, R, R)``: the map area-resized to the
+    latent grid (each channel is then the class's local share), the learned encoder's output, or
+    (``lossless``) the map pixel-unshuffled onto the latent grid, ``(B, 3 f^2, S, S)``, every
+    pixel kept. Values in [-1, 1]."""
     if encoder is not None:
         return encoder(onehot)
+    if lossless:
+        return F.pixel_unshuffle(onehot, onehot.shape[-1] // latent_size) * 2.0 - 1.0
     return F.interpolate(onehot, size=(latent_size, latent_size), mode="area") * 2.0 - 1.0

@@ -14,13 +14,13 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
 from ..config import read_json_file
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
-from ..models.tim3 import TiM3Config, build_map_encoder, map_condition, onehot_map, predict_noise, tim3_config_from_dict
+from ..models.tim3 import TiM3Config, build_map_encoder, codec_class, map_condition, onehot_map, predict_noise, tim3_config_from_dict
 from ..models.weights import load_weights, save_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
@@ -57,9 +57,9 @@ class TiM3Pipeline(SamplingPipeline):
             raise MicroforgeError(f"{config_path}: format {raw.get('format')!r} is not {FORMAT!r}")
         cfg = tim3_config_from_dict(raw["config"], str(config_path))
         props = PropertySet.load(folder / "properties.json")
-        parts = {"vae_image": AutoencoderKL, "encoder_stage2": PropertyEncoder, "unet_stage2": UNet2DConditionModel}
+        parts = {"vae_image": codec_class(cfg.vae_image), "encoder_stage2": PropertyEncoder, "unet_stage2": UNet2DConditionModel}
         if cfg.two_stage:
-            parts.update(vae_map=AutoencoderKL, encoder_stage1=PropertyEncoder, unet_stage1=UNet2DConditionModel)
+            parts.update(vae_map=codec_class(cfg.vae_map), encoder_stage1=PropertyEncoder, unet_stage1=UNet2DConditionModel)
         modules: dict[str, torch.nn.Module] = {name: _load(cls, folder / name) for name, cls in parts.items()}
         if cfg.two_stage and cfg.map_condition == "learned":
             modules["map_encoder"] = load_weights(build_map_encoder(cfg), folder / "map_encoder")
@@ -179,7 +179,7 @@ class TiM3Pipeline(SamplingPipeline):
                 zm = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
                 logits = m["vae_map"].decode(zm / self.scaling["vae_map"]).sample
                 maps_t = logits.argmax(1)
-                extra = map_condition(onehot_map(maps_t), cfg.image_latent_size, m.get("map_encoder"))
+                extra = map_condition(onehot_map(maps_t), cfg.image_latent_size, m.get("map_encoder"), lossless=cfg.map_condition == "space_to_depth")
                 maps = maps_t.cpu().numpy().astype(np.uint8)
             zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
             images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0

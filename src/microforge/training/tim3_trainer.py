@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDPMScheduler
-from diffusers.training_utils import EMAModel
+from diffusers.training_utils import EMAModel, compute_snr
 from tqdm.auto import tqdm
 
 from ..data.dataset import MicrographDataset, d4_batch
@@ -35,7 +35,7 @@ from ..data.images import read_grey
 from ..data.manifest import read_dataset
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
-from ..models.tim3 import TiM3Config, build_autoencoder, build_map_encoder, build_unet, map_condition, onehot_map, predict_noise
+from ..models.tim3 import TiM3Config, build_autoencoder, codec_class, build_map_encoder, build_unet, map_condition, onehot_map, predict_noise
 from ..models.weights import save_weights
 from ..properties import PropertySet, PropertySpec
 from .data import properties_with_hull
@@ -51,8 +51,24 @@ def phases(cfg: TiM3Config) -> list[str]:
 
 
 def make_scheduler(cfg: TiM3Config) -> DDPMScheduler:
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                         beta_start=0.00085, beta_end=0.012, clip_sample=False)
+    """The training noise schedule (the sampler is built from its saved config). A
+    ``schedule_shift`` s divides the base schedule's signal-to-noise ratio by s^2 at every step
+    and stores the resulting betas explicitly (diffusers' ``trained_betas``)."""
+    kw = dict(num_train_timesteps=cfg.num_train_timesteps, beta_start=0.00085, beta_end=0.012, clip_sample=False,
+              prediction_type=cfg.prediction_type, timestep_spacing=cfg.timestep_spacing)
+    base = DDPMScheduler(beta_schedule=cfg.beta_schedule, **kw)
+    if cfg.schedule_shift == 1.0:
+        return base
+    return DDPMScheduler(trained_betas=shifted_betas(base.alphas_cumprod.double(), cfg.schedule_shift).tolist(), **kw)
+
+
+def shifted_betas(alphas_cumprod: torch.Tensor, shift: float) -> torch.Tensor:
+    """Betas ``(T,)`` of the schedule whose SNR is ``SNR(t) / shift^2``, SNR = a / (1 - a) for the
+    cumulative products ``alphas_cumprod`` ``(T,)`` (Hoogeboom et al. 2023, shifted schedules)."""
+    snr = alphas_cumprod / (1.0 - alphas_cumprod) / shift**2
+    a = snr / (1.0 + snr)
+    prev = torch.cat([torch.ones(1, dtype=a.dtype), a[:-1]])
+    return (1.0 - a / prev).clamp(0.0, 0.999)
 
 
 def gradient_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -242,8 +258,23 @@ class TiM3Trainer:
         ks = torch.randint(0, 8 if self.cfg.train.augment else 1, (batch,), generator=gen)
         return idx, ks
 
+    def _save_lossless_codec(self, phase: str, channels: int) -> bool:
+        """A space-to-depth codec has nothing to train: write it and mark its phase done.
+        Returns whether the phase's codec is one."""
+        cfg = getattr(self.cfg, phase)
+        if cfg.kind != "space_to_depth":
+            return False
+        if self.acc.is_main_process:
+            build_autoencoder(cfg, channels).save_pretrained(self.out / phase)
+            (self.out / DONE_DIR).mkdir(exist_ok=True)
+            (self.out / DONE_DIR / f"{phase}.json").write_text(json.dumps({"steps": 0, "seconds_this_run": 0.0, "processes": self.acc.num_processes}))
+        self.acc.wait_for_everyone()
+        return True
+
     def _train_vae_image(self, i: int) -> None:
         cfg = self.cfg.vae_image
+        if self._save_lossless_codec("vae_image", 1):
+            return
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
@@ -258,6 +289,8 @@ class TiM3Trainer:
 
     def _train_vae_map(self, i: int) -> None:
         cfg = self.cfg.vae_map
+        if self._save_lossless_codec("vae_map", 3):
+            return
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
@@ -273,9 +306,7 @@ class TiM3Trainer:
         (1 / std of the latents), as latent diffusion uses."""
         if which in self.latents:
             return self.latents[which]
-        from diffusers import AutoencoderKL
-
-        vae = AutoencoderKL.from_pretrained(self.out / which, use_safetensors=True).eval()
+        vae = codec_class(getattr(self.cfg, which)).from_pretrained(self.out / which, use_safetensors=True).eval()
         means, stds = [], []
         for start in range(0, len(self.data), 64):
             sl = slice(start, start + 64)
@@ -288,6 +319,17 @@ class TiM3Trainer:
         self.latents[which] = (mean, std, scale)
         return self.latents[which]
 
+    def _latents(self, which: str, idx: torch.Tensor, ks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Scaled latents ``(B, C, S, S)`` of training tiles ``idx`` under the symmetries ``ks``: a
+        draw from each tile's posterior, rotated/flipped. A space-to-depth latent is instead taken
+        of the rotated/flipped tile, since rotating it would scramble each block's pixels."""
+        mean, std, scale = self._encode_all(which)
+        codec = getattr(self.cfg, which)
+        if codec.kind == "space_to_depth":
+            x = self.data.images[idx] if which == "vae_image" else onehot_map(self.data.maps[idx]) * 2.0 - 1.0
+            return F.pixel_unshuffle(d4_batch(x, ks), codec.factor) * scale
+        return d4_batch((mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale, ks)
+
     def _diffusion_loss(self, unet, encoder, z0: torch.Tensor, y: torch.Tensor, gen: torch.Generator, extra: torch.Tensor | None) -> torch.Tensor:
         b = z0.shape[0]
         dev = self.acc.device
@@ -295,24 +337,36 @@ class TiM3Trainer:
         ctx = encoder(y.to(dev), generator=gen, drop=drop)
         noise = torch.randn(z0.shape, generator=gen).to(dev)
         t = torch.randint(0, self.cfg.num_train_timesteps, (b,), generator=gen).to(dev)
-        zt = self.scheduler.add_noise(z0.to(dev), noise, t)
+        z0 = z0.to(dev)
+        zt = self.scheduler.add_noise(z0, noise, t)
         inp = zt if extra is None else torch.cat([zt, extra.to(dev)], dim=1)
-        return F.mse_loss(predict_noise(unet, inp, t, ctx), noise)
+        target = noise if self.cfg.prediction_type == "epsilon" else self.scheduler.get_velocity(z0, noise, t)
+        err = (predict_noise(unet, inp, t, ctx).float() - target).pow(2).mean(dim=(1, 2, 3))
+        return (err * self._loss_weights(t)).mean()
+
+    def _loss_weights(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss weights ``(B,)``: ones, or min-SNR-gamma (Hang et al. 2023), which
+        stops the nearly clean timesteps from dominating: min(SNR, gamma) / SNR for the noise
+        target, min(SNR, gamma) / (SNR + 1) for the velocity target."""
+        gamma = self.cfg.snr_gamma
+        if gamma is None:
+            return torch.ones(t.shape, device=t.device)
+        snr = compute_snr(self.scheduler, t).to(t.device)
+        clipped = snr.clamp(max=gamma)
+        return clipped / snr if self.cfg.prediction_type == "epsilon" else clipped / (snr + 1.0)
 
     def _train_stage1(self, i: int) -> None:
-        mean, std, scale = self._encode_all("vae_map")
         cfg = self.cfg.train
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
-            z0 = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale
-            return self._diffusion_loss(m["unet_stage1"], m["encoder_stage1"], d4_batch(z0, ks), self._conditions(idx, gen), gen, None)
+            z0 = self._latents("vae_map", idx, ks, gen)
+            return self._diffusion_loss(m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen), gen, None)
 
         modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
         self._loop(i, "stage1", modules, loss_fn, cfg.steps, cfg.lr, ema=True)
 
     def _train_stage2(self, i: int) -> None:
-        mean, std, scale = self._encode_all("vae_image")
         cfg, c = self.cfg.train, self.cfg
         modules: dict[str, torch.nn.Module] = {"encoder_stage2": self._encoder()}
         if c.two_stage and c.map_condition == "learned":
@@ -321,11 +375,11 @@ class TiM3Trainer:
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
-            z0 = d4_batch((mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale, ks)
+            z0 = self._latents("vae_image", idx, ks, gen)
             extra = None
             if c.two_stage:
                 onehot = onehot_map(d4_batch(self.data.maps[idx], ks)).to(self.acc.device)
-                extra = map_condition(onehot, c.image_latent_size, m.get("map_encoder"))
+                extra = map_condition(onehot, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth")
             return self._diffusion_loss(m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra)
 
         self._loop(i, "stage2", modules, loss_fn, cfg.stage2_steps or cfg.steps, cfg.lr, ema=True)

@@ -1,0 +1,52 @@
+"""Turn a wall-clock budget into a TiM3 training config: time each diffusion stage's step on this
+device, then give stage 1 and stage 2 as many steps as fit their share of the budget.
+
+    python benchmarks/gpu_train_plan.py --config configs/tim3-tiny.yaml --seconds 240 --batch-size 128 --out plan.yaml
+
+The steps are then fixed numbers in the written config (training itself stays step-counted,
+seeded and resumable). A step in the real loop also draws its batch and updates the EMA, so the
+measured step time is multiplied by ``--overhead`` before dividing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+import yaml
+from tim3_speed import pipeline_for, train_step_seconds  # benchmarks/ is on sys.path
+
+from microforge.models.tim3 import load_tim3_config
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, required=True, help="base TiM3 YAML config")
+    ap.add_argument("--seconds", type=float, required=True, help="wall-clock budget for both diffusion stages")
+    ap.add_argument("--batch-size", type=int, help="training batch size [the config's]")
+    ap.add_argument("--lr", type=float, help="learning rate [the config's]")
+    ap.add_argument("--stage1-share", type=float, default=0.35, help="share of the budget for stage 1 (its latent grid is smaller)")
+    ap.add_argument("--overhead", type=float, default=1.5, help="real loop step / bare UNet step")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--out", type=Path, required=True, help="YAML config to write")
+    args = ap.parse_args()
+    cfg = load_tim3_config(args.config)
+    train = dataclasses.replace(cfg.train, batch_size=args.batch_size or cfg.train.batch_size, lr=args.lr or cfg.train.lr)
+    cfg = dataclasses.replace(cfg, train=train)
+    _, modules = pipeline_for(cfg, args.device)
+    seconds = {s: train_step_seconds(cfg, modules, args.device, repeats=20, stage=s) * args.overhead for s in (1, 2)}
+    steps1 = max(1, int(args.seconds * args.stage1_share / seconds[1]))
+    steps2 = max(1, int(args.seconds * (1 - args.stage1_share) / seconds[2]))
+    plan = cfg.to_dict()
+    plan["train"].update(steps=steps1, stage2_steps=steps2, checkpoint_every=max(250, steps2 // 4))
+    args.out.write_text(f"# planned by benchmarks/gpu_train_plan.py from {args.config}: {args.seconds:.0f} s on {args.device}, "
+                        f"step seconds (with overhead) {json.dumps({k: round(v, 4) for k, v in seconds.items()})}\n"
+                        + yaml.safe_dump(plan, sort_keys=False))
+    print(json.dumps({"stage1_steps": steps1, "stage2_steps": steps2, "step_seconds": seconds, "batch_size": train.batch_size}))
+
+
+if __name__ == "__main__":
+    main()
