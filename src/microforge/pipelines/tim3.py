@@ -183,7 +183,7 @@ class TiM3Pipeline(SamplingPipeline):
                 maps = maps_t.cpu().numpy().astype(np.uint8)
             zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
             images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
-            yield Generated(maps, images.cpu().numpy().astype(np.float32), targets[start : start + batch_size])
+            yield Generated(maps, images.float().cpu().numpy(), targets[start : start + batch_size])  # float(): autocast may give bf16
 
 
 def _load(cls, path: Path):
