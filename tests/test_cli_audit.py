@@ -1,5 +1,6 @@
 """Audit of every command: bad input gives one line, ``Error: ...``, exit 1, never a traceback."""
 
+import json
 import shutil
 
 import numpy as np
@@ -8,6 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from microforge.cli import cli
+from microforge.data.outdir import OWNER_FILE
 
 TARGET = ["--prop", "YS=1000", "--prop", "TS=1080", "--prop", "EF=12", "--prop", "RH=37", "--prop", "IT=30", "--prop", "DCS=1450"]
 
@@ -22,10 +24,10 @@ def bad(tmp_path_factory, tiny_bench):
     (empty / "manifest.csv").write_text((tiny_bench.root / "manifest.csv").read_text().splitlines()[0] + "\n")
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(root / "tiny.png")  # too small to measure
     (root / "fake.png").write_text("not an image")
-    (root / "full").mkdir()
-    (root / "full" / "run.json").write_text("{}")  # a generate output folder that holds results
-    (root / "report").mkdir()
-    (root / "report" / "metrics.json").write_text("{}")
+    for folder, done in (("full", "run.json"), ("report", "metrics.json")):  # output folders that hold finished results
+        (root / folder).mkdir()
+        (root / folder / done).write_text("{}")
+        (root / folder / OWNER_FILE).write_text(json.dumps({"command": "test", "written": [done]}))
     (root / "notes.txt").write_text("x")
     return root
 
@@ -39,7 +41,7 @@ CASES = [
     (["generate", *TARGET, "--prop", "CFS=0.2", "--prop", "ZZ=1", "--out", "{b}/g"], "unknown property 'ZZ'"),
     (["generate", *TARGET, "--prop", "CFS=0.2", "--out", "{b}/full"], "already holds results; pass --overwrite"),
     (["generate", "--model", "{b}/nomodel", *TARGET, "--prop", "CFS=0.2", "--out", "{b}/g"], "model folder not found"),
-    (["generate", *TARGET, "--prop", "CFS=0.2", "--steps", "0", "--out", "{b}/g2"], "steps must be at least 1"),
+    (["generate", *TARGET, "--prop", "CFS=0.2", "--steps", "0", "--out", "{b}/g2"], "--steps must be a whole number in 1..10000"),
     # evaluate
     (["evaluate", "--data", "{b}/nodata", "--report", "{b}/r"], "dataset folder not found"),
     (["evaluate", "--data", "{b}/empty", "--report", "{b}/r"], "no tiles"),
@@ -67,7 +69,7 @@ CASES = [
     (["serve", "--max-samples", "0"], "--max-samples must be at least 1"),
     # data
     (["data", "info", "{b}/empty"], "no tiles"),
-    (["data", "synth", "--out", "{b}/notes.txt"], "not a folder"),
+    (["data", "synth", "--out", "{b}/notes.txt"], "is a file, expected a folder"),
     (["train", "ccdm", "--data", "{b}/nodata", "--out", "{b}/t"], "dataset folder not found"),
     (["train", "ccgan", "--data", "{b}/empty", "--out", "{b}/t"], "no tiles"),
 ]

@@ -3,7 +3,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from microforge.data.dataset import IGNORE_INDEX, MicrographDataset, d4_transform, split_specimens
+import torch
+
+from microforge.data.dataset import IGNORE_INDEX, MicrographDataset, d4_batch, d4_transform, split_specimens
 from microforge.errors import MicroforgeError
 
 
@@ -85,3 +87,11 @@ def test_tiles_without_masks_are_ignored(tmp_path, tiny_bench):
 def test_unknown_split_and_modality(tiny_bench):
     with pytest.raises(MicroforgeError):
         MicrographDataset(tiny_bench.root, split="holdout")
+
+
+def test_d4_batch_applies_each_samples_own_symmetry():
+    x = torch.arange(8 * 2 * 3 * 3, dtype=torch.float32).view(8, 2, 3, 3)
+    ks = torch.tensor([3, 0, 7, 4, 1, 1, 6, 2])
+    out = d4_batch(x, ks)
+    for i, k in enumerate(ks.tolist()):
+        assert np.array_equal(out[i].numpy(), d4_transform(x[i].numpy(), k))

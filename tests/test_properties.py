@@ -6,7 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microforge.errors import MicroforgeError
-from microforge.properties import TITANIUM_PROPERTIES, PropertySet, PropertySpec, parse_property_assignments
+from microforge.properties import (TITANIUM_PROPERTIES, PropertySet, PropertySpec, category_name, check_target_range,
+                                  parse_property_assignments, parse_property_mapping)
 
 TI = PropertySet(list(TITANIUM_PROPERTIES))
 
@@ -89,3 +90,25 @@ def test_parser_never_fails_untidily(items):
 def test_parser_reads_back_every_finite_float(values):
     items = [f"{n}={v!r}" for n, v in zip(TI.names, values)]
     assert parse_property_assignments(items, TI).tolist() == values
+
+
+def test_categorical_properties_accept_their_names():
+    props = PropertySet([PropertySpec("YS", "MPa", 800, 1400), PropertySpec("cooling", "", 0, 1, categories=("AC", "WQ"))])
+    assert parse_property_assignments(["YS=900", "cooling=WQ"], props).tolist() == [900, 1]
+    assert parse_property_assignments(["YS=900", "cooling= AC "], props).tolist() == [900, 0]
+    assert parse_property_assignments(["YS=900", "cooling=1"], props).tolist() == [900, 1]  # the code still works
+    assert parse_property_mapping({"YS": 900, "cooling": "WQ"}, props).tolist() == [900, 1]
+    for bad in ("FC", "2", "0.5"):
+        with pytest.raises(MicroforgeError, match="expected one of AC, WQ"):
+            parse_property_assignments(["YS=900", f"cooling={bad}"], props)
+    assert category_name(props.specs[1], 1.0) == "WQ" and category_name(props.specs[0], 900.0) == 900.0
+
+
+def test_range_check_names_the_property_and_the_way_out():
+    with pytest.raises(MicroforgeError, match=r"YS \[MPa\]: 50000 is outside the model's range .* --allow-extrapolation"):
+        check_target_range(TI, np.array([50000, 1000, 10, 35, 30, 1500, 0.2]))
+    with pytest.raises(MicroforgeError, match="outside the model's range"):
+        check_target_range(TI, np.array([-5, 1000, 10, 35, 30, 1500, 0.2]))
+    check_target_range(TI, np.array([50000, 1000, 10, 35, 30, 1500, 0.2]), allow_extrapolation=True)
+    with pytest.raises(MicroforgeError, match="True is not a number"):
+        parse_property_mapping({**dict(zip(TI.names, [1000, 1000, 10, 35, 30, 1500, 0.2])), "YS": True}, TI)

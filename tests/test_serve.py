@@ -52,8 +52,9 @@ def test_model_description_bounds_every_slider(explorer):
 
 
 @pytest.mark.parametrize("change,message", [
-    ({"YS": "NaN"}, "not a finite number"), ({"YS": "abc"}, "'abc' is not a number"), ({"EF": 1e9}, "outside the model's range"),
-    ({"TS": None}, "no value given"), ({"XX": 1.0}, "unknown properties XX"), ({"CFS": "inf"}, "not a finite number"),
+    ({"YS": "NaN"}, "value must be finite"), ({"YS": "abc"}, "'abc' is not a number"), ({"EF": 1e9}, "outside the model's range"),
+    ({"TS": None}, "no value given"), ({"XX": 1.0}, "unknown properties XX"), ({"CFS": "inf"}, "value must be finite"),
+    ({"YS": True}, "True is not a number"), ({"RH": False}, "False is not a number"),
 ])
 def test_bad_targets_are_refused_with_the_property_named(explorer, change, message):
     target = {**centre(explorer), **change}
@@ -61,7 +62,8 @@ def test_bad_targets_are_refused_with_the_property_named(explorer, change, messa
         explorer.check(target)
 
 
-@pytest.mark.parametrize("n,message", [(0, "1 to 6"), (7, "1 to 6"), (2.5, "whole number"), ("many", "whole number"), (-1, "1 to 6")])
+@pytest.mark.parametrize("n,message", [(0, "1 to 6"), (7, "1 to 6"), (2.5, "whole number"), ("many", "whole number"), (-1, "1 to 6"),
+                                       (True, "whole number"), (float("inf"), "whole number"), (1e400, "whole number"), (None, "whole number")])
 def test_sample_count_is_bounded(explorer, n, message):
     with pytest.raises(MicroforgeError, match=message):
         explorer.generate({"target": centre(explorer), "n": n})
@@ -117,6 +119,41 @@ def test_http_api_generates_and_refuses_bad_requests(server, explorer):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(server + bad)
         assert e.value.code == 404
+
+
+def _raw_post(server, path, body: bytes, length: str) -> tuple[int, dict]:
+    """A POST with a hand-written Content-Length (urllib always sends the true one)."""
+    import http.client
+    from urllib.parse import urlparse
+
+    u = urlparse(server)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=20)
+    conn.putrequest("POST", path)
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", length)
+    conn.endheaders()
+    conn.send(body)
+    r = conn.getresponse()
+    return r.status, json.loads(r.read())
+
+
+@pytest.mark.parametrize("path,body,length,message", [
+    ("/api/random-target", b'{"seed": 1.5}', None, "seed must be a non-negative whole number"),
+    ("/api/random-target", b'{"seed": "x"}', None, "seed must be a non-negative whole number"),
+    ("/api/random-target", b'{"seed": true}', None, "seed must be a non-negative whole number"),
+    ("/api/check", b'{}', "abc", "Content-Length must be a non-negative whole number"),
+    ("/api/check", b'{}', "-1", "Content-Length must be a non-negative whole number"),
+    ("/api/generate", b'{"target": {"YS": NaN}}', None, "not valid JSON"),
+])
+def test_every_bad_request_gets_a_400_and_none_hangs(server, path, body, length, message):
+    status, answer = _raw_post(server, path, body, length or str(len(body)))
+    assert status == 400 and message in answer["error"]
+
+
+def test_sample_count_1e400_is_a_400(server, explorer):
+    body = json.dumps({"target": centre(explorer)})[:-1] + ', "n": 1e400}'
+    status, answer = _raw_post(server, "/api/generate", body.encode(), str(len(body)))
+    assert status == 400 and "whole number" in answer["error"]
 
 
 # ------------------------------------------------------------------------------- browser

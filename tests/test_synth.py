@@ -153,7 +153,7 @@ def test_finished_output_is_refused_and_config_changes_caught(tmp_path):
     build_benchmark(out, SMALL, progress=False, overwrite=True)
     (tmp_path / "stranger").mkdir()
     (tmp_path / "stranger" / "notes.txt").write_text("mine")
-    with pytest.raises(MicroforgeError, match="holds no microforge results"):
+    with pytest.raises(MicroforgeError, match="was not written by microforge"):
         build_benchmark(tmp_path / "stranger", SMALL, progress=False, overwrite=True)
     assert (tmp_path / "stranger" / "notes.txt").exists()
 

@@ -5,6 +5,7 @@ Every user error surfaces as one line, ``Error: ...``, and exit code 1; never a 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,24 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MicroforgeError as exc:
             raise click.ClickException(str(exc)) from None
+
+
+class _Root(_Group):
+    """The top group: a usage error (an option that is not a number, an unknown option) is one
+    line too, ``Error: ...`` naming the option, with click's exit code 2, instead of click's
+    usage block."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("Aborted!", err=True)
+            raise SystemExit(1) from None
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            raise SystemExit(exc.exit_code) from None
+        raise SystemExit(result if isinstance(result, int) else 0)
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -45,7 +64,38 @@ def _mapping(items: tuple[str, ...], option: str, number: bool = False) -> dict[
     return out
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+class _Number(click.ParamType):
+    """A finite real number, optionally within [lo, hi]: NaN, infinities and values outside are
+    refused by name (click's FloatRange lets NaN through)."""
+
+    name = "number"
+
+    def __init__(self, lo: float | None = None, hi: float | None = None) -> None:
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float) and math.isfinite(value):
+            number = value
+        else:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if (self.lo is not None and number < self.lo) or (self.hi is not None and number > self.hi):
+            self.fail(f"{value!r} is not in {self.lo:g}..{self.hi:g}", param, ctx)
+        return number
+
+
+SEED = click.IntRange(0, 2**63 - 1)  # numpy's SeedSequence and torch's generators take any non-negative seed below 2^63
+COUNT = click.IntRange(1, 10**6)  # sample, tile and step counts: a million is far beyond any CPU run
+STEPS = click.IntRange(1, 10_000)  # sampling steps
+BATCH = click.IntRange(1, 4096)
+GUIDANCE = _Number(0.0, 100.0)
+
+
+@click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="microforge")
 def cli() -> None:
     """microforge: generate alloy micrographs from target properties, and measure them."""
@@ -62,13 +112,13 @@ def data() -> None:
 @data.command("synth")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Dataset folder to write.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML SynthConfig (see configs/synth-default.yaml).")
-@click.option("--specimens", "n_specimens", type=int, help="Number of specimens [100].")
-@click.option("--field-px", type=int, help="Side of each specimen's field, px [640].")
-@click.option("--tile-size", type=int, help="Tile side, px [128].")
-@click.option("--overlap", type=int, help="Overlap of neighbouring tiles, px [0].")
+@click.option("--specimens", "n_specimens", type=click.IntRange(1, 100_000), help="Number of specimens [100].")
+@click.option("--field-px", type=click.IntRange(8, 16_384), help="Side of each specimen's field, px [640].")
+@click.option("--tile-size", type=click.IntRange(8, 4096), help="Tile side, px [128].")
+@click.option("--overlap", type=click.IntRange(0, 4095), help="Overlap of neighbouring tiles, px [0].")
 @click.option("--modality", type=click.Choice(["OM", "SEM", "both"]), help="Renderings to write [both].")
-@click.option("--seed", type=int, help="Seed; the benchmark is a pure function of the config [0].")
-@click.option("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)), show_default=True, help="Processes.")
+@click.option("--seed", type=SEED, help="Seed; the benchmark is a pure function of the config [0].")
+@click.option("--workers", type=click.IntRange(1, 256), default=max(1, min(4, os.cpu_count() or 1)), show_default=True, help="Processes.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished dataset in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def data_synth(out: Path, config_path: Path | None, modality: str | None, workers: int, overwrite: bool, quiet: bool, **fields: Any) -> None:
@@ -107,12 +157,12 @@ def data_synth(out: Path, config_path: Path | None, modality: str | None, worker
 @click.option("--mask-type-column", help="Column giving each row's mask format.")
 @click.option("--modality", default="SEM", show_default=True, help="OM or SEM for all images.")
 @click.option("--modality-column", help="Column giving each row's modality.")
-@click.option("--tile-size", default=128, show_default=True, type=int, help="Tile side, px.")
-@click.option("--overlap", default=0, show_default=True, type=int, help="Overlap of neighbouring tiles, px.")
+@click.option("--tile-size", default=128, show_default=True, type=click.IntRange(8, 4096), help="Tile side, px.")
+@click.option("--overlap", default=0, show_default=True, type=click.IntRange(0, 4095), help="Overlap of neighbouring tiles, px.")
 @click.option("--crop", help="Pixels cut from each edge first: top,bottom,left,right (e.g. 0,24,0,0 drops a scale bar).")
-@click.option("--scale", default=1.0, show_default=True, type=float, help="Resampling factor after cropping.")
-@click.option("--percentile", "upper_percentile", default=90.0, show_default=True, type=float, help="Grey level mapped to white.")
-@click.option("--lower-percentile", default=0.0, show_default=True, type=float, help="Grey level mapped to black.")
+@click.option("--scale", default=1.0, show_default=True, type=_Number(1e-3, 100.0), help="Resampling factor after cropping.")
+@click.option("--percentile", "upper_percentile", default=90.0, show_default=True, type=_Number(0.0, 100.0), help="Grey level mapped to white.")
+@click.option("--lower-percentile", default=0.0, show_default=True, type=_Number(0.0, 100.0), help="Grey level mapped to black.")
 @click.option("--overwrite", is_flag=True, help="Replace a finished dataset in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def data_import(**kw: Any) -> None:
@@ -131,13 +181,13 @@ def data_import(**kw: Any) -> None:
         tile_size=kw["tile_size"], overlap=kw["overlap"], crop=Crop.parse(kw["crop"]), scale=kw["scale"],
         upper_percentile=kw["upper_percentile"], lower_percentile=kw["lower_percentile"], overwrite=kw["overwrite"],
     )
-    dataset = import_dataset(opt, progress=not quiet)
+    dataset = import_dataset(opt, progress=not quiet, warn=lambda m: click.echo(f"warning: {m}", err=True))
     click.echo(f"wrote {len(dataset)} tiles of {dataset.table['specimen'].nunique()} specimens to {opt.out}")
 
 
 @data.command("info")
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--seed", default=0, show_default=True, help="Split seed.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Split seed.")
 def data_info(dataset: Path, seed: int) -> None:
     """Summarise a dataset: tiles, specimens, splits and property ranges."""
     from .data.dataset import split_specimens
@@ -157,13 +207,18 @@ def data_info(dataset: Path, seed: int) -> None:
 @data.command("sheet")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
-@click.option("--per-morphology", default=2, show_default=True, help="Specimens per morphology (synthetic data).")
-def data_sheet(dataset: Path, out: Path, per_morphology: int) -> None:
+@click.option("--per-morphology", default=2, show_default=True, type=click.IntRange(1, 100), help="Specimens per morphology (synthetic data).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+def data_sheet(dataset: Path, out: Path, per_morphology: int, overwrite: bool) -> None:
     """Draw a contact sheet of a synthetic benchmark (maps, OM and SEM per morphology)."""
     from .data.contact_sheet import synth_contact_sheet
     from .data.manifest import read_dataset
+    from .data.outdir import check_output_file
 
+    if per_morphology < 1:
+        raise MicroforgeError(f"--per-morphology must be at least 1, got {per_morphology}")
     ds = read_dataset(dataset)
+    check_output_file(out, overwrite, (".png",))
     if "morphology" not in ds.table.columns:
         raise MicroforgeError(f"{dataset}: not a synthetic benchmark (no morphology column)")
     synth_contact_sheet(ds, out, per_morphology)
@@ -255,17 +310,17 @@ def train_regressor_cmd(data: Path, config_path: Path | None, out: Path, resume:
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset the model was trained on (the real reference).")
 @click.option("--report", required=True, type=click.Path(path_type=Path), help="Folder for index.html, metrics.json and figures.")
 @click.option("--regressor", help="Property regressor folder [the model's regressor/ when present].")
-@click.option("-n", "n", default=500, show_default=True, help="Generated samples (targets drawn inside the training hull).")
-@click.option("--n-reference", default=500, show_default=True, help="Real tiles in the reference set.")
-@click.option("--n-describe", default=100, show_default=True, help="Samples per set measured with every descriptor.")
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--steps", type=int, help="Sampling steps [the model's, 20].")
-@click.option("--guidance", "guidance_scale", type=float, help="Classifier-free guidance scale [the model's].")
-@click.option("--seed", default=0, show_default=True)
+@click.option("-n", "n", default=500, show_default=True, type=click.IntRange(4, 10**6), help="Generated samples (targets drawn inside the training hull).")
+@click.option("--n-reference", default=500, show_default=True, type=click.IntRange(4, 10**6), help="Real tiles in the reference set.")
+@click.option("--n-describe", default=100, show_default=True, type=click.IntRange(0, 10**6), help="Samples per set measured with every descriptor.")
+@click.option("--batch-size", default=16, show_default=True, type=BATCH)
+@click.option("--steps", type=STEPS, help="Sampling steps [the model's, 20].")
+@click.option("--guidance", "guidance_scale", type=GUIDANCE, help="Classifier-free guidance scale [the model's].")
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--sweep-steps", is_flag=True, help="Also the DDIM-steps sweep (1, 5, 10, 15, 20).")
 @click.option("--brightness", is_flag=True, help="Also the 21-level brightness experiment (models trained with brightness).")
 @click.option("--ablation", multiple=True, help="NAME=MODEL: another model scored on the same targets, repeatable.")
-@click.option("--n-sweep", default=100, show_default=True, help="Samples per sweep point and per ablation model.")
+@click.option("--n-sweep", default=100, show_default=True, type=COUNT, help="Samples per sweep point and per ablation model.")
 @click.option("--fingerprint", help="Fingerprint VAE folder: adds the Fréchet distance on its fingerprints.")
 @click.option("--no-fid", is_flag=True, help="Skip FID, KID and precision/recall (for machines without the Inception weights).")
 @click.option("--overwrite", is_flag=True, help="Replace a finished report in --report.")
@@ -296,27 +351,30 @@ def evaluate_cmd(model: str, data: Path, report: Path, regressor: str | None, n:
 @cli.command("generate")
 @click.option("--model", default="bundled:ti-sem-tiny", show_default=True, help="Model folder, or bundled:NAME.")
 @click.option("--prop", "props", multiple=True, help="NAME=VALUE for every property of the model, repeatable.")
-@click.option("-n", "n", default=8, show_default=True, help="Samples per target.")
+@click.option("-n", "n", default=8, show_default=True, type=click.IntRange(1, 10_000), help="Samples per target.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
-@click.option("--steps", type=int, help="Denoising steps [the model's, 20].")
-@click.option("--guidance", "guidance_scale", type=float, help="Classifier-free guidance scale [the model's].")
+@click.option("--steps", type=STEPS, help="Denoising steps [the model's, 20].")
+@click.option("--guidance", "guidance_scale", type=GUIDANCE, help="Classifier-free guidance scale [the model's].")
 @click.option("--sampler", type=click.Choice(["ddim", "dpm++"]), help="Sampler [the model's, ddim].")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--brightness", type=float, help="Target mean grey level in [-1, 1] (models trained with it).")
+@click.option("--seed", default=0, show_default=True, type=SEED)
+@click.option("--batch-size", default=16, show_default=True, type=BATCH)
+@click.option("--brightness", type=_Number(-1.0, 1.0), help="Target mean grey level in [-1, 1] (models trained with it).")
+@click.option("--allow-extrapolation", is_flag=True, help="Sample targets outside the model's property range too.")
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate_cmd(model: str, props: tuple[str, ...], n: int, out: Path, steps: int | None, guidance_scale: float | None,
-                 sampler: str | None, seed: int, batch_size: int, brightness: float | None, overwrite: bool, quiet: bool) -> None:
+                 sampler: str | None, seed: int, batch_size: int, brightness: float | None, allow_extrapolation: bool,
+                 overwrite: bool, quiet: bool) -> None:
     """Generate micrographs (and their stage-1 maps) for a property target."""
     from .pipelines.baselines import load_pipeline
     from .pipelines.generate import generate, resolve_model
-    from .properties import parse_property_assignments
+    from .properties import check_target_range, parse_property_assignments
 
     if n < 1:
         raise MicroforgeError(f"-n must be at least 1, got {n}")
     pipe = load_pipeline(resolve_model(model))
     target = parse_property_assignments(list(props), pipe.condition_properties)
+    check_target_range(pipe.condition_properties, target, allow_extrapolation)
     run = generate(model, target[None], n, out, steps, guidance_scale, sampler, seed, batch_size, brightness, overwrite, not quiet, pipe)
     if not run["in_training_hull"][0]:
         click.echo("warning: the target lies outside the convex hull of the training data's properties; "
@@ -327,9 +385,9 @@ def generate_cmd(model: str, props: tuple[str, ...], n: int, out: Path, steps: i
 @cli.command("serve")
 @click.option("--model", default="bundled:ti-sem-tiny", show_default=True, help="TiM3 model folder, or bundled:NAME.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; the default serves this machine only.")
-@click.option("--port", default=7860, show_default=True, help="Port (0: any free port).")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
 @click.option("--regressor", help="Property regressor folder [the model's regressor/ when present].")
-@click.option("--max-samples", default=16, show_default=True, help="Most samples one request may ask for.")
+@click.option("--max-samples", default=16, show_default=True, type=click.IntRange(1, 1024), help="Most samples one request may ask for.")
 @click.option("--runs-dir", type=click.Path(path_type=Path), help="Where runs are kept for download [a temporary folder].")
 def serve_cmd(model: str, host: str, port: int, regressor: str | None, max_samples: int, runs_dir: Path | None) -> None:
     """Explore property targets in the browser: sliders, samples, maps, descriptors, download."""
@@ -341,9 +399,14 @@ def serve_cmd(model: str, host: str, port: int, regressor: str | None, max_sampl
 
     if max_samples < 1:
         raise MicroforgeError(f"--max-samples must be at least 1, got {max_samples}")
+    if not 0 <= port <= 65535:
+        raise MicroforgeError(f"--port must lie in 0..65535, got {port}")
     with tempfile.TemporaryDirectory(prefix="microforge-serve-") as tmp:
         explorer = Explorer(model, runs_dir or tmp, regressor, max_samples)
-        server, _ = start_server(explorer, host, port)
+        try:
+            server, _ = start_server(explorer, host, port)
+        except OSError as exc:
+            raise MicroforgeError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
         click.echo(f"microforge explorer on http://{host}:{server.server_port}/  (Ctrl+C stops it)")
         try:
             while True:
@@ -383,10 +446,10 @@ def fingerprint_encode(paths: tuple[Path, ...], model: Path, out: Path) -> None:
 @click.option("--model", required=True, type=click.Path(path_type=Path), help="Trained fingerprint model folder.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder to explore.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the figures and JSON.")
-@click.option("--gamma", "gammas", multiple=True, type=float, help="Cloud scale, repeatable [0.25, 0.5, 1].")
+@click.option("--gamma", "gammas", multiple=True, type=_Number(1e-6, 1e6), help="Cloud scale, repeatable [0.25, 0.5, 1].")
 @click.option("--label", default="morphology", show_default=True, help="Manifest column that colours t-SNE and the SVM learns.")
-@click.option("--max-images", default=1500, show_default=True, help="Tiles used (a seeded subset).")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--max-images", default=1500, show_default=True, type=COUNT, help="Tiles used (a seeded subset).")
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
 def fingerprint_explore(model: Path, data: Path, out: Path, gammas: tuple[float, ...], label: str, max_images: int, seed: int, overwrite: bool) -> None:
     """Linear paths, Gaussian clouds, PCA, t-SNE and SVR/SVM cross-validation; a figure and a JSON each."""
@@ -408,8 +471,8 @@ def fingerprint_explore(model: Path, data: Path, out: Path, gammas: tuple[float,
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for descriptors.json and figures.")
 @click.option("--segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder (images without masks).")
 @click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True, help="Contrast of the images.")
-@click.option("--pixel-size", "pixel_size_um", type=float, help="Micrometres per pixel (adds um lengths and ASTM G).")
-@click.option("--figures", default=20, show_default=True, help="Draw a figure for the first N images.")
+@click.option("--pixel-size", "pixel_size_um", type=_Number(1e-6, 1e6), help="Micrometres per pixel (adds um lengths and ASTM G).")
+@click.option("--figures", default=20, show_default=True, type=click.IntRange(0, 10_000), help="Draw a figure for the first N images.")
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def characterize_cmd(paths: tuple[Path, ...], out: Path, segmenter: str, modality: str, pixel_size_um: float | None,
@@ -457,11 +520,11 @@ def segment_run(paths: tuple[Path, ...], out: Path, segmenter: str, modality: st
 @segment.command("train")
 @click.option("--data", "datasets", multiple=True, required=True, type=click.Path(path_type=Path), help="Dataset with masks (repeatable).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
-@click.option("--steps", default=600, show_default=True, help="Optimiser steps.")
-@click.option("--batch-size", default=8, show_default=True)
+@click.option("--steps", default=600, show_default=True, type=COUNT, help="Optimiser steps.")
+@click.option("--batch-size", default=8, show_default=True, type=BATCH)
 @click.option("--crop", default=96, show_default=True, help="Training crop side, px (multiple of 8).")
 @click.option("--modality", type=click.Choice(["SEM", "OM"]), help="Train on one modality only.")
-@click.option("--seed", default=0, show_default=True)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace a model in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def segment_train(datasets: tuple[Path, ...], out: Path, steps: int, batch_size: int, crop: int, modality: str | None,
@@ -470,13 +533,14 @@ def segment_train(datasets: tuple[Path, ...], out: Path, steps: int, batch_size:
     from dataclasses import replace
 
     from .characterize.segmenter_training import SegmenterTrainConfig, train_segmenter
-    from .data.outdir import prepare_output_dir
+    from .data.outdir import prepare_output_dir, record_outputs
 
     if steps < 1 or batch_size < 1:
         raise MicroforgeError("--steps and --batch-size must be positive")
-    prepare_output_dir(out, overwrite, done_marker="model.safetensors", own_markers=("config.json",))
+    prepare_output_dir(out, overwrite, done_marker="model.safetensors", command="segment train")
     cfg = replace(SegmenterTrainConfig(), steps=steps, batch_size=batch_size, crop=crop, modality=modality, seed=seed)
     train_segmenter(list(datasets), out, cfg, progress=not quiet)
+    record_outputs(out)
     click.echo(f"saved the segmenter to {out}")
 
 
@@ -507,5 +571,11 @@ def segment_evaluate(dataset: Path, segmenter: str, split: str, modality: str, j
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: PyTorch gets the cores that are free now (microforge.threads)."""
+    from .threads import configure_threads
+
+    try:
+        configure_threads()
+    except MicroforgeError as exc:
+        raise SystemExit(f"Error: {exc}") from None
     cli(prog_name="microforge")

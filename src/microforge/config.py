@@ -37,6 +37,8 @@ class SynthConfig:
             raise MicroforgeError(f"n_specimens must be at least 1, got {self.n_specimens}")
         if self.field_px < self.tile_size:
             raise MicroforgeError(f"field_px {self.field_px} is smaller than tile_size {self.tile_size}")
+        if not 0 <= self.overlap < self.tile_size:
+            raise MicroforgeError(f"overlap must be in [0, tile size), got {self.overlap} for tile {self.tile_size}")
         if self.pixel_size_um <= 0:
             raise MicroforgeError(f"pixel_size_um must be positive, got {self.pixel_size_um}")
         bad = [m for m in self.modalities if m not in ("OM", "SEM")]

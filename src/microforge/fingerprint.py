@@ -164,7 +164,7 @@ def explore(model_dir: str | Path, data: str | Path, out: str | Path, gammas: Se
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC, SVR
 
-    from .data.outdir import prepare_output_dir
+    from .data.outdir import prepare_output_dir, record_outputs
 
     if any(g <= 0 for g in gammas):
         raise MicroforgeError(f"gammas must be positive, got {list(gammas)}")
@@ -176,7 +176,7 @@ def explore(model_dir: str | Path, data: str | Path, out: str | Path, gammas: Se
     if len(pick) < 20:
         raise MicroforgeError(f"{data}: {len(pick)} tiles are too few to explore; at least 20 are needed")
     out = Path(out)
-    prepare_output_dir(out, overwrite, done_marker="summary.json", own_markers=("cv.json",))
+    prepare_output_dir(out, overwrite, done_marker="summary.json", command="fingerprint explore")
     items = [ds[int(i)] for i in pick]
     images = torch.stack([it["image"] for it in items])[:, 0]
     f = fingerprints(model, images)
@@ -283,4 +283,5 @@ def explore(model_dir: str | Path, data: str | Path, out: str | Path, gammas: Se
     _save(fig, out, "cv", cv)
     summary["cv"] = cv
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    record_outputs(out)
     return summary

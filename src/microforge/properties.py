@@ -195,11 +195,41 @@ class PropertySet:
         return cls.from_json(read_json_file(path, "a dataset or model"), str(path))
 
 
+def parse_property_value(spec: PropertySpec, raw: Any, where: str) -> float:
+    """One property value as typed on the command line or sent as JSON: a finite number, or, for a
+    categorical property, one of its category names (or its integer code). Returns the value in
+    the manifest's units (a category's code). ``where`` starts each error message."""
+    if isinstance(raw, bool):
+        raise MicroforgeError(f"{where}: {raw!r} is not a number")
+    if spec.categories is not None:
+        text = raw.strip() if isinstance(raw, str) else raw
+        if text in spec.categories:
+            return float(spec.categories.index(text))
+    try:
+        value = float(raw.strip() if isinstance(raw, str) else raw)
+    except (TypeError, ValueError, OverflowError):
+        names = f"; expected one of {', '.join(spec.categories)}" if spec.categories is not None else ""
+        raise MicroforgeError(f"{where}: {raw!r} is not a number{names}") from None
+    if not math.isfinite(value):
+        raise MicroforgeError(f"{where}: value must be finite")
+    if spec.categories is not None and (value != int(value) or not 0 <= value < len(spec.categories)):
+        raise MicroforgeError(f"{where}: {raw!r} is not a category; expected one of {', '.join(spec.categories)}")
+    return value
+
+
+def category_name(spec: PropertySpec, value: float) -> str | float:
+    """A categorical property's name for its code (other properties: the value itself)."""
+    if spec.categories is not None and float(value).is_integer() and 0 <= int(value) < len(spec.categories):
+        return spec.categories[int(value)]
+    return float(value)
+
+
 def parse_property_assignments(items: Sequence[str], props: PropertySet) -> np.ndarray:
     """Parse ``["YS=1050", "TS=1120", ...]`` into a raw property vector ``(K,)`` in ``props`` order.
 
-    Every property must be given exactly once, as a finite number. Errors list the expected
-    names and units.
+    Every property must be given exactly once, as a finite number (a categorical one also by its
+    category name). Errors list the expected names and units. The range is checked separately,
+    by :func:`check_target_range`.
     """
     values: dict[str, float] = {}
     for item in items:
@@ -211,14 +241,36 @@ def parse_property_assignments(items: Sequence[str], props: PropertySet) -> np.n
             raise MicroforgeError(f"--prop {item!r}: unknown property {name!r}; expected {props.describe()}")
         if name in values:
             raise MicroforgeError(f"--prop {name} given twice")
-        try:
-            value = float(text)
-        except ValueError:
-            raise MicroforgeError(f"--prop {item!r}: {text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise MicroforgeError(f"--prop {item!r}: value must be finite")
-        values[name] = value
+        values[name] = parse_property_value(props.specs[props.names.index(name)], text, f"--prop {item!r}")
     missing = [s.label for s in props.specs if s.name not in values]
     if missing:
         raise MicroforgeError(f"missing properties: {', '.join(missing)}; expected {props.describe()}")
     return np.array([values[n] for n in props.names], dtype=np.float64)
+
+
+def parse_property_mapping(raw: Any, props: PropertySet) -> np.ndarray:
+    """A JSON ``{name: value}`` target (the web explorer's) -> the raw vector ``(K,)``; values may
+    be numbers, numeric text or category names. The same rules as :func:`parse_property_assignments`."""
+    if not isinstance(raw, dict):
+        raise MicroforgeError("the target must be an object of property values")
+    unknown = sorted(set(raw) - set(props.names))
+    if unknown:
+        raise MicroforgeError(f"unknown properties {', '.join(map(str, unknown))}; expected {props.describe()}")
+    out = []
+    for s in props.specs:
+        if s.name not in raw or raw[s.name] in (None, ""):
+            raise MicroforgeError(f"{s.label}: no value given")
+        out.append(parse_property_value(s, raw[s.name], s.label))
+    return np.asarray(out, dtype=np.float64)
+
+
+def check_target_range(props: PropertySet, target: np.ndarray, allow_extrapolation: bool = False) -> None:
+    """Refuse a raw target ``(K,)`` with a value outside the model's range (the training data's
+    min..max in properties.json) unless ``allow_extrapolation``: the one range rule of the command
+    line, the HTTP API and the page."""
+    if allow_extrapolation:
+        return
+    for s, v in zip(props.specs, np.asarray(target, dtype=np.float64)):
+        if not s.min <= v <= s.max:
+            raise MicroforgeError(f"{s.label}: {v:g} is outside the model's range {s.min:g} to {s.max:g}; "
+                                  "pass --allow-extrapolation to sample it anyway")

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..data.images import check_image_header, read_grey, write_png
 from ..data.manifest import MANIFEST_NAME, read_dataset
-from ..data.outdir import prepare_output_dir
+from ..data.outdir import cleaned_on_failure, prepare_output_dir, record_outputs
 from ..data.phase_map import CLASS_NAMES, phase_fractions, to_pseudo_rgb
 from ..errors import MicroforgeError
 from .descriptors import compare_sets, describe
@@ -102,7 +102,7 @@ def characterize(
     groups = [collect_images([p]) for p in paths] if compare else [collect_images(paths)]
     seg, seg_name = load_segmenter(segmenter, modality)
     out = Path(out)
-    prepare_output_dir(out, overwrite, done_marker="descriptors.json", own_markers=("figures",))
+    prepare_output_dir(out, overwrite, done_marker="descriptors.json", command="characterize", outputs=("figures",))
     (out / "figures").mkdir(exist_ok=True)
     results, per_group, drawn = [], [], 0
     for g, items in enumerate(groups):
@@ -128,6 +128,7 @@ def characterize(
     tmp = out / "descriptors.json.tmp"
     tmp.write_text(json.dumps(report, indent=1) + "\n")
     tmp.replace(out / "descriptors.json")
+    record_outputs(out)
     return report
 
 
@@ -140,16 +141,18 @@ def segment_images(
     items = collect_images(paths)
     seg, _ = load_segmenter(segmenter, modality)
     out = Path(out)
-    prepare_output_dir(out, overwrite, done_marker="fractions.csv", own_markers=())
+    prepare_output_dir(out, overwrite, done_marker="fractions.csv", command="segment run")
     rows = []
-    for item in tqdm(items, desc="segment", disable=not progress, unit="image"):
-        phase = seg(read_grey(item.path).astype(np.float64) / 255.0)
-        write_png(out / f"{item.name}.png", phase)
-        write_png(out / f"{item.name}_rgb.png", to_pseudo_rgb(phase))
-        rows.append({"image": str(item.path), "map": f"{item.name}.png",
-                     **{n: round(float(f), 6) for n, f in zip(CLASS_NAMES, phase_fractions(phase))}})
+    with cleaned_on_failure(out, fresh=True):
+        for item in tqdm(items, desc="segment", disable=not progress, unit="image"):
+            phase = seg(read_grey(item.path).astype(np.float64) / 255.0)
+            write_png(out / f"{item.name}.png", phase)
+            write_png(out / f"{item.name}_rgb.png", to_pseudo_rgb(phase))
+            rows.append({"image": str(item.path), "map": f"{item.name}.png",
+                         **{n: round(float(f), 6) for n, f in zip(CLASS_NAMES, phase_fractions(phase))}})
     with open(out / "fractions.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    record_outputs(out)
     return rows

@@ -52,12 +52,15 @@ def d4_transform(array: np.ndarray, k: int) -> np.ndarray:
 
 
 def d4_batch(x: torch.Tensor, ks: torch.Tensor) -> torch.Tensor:
-    """:func:`d4_transform` for a batch of tensors: symmetry ``ks[i]`` (0..7) on sample ``i``."""
-    out = []
-    for xi, k in zip(x, ks.tolist()):
-        xi = torch.rot90(xi, k % 4, (-2, -1))
-        out.append(xi.flip(-1) if k >= 4 else xi)
-    return torch.stack(out)
+    """:func:`d4_transform` for a batch of square tensors ``(B, ..., S, S)``: symmetry ``ks[i]``
+    (0..7) on sample ``i``. One call per symmetry present, not per sample (a GPU batch stays cheap)."""
+    out = torch.empty_like(x)
+    ks = ks.to(x.device)
+    for k in ks.unique().tolist():
+        sel = (ks == k).nonzero().squeeze(1)
+        xk = torch.rot90(x[sel], k % 4, (-2, -1))
+        out[sel] = xk.flip(-1) if k >= 4 else xk
+    return out
 
 
 class MicrographDataset(Dataset):

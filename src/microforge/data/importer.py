@@ -8,6 +8,8 @@ columns, unreadable or zero-size images, masks that do not cover the image's fie
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,8 +21,8 @@ from tqdm.auto import tqdm
 from ..errors import MicroforgeError
 from ..properties import TITANIUM_PROPERTIES, PropertySet, PropertySpec
 from .images import read_grey, read_image, write_png
-from .manifest import MASK_TYPE_COLUMN, MODALITIES, DatasetTable, check_property_cell, line_of, read_dataset, write_manifest
-from .outdir import PARTS_DIR, prepare_output_dir
+from .manifest import MASK_TYPE_COLUMN, MODALITIES, RESERVED_COLUMNS, DatasetTable, check_property_cell, line_of, read_dataset, write_manifest
+from .outdir import PARTS_DIR, cleaned_on_failure, prepare_output_dir, record_outputs
 from .phase_map import MASK_TYPES, mask_to_phase_map
 from .tiling import Crop, iter_tiles, normalise_grey, to_uint8
 
@@ -73,8 +75,14 @@ def _where(table_path: Path, line: int, image: str) -> str:
     return f"{table_path} line {line} ({image})"
 
 
-def _plan(opt: ImportOptions) -> tuple[list[_Row], PropertySet]:
+def _warn(message: str) -> None:
+    warnings.warn(message, stacklevel=3)
+
+
+def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], PropertySet]:
     """Read and check the table; return the rows to import and the dataset's properties."""
+    if opt.images.is_file():
+        raise MicroforgeError(f"{opt.images}: is a file, expected the images folder (--images)")
     if not opt.images.is_dir():
         raise MicroforgeError(f"{opt.images}: images folder not found")
     if not opt.table.is_file():
@@ -99,6 +107,10 @@ def _plan(opt: ImportOptions) -> tuple[list[_Row], PropertySet]:
         raise MicroforgeError(f"{opt.table}: unknown column(s) {', '.join(unknown)}; the table has: {', '.join(columns)}")
     taken = {c for c in used.values() if c} | set(opt.meta_columns)
     props = opt.properties if opt.properties is not None else [c for c in columns if c not in taken]
+    reserved = [c for c in dict.fromkeys([*opt.meta_columns, *props]) if c in RESERVED_COLUMNS]
+    if reserved:
+        raise MicroforgeError(f"{opt.table}: column(s) {', '.join(reserved)} clash with the manifest's own columns "
+                              f"({', '.join(RESERVED_COLUMNS)}); rename them in the table")
     if not props:
         raise MicroforgeError(f"{opt.table}: no property columns; name them with --properties")
     stray = [c for c in opt.categorical if c not in props]
@@ -151,10 +163,18 @@ def _plan(opt: ImportOptions) -> tuple[list[_Row], PropertySet]:
             raise MicroforgeError(f"{where}: empty specimen in column {opt.specimen_column}")
         rows.append(_Row(line, image, specimen, modality, values, {c: rec[c] for c in opt.meta_columns}, mask, mask_type))
 
+    seen: dict[str, int] = {}
+    for r in rows:
+        if str(r.image) in seen:
+            warn(f"{opt.table} line {r.line}: image {r.image.name} is listed again (first on line {seen[str(r.image)]}); its tiles are imported twice")
+        seen.setdefault(str(r.image), r.line)
     known = {s.name: s for s in TITANIUM_PROPERTIES}
     specs = []
     for c in props:
         vals = [r.values[c] for r in rows]
+        if min(vals) == max(vals):
+            warn(f"{opt.table}: property {c} has the same value ({min(vals):g}) on every row; it carries no information and "
+                 "normalises to a constant")
         base = known.get(c)
         specs.append(PropertySpec(
             name=c,
@@ -198,7 +218,7 @@ def _rescale(array: np.ndarray, scale: float, nearest: bool) -> np.ndarray:
     return np.asarray(Image.fromarray(array).resize(size, method))
 
 
-def import_dataset(opt: ImportOptions, progress: bool = True) -> DatasetTable:
+def import_dataset(opt: ImportOptions, progress: bool = True, warn: Callable[[str], None] = _warn) -> DatasetTable:
     """Run the import described by ``opt`` and return the validated dataset.
 
     Each image is cropped, rescaled, grey-normalised (over the whole image, so its tiles share
@@ -206,13 +226,26 @@ def import_dataset(opt: ImportOptions, progress: bool = True) -> DatasetTable:
     """
     if not math.isfinite(opt.scale) or opt.scale <= 0:
         raise MicroforgeError(f"--scale must be a positive number, got {opt.scale}")
-    rows, props = _plan(opt)
-    prepare_output_dir(opt.out, opt.overwrite or (opt.out / PARTS_DIR).is_dir())
+    rows, props = _plan(opt, warn)
+    # an unfinished import restarts from scratch (its tiles are cheap to cut again)
+    prepare_output_dir(opt.out, opt.overwrite or (opt.out / PARTS_DIR).is_dir(), command="data import",
+                       outputs=(PARTS_DIR, "tiles", "masks", "manifest.csv", "properties.json"))
     (opt.out / PARTS_DIR).mkdir(parents=True, exist_ok=True)  # marks the folder as an unfinished import
+    with cleaned_on_failure(opt.out, fresh=True):
+        write_manifest(opt.out, _write_tiles(opt, rows, props, progress, warn), props)
+    (opt.out / PARTS_DIR).rmdir()
+    record_outputs(opt.out)
+    return read_dataset(opt.out)
+
+
+def _write_tiles(opt: ImportOptions, rows: list, props: PropertySet, progress: bool, warn: Callable[[str], None]) -> pd.DataFrame:
+    """Crop, rescale, normalise and tile every planned image into ``opt.out``; returns the manifest table."""
     records = []
     for row in tqdm(rows, desc="import images", disable=not progress, unit="image"):
         where = _where(opt.table, row.line, row.image.name)
         grey = read_grey(row.image, where)
+        if grey.min() == grey.max():
+            warn(f"{where}: the image is uniform (every pixel {int(grey.min())}); it holds no microstructure")
         phase = load_mask_for(grey.shape, row.mask, row.mask_type, where) if row.mask else None
         grey = _rescale(opt.crop.apply(grey), opt.scale, nearest=False)
         norm = normalise_grey(grey, opt.upper_percentile, opt.lower_percentile)
@@ -235,6 +268,4 @@ def import_dataset(opt: ImportOptions, progress: bool = True) -> DatasetTable:
     table = pd.DataFrame(records)
     if MASK_TYPE_COLUMN not in props.meta_columns:
         table = table.drop(columns=MASK_TYPE_COLUMN)
-    write_manifest(opt.out, table, props)
-    (opt.out / PARTS_DIR).rmdir()
-    return read_dataset(opt.out)
+    return table

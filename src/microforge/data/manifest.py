@@ -76,6 +76,8 @@ def read_dataset(root: str | Path, check_files: bool = True) -> DatasetTable:
     properties; an unknown modality; and (with ``check_files``) tiles or masks that do not exist.
     """
     root = Path(root)
+    if root.is_file():
+        raise MicroforgeError(f"{root}: is a file, expected a dataset folder")
     if not root.is_dir():
         raise MicroforgeError(f"{root}: dataset folder not found")
     manifest_path = root / MANIFEST_NAME

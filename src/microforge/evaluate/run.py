@@ -27,7 +27,7 @@ from ..characterize.descriptors import compare_sets, describe
 from ..characterize.segmentation import segment_classical
 from ..data.dataset import MicrographDataset
 from ..data.manifest import DatasetTable, read_dataset
-from ..data.outdir import prepare_output_dir
+from ..data.outdir import prepare_output_dir, record_outputs
 from ..data.phase_map import CLASS_NAMES
 from ..data.synth.relations import PROPERTY_NAMES
 from ..errors import MicroforgeError
@@ -268,7 +268,7 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     report = Path(report)
     t0 = time.perf_counter()
     ev = Evaluator(model, data, report, opts, regressor, progress)  # loads and checks everything before writing
-    prepare_output_dir(report, overwrite, done_marker="metrics.json", own_markers=("options.json", "targets.npy"))
+    prepare_output_dir(report, overwrite, done_marker="metrics.json", command="evaluate")
     options_file = report / "options.json"
     record = {"model": model, "data": str(data), "regressor": regressor, **asdict(opts)}
     record["sweep_steps"] = list(opts.sweep_steps)
@@ -329,6 +329,7 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     tmp = report / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=1, default=_jsonable) + "\n")
     tmp.replace(report / "metrics.json")
+    record_outputs(report)
     return metrics
 
 

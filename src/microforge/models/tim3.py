@@ -135,6 +135,12 @@ class TiM3Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        for name in ("vae_image", "vae_map"):
+            ae = getattr(self, name)
+            if ae.kind not in CODECS:
+                raise MicroforgeError(f"{name} kind must be one of {', '.join(CODECS)}, got {ae.kind!r}")
+            if ae.kind == "space_to_depth" and (ae.factor < 1 or ae.factor & (ae.factor - 1)):
+                raise MicroforgeError(f"{name} factor must be a power of 2, got {ae.factor}")
         unet_f = 2 ** (len(self.unet.block_out_channels) - 1)
         if not set(self.unet.global_condition) <= {1, 2}:
             raise MicroforgeError(f"unet global_condition names stages 1 and 2 only, got {list(self.unet.global_condition)}")
@@ -146,12 +152,6 @@ class TiM3Config:
                                       "without attention, and the properties enter through cross-attention")
         if self.map_condition not in MAP_CONDITIONS:
             raise MicroforgeError(f"map_condition must be one of {', '.join(MAP_CONDITIONS)}, got {self.map_condition!r}")
-        for name in ("vae_image", "vae_map"):
-            ae = getattr(self, name)
-            if ae.kind not in CODECS:
-                raise MicroforgeError(f"{name} kind must be one of {', '.join(CODECS)}, got {ae.kind!r}")
-            if ae.kind == "space_to_depth" and (ae.factor < 1 or ae.factor & (ae.factor - 1)):
-                raise MicroforgeError(f"{name} factor must be a power of 2, got {ae.factor}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise MicroforgeError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}")
         if self.beta_schedule not in BETA_SCHEDULES:

@@ -4,6 +4,7 @@ it, so ``generate``, ``evaluate`` and ``serve`` take either."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -54,6 +55,24 @@ class SamplingPipeline:
         for m in self.modules.values():
             m.to(device)
         return self
+
+    def check_options(self, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0, batch_size: int = 16,
+                      brightness: float | None = None) -> None:
+        """Validate sampling options before anything is written; each error names the option
+        (``--steps``, ``--guidance``, ``--seed``, ``--batch-size``, ``--brightness``)."""
+        if steps is not None and (isinstance(steps, bool) or not 1 <= steps <= 10_000):
+            raise MicroforgeError(f"--steps must be a whole number in 1..10000, got {steps}")
+        if guidance_scale is not None and (isinstance(guidance_scale, bool) or not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= 100):
+            raise MicroforgeError(f"--guidance must be a finite number in 0..100, got {guidance_scale}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+            raise MicroforgeError(f"--seed must be a whole number in 0..2^63-1, got {seed}")
+        if isinstance(batch_size, bool) or not 1 <= batch_size <= 4096:
+            raise MicroforgeError(f"--batch-size must be a whole number in 1..4096, got {batch_size}")
+        if brightness is not None:
+            if not getattr(getattr(self, "cfg", None), "brightness", False):
+                raise MicroforgeError("--brightness: this model was not trained with a brightness condition")
+            if not math.isfinite(brightness) or not -1.0 <= brightness <= 1.0:
+                raise MicroforgeError(f"--brightness must lie in [-1, 1], got {brightness}")
 
     def check_targets(self, targets: np.ndarray) -> np.ndarray:
         """Validate raw targets ``(N, K)`` (or ``(K,)``): width, finiteness. Returns ``(N, K)`` float64."""

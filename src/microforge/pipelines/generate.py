@@ -10,11 +10,12 @@ import numpy as np
 
 from ..data.contact_sheet import image_grid
 from ..data.images import write_png
-from ..data.outdir import prepare_output_dir
+from ..data.outdir import prepare_output_dir, record_outputs
 from ..data.phase_map import phase_fractions, to_pseudo_rgb
 from ..data.tiling import to_uint8
 from ..errors import MicroforgeError
 from ..evaluate.hull import in_hull
+from ..properties import category_name
 from .baselines import load_pipeline
 from .tim3 import TiM3Pipeline
 
@@ -67,9 +68,10 @@ def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: in
         raise MicroforgeError(f"-n must be between 1 and {MAX_SAMPLES}, got {n}")
     pipe = pipe or load_pipeline(resolve_model(model))
     targets = pipe.check_targets(targets)
+    pipe.check_options(steps, guidance_scale, seed, batch_size, brightness)
     inside = hull_check(pipe, targets)
     out = Path(out)
-    prepare_output_dir(out, overwrite, done_marker="run.json", own_markers=("images", "maps"))
+    prepare_output_dir(out, overwrite, done_marker="run.json", command="generate", outputs=("images", "maps", "contact_sheet.png", "run.json"))
     rows = np.repeat(targets, n, axis=0)
     start = time.perf_counter()
     sheet, titles, records, k = [], [], [], 0
@@ -93,9 +95,8 @@ def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: in
             k += 1
     seconds = time.perf_counter() - start
     image_grid(sheet, titles, 8 if batch.maps is not None else 4, out / "contact_sheet.png")
-    names = pipe.condition_properties.names
     run = {
-        "model": model, "targets": [dict(zip(names, map(float, t))) for t in targets],
+        "model": model, "targets": [{s.name: category_name(s, v) for s, v in zip(pipe.condition_properties.specs, t)} for t in targets],
         "in_training_hull": inside.tolist(), "samples_per_target": n, "seed": seed,
         "steps": steps or pipe.cfg.sampling_steps, "sampler": sampler or pipe.cfg.sampler,
         "guidance_scale": pipe.cfg.guidance_scale if guidance_scale is None else guidance_scale,
@@ -104,4 +105,5 @@ def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: in
     tmp = out / "run.json.tmp"
     tmp.write_text(json.dumps(run, indent=1) + "\n")
     tmp.replace(out / "run.json")
+    record_outputs(out)
     return run

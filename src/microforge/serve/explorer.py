@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import shutil
 import threading
 import time
 import uuid
@@ -22,12 +23,14 @@ import numpy as np
 from ..characterize.lamellae import lamella_stats
 from ..characterize.statistics import chord_lengths
 from ..data.images import write_png
+from ..data.outdir import OWNER_FILE, prepare_output_dir, read_owner, record_outputs, remove_owned
 from ..data.phase_map import CLASS_NAMES, PRIMARY_ALPHA, SECONDARY_ALPHA, phase_fractions, to_pseudo_rgb
 from ..data.tiling import to_uint8
 from ..errors import MicroforgeError
 from ..evaluate.hull import sample_in_hull
 from ..models.property_regressor import PropertyRegressor
 from ..pipelines.generate import hull_check, pixel_size_at, resolve_model
+from ..properties import check_target_range, parse_property_mapping
 from ..pipelines.baselines import load_pipeline
 
 DEFAULT_MAX_SAMPLES = 16  # per request: a page of results that a CPU draws in seconds
@@ -62,6 +65,8 @@ class Explorer:
         self.hull = np.asarray(self.pipe.properties.info.get("hull_points") or [], dtype=np.float64)
         self.max_samples = max_samples
         self.runs_dir = Path(runs_dir)
+        if self.runs_dir.exists() and not self.runs_dir.is_dir():
+            raise MicroforgeError(f"{self.runs_dir}: --runs-dir is a file, expected a folder")
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self.pixel_size_um = pixel_size_at(self.pipe.properties.info, self.pipe.cfg.resolution)
         self._lock = threading.Lock()  # one sampling at a time: the networks are shared
@@ -81,41 +86,38 @@ class Explorer:
                             "step": _step(s.min, s.max), "default": float(c)} for s, c in zip(self.props.specs, centre)],
         }
 
-    def parse_target(self, raw: Any) -> np.ndarray:
-        """A ``{name: value}`` mapping -> the raw vector ``(K,)``; values may be numbers or text.
-
-        Refused, with a message naming the property and its allowed range: a missing or unknown
-        name, text that is not a number, NaN or infinity, a value outside the model's range."""
-        if not isinstance(raw, dict):
-            raise MicroforgeError("the target must be an object of property values")
-        unknown = sorted(set(raw) - set(self.props.names))
-        if unknown:
-            raise MicroforgeError(f"unknown properties {', '.join(unknown)}; expected {self.props.describe()}")
-        out = []
-        for s in self.props.specs:
-            if s.name not in raw or raw[s.name] in (None, ""):
-                raise MicroforgeError(f"{s.label}: no value given")
-            try:
-                v = float(raw[s.name])
-            except (TypeError, ValueError):
-                raise MicroforgeError(f"{s.label}: {raw[s.name]!r} is not a number") from None
-            if not math.isfinite(v):
-                raise MicroforgeError(f"{s.label}: {raw[s.name]!r} is not a finite number")
-            if not s.min <= v <= s.max:
-                raise MicroforgeError(f"{s.label}: {v:g} is outside the model's range {s.min:g} to {s.max:g}")
-            out.append(v)
-        return np.asarray(out, dtype=np.float64)
+    def parse_target(self, raw: Any, allow_extrapolation: Any = False) -> np.ndarray:
+        """A ``{name: value}`` mapping -> the raw vector ``(K,)``; values may be numbers, numeric text
+        or category names. Refused, with a message naming the property: a missing or unknown name,
+        text that is not a number, a boolean, NaN or infinity, and a value outside the model's range
+        unless ``allow_extrapolation`` (the command line's rules: :func:`check_target_range`)."""
+        if not isinstance(allow_extrapolation, bool):
+            raise MicroforgeError(f"allow_extrapolation must be true or false, got {allow_extrapolation!r}")
+        y = parse_property_mapping(raw, self.props)
+        check_target_range(self.props, y, allow_extrapolation)
+        return y
 
     def parse_count(self, raw: Any) -> int:
+        """The number of samples asked for: a whole number in 1..max_samples (not a boolean)."""
+        if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+            raise MicroforgeError(f"the number of samples must be a whole number, got {raw!r}")
         try:
-            n = int(raw)
-        except (TypeError, ValueError):
+            value = float(raw)
+            n = int(value)
+        except (TypeError, ValueError, OverflowError):
             raise MicroforgeError(f"the number of samples must be a whole number, got {raw!r}") from None
-        if isinstance(raw, float) and raw != n:
+        if value != n:
             raise MicroforgeError(f"the number of samples must be a whole number, got {raw!r}")
         if not 1 <= n <= self.max_samples:
             raise MicroforgeError(f"ask for 1 to {self.max_samples} samples at a time, not {n}")
         return n
+
+    @staticmethod
+    def parse_seed(raw: Any) -> int:
+        """A seed: a whole number in 0..2^63-1 (not a boolean, not text)."""
+        if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw < 2**63:
+            raise MicroforgeError(f"the seed must be a non-negative whole number, got {raw!r}")
+        return raw
 
     def check(self, target: Any) -> dict[str, Any]:
         """Whether a target lies inside the training hull (and is valid)."""
@@ -129,6 +131,7 @@ class Explorer:
         if seed is None:
             self._random_draws += 1
             seed = self._random_draws
+        seed = self.parse_seed(seed)
         y = self.props.denormalise(sample_in_hull(self.hull, 1, np.random.default_rng(seed))[0])
         y = np.clip(y, self.props.mins, self.props.maxs)  # hull points lie in the range; rounding may not
         return {n: float(v) for n, v in zip(self.props.names, y)}
@@ -138,11 +141,9 @@ class Explorer:
         folder and return the run record (image URLs relative to the server root)."""
         if not isinstance(request, dict):
             raise MicroforgeError("the request must be a JSON object")
-        y = self.parse_target(request.get("target"))
+        y = self.parse_target(request.get("target"), request.get("allow_extrapolation", False))
         n = self.parse_count(request.get("n", 4))
-        seed = request.get("seed", 0)
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise MicroforgeError(f"the seed must be a non-negative whole number, got {seed!r}")
+        seed = self.parse_seed(request.get("seed", 0))
         inside = bool(hull_check(self.pipe, y[None])[0])
         with self._lock:
             t0 = time.perf_counter()
@@ -151,6 +152,7 @@ class Explorer:
             pred = self.regressor.predict(g.images) if self.regressor is not None else None
         run_id = uuid.uuid4().hex[:12]
         folder = self.runs_dir / run_id
+        prepare_output_dir(folder, False, done_marker="run.json", command="serve", outputs=("run.json", "run.zip"))
         samples = []
         for i, image in enumerate(g.images):
             rec: dict[str, Any] = {"image": f"runs/{run_id}/sample_{i:02d}.png"}
@@ -167,6 +169,7 @@ class Explorer:
                "seconds": round(seconds, 2), "samples": samples, "download": f"runs/{run_id}/run.zip"}
         (folder / "run.json").write_text(json.dumps(run, indent=1) + "\n")
         self._zip(folder)
+        record_outputs(folder)
         self._prune()
         return run
 
@@ -193,11 +196,20 @@ class Explorer:
         (folder / "run.zip").write_bytes(buf.getvalue())
 
     def _prune(self) -> None:
-        runs = sorted((p for p in self.runs_dir.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        for old in runs[:-KEPT_RUNS]:
-            for f in old.iterdir():
-                f.unlink()
-            old.rmdir()
+        """Keep the newest KEPT_RUNS runs this explorer's kind wrote; any other folder in the runs
+        folder (the user's own) is never touched."""
+        runs = []
+        for p in self.runs_dir.iterdir():
+            try:
+                record = read_owner(p) if p.is_dir() and not p.is_symlink() else None
+            except MicroforgeError:
+                record = None
+            if record is not None and record.get("command") == "serve":
+                runs.append(p)
+        for old in sorted(runs, key=lambda p: p.stat().st_mtime)[:-KEPT_RUNS]:
+            remove_owned(old, read_owner(old) or {"written": []})
+            if {f.name for f in old.iterdir()} <= {OWNER_FILE}:
+                shutil.rmtree(old)
 
     def run_file(self, relative: str) -> Path:
         """The file of a run named by ``runs/<id>/<name>``; anything else is refused."""

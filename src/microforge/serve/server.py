@@ -81,13 +81,16 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
             if handler is None:
                 return self._json(HTTPStatus.NOT_FOUND, {"error": f"no endpoint {self.path}"})
             try:
-                length = int(self.headers.get("Content-Length") or 0)
+                text = (self.headers.get("Content-Length") or "0").strip()
+                if not text.isdigit():  # refuses "abc" and "-1" (a negative length would read until the client hangs up)
+                    raise MicroforgeError(f"Content-Length must be a non-negative whole number, got {text!r}")
+                length = int(text)
                 if length > MAX_BODY:
                     raise MicroforgeError("request too large")
                 raw = self.rfile.read(length) if length else b"{}"
                 try:
-                    body = json.loads(raw)
-                except (json.JSONDecodeError, UnicodeDecodeError):
+                    body = json.loads(raw, parse_constant=_no_constant)
+                except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
                     raise MicroforgeError("the request body is not valid JSON") from None
                 if not isinstance(body, dict):
                     raise MicroforgeError("the request body must be a JSON object")
@@ -98,6 +101,11 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
                 self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {exc.__class__.__name__}: {exc}"})
 
     return Handler
+
+
+def _no_constant(name: str) -> None:
+    """JSON's non-standard NaN and Infinity are refused (they are not numbers a target can take)."""
+    raise ValueError(name)
 
 
 def start_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 7860) -> tuple[ThreadingHTTPServer, threading.Thread]:

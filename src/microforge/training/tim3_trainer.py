@@ -136,6 +136,8 @@ class TiM3Trainer:
         self.props = self.data.properties
         self.noise_std = torch.tensor(self.props.noise_stds, dtype=torch.float64)
         self.brightness = self.data.images.mean(dim=(1, 2, 3))  # mean grey in [-1, 1], per tile
+        if self.acc.device.type != "cpu":  # batches are indexed, augmented and unshuffled on the GPU
+            self.data.images, self.data.maps = self.data.images.to(self.acc.device), self.data.maps.to(self.acc.device)
         self.scheduler = make_scheduler(cfg)
         self.n_cond = len(self.props) + (1 if cfg.brightness else 0)
         self.latents: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
@@ -311,7 +313,7 @@ class TiM3Trainer:
         for start in range(0, len(self.data), 64):
             sl = slice(start, start + 64)
             x = self.data.images[sl] if which == "vae_image" else onehot_map(self.data.maps[sl]) * 2.0 - 1.0
-            post = vae.encode(x).latent_dist
+            post = vae.encode(x.cpu()).latent_dist
             means.append(post.mean)
             stds.append(post.std)
         mean, std = torch.cat(means), torch.cat(stds)

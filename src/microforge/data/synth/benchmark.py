@@ -23,7 +23,7 @@ from ...errors import MicroforgeError
 from ...properties import TITANIUM_PROPERTIES, PropertySet, PropertySpec
 from ..images import write_png
 from ..manifest import DatasetTable, read_dataset, write_manifest
-from ..outdir import PARTS_DIR, prepare_output_dir
+from ..outdir import PARTS_DIR, prepare_output_dir, record_outputs
 from ..tiling import tile_origins, to_uint8
 from .morphology import Microstructure, generate_microstructure
 from .params import MORPHOLOGIES, SpecimenParams, sample_params
@@ -119,7 +119,7 @@ def build_benchmark(
     progress : show a progress bar.
     """
     out = Path(out)
-    resuming = prepare_output_dir(out, overwrite)
+    resuming = prepare_output_dir(out, overwrite, command="data synth", outputs=(PARTS_DIR,))
     parts = out / PARTS_DIR
     parts.mkdir(exist_ok=True)
     config_json = json.dumps(config_to_dict(config), sort_keys=True)
@@ -163,5 +163,6 @@ def _assemble(out: Path, config: SynthConfig) -> DatasetTable:
     from ..contact_sheet import synth_contact_sheet
 
     synth_contact_sheet(dataset, out / "contact_sheet.png")
+    record_outputs(out)
     return dataset
 

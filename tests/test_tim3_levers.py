@@ -1,0 +1,121 @@
+"""TiM3's config levers: the lossless space-to-depth codec and map condition, the shifted noise
+schedule, v-prediction and min-SNR-gamma weighting, and a model that uses all of them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+
+from microforge.data.dataset import d4_batch
+from microforge.errors import MicroforgeError
+from microforge.models.tim3 import SpaceToDepth, build_unet, map_condition, onehot_map, tim3_config_from_dict
+from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.training.tim3_trainer import TiM3Trainer, make_scheduler, shifted_betas, train_tim3
+
+LEVERS = {
+    "resolution": 32, "vae_image": {"kind": "space_to_depth", "factor": 2}, "vae_map": {"kind": "space_to_depth", "factor": 4},
+    "map_condition": "space_to_depth", "prediction_type": "v_prediction", "snr_gamma": 5.0, "beta_schedule": "squaredcos_cap_v2",
+    "schedule_shift": 2.0, "timestep_spacing": "trailing",
+    "unet": {"block_out_channels": [16, 32, 32], "norm_num_groups": 8, "attention_head_dim": 4, "attention_max_size": 8},
+    "encoder": {"dim": 16, "n_tokens": 2, "hidden": 32},
+    "train": {"steps": 4, "stage2_steps": 6, "batch_size": 4, "checkpoint_every": 4}, "split_fractions": [0.5, 0.25, 0.25],
+}
+
+
+def test_space_to_depth_is_lossless_and_saves_without_weights(tmp_path):
+    codec = SpaceToDepth(channels=3, factor=4)
+    x = torch.randn(2, 3, 16, 16)
+    post = codec.encode(x).latent_dist
+    assert post.mean.shape == (2, 48, 4, 4) and post.std.abs().max() == 0 and post.kl().abs().max() == 0
+    assert torch.equal(post.mean[0, :, 0, 0].view(3, 4, 4), x[0, :, :4, :4])  # each 4 x 4 block becomes 16 channels
+    assert torch.equal(codec.decode(post.sample()).sample, x)
+    codec.save_pretrained(tmp_path / "c")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["config.json"]
+    assert SpaceToDepth.from_pretrained(tmp_path / "c").config.factor == 4
+
+
+def test_space_to_depth_config_sizes_the_unets():
+    cfg = tim3_config_from_dict(LEVERS)
+    assert (cfg.image_latent_size, cfg.map_latent_size) == (16, 8)
+    s1, s2 = build_unet(cfg, 1), build_unet(cfg, 2)
+    assert (s1.config.in_channels, s1.config.out_channels) == (48, 48)  # one-hot map, 3 x 4^2
+    assert (s2.config.in_channels, s2.config.out_channels) == (4 + 12, 4)  # image 1 x 2^2 + lossless map 3 x 2^2
+    for bad, match in [({"vae_map": {"kind": "pca"}}, "vae_map kind"), ({"vae_image": {"kind": "space_to_depth", "factor": 3}}, "power of 2"),
+                       ({"prediction_type": "x0"}, "prediction_type"), ({"beta_schedule": "sigmoid"}, "beta_schedule"),
+                       ({"schedule_shift": 0}, "schedule_shift"), ({"snr_gamma": -1}, "snr_gamma"), ({"timestep_spacing": "x"}, "timestep_spacing")]:
+        with pytest.raises(MicroforgeError, match=match):
+            tim3_config_from_dict({**LEVERS, **bad})
+
+
+def test_lossless_map_condition_keeps_every_pixel():
+    maps = torch.tensor(np.random.default_rng(0).integers(0, 3, (2, 8, 8)))
+    onehot = onehot_map(maps)
+    cond = map_condition(onehot, 4, None, lossless=True)
+    assert cond.shape == (2, 12, 4, 4) and set(cond.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(F.pixel_shuffle(cond, 2).argmax(1), maps)
+    area = map_condition(onehot, 4, None)  # the default: class shares per 2 x 2 cell
+    assert area.shape == (2, 3, 4, 4) and torch.allclose((area[:, :, 0, 0] + 1) / 2, onehot[:, :, :2, :2].mean((2, 3)))
+
+
+def test_shifted_schedule_divides_the_snr_by_the_shift_squared():
+    base = make_scheduler(tim3_config_from_dict({**LEVERS, "schedule_shift": 1.0})).alphas_cumprod.double()
+    shifted = make_scheduler(tim3_config_from_dict(LEVERS)).alphas_cumprod.double()
+    snr = lambda a: a / (1 - a)  # noqa: E731
+    t = torch.tensor([0, 100, 500, 900])
+    assert torch.allclose(snr(shifted[t]) / snr(base[t]), torch.full((4,), 0.25, dtype=torch.float64), rtol=2e-3)  # float32 storage
+    assert torch.allclose(shifted_betas(base, 1.0), make_scheduler(tim3_config_from_dict({**LEVERS, "schedule_shift": 1.0})).betas.double(), atol=1e-6)
+    # the sampler built from the saved config uses the same shifted schedule and the trailing spacing
+    ddim = DDIMScheduler.from_config(make_scheduler(tim3_config_from_dict(LEVERS)).config)
+    assert torch.allclose(ddim.alphas_cumprod.double(), shifted, atol=1e-6)
+    ddim.set_timesteps(20)
+    assert int(ddim.timesteps[0]) == 999 and ddim.config.prediction_type == "v_prediction"
+
+
+def test_min_snr_weights_and_v_target(tiny_bench, tmp_path):
+    trainer = TiM3Trainer(tiny_bench.root, tmp_path / "unused", tim3_config_from_dict(LEVERS), progress=False)
+    a = trainer.scheduler.alphas_cumprod
+    t = torch.tensor([0, 400, 999])
+    snr = a[t] / (1 - a[t])
+    assert torch.allclose(trainer._loss_weights(t), snr.clamp(max=5.0) / (snr + 1), rtol=1e-5)  # v target: min(SNR, 5) / (SNR + 1)
+    eps = tim3_config_from_dict({**LEVERS, "prediction_type": "epsilon"})
+    trainer.cfg = eps
+    assert torch.allclose(trainer._loss_weights(t), snr.clamp(max=5.0) / snr, rtol=1e-5)
+    trainer.cfg = tim3_config_from_dict({**LEVERS, "snr_gamma": None})
+    assert torch.equal(trainer._loss_weights(t), torch.ones(3))
+    # v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho), what the loss regresses on
+    x0, noise = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    v = trainer.scheduler.get_velocity(x0, noise, t)
+    assert torch.allclose(v, a[t].sqrt().view(3, 1, 1, 1) * noise - (1 - a[t]).sqrt().view(3, 1, 1, 1) * x0, atol=1e-6)
+
+
+def test_space_to_depth_latents_are_augmented_in_pixel_space(tiny_bench, tmp_path):
+    """A rotated space-to-depth latent is not the latent of the rotated tile; the trainer must
+    rotate the tile, so the latent decodes to a rotated copy of a real tile."""
+    trainer = TiM3Trainer(tiny_bench.root, tmp_path / "unused", tim3_config_from_dict(LEVERS), progress=False)
+    trainer.out.mkdir()
+    trainer._save_lossless_codec("vae_image", 1)
+    trainer._save_lossless_codec("vae_map", 3)
+    idx, ks = torch.tensor([0, 1, 2]), torch.tensor([1, 4, 6])
+    gen = torch.Generator().manual_seed(0)
+    _, _, scale = trainer._encode_all("vae_image")
+    z = trainer._latents("vae_image", idx, ks, gen)
+    assert torch.allclose(F.pixel_shuffle(z / scale, 2), d4_batch(trainer.data.images[idx], ks), atol=1e-6)
+    zm = trainer._latents("vae_map", idx, ks, gen)
+    assert torch.equal(F.pixel_shuffle(zm, 4).argmax(1), d4_batch(trainer.data.maps[idx], ks))
+
+
+def test_model_with_every_lever_trains_samples_and_round_trips(tiny_bench, tmp_path):
+    out = train_tim3(tiny_bench.root, tmp_path / "m", tim3_config_from_dict(LEVERS), progress=False)
+    record = json.loads((out / "config.json").read_text())
+    assert record["training"]["vae_image"]["steps"] == 0 and record["training"]["stage2"]["steps"] == 6  # nothing to train for the codecs
+    assert sorted(p.name for p in (out / "vae_map").iterdir()) == ["config.json"]
+    pipe = TiM3Pipeline.from_pretrained(out)
+    targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 2)
+    a = pipe(targets, steps=3, seed=1)
+    assert a.maps.shape == a.images.shape == (2, 32, 32) and set(np.unique(a.maps)) <= {0, 1, 2}
+    assert np.array_equal(a.images, pipe(targets, steps=3, seed=1).images)
+    again = TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))(targets, steps=3, seed=1)
+    assert np.array_equal(a.images, again.images) and np.array_equal(a.maps, again.maps)
