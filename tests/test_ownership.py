@@ -215,3 +215,23 @@ def test_generate_refuses_out_of_range_targets_unless_asked(micro_model, tmp_pat
     result = run(["generate", "--model", micro_model, *far, "-n", "1", "--steps", "2", "--out", tmp_path / "g", "--allow-extrapolation"])
     assert result.exit_code == 0 and "outside the convex hull" in result.output
     assert json.loads((tmp_path / "g" / "run.json").read_text())["targets"][0]["YS"] == 50000.0
+
+
+def test_categorical_names_work_in_the_cli_the_api_and_run_json(micro_model, tmp_path):
+    """A model whose last property is categorical (its properties.json says so): the name is
+    accepted everywhere and recorded in run.json; the page gets the names for a choice."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(micro_model, model)
+    props = json.loads((model / "properties.json").read_text())
+    props["properties"][-1].update(name="CFS", min=0.0, max=1.0, categories=["AC", "WQ"])
+    (model / "properties.json").write_text(json.dumps(props))
+    args = ["generate", "--model", model, *TARGET[:-2], "--prop", "CFS=WQ", "-n", "1", "--steps", "2", "--out", tmp_path / "g"]
+    assert run(args).exit_code == 0
+    assert json.loads((tmp_path / "g" / "run.json").read_text())["targets"][0]["CFS"] == "WQ"
+    one_error(run(["generate", "--model", model, *TARGET[:-2], "--prop", "CFS=FC", "-n", "1", "--out", tmp_path / "g2"]), "expected one of AC, WQ")
+    explorer = Explorer(str(model), tmp_path / "runs")
+    assert explorer.describe_model()["properties"][-1]["categories"] == ["AC", "WQ"]
+    target = {"YS": 1000, "TS": 1080, "EF": 12, "RH": 37, "IT": 30, "DCS": 1450, "CFS": "AC"}
+    assert explorer.generate({"target": target, "n": 1, "seed": 0})["target"]["CFS"] == "AC"

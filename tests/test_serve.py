@@ -185,7 +185,8 @@ def test_page_in_headless_chromium(server, explorer, tmp_path):
         # bad input: a message, no request, the page keeps working
         page.fill("#text-TS", "NaN")
         page.click("#generate")
-        expect(page.locator("#error")).to_contain_text("TS [MPa]: 'NaN' is not a number")
+        expect(page.locator("#error")).to_contain_text("TS [MPa]: value must be finite")
+        expect(page.locator("#text-TS")).to_have_class("bad")
         page.fill("#count", "500")
         page.fill("#text-TS", str(props["TS"]["default"]))
         page.click("#generate")

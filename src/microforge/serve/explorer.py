@@ -30,7 +30,7 @@ from ..errors import MicroforgeError
 from ..evaluate.hull import sample_in_hull
 from ..models.property_regressor import PropertyRegressor
 from ..pipelines.generate import hull_check, pixel_size_at, resolve_model
-from ..properties import check_target_range, parse_property_mapping
+from ..properties import category_name, check_target_range, parse_property_mapping
 from ..pipelines.baselines import load_pipeline
 
 DEFAULT_MAX_SAMPLES = 16  # per request: a page of results that a CPU draws in seconds
@@ -83,7 +83,8 @@ class Explorer:
             "modality": self.pipe.cfg.modality, "max_samples": self.max_samples, "has_regressor": self.regressor is not None,
             "has_hull": bool(len(self.hull)), "pixel_size_um": self.pixel_size_um,
             "properties": [{"name": s.name, "unit": s.unit, "long_name": s.long_name, "min": s.min, "max": s.max,
-                            "step": _step(s.min, s.max), "default": float(c)} for s, c in zip(self.props.specs, centre)],
+                            "step": _step(s.min, s.max), "default": float(c), "categories": list(s.categories) if s.categories else None}
+                           for s, c in zip(self.props.specs, centre)],
         }
 
     def parse_target(self, raw: Any, allow_extrapolation: Any = False) -> np.ndarray:
@@ -164,7 +165,7 @@ class Explorer:
             if pred is not None:
                 rec["predicted"] = {name: float(v) for name, v in zip(self.props.names, pred[i])}
             samples.append(rec)
-        run = {"run": run_id, "model": self.model_name, "target": {name: float(v) for name, v in zip(self.props.names, y)},
+        run = {"run": run_id, "model": self.model_name, "target": {s.name: category_name(s, v) for s, v in zip(self.props.specs, y)},
                "units": {s.name: s.unit for s in self.props.specs}, "in_hull": inside, "seed": seed, "n": n,
                "seconds": round(seconds, 2), "samples": samples, "download": f"runs/{run_id}/run.zip"}
         (folder / "run.json").write_text(json.dumps(run, indent=1) + "\n")
