@@ -2,11 +2,12 @@
 
     python benchmarks/load_speed.py [--samples 8] [--busy 2]
 
-Times `microforge generate -n 8` (the bundled model) on an idle machine, then beside ``--busy``
-CPU-bound busy-loop processes, with the thread count microforge chooses by itself and with it
-forced to one thread per core (PyTorch's default, ``MICROFORGE_THREADS=<cores>``). Reports each
-time and the busy/idle ratio (target: at most 3). Writes benchmarks/results/load_speed.json.
-Run it on an otherwise idle machine.
+Times `microforge generate -n 8` (the bundled model) on an idle machine, then beside two kinds of
+load: ``--busy`` pure-Python busy loops, and a PyTorch job with one thread per core (matrix
+products, as a training job beside it would run), each with the thread count microforge chooses by
+itself and with it forced to one thread per core (PyTorch's default, ``MICROFORGE_THREADS=<cores>``).
+Reports each time and the loaded/idle ratio (target: at most 3). Writes
+benchmarks/results/load_speed.json. Run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
@@ -46,18 +47,21 @@ def main() -> None:
     generate_seconds(1, base)  # warm the file cache
     idle = min(generate_seconds(args.samples, base) for _ in range(args.repeats))
     idle_default = min(generate_seconds(args.samples, default) for _ in range(args.repeats))
-    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
-    try:
-        time.sleep(1.0)
-        busy = min(generate_seconds(args.samples, base) for _ in range(args.repeats))
-        busy_default = min(generate_seconds(args.samples, default) for _ in range(args.repeats))
-    finally:
-        for p in loops:
-            p.kill()
-    record = {"benchmark": "load_speed", "samples": args.samples, "busy_processes": args.busy,
-              "chosen_threads": {"idle_s": round(idle, 2), "busy_s": round(busy, 2), "ratio": round(busy / idle, 2)},
-              "one_thread_per_core": {"idle_s": round(idle_default, 2), "busy_s": round(busy_default, 2), "ratio": round(busy_default / idle_default, 2)},
-              "target_ratio": 3.0}
+    loads = {"python_busy_loops": [[sys.executable, "-c", "while True: pass"]] * args.busy,
+             "torch_job": [[sys.executable, "-c", "import torch\nx = torch.randn(384, 384)\nwhile True: x = torch.tanh(x @ x)"]]}
+    record = {"benchmark": "load_speed", "samples": args.samples, "busy_processes": args.busy, "target_ratio": 3.0,
+              "idle_s": {"chosen_threads": round(idle, 2), "one_thread_per_core": round(idle_default, 2)}}
+    for name, commands in loads.items():
+        procs = [subprocess.Popen(c) for c in commands]
+        try:
+            time.sleep(2.0)
+            busy = min(generate_seconds(args.samples, base) for _ in range(args.repeats))
+            busy_default = min(generate_seconds(args.samples, default) for _ in range(args.repeats))
+        finally:
+            for p in procs:
+                p.kill()
+        record[name] = {"chosen_threads": {"loaded_s": round(busy, 2), "ratio": round(busy / idle, 2)},
+                        "one_thread_per_core": {"loaded_s": round(busy_default, 2), "ratio": round(busy_default / idle_default, 2)}}
     write_record(record, REPO / "benchmarks" / "results" / "load_speed.json")
 
 
