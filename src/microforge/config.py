@@ -19,7 +19,7 @@ T = TypeVar("T")
 class SynthConfig:
     """The synthetic titanium benchmark (docs/synthetic_benchmark.md)."""
 
-    n_specimens: int = 100  # DESIGN.md section 4: about 100 specimens
+    n_specimens: int = 100  # docs/synthetic_benchmark.md: about 100 specimens
     field_px: int = 640  # side of each specimen's field; 25 tiles of 128 px without overlap
     tile_size: int = 128  # tiles at 64-128 px keep tiny models trainable on a CPU
     overlap: int = 0  # tiles of one specimen do not overlap: no duplicated pixels across tiles

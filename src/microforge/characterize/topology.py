@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import MicroforgeError
 
-PI_RESOLUTION = (10, 10)  # DESIGN.md: 10 x 10 persistence images
+PI_RESOLUTION = (10, 10)  # 10 x 10 persistence images (docs/characterization.md)
 PI_RANGE = (0.0, 1.0, 0.0, 1.0)  # birth in [0, 1] (grey level), persistence in [0, 1]
 PI_BANDWIDTH = 0.05  # Gaussian std in grey levels: half a pixel of the 10 x 10 image
 

@@ -1,5 +1,5 @@
 """Property accuracy of generated micrographs: Acc_gamma, mAcc and per-property errors
-(DESIGN.md section 6; TiM3 eq. 13)."""
+(TiM3 eqs. 9-11; docs/evaluation.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``microforge evaluate``: every number of DESIGN.md section 6 for one TiM3 model, resumably.
+"""``microforge evaluate``: every number of docs/evaluation.md for one TiM3 model, resumably.
 
 Work is split into stages, each written batch by batch under the report folder, so a killed
 run continues where it stopped (``--resume`` is implied for a report folder without

@@ -1,6 +1,6 @@
 """The property regressor F: a ResNet-18 that reads the K properties off a micrograph.
 
-It is the judge of TiM3's property accuracy (DESIGN.md section 6): trained on real (or
+It is the judge of TiM3's property accuracy (docs/evaluation.md): trained on real (or
 benchmark) micrographs, it predicts the properties of generated ones. A saved regressor is a
 folder with ``config.json``, ``model.safetensors``, ``properties.json`` (the property order,
 units and normalisation it predicts in) and ``metrics.json`` (its own held-out accuracy).

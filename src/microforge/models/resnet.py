@@ -1,7 +1,7 @@
 """ResNet-18 (He et al. 2016) for greyscale micrographs: the property regressor's backbone.
 
 Written here because torchvision, which holds the reference implementation, cannot be
-installed beside this project's CPU torch (see DESIGN.md section 8), and timm depends on it.
+installed beside this project's CPU torch (see pyproject.toml), and timm depends on it.
 The layout is torchvision's resnet18 (BasicBlock, [2, 2, 2, 2], widths w, 2w, 4w, 8w), with one
 change for small inputs: the stem is a 3 x 3 convolution without max-pooling (as for CIFAR), so a
 64 px micrograph still reaches the last stage at 8 x 8 px instead of 2 x 2.

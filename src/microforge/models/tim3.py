@@ -59,7 +59,7 @@ class AutoencoderConfig:
 
 @dataclass(frozen=True)
 class UNetConfig:
-    block_out_channels: tuple[int, ...] = (32, 64, 64)  # DESIGN.md section 8: the tiny UNet
+    block_out_channels: tuple[int, ...] = (32, 64, 64)  # the tiny UNet (docs/tim3.md, configs)
     layers_per_block: int = 1
     attention_head_dim: int = 8
     norm_num_groups: int = 16
