@@ -119,3 +119,20 @@ def test_model_with_every_lever_trains_samples_and_round_trips(tiny_bench, tmp_p
     assert np.array_equal(a.images, pipe(targets, steps=3, seed=1).images)
     again = TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))(targets, steps=3, seed=1)
     assert np.array_equal(a.images, again.images) and np.array_equal(a.maps, again.maps)
+
+
+def test_every_shipped_tim3_config_loads_and_builds_its_unets():
+    """configs/tim3-*.yaml and the ablation rows: valid, and their UNets' shapes fit their codecs."""
+    from pathlib import Path
+
+    from microforge.models.tim3 import latent_channels, load_tim3_config
+
+    repo = Path(__file__).resolve().parents[1]
+    paths = sorted(repo.glob("configs/tim3-*.yaml")) + sorted(repo.glob("benchmarks/ablation/*.yaml"))
+    assert len(paths) >= 8
+    for path in paths:
+        cfg = load_tim3_config(path)
+        s2 = build_unet(cfg, 2)
+        assert s2.config.out_channels == latent_channels(cfg.vae_image, 1) and s2.config.sample_size == cfg.image_latent_size, path
+    s2d = load_tim3_config(repo / "configs" / "tim3-tiny-s2d.yaml")
+    assert (s2d.resolution, s2d.image_latent_size, s2d.map_latent_size, s2d.prediction_type) == (128, 32, 16, "v_prediction")
