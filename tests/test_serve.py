@@ -110,6 +110,7 @@ def test_http_api_generates_and_refuses_bad_requests(server, explorer):
         assert r.headers["Content-Type"] == "image/png" and r.read()[:4] == b"\x89PNG"
     with urllib.request.urlopen(f"{server}/{run['download']}") as r, zipfile.ZipFile(io.BytesIO(r.read())) as z:
         assert {"run.json", "sample_00.png", "sample_00_map.png", "sample_01.png"} <= set(z.namelist())
+        assert not any(n.startswith(".") for n in z.namelist())
     assert _post(server + "/api/generate", b"{not json")[0] == 400
     status, err = _post(server + "/api/generate", {"target": {**centre(explorer), "YS": "NaN"}, "n": 1})
     assert status == 400 and "YS [MPa]" in err["error"]

@@ -192,7 +192,7 @@ class Explorer:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
             for f in sorted(folder.iterdir()):
-                if f.suffix in (".png", ".json"):
+                if f.suffix in (".png", ".json") and not f.name.startswith("."):  # not the ownership record
                     z.write(f, f.name)
         (folder / "run.zip").write_bytes(buf.getvalue())
 
