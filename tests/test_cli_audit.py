@@ -34,18 +34,18 @@ def bad(tmp_path_factory, tiny_bench):
 
 CASES = [
     # generate
-    (["generate", *TARGET, "--prop", "CFS=0.2", "-n", "-2", "--out", "{b}/g"], "-n must be at least 1"),
+    (["generate", *TARGET, "--prop", "CFS=0.2", "-n", "-2", "--out", "{b}/g"], "'-n': -2 is not in the range"),
     (["generate", *TARGET, "--prop", "CFS=nan", "--out", "{b}/g"], "value must be finite"),
     (["generate", *TARGET, "--prop", "CFS=inf", "--out", "{b}/g"], "value must be finite"),
     (["generate", *TARGET, "--out", "{b}/g"], "missing properties: CFS"),
     (["generate", *TARGET, "--prop", "CFS=0.2", "--prop", "ZZ=1", "--out", "{b}/g"], "unknown property 'ZZ'"),
     (["generate", *TARGET, "--prop", "CFS=0.2", "--out", "{b}/full"], "already holds results; pass --overwrite"),
     (["generate", "--model", "{b}/nomodel", *TARGET, "--prop", "CFS=0.2", "--out", "{b}/g"], "model folder not found"),
-    (["generate", *TARGET, "--prop", "CFS=0.2", "--steps", "0", "--out", "{b}/g2"], "--steps must be a whole number in 1..10000"),
+    (["generate", *TARGET, "--prop", "CFS=0.2", "--steps", "0", "--out", "{b}/g2"], "'--steps': 0 is not in the range"),
     # evaluate
     (["evaluate", "--data", "{b}/nodata", "--report", "{b}/r"], "dataset folder not found"),
     (["evaluate", "--data", "{b}/empty", "--report", "{b}/r"], "no tiles"),
-    (["evaluate", "--data", "{bench}", "--report", "{b}/r", "-n", "-5"], "n must be at least 1"),
+    (["evaluate", "--data", "{bench}", "--report", "{b}/r", "-n", "-5"], "'-n': -5 is not in the range"),
     (["evaluate", "--data", "{bench}", "--report", "{b}/report"], "already holds results; pass --overwrite"),
     # training
     (["train", "tim3", "--data", "{b}/nodata", "--out", "{b}/t"], "dataset folder not found"),
@@ -59,14 +59,14 @@ CASES = [
     (["characterize", "{b}/tiny.png", "--out", "{b}/c"], "4x4 px is too small"),
     (["characterize", "{b}/fake.png", "--out", "{b}/c"], "fake.png: not a readable image"),
     (["characterize", "{b}/notes.txt", "--out", "{b}/c"], "notes.txt: not a readable image"),
-    (["characterize", "{bench}", "--out", "{b}/c2", "--pixel-size", "-1"], "--pixel-size must be positive"),
+    (["characterize", "{bench}", "--out", "{b}/c2", "--pixel-size", "-1"], "'--pixel-size': '-1' is not in"),
     (["segment", "run", "{b}/nothing", "--out", "{b}/s"], "no such file or folder"),
     (["segment", "run", "{b}/fake.png", "--out", "{b}/s"], "not a readable image"),
     (["segment", "train", "--data", "{b}/empty", "--out", "{b}/s"], "no tiles"),
     (["segment", "evaluate", "--data", "{b}/nodata"], "dataset folder not found"),
     # serve
     (["serve", "--model", "{b}/nomodel"], "model folder not found"),
-    (["serve", "--max-samples", "0"], "--max-samples must be at least 1"),
+    (["serve", "--max-samples", "0"], "'--max-samples': 0 is not in the range"),
     # data
     (["data", "info", "{b}/empty"], "no tiles"),
     (["data", "synth", "--out", "{b}/notes.txt"], "is a file, expected a folder"),

@@ -201,10 +201,10 @@ def test_generate_cli_writes_outputs_and_warns_outside_the_hull(micro_model, tmp
     assert (tmp_path / "g" / "maps" / "t000_s0000_rgb.png").exists()
     far = [p.replace("YS=1000", "YS=5000") for p in TARGET]
     r = runner.invoke(cli, ["generate", "--model", str(micro_model), *sum((["--prop", p] for p in far), []), "-n", "1",
-                            "--out", str(tmp_path / "far"), "--steps", "2", "--quiet"])
+                            "--out", str(tmp_path / "far"), "--steps", "2", "--quiet", "--allow-extrapolation"])
     assert r.exit_code == 0 and "outside the convex hull" in r.output
     for bad, msg in ((["--prop", "YS=1"], "missing properties"), (["--prop", "XX=1"], "unknown property 'XX'"),
-                     ([*sum((["--prop", p] for p in TARGET), []), "-n", "0"], "-n must be")):
+                     ([*sum((["--prop", p] for p in TARGET), []), "-n", "0"], "'-n': 0 is not in the range")):
         r = runner.invoke(cli, ["generate", "--model", str(micro_model), *bad, "--out", str(tmp_path / "x")])
         assert r.exit_code == 1 and msg in r.output, r.output
     r = runner.invoke(cli, ["generate", "--model", str(micro_model), *sum((["--prop", p] for p in TARGET), []), "--out", str(tmp_path / "g")])

@@ -28,8 +28,8 @@ class _Group(click.Group):
 
 class _Root(_Group):
     """The top group: a usage error (an option that is not a number, an unknown option) is one
-    line too, ``Error: ...`` naming the option, with click's exit code 2, instead of click's
-    usage block."""
+    line too, ``Error: ...`` naming the option, and exit code 1 like every other bad input,
+    instead of click's usage block."""
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
@@ -40,7 +40,7 @@ class _Root(_Group):
             raise SystemExit(1) from None
         except click.ClickException as exc:
             click.echo(f"Error: {exc.format_message()}", err=True)
-            raise SystemExit(exc.exit_code) from None
+            raise SystemExit(1) from None
         raise SystemExit(result if isinstance(result, int) else 0)
 
 

@@ -141,3 +141,29 @@ def check_output_file(out: str | Path, overwrite: bool, suffixes: tuple[str, ...
         raise MicroforgeError(f"{out}: already exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
     return out
+
+
+RUN_MARKERS = ("run_config.json", ".done")  # what every trainer writes first into its run folder
+
+
+def check_run_folder(out: str | Path) -> bool:
+    """A training run folder: ``True`` when it holds a started run (to be resumed), ``False`` when
+    it is new or empty. A non-empty folder that no microforge trainer started (no ownership
+    record, no ``run_config.json``) is refused: a trainer deletes its own ``checkpoints/`` at the
+    end, and must never do so in someone else's folder."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MicroforgeError(f"{out}: is a file, expected a folder")
+    if not out.exists() or not any(p.name != OWNER_FILE for p in out.iterdir()):
+        return False
+    if read_owner(out) is None and not any((out / m).exists() for m in RUN_MARKERS):
+        raise MicroforgeError(f"{out}: folder is not empty and was not written by microforge; choose an empty or new folder")
+    return True
+
+
+def claim_run_folder(out: str | Path, command: str) -> None:
+    """Create ``out`` and give it an ownership record naming ``command``, unless it has one."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if read_owner(out) is None:
+        _write_owner(out, {"command": command, "written": [], "foreign": []})

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import torch
 
+from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
 from ..models.weights import load_weights, save_weights
 
@@ -59,10 +60,10 @@ def prepare_run_dir(out: Path, done_marker: str, what: str, resume: bool, config
     with; then record ``config`` in ``run_config.json``."""
     if (out / done_marker).exists():
         raise MicroforgeError(f"{out}: already holds a trained {what}; choose another folder")
-    if out.exists() and any(out.iterdir()) and not resume:
+    if check_run_folder(out) and not resume:
         raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
     saved = out / "run_config.json"
     if resume and saved.exists() and json.loads(saved.read_text()) != config:
         raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
-    out.mkdir(parents=True, exist_ok=True)
+    claim_run_folder(out, f"train {what}")
     saved.write_text(json.dumps(config, indent=2) + "\n")

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from ..data.dataset import MicrographDataset, d4_batch
 from ..data.images import read_grey
 from ..data.manifest import read_dataset
+from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import TiM3Config, build_autoencoder, codec_class, build_map_encoder, build_unet, map_condition, onehot_map, predict_noise
@@ -414,7 +415,7 @@ def train_tim3(data_root: str | Path, out: str | Path, cfg: TiM3Config, resume: 
     out = Path(out)
     if (out / "config.json").exists():
         raise MicroforgeError(f"{out}: already holds a trained model; choose another folder")
-    started = out.exists() and any(out.iterdir())
+    started = check_run_folder(out)
     if started and not resume:
         raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
     if started:
@@ -423,7 +424,7 @@ def train_tim3(data_root: str | Path, out: str | Path, cfg: TiM3Config, resume: 
             raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
     trainer = TiM3Trainer(data_root, out, cfg, progress=progress)
     if trainer.acc.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
+        claim_run_folder(out, "train tim3")
         (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     trainer.acc.wait_for_everyone()
     return trainer.run()
