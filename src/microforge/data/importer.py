@@ -22,7 +22,7 @@ from ..errors import MicroforgeError
 from ..properties import TITANIUM_PROPERTIES, PropertySet, PropertySpec
 from .images import read_grey, read_image, write_png
 from .manifest import MASK_TYPE_COLUMN, MODALITIES, RESERVED_COLUMNS, DatasetTable, check_property_cell, line_of, read_dataset, write_manifest
-from .outdir import PARTS_DIR, cleaned_on_failure, prepare_output_dir, record_outputs
+from .outdir import PARTS_DIR, check_output_dir, cleaned_on_failure, prepare_output_dir, record_outputs
 from .phase_map import MASK_TYPES, mask_to_phase_map
 from .tiling import Crop, iter_tiles, normalise_grey, to_uint8
 
@@ -226,6 +226,7 @@ def import_dataset(opt: ImportOptions, progress: bool = True, warn: Callable[[st
     """
     if not math.isfinite(opt.scale) or opt.scale <= 0:
         raise MicroforgeError(f"--scale must be a positive number, got {opt.scale}")
+    check_output_dir(opt.out)  # before reading the table: a refused folder gets its error first
     rows, props = _plan(opt, warn)
     # an unfinished import restarts from scratch (its tiles are cheap to cut again)
     prepare_output_dir(opt.out, opt.overwrite or (opt.out / PARTS_DIR).is_dir(), command="data import",

@@ -65,6 +65,16 @@ def remove_owned(out: Path, record: dict) -> list[str]:
     return removed
 
 
+def check_output_dir(out: str | Path) -> None:
+    """The checks of :func:`prepare_output_dir` that need no writing: ``out`` is not a file, and a
+    non-empty ``out`` was claimed by microforge. For jobs that read their inputs first."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise MicroforgeError(f"{out}: is a file, expected a folder")
+    if out.is_dir() and any(out.iterdir()) and read_owner(out) is None:
+        raise MicroforgeError(f"{out}: folder is not empty and was not written by microforge; choose an empty or new folder")
+
+
 def prepare_output_dir(out: str | Path, overwrite: bool, done_marker: str = DONE_MARKER, command: str = "microforge",
                        outputs: tuple[str, ...] = ()) -> bool:
     """Claim ``out`` for a result-writing job; return ``True`` when resuming unfinished work.
@@ -79,15 +89,13 @@ def prepare_output_dir(out: str | Path, overwrite: bool, done_marker: str = DONE
     interrupted job's files are known too. :func:`record_outputs` adds the rest when it finishes.
     """
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise MicroforgeError(f"{out}: is a file, expected a folder")
+    check_output_dir(out)
     if not out.exists() or not any(out.iterdir()):
         out.mkdir(parents=True, exist_ok=True)
         _write_owner(out, {"command": command, "written": list(outputs), "foreign": []})
         return False
     record = read_owner(out)
-    if record is None:
-        raise MicroforgeError(f"{out}: folder is not empty and was not written by microforge; choose an empty or new folder")
+    assert record is not None  # check_output_dir refused the folder otherwise
     if overwrite:
         remove_owned(out, record)
         foreign = sorted(p.name for p in out.iterdir() if p.name != OWNER_FILE)  # the user's own files: never listed
