@@ -32,8 +32,8 @@ def test_synth_then_info_then_sheet(tmp_path):
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["data", "synth", "--out", "{tmp}/a", "--specimens", "-3"], "--specimens must be positive"),
-        (["data", "synth", "--out", "{tmp}/a", "--workers", "0"], "--workers must be at least 1"),
+        (["data", "synth", "--out", "{tmp}/a", "--specimens", "-3"], "'--specimens': -3 is not in the range"),
+        (["data", "synth", "--out", "{tmp}/a", "--workers", "0"], "'--workers': 0 is not in the range"),
         (["data", "synth", "--out", "{tmp}/a", "--config", "{tmp}/none.yaml"], "config file not found"),
         (["data", "info", "{tmp}/missing"], "dataset folder not found"),
         (["data", "import", "--images", "{tmp}", "--table", "{tmp}/none.csv", "--out", "{tmp}/o"], "property table not found"),

@@ -231,7 +231,7 @@ def test_evaluate_sweeps_and_ablation(micro_model, tiny_bench, tmp_path):
 def test_evaluate_cli_errors_are_one_line(micro_model, tiny_bench, tmp_path):
     runner = CliRunner()
     r = runner.invoke(cli, ["evaluate", "--model", str(micro_model), "--data", str(tiny_bench.root), "--report", str(tmp_path / "r"), "-n", "-3"])
-    assert r.exit_code == 1 and r.output.startswith("Error:") and "n must be at least 1" in r.output
+    assert r.exit_code == 1 and r.output.startswith("Error:") and "'-n': -3 is not in the range" in r.output
     r = runner.invoke(cli, ["evaluate", "--model", str(tmp_path / "none"), "--data", str(tiny_bench.root), "--report", str(tmp_path / "r2")])
     assert r.exit_code == 1 and "model folder not found" in r.output
     r = runner.invoke(cli, ["evaluate", "--data", str(tiny_bench.root), "--report", str(tmp_path / "r3"), "--ablation", "oops"])
