@@ -128,11 +128,6 @@ def data_synth(out: Path, config_path: Path | None, modality: str | None, worker
 
     if modality is not None:
         fields["modalities"] = ("OM", "SEM") if modality == "both" else (modality,)
-    for name, flag in (("n_specimens", "--specimens"), ("field_px", "--field-px"), ("tile_size", "--tile-size")):
-        if fields.get(name) is not None and fields[name] < 1:
-            raise MicroforgeError(f"{flag} must be positive, got {fields[name]}")
-    if workers < 1:
-        raise MicroforgeError(f"--workers must be at least 1, got {workers}")
     config = load_config(SynthConfig, config_path, **fields)
     dataset = build_benchmark(out, config, workers=workers, overwrite=overwrite, progress=not quiet)
     n_spec = dataset.table["specimen"].nunique()
@@ -215,8 +210,6 @@ def data_sheet(dataset: Path, out: Path, per_morphology: int, overwrite: bool) -
     from .data.manifest import read_dataset
     from .data.outdir import check_output_file
 
-    if per_morphology < 1:
-        raise MicroforgeError(f"--per-morphology must be at least 1, got {per_morphology}")
     ds = read_dataset(dataset)
     check_output_file(out, overwrite, (".png",))
     if "morphology" not in ds.table.columns:
@@ -370,8 +363,6 @@ def generate_cmd(model: str, props: tuple[str, ...], n: int, out: Path, steps: i
     from .pipelines.generate import generate, resolve_model
     from .properties import check_target_range, parse_property_assignments
 
-    if n < 1:
-        raise MicroforgeError(f"-n must be at least 1, got {n}")
     pipe = load_pipeline(resolve_model(model))
     target = parse_property_assignments(list(props), pipe.condition_properties)
     check_target_range(pipe.condition_properties, target, allow_extrapolation)
@@ -397,16 +388,9 @@ def serve_cmd(model: str, host: str, port: int, regressor: str | None, max_sampl
     from .serve.explorer import Explorer
     from .serve.server import start_server
 
-    if max_samples < 1:
-        raise MicroforgeError(f"--max-samples must be at least 1, got {max_samples}")
-    if not 0 <= port <= 65535:
-        raise MicroforgeError(f"--port must lie in 0..65535, got {port}")
     with tempfile.TemporaryDirectory(prefix="microforge-serve-") as tmp:
         explorer = Explorer(model, runs_dir or tmp, regressor, max_samples)
-        try:
-            server, _ = start_server(explorer, host, port)
-        except OSError as exc:
-            raise MicroforgeError(f"--host {host} --port {port}: cannot listen there ({exc.strerror or exc})") from None
+        server, _ = start_server(explorer, host, port)
         click.echo(f"microforge explorer on http://{host}:{server.server_port}/  (Ctrl+C stops it)")
         try:
             while True:
@@ -535,8 +519,6 @@ def segment_train(datasets: tuple[Path, ...], out: Path, steps: int, batch_size:
     from .characterize.segmenter_training import SegmenterTrainConfig, train_segmenter
     from .data.outdir import prepare_output_dir, record_outputs
 
-    if steps < 1 or batch_size < 1:
-        raise MicroforgeError("--steps and --batch-size must be positive")
     prepare_output_dir(out, overwrite, done_marker="model.safetensors", command="segment train")
     cfg = replace(SegmenterTrainConfig(), steps=steps, batch_size=batch_size, crop=crop, modality=modality, seed=seed)
     train_segmenter(list(datasets), out, cfg, progress=not quiet)

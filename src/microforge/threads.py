@@ -54,12 +54,12 @@ def choose_threads() -> int:
 
 
 def configure_threads() -> int | None:
-    """Set PyTorch's intra-op threads by :func:`choose_threads`, unless OMP_NUM_THREADS is set
-    (then PyTorch already follows it). Returns the count set, or None."""
+    """Give PyTorch :func:`choose_threads` threads, unless OMP_NUM_THREADS is already set (then
+    PyTorch follows it). Call before torch is imported: the count goes to OMP_NUM_THREADS, which
+    torch reads when it loads, so a command that never needs torch does not pay for importing it.
+    Returns the count set, or None."""
     if "OMP_NUM_THREADS" in os.environ and "MICROFORGE_THREADS" not in os.environ:
         return None
-    import torch
-
     n = choose_threads()
-    torch.set_num_threads(n)
+    os.environ["OMP_NUM_THREADS"] = str(n)
     return n

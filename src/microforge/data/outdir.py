@@ -65,13 +65,14 @@ def remove_owned(out: Path, record: dict) -> list[str]:
     return removed
 
 
-def check_output_dir(out: str | Path) -> None:
+def check_output_dir(out: str | Path, markers: tuple[str, ...] = ()) -> None:
     """The checks of :func:`prepare_output_dir` that need no writing: ``out`` is not a file, and a
-    non-empty ``out`` was claimed by microforge. For jobs that read their inputs first."""
+    non-empty ``out`` was claimed by microforge (or holds one of ``markers``, files that only
+    microforge writes). For jobs that read their inputs first."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MicroforgeError(f"{out}: is a file, expected a folder")
-    if out.is_dir() and any(out.iterdir()) and read_owner(out) is None:
+    if out.is_dir() and any(out.iterdir()) and read_owner(out) is None and not any((out / m).exists() for m in markers):
         raise MicroforgeError(f"{out}: folder is not empty and was not written by microforge; choose an empty or new folder")
 
 
@@ -160,13 +161,8 @@ def check_run_folder(out: str | Path) -> bool:
     record, no ``run_config.json``) is refused: a trainer deletes its own ``checkpoints/`` at the
     end, and must never do so in someone else's folder."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise MicroforgeError(f"{out}: is a file, expected a folder")
-    if not out.exists() or not any(p.name != OWNER_FILE for p in out.iterdir()):
-        return False
-    if read_owner(out) is None and not any((out / m).exists() for m in RUN_MARKERS):
-        raise MicroforgeError(f"{out}: folder is not empty and was not written by microforge; choose an empty or new folder")
-    return True
+    check_output_dir(out, RUN_MARKERS)
+    return out.is_dir() and any(p.name != OWNER_FILE for p in out.iterdir())
 
 
 def claim_run_folder(out: str | Path, command: str) -> None:

@@ -219,12 +219,16 @@ class TiM3Trainer:
                     module.save_pretrained(self.out / name)
                 else:  # the learned map encoder, a plain module
                     save_weights(module, self.out / name, {"model_type": f"tim3-{name}"})
-            done = self.out / DONE_DIR
-            done.mkdir(exist_ok=True)
-            (done / f"{phase}.json").write_text(json.dumps({"steps": steps, "seconds_this_run": round(time.perf_counter() - t0, 1), "processes": acc.num_processes}))
+            self._mark_done(phase, steps, time.perf_counter() - t0)
             shutil.rmtree(ckdir, ignore_errors=True)
         acc.wait_for_everyone()
         return trained
+
+    def _mark_done(self, phase: str, steps: int, seconds: float) -> None:
+        """Write ``.done/<phase>.json``: the phase is finished, with its steps and this run's time."""
+        done = self.out / DONE_DIR
+        done.mkdir(exist_ok=True)
+        (done / f"{phase}.json").write_text(json.dumps({"steps": steps, "seconds_this_run": round(seconds, 1), "processes": self.acc.num_processes}))
 
     def _save_checkpoint(self, acc: Accelerator, ckdir: Path, step: int, ema: EMAModel | None) -> None:
         """Write ``ckdir/step_<n>`` atomically (a temp folder, renamed), keep the newest few."""
@@ -269,8 +273,7 @@ class TiM3Trainer:
             return False
         if self.acc.is_main_process:
             build_autoencoder(cfg, channels).save_pretrained(self.out / phase)
-            (self.out / DONE_DIR).mkdir(exist_ok=True)
-            (self.out / DONE_DIR / f"{phase}.json").write_text(json.dumps({"steps": 0, "seconds_this_run": 0.0, "processes": self.acc.num_processes}))
+            self._mark_done(phase, 0, 0.0)
         self.acc.wait_for_everyone()
         return True
 
