@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from microforge.cli import cli
 from microforge.errors import MicroforgeError
 from microforge.models.baselines import BaselineConfig, BaselineTrain
-from microforge.models.vicinity import hard_vicinity, kernel_sigma, vicinal_batch, vicinity_kappa
+from microforge.models.vicinity import cap_per_vector, hard_vicinity, kernel_sigma, vicinal_batch, vicinity_kappa
 from microforge.pipelines.baselines import BaselinePipeline, load_pipeline
 from microforge.training.baseline_trainer import train_baseline
 
@@ -22,8 +22,6 @@ LABELS = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [3.0, 3.0]])
 
 
 def test_sigma_and_kappa_per_dimension_on_hand_made_labels():
-    unique = np.unique(LABELS, axis=0)  # 4 distinct vectors
-    assert np.allclose(kernel_sigma(LABELS), 1.06 * unique.std(axis=0) * 4 ** -0.2)
     # sorted unique values: dim 0 -> 0, 1, 3 (gaps 1, 2); dim 1 -> 0, 2, 3 (gaps 2, 1)
     assert np.array_equal(vicinity_kappa(LABELS), [2.0, 2.0])
     assert np.array_equal(vicinity_kappa(LABELS, m=0.5), [1.0, 1.0])
@@ -32,25 +30,52 @@ def test_sigma_and_kappa_per_dimension_on_hand_made_labels():
         kernel_sigma(np.array([[np.nan, 1.0]]))
 
 
-def test_hard_vicinity_needs_every_dimension_and_caps_the_count():
+def test_fidelity_sigma_uses_every_training_label():
+    # CcGAN: sigma = 1.06 std N^(-1/5) over all N image labels, repeats included. Dim 0 of LABELS is
+    # 0, 1, 0, 3, 3: mean 1.4, population std sqrt(1.84); N = 5.
+    assert kernel_sigma(LABELS)[0] == pytest.approx(1.06 * np.sqrt(1.84) * 5 ** -0.2, rel=1e-12)
+    # 3 specimens x 100 tiles: the tiles count, so sigma shrinks by 300^(-1/5) / 3^(-1/5) = 0.398
+    three = np.repeat(np.array([[0.0], [0.5], [1.0]]), 100, axis=0)
+    assert kernel_sigma(three)[0] == pytest.approx(1.06 * np.sqrt(1 / 6) * 300 ** -0.2, rel=1e-12)
+
+
+def test_hard_vicinity_needs_every_dimension():
     kappa = np.array([0.6, 0.6])
     assert hard_vicinity(LABELS, [0.5, 0.5], kappa).tolist() == [0, 1]
     assert hard_vicinity(LABELS, [0.5, 1.5], kappa).tolist() == [2]  # [0, 2]: 0.5 off in each dimension
     assert hard_vicinity(LABELS, [0.5, 1.0], kappa).tolist() == []  # dim 0 fits labels 0-2, dim 1 none of them
-    assert hard_vicinity(LABELS, [0.2, 0.0], np.array([1.0, 0.1])).tolist() == [0, 1]  # nearest first
-    assert hard_vicinity(LABELS, [0.9, 0.0], np.array([1.0, 0.1])).tolist() == [1, 0]
-    many = np.zeros((100, 3)) + np.linspace(0, 0.99, 100)[:, None]
-    near = hard_vicinity(many, [0.5, 0.5, 0.5], np.ones(3), max_count=64)
-    assert len(near) == 64 and set(near) == set(np.argsort(np.abs(many[:, 0] - 0.5), kind="stable")[:64])
+    assert hard_vicinity(LABELS, [0.2, 0.0], np.array([1.0, 0.1])).tolist() == [0, 1]
 
 
-def test_vicinal_batch_pairs_each_label_with_an_image_in_its_vicinity():
-    kappa = vicinity_kappa(LABELS, 0.5)
-    y, idx = vicinal_batch(LABELS, 200, np.array([0.3, 0.3]), kappa, torch.Generator().manual_seed(0))
-    assert y.shape == (200, 2) and idx.shape == (200,)
-    assert (np.abs(LABELS[idx] - y) <= kappa + 1e-12).all()
-    y2, idx2 = vicinal_batch(LABELS, 200, np.array([0.3, 0.3]), kappa, torch.Generator().manual_seed(0))
-    assert np.array_equal(y, y2) and np.array_equal(idx, idx2)
+def test_fidelity_cap_is_per_property_vector_and_keeps_every_specimen_in_the_vicinity():
+    # 3 specimens x 100 tiles, all three within kappa of each other
+    labels = np.repeat(np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.1]]), 100, axis=0)
+    keep = cap_per_vector(labels, 64, seed=0)
+    assert len(keep) == 192 and [int((keep // 100 == s).sum()) for s in range(3)] == [64, 64, 64]
+    assert np.array_equal(keep, cap_per_vector(labels, 64, seed=0)) and not np.array_equal(keep, cap_per_vector(labels, 64, seed=1))
+    kept = labels[keep]
+    near = hard_vicinity(kept, [0.1, 0.05], np.array([0.3, 0.3]))
+    assert len(near) == 192  # every kept tile of every specimen, not the first 64 of specimen 1
+    _, idx, _ = vicinal_batch(kept, 600, np.array([0.01, 0.01]), np.array([0.3, 0.3]), torch.Generator().manual_seed(0))
+    counts = np.bincount(keep[idx] // 100, minlength=3)
+    assert counts.min() > 150  # each specimen is drawn about a third of the time
+    with pytest.raises(MicroforgeError, match="max_per_vector"):
+        cap_per_vector(labels, 0)
+
+
+def test_fidelity_hvdl_targets_come_from_unique_labels_and_fakes_from_the_vicinity():
+    # one vector with 99 images, one with 1: CcGAN draws each *unique* vector half the time
+    labels = np.vstack([np.zeros((99, 2)), np.ones((1, 2))])
+    kappa = np.array([0.2, 0.3])
+    y, idx, fake = vicinal_batch(labels, 2000, np.array([0.01, 0.01]), kappa, torch.Generator().manual_seed(0))
+    share = float((y[:, 0] > 0.5).mean())
+    assert 0.45 < share < 0.55  # drawn per image, it would be 0.01
+    assert (np.abs(labels[idx] - y) <= kappa + 1e-12).all()
+    assert (np.abs(fake - y) <= kappa + 1e-12).all()
+    spread = np.abs(fake - y).max(axis=0)
+    assert (spread > 0.9 * kappa).all()  # uniform over the whole box, per dimension
+    y2, idx2, fake2 = vicinal_batch(labels, 2000, np.array([0.01, 0.01]), kappa, torch.Generator().manual_seed(0))
+    assert np.array_equal(y, y2) and np.array_equal(idx, idx2) and np.array_equal(fake, fake2)
     with pytest.raises(MicroforgeError, match="vicinity multiplier"):
         vicinal_batch(LABELS, 1, np.array([50.0, 50.0]), np.array([0.01, 0.01]), torch.Generator().manual_seed(0), max_tries=5)
 

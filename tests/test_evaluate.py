@@ -8,6 +8,7 @@ import torch
 from click.testing import CliRunner
 
 from microforge.cli import cli
+from microforge.data.dataset import MicrographDataset
 from microforge.data.synth.morphology import generate_microstructure
 from microforge.data.synth.params import SpecimenParams
 from microforge.errors import MicroforgeError
@@ -144,7 +145,7 @@ def test_gamma_contrast_is_eq12():
 REG = RegressorTrainConfig(resolution=32, width=8, steps=6, batch_size=8, split_fractions=(0.5, 0.25, 0.25), checkpoint_every=3)
 
 
-def test_regressor_trains_saves_loads_and_resumes_bit_identically(tiny_bench, tmp_path, monkeypatch):
+def test_fidelity_regressor_reads_stretched_images_and_trains_saves_loads_resumes(tiny_bench, tmp_path, monkeypatch):
     metrics = train_regressor(tiny_bench.root, tmp_path / "full", REG, progress=False)
     assert set(metrics["test"]["acc"]) == {"0.1", "0.2", "0.3"}
     assert json.loads((tmp_path / "full" / "metrics.json").read_text())["train_tiles"] == metrics["train_tiles"]
@@ -153,6 +154,8 @@ def test_regressor_trains_saves_loads_and_resumes_bit_identically(tiny_bench, tm
     pred = reg.predict(images)
     assert pred.shape == (3, 7)
     assert np.array_equal(PropertyRegressor.from_pretrained(tmp_path / "full").predict(images), pred)
+    # eq. 12 at inference: the judge reads each image min-max stretched, as it was trained
+    assert np.allclose(reg.predict(0.3 + 0.5 * images), pred, rtol=1e-4, atol=1e-3)
 
     with interrupted_at_step(monkeypatch, 4), pytest.raises(KeyboardInterrupt):  # after the step-3 checkpoint
         train_regressor(tiny_bench.root, tmp_path / "cut", REG, progress=False)
@@ -186,6 +189,12 @@ def test_evaluate_writes_report_and_resumes(micro_model, tiny_bench, tmp_path):
     assert main["n"] == 8 and main["fid"] > 0 and 0 <= main["precision"] <= 1
     assert set(main["accuracy"]["acc"]) == {"0.1", "0.2", "0.3"}
     assert m["oracle"]["ceiling_true_maps"]["n"] == 8
+    # the regressor's ceiling is read on the held-out specimens' tiles only
+    held = m["regressor_on_held_out"]
+    test_split = MicrographDataset(tiny_bench.root, split="test", fractions=(0.5, 0.25, 0.25), seed=0, modality="SEM")
+    assert held["specimens"] == test_split.specimens and held["n"] == len(test_split)
+    train_split = MicrographDataset(tiny_bench.root, split="train", fractions=(0.5, 0.25, 0.25), seed=0, modality="SEM")
+    assert not set(held["specimens"]) & set(train_split.specimens)
     assert "s2" in m["microstructure"] and "microstructure_maps" in m
     page = (report / "index.html").read_text()
     assert "Table 1" in page and "figures/samples_vs_ground_truth.png" in page

@@ -1,17 +1,20 @@
 """ResNet18-VAE fingerprints: the loss, training with resume, encode, and every explore analysis."""
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from click.testing import CliRunner
 
 from microforge.cli import cli
 from microforge.errors import MicroforgeError
-from microforge.fingerprint import FingerprintTrainConfig, explore, fingerprints, load_fingerprint_model, train_fingerprints
+from microforge.fingerprint import MODEL_TYPE, FingerprintTrainConfig, explore, fingerprints, load_fingerprint_model, train_fingerprints
 from microforge.models.fingerprint import FingerprintConfig, FingerprintVAE, spectral_loss
+from microforge.models.weights import save_weights
 
 from .conftest import interrupted_at_step
 
@@ -25,10 +28,30 @@ def test_shapes_and_spectral_loss():
     logits, mu, logvar = vae(x, torch.Generator().manual_seed(0))
     assert logits.shape == x.shape and mu.shape == logvar.shape == (2, 256)
     assert vae.decode(mu).min() >= 0 and vae.decode(mu).max() <= 1
-    # the spectral term ignores where a pattern sits: a shifted copy has the same FFT magnitudes
+    # the magnitude-only option ignores where a pattern sits: a shifted copy has the same FFT magnitudes
     stripes = (torch.arange(32) % 8 < 4).float().view(1, 1, 1, 32).expand(1, 1, 32, 32)
-    assert spectral_loss(stripes, torch.roll(stripes, 3, dims=-1)).item() == pytest.approx(0.0, abs=1e-10)
-    assert spectral_loss(stripes, torch.full_like(stripes, 0.5)).item() > 0.01
+    assert spectral_loss(stripes, torch.roll(stripes, 3, dims=-1), "magnitude").item() == pytest.approx(0.0, abs=1e-10)
+    assert spectral_loss(stripes, torch.full_like(stripes, 0.5), "magnitude").item() > 0.01
+
+
+def test_fidelity_spectral_loss_keeps_phase():
+    # White et al.'s L_f compares real and imaginary parts: a shifted copy is a different image
+    stripes = (torch.arange(32) % 8 < 4).float().view(1, 1, 1, 32).expand(1, 1, 32, 32)
+    shifted = torch.roll(stripes, 3, dims=-1)
+    # shifting a 4-on-4-off stripe by 3 px flips 6 of every 8 columns
+    assert spectral_loss(stripes, shifted).item() == pytest.approx(F.mse_loss(stripes, shifted).item(), rel=1e-6)
+    assert spectral_loss(stripes, shifted).item() == pytest.approx(6 / 8, rel=1e-6)
+    # and, by Parseval, it is the pixel MSE for any pair
+    a, b = torch.rand(3, 1, 16, 16), torch.rand(3, 1, 16, 16)
+    assert spectral_loss(a, b).item() == pytest.approx(F.mse_loss(a, b).item(), rel=1e-5)
+    assert FingerprintConfig().spectral == "complex"
+
+
+def test_fidelity_encoder_flattens_the_last_convolution():
+    vae = FingerprintVAE(FingerprintConfig(resolution=32, width=8, hidden=64))
+    assert vae.to_hidden.in_features == 8 * 8 * 4 * 4  # 64 channels x (32 / 8)^2 positions, not pooled
+    pooled = FingerprintVAE(FingerprintConfig(resolution=32, width=8, hidden=64, encoder_pool="mean"))
+    assert pooled.to_hidden.in_features == 64
 
 
 def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_path, monkeypatch):
@@ -63,3 +86,11 @@ def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_p
     m = evaluate(str(micro_model), tiny_bench.root, tmp_path / "r", EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4,
                                                                                      fingerprint=str(full)), progress=False)
     assert m["main"]["fingerprint_frechet"] > 0 and "Fingerprint FD" in (tmp_path / "r" / "index.html").read_text()
+
+
+def test_folders_saved_before_the_fidelity_options_load_as_they_were_trained(tmp_path):
+    old = FingerprintConfig(resolution=32, width=8, hidden=64, latent=16, encoder_pool="mean", spectral="magnitude")
+    fields = {k: v for k, v in dataclasses.asdict(old).items() if k not in ("encoder_pool", "spectral")}
+    save_weights(FingerprintVAE(old), tmp_path, {"model_type": MODEL_TYPE, **fields})
+    loaded = load_fingerprint_model(tmp_path)
+    assert (loaded.cfg.encoder_pool, loaded.cfg.spectral) == ("mean", "magnitude")

@@ -103,7 +103,9 @@ def load_fingerprint_model(folder: str | Path) -> FingerprintVAE:
         raise MicroforgeError(f"{folder}: fingerprint model folder not found")
     raw = read_config(folder, MODEL_TYPE, "a fingerprint model")
     names = {f.name for f in dataclasses.fields(FingerprintConfig)}
-    return load_weights(FingerprintVAE(FingerprintConfig(**{k: v for k, v in raw.items() if k in names})), folder)
+    before_fidelity = {"encoder_pool": "mean", "spectral": "magnitude"}  # what folders saved before these options hold
+    kept = {**before_fidelity, **{k: v for k, v in raw.items() if k in names}}
+    return load_weights(FingerprintVAE(FingerprintConfig(**kept)), folder)
 
 
 @torch.no_grad()

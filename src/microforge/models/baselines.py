@@ -14,8 +14,10 @@ of :mod:`.vicinity`.
   scalar property; a critic with a Wasserstein score and two auxiliary classifier heads;
   gradient penalty x 10, classification x 5, AdamW.
 * **DDPM** (Lee & Yun; Nichol & Dhariwal's improved DDPM): unconditional, a linear schedule with
-  T = 4000, the UNet predicting the noise and the variance interpolation ``v`` (learned range),
-  trained with ``L_simple + 0.001 L_vlb``; sampled with DDIM at a chosen number of steps.
+  T = 4000 (betas scaled by 1000 / T, as improved DDPM does), the UNet predicting the noise and
+  the variance interpolation ``v`` (learned range), trained with ``L_simple + 0.001 L_vlb``, where
+  ``L_vlb`` is the sum over all T steps (estimated as ``T L_t`` at one uniform ``t``); sampled
+  with DDIM at a chosen number of steps.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class BaselineTrain:
     checkpoint_every: int = 250
     seed: int = 0
     vicinity_m: float = 1.0  # kappa = m x the largest gap between sorted unique label values, per dimension
-    max_per_vector: int = 64  # images in one hard vicinity (TiM3 appendix A)
+    max_per_vector: int = 64  # CcGAN/CCDM: training images kept per unique property vector (TiM3 appendix A)
+    adam_betas: tuple[float, float] = (0.9, 0.999)  # CCDM and DDPM's Adam (TiM3 Table 3's CCDM: 0.9, 0.99); CcGAN uses SNGAN's 0.5, 0.999
+    ema_decay: float = 0.0  # CCDM and DDPM: EMA of the UNet's weights, saved in their place (0: none; Lee & Yun: 0.9999)
 
 
 @dataclass
@@ -56,10 +60,14 @@ class BaselineConfig:
     modality: str = "SEM"
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # TiM3's: the same test specimens
     channels: tuple[int, ...] = (32, 64, 64)  # CCDM UNet blocks; CcGAN: the first entry is the base width
+    layers_per_block: int = 1  # CCDM and DDPM: residual blocks per UNet level (Lee & Yun: 3)
+    dropout: float = 0.0  # CCDM and DDPM: UNet dropout (Lee & Yun: 0.1)
+    attention_resolution: int = 0  # CCDM and DDPM: feature-map size (px) of the UNet's attention level; 0: the coarsest
+    attention_heads: int = 0  # heads of that attention; 0: diffusers' 8 channels per head (Lee & Yun: 1)
     embed_dim: int = 128  # label-embedding width (CCDM: replaced by the UNet's time-embedding width)
     z_dim: int = 128  # CcGAN noise
     num_train_timesteps: int = 1000  # CCDM; DDPM uses 4000 (Lee & Yun)
-    vlb_weight: float = 0.001  # DDPM: weight of L_vlb in the hybrid loss
+    vlb_weight: float = 0.001  # DDPM: lambda in L_simple + lambda L_vlb, L_vlb = sum over the T steps (Nichol & Dhariwal)
     sampling_steps: int = 50  # CCDM and DDPM: DDIM steps
     guidance_scale: float = 1.5  # CCDM classifier-free guidance (1: none)
     cond_dropout: float = 0.1  # CCDM: share of training samples with the null label
@@ -75,6 +83,16 @@ class BaselineConfig:
             raise MicroforgeError(f"kind must be one of {', '.join(BASELINE_KINDS)}, got {self.kind!r}")
         if self.resolution < 16 or self.resolution & (self.resolution - 1):
             raise MicroforgeError(f"resolution must be a power of two of at least 16, got {self.resolution}")
+        sizes = [self.resolution >> i for i in range(len(self.channels))]
+        if self.attention_resolution and self.attention_resolution not in sizes:
+            raise MicroforgeError(f"attention_resolution must be one of the UNet's feature-map sizes {sizes}, got {self.attention_resolution}")
+
+    @property
+    def attention_level(self) -> int:
+        """Index of the UNet level that holds the attention blocks."""
+        if not self.attention_resolution:
+            return len(self.channels) - 1
+        return [self.resolution >> i for i in range(len(self.channels))].index(self.attention_resolution)
 
     # the surface the generate/evaluate code reads from TiM3 configs
     two_stage = False
@@ -113,13 +131,17 @@ class LabelEmbedding(nn.Module):
 
 
 def build_ccdm_unet(cfg: BaselineConfig) -> UNet2DModel:
-    """Pixel-space UNet. CCDM: its time embedding receives the label embedding (width
-    4 x channels[0]). DDPM: unconditional, with two output channels (noise, variance ``v``)."""
-    n = len(cfg.channels)
+    """Pixel-space UNet with attention at ``cfg.attention_level``. CCDM: its time embedding receives
+    the label embedding (width 4 x channels[0]). DDPM: unconditional, with two output channels
+    (noise, variance ``v``)."""
+    n, at = len(cfg.channels), cfg.attention_level
+    down = tuple("AttnDownBlock2D" if i == at else "DownBlock2D" for i in range(n))
+    up = tuple("AttnUpBlock2D" if i == n - 1 - at else "UpBlock2D" for i in range(n))
+    head_dim = cfg.channels[at] // cfg.attention_heads if cfg.attention_heads else 8
     return UNet2DModel(
         sample_size=cfg.resolution, in_channels=1, out_channels=2 if cfg.kind == "ddpm" else 1, block_out_channels=tuple(cfg.channels),
-        down_block_types=("DownBlock2D",) * (n - 1) + ("AttnDownBlock2D",), up_block_types=("AttnUpBlock2D",) + ("UpBlock2D",) * (n - 1),
-        layers_per_block=1, norm_num_groups=min(8, cfg.channels[0]), class_embed_type=None if cfg.kind == "ddpm" else "identity",
+        down_block_types=down, up_block_types=up, layers_per_block=cfg.layers_per_block, dropout=cfg.dropout,
+        attention_head_dim=head_dim, norm_num_groups=min(8, cfg.channels[0]), class_embed_type=None if cfg.kind == "ddpm" else "identity",
     )
 
 

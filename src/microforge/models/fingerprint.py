@@ -1,10 +1,15 @@
 """ResNet18-VAE microstructure fingerprints (White et al.): a ResNet-18 encoder, a 512-unit tanh
 layer, then the mean and log-variance of a 256-d Gaussian; a mirrored decoder back to the image.
 
-The fingerprint of an image is its posterior mean ``mu``. Training minimises
-``alpha * BCE(x_hat, x) + (1 - alpha) * spectral + beta * KL``, where the spectral term is the
-MSE between the magnitudes of the images' orthonormal 2-D FFTs: it rewards reproducing the
-lath spacings and grain sizes (the spectrum) even where the pixels do not align.
+The encoder flattens its last convolution output (White et al.; ``encoder_pool: mean`` instead
+averages it over space, as a classifier does). The fingerprint of an image is its posterior mean
+``mu``. Training minimises ``alpha * BCE(x_hat, x) + (1 - alpha) * L_f + beta * KL``: White et
+al.'s eq. 1 with the VAE's KL term, which the paper names but leaves out of eq. 1, and BCE averaged
+over pixels instead of summed. ``L_f`` is the paper's spectral loss, the MSE between the real and
+imaginary parts of the two images' 2-D FFTs. With the orthonormal FFT used here, Parseval's
+theorem makes it equal to the pixel MSE. ``spectral: magnitude`` compares FFT magnitudes only,
+which ignores where features sit (shift-invariant) and rewards the right lath spacings even where
+the pixels do not align.
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ class FingerprintConfig:
     latent: int = 256  # fingerprint dimension
     alpha: float = 0.7  # weight of the BCE term; 1 - alpha weights the spectral term
     beta: float = 1e-3  # weight of the KL term
+    encoder_pool: str = "flatten"  # White et al.: flatten the last convolution output; "mean": average it over space
+    spectral: str = "complex"  # White et al.'s L_f on real and imaginary parts; "magnitude": FFT magnitudes only
+
+    def __post_init__(self) -> None:
+        if self.encoder_pool not in ("flatten", "mean"):
+            raise ValueError(f"encoder_pool must be 'flatten' or 'mean', got {self.encoder_pool!r}")
+        if self.spectral not in ("complex", "magnitude"):
+            raise ValueError(f"spectral must be 'complex' or 'magnitude', got {self.spectral!r}")
 
 
 class FingerprintVAE(nn.Module):
@@ -36,12 +49,12 @@ class FingerprintVAE(nn.Module):
         if cfg.resolution % 8:
             raise ValueError(f"resolution must be a multiple of 8, got {cfg.resolution}")
         self.cfg = cfg
-        self.encoder = ResNet18(1, 1, cfg.width)  # its features(): (B, 8 * width) after pooling
-        feat = self.encoder.num_features
-        self.to_hidden = nn.Linear(feat, cfg.hidden)
+        self.encoder = ResNet18(1, 1, cfg.width)
+        feat = self.encoder.num_features  # 8 * width channels
+        self.side = cfg.resolution // 8  # the encoder's last stage is 1/8 of the input
+        self.to_hidden = nn.Linear(feat * self.side**2 if cfg.encoder_pool == "flatten" else feat, cfg.hidden)
         self.mu = nn.Linear(cfg.hidden, cfg.latent)
         self.logvar = nn.Linear(cfg.hidden, cfg.latent)
-        self.side = cfg.resolution // 8  # the encoder's last stage is 1/8 of the input
         self.from_latent = nn.Sequential(nn.Linear(cfg.latent, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, feat * self.side**2))
         ups, c = [], feat
         for _ in range(3):  # mirror of the three strided stages
@@ -51,7 +64,8 @@ class FingerprintVAE(nn.Module):
         self.feat = feat
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = torch.tanh(self.to_hidden(self.encoder.features(x)))
+        maps = self.encoder.feature_maps(x)  # (B, 8 * width, R / 8, R / 8)
+        h = torch.tanh(self.to_hidden(maps.flatten(1) if self.cfg.encoder_pool == "flatten" else maps.mean(dim=(2, 3))))
         return self.mu(h), self.logvar(h).clamp(-20, 10)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -67,16 +81,22 @@ class FingerprintVAE(nn.Module):
         return self.decode_logits(mu + torch.exp(0.5 * logvar) * eps), mu, logvar
 
 
-def spectral_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """MSE between the magnitudes of the orthonormal 2-D FFTs of two image batches."""
-    return F.mse_loss(torch.fft.fft2(a, norm="ortho").abs(), torch.fft.fft2(b, norm="ortho").abs())
+def spectral_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "complex") -> torch.Tensor:
+    """White et al.'s ``L_f`` between two image batches ``(B, 1, H, W)``: the mean over frequencies
+    of the squared differences of the real and imaginary parts of their orthonormal 2-D FFTs
+    (``kind="complex"``; equal to the pixel MSE by Parseval), or of the FFT magnitudes only
+    (``kind="magnitude"``: shift-invariant)."""
+    fa, fb = torch.fft.fft2(a, norm="ortho"), torch.fft.fft2(b, norm="ortho")
+    if kind == "magnitude":
+        return F.mse_loss(fa.abs(), fb.abs())
+    return ((fa - fb).abs() ** 2).mean()
 
 
 def fingerprint_loss(model: FingerprintVAE, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
     """White et al.'s loss on a batch ``x`` in [0, 1]; returns the loss and its parts."""
     logits, mu, logvar = model(x, gen)
     bce = F.binary_cross_entropy_with_logits(logits, x)
-    spec = spectral_loss(torch.sigmoid(logits), x)
+    spec = spectral_loss(torch.sigmoid(logits), x, model.cfg.spectral)
     kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
     cfg = model.cfg
     loss = cfg.alpha * bce + (1 - cfg.alpha) * spec + cfg.beta * kl

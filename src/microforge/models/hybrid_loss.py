@@ -59,3 +59,12 @@ def vlb_loss(scheduler: DDPMScheduler, x0: torch.Tensor, xt: torch.Tensor, t: to
     kl = normal_kl(mean_q, logvar_q, mean_p, logvar_p).flatten(1).mean(1) / math.log(2.0)
     nll = -discretized_gaussian_log_likelihood(x0, mean_p, 0.5 * logvar_p).flatten(1).mean(1) / math.log(2.0)
     return torch.where(t == 0, nll, kl)
+
+
+def hybrid_loss(simple: torch.Tensor, vlb_t: torch.Tensor, weight: float, num_timesteps: int) -> torch.Tensor:
+    """``L_simple + weight * L_vlb``, with ``L_vlb = sum_t L_t`` estimated without bias from one
+    uniformly drawn ``t`` as ``T * L_t`` (Nichol & Dhariwal's eq. 16 with lambda = 0.001).
+
+    ``simple`` and ``vlb_t`` are scalars (the batch means of the MSE and of ``L_t`` in bits per
+    dimension); ``num_timesteps`` is T."""
+    return simple + weight * num_timesteps * vlb_t

@@ -37,6 +37,15 @@ def resize_batch(images: np.ndarray | torch.Tensor, resolution: int) -> torch.Te
     return x
 
 
+def min_max_stretch(x: torch.Tensor) -> torch.Tensor:
+    """Each image of ``(B, 1, H, W)`` stretched to span [0, 1] (``(x - min) / (max - min)``; a
+    uniform image becomes 0): TiM3's eq. 12 with gamma = contrast = 1, the input the regressor is
+    trained and read with."""
+    lo = x.amin(dim=(1, 2, 3), keepdim=True)
+    hi = x.amax(dim=(1, 2, 3), keepdim=True)
+    return (x - lo) / (hi - lo).clamp_min(1e-6)
+
+
 @dataclass
 class PropertyRegressor:
     """A trained regressor: the network, the properties it predicts and its input size (px)."""
@@ -71,13 +80,15 @@ class PropertyRegressor:
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
+    def _input(self, images: np.ndarray) -> torch.Tensor:
+        return min_max_stretch(resize_batch(images, self.resolution)).to(self.device)
+
     @torch.no_grad()
     def predict(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Raw properties ``(N, K)`` (units of ``properties.json``) of greyscale images
-        ``(N, H, W)`` in [0, 1]."""
+        ``(N, H, W)`` in [0, 1], each min-max stretched first, as in training (eq. 12)."""
         self.net.eval()
-        out = [self.net(resize_batch(images[i : i + batch_size], self.resolution).to(self.device)).cpu()
-               for i in range(0, len(images), batch_size)]
+        out = [self.net(self._input(images[i : i + batch_size])).cpu() for i in range(0, len(images), batch_size)]
         return self.properties.denormalise(torch.cat(out).double().numpy()) if out else np.zeros((0, len(self.properties)))
 
     @torch.no_grad()
@@ -85,6 +96,5 @@ class PropertyRegressor:
         """Pooled penultimate features ``(N, 8 * width)``: the domain fingerprint of
         :func:`microforge.evaluate.distribution.frechet_distance`."""
         self.net.eval()
-        out = [self.net.features(resize_batch(images[i : i + batch_size], self.resolution).to(self.device)).cpu()
-               for i in range(0, len(images), batch_size)]
+        out = [self.net.features(self._input(images[i : i + batch_size])).cpu() for i in range(0, len(images), batch_size)]
         return torch.cat(out).double().numpy() if out else np.zeros((0, self.net.num_features))

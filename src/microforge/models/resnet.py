@@ -56,8 +56,13 @@ class ResNet18(nn.Module):
         self.head = nn.Linear(cin, n_outputs)
         self.num_features = cin
 
+    def feature_maps(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output ``(B, 8 * width, H / 8, W / 8)``."""
+        return self.stages(self.stem(x))
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1)
+        """The pooled features ``(B, 8 * width)``."""
+        return torch.flatten(F.adaptive_avg_pool2d(self.feature_maps(x), 1), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x))

@@ -1,11 +1,20 @@
 """Hard vicinity for many continuous labels (CcGAN, Ding et al. 2021; CCDM, Ding et al. 2024),
 extended to K properties as TiM3's appendix A does: one bandwidth and one radius per dimension.
 
-Labels are the normalised property vectors ``(N, K)`` of the training images. A training step
-draws target labels ``y' = y_i + sigma * eps`` around real labels, and pairs each with a real
-image whose label lies in the hard vicinity of ``y'``: ``|y_j,d - y'_d| <= kappa_d`` for every
-dimension ``d``. At most ``max_per_vector`` (64) images, the nearest, form one vicinity, so that
-a sparse K-dimensional label space does not let one vicinity swallow the data set.
+Labels are the normalised property vectors ``(N, K)`` of the training images, one per image
+(many tiles share their specimen's vector). CcGAN's hard vicinal discriminator loss (HVDL) draws,
+per step:
+
+* target labels ``y' = y_u + sigma * eps`` around *unique* training label vectors ``y_u``
+  (uniformly over the unique vectors, not over images), redrawing ``eps`` while no real image
+  lies in the hard vicinity ``|y_j,d - y'_d| <= kappa_d`` for every dimension ``d``;
+* one real image uniformly among those in the vicinity of each target;
+* one fake label uniformly in the box ``y' +- kappa``, which the generator is given, while the
+  discriminator judges the generated image under ``y'``.
+
+TiM3's "at most 64 images per property vector" caps the *training set*: :func:`cap_per_vector`
+keeps at most 64 images of each unique label vector (a seeded draw), so that specimens with many
+tiles do not dominate; the vicinity itself holds every remaining image within kappa.
 """
 
 from __future__ import annotations
@@ -15,17 +24,16 @@ import torch
 
 from ..errors import MicroforgeError
 
-MAX_PER_VECTOR = 64  # images in one hard vicinity (TiM3 appendix A)
+MAX_PER_VECTOR = 64  # images kept per unique property vector (TiM3 appendix A)
 
 
 def kernel_sigma(labels: np.ndarray) -> np.ndarray:
-    """Per-dimension noise std of the vicinal labels: Silverman's rule, ``1.06 std N^(-1/5)``.
+    """Per-dimension noise std of the vicinal labels: CcGAN's rule of thumb ``1.06 std N^(-1/5)``.
 
-    ``labels`` ``(N, K)``; returns ``(K,)``. ``N`` counts the distinct label vectors (many tiles
-    share their specimen's label)."""
+    ``labels`` ``(N, K)``, one row per training image; returns ``(K,)``. ``std`` and ``N`` are
+    taken over all ``N`` image labels, repeats included, as in CcGAN."""
     labels = _as_labels(labels)
-    unique = np.unique(labels, axis=0)
-    return 1.06 * unique.std(axis=0) * len(unique) ** (-0.2)
+    return 1.06 * labels.std(axis=0) * len(labels) ** (-0.2)
 
 
 def vicinity_kappa(labels: np.ndarray, m: float = 1.0) -> np.ndarray:
@@ -42,40 +50,59 @@ def vicinity_kappa(labels: np.ndarray, m: float = 1.0) -> np.ndarray:
     return np.asarray(out)
 
 
-def hard_vicinity(labels: np.ndarray, target: np.ndarray, kappa: np.ndarray, max_count: int = MAX_PER_VECTOR) -> np.ndarray:
-    """Indices of the labels within ``kappa`` of ``target`` in every dimension, nearest first
-    (distance in units of kappa), at most ``max_count`` of them."""
+def cap_per_vector(labels: np.ndarray, max_count: int = MAX_PER_VECTOR, seed: int = 0) -> np.ndarray:
+    """Indices (sorted) of the images kept when each unique label vector keeps at most
+    ``max_count`` images, drawn without replacement by a generator seeded with ``seed``.
+
+    ``labels`` ``(N, K)``; returns ``(M,)`` with ``M <= N``."""
+    labels = _as_labels(labels)
+    if max_count < 1:
+        raise MicroforgeError(f"max_per_vector must be at least 1, got {max_count}")
+    _, group = np.unique(labels, axis=0, return_inverse=True)
+    rng = np.random.default_rng(seed)
+    keep = []
+    for g in range(group.max() + 1):
+        members = np.flatnonzero(group.ravel() == g)
+        keep.append(members if len(members) <= max_count else rng.choice(members, max_count, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def hard_vicinity(labels: np.ndarray, target: np.ndarray, kappa: np.ndarray) -> np.ndarray:
+    """Indices (ascending) of the labels within ``kappa`` of ``target`` in every dimension.
+
+    ``labels`` ``(N, K)``, ``target`` and ``kappa`` ``(K,)``."""
     labels = _as_labels(labels)
     target, kappa = np.asarray(target, dtype=np.float64), np.asarray(kappa, dtype=np.float64)
-    diff = np.abs(labels - target)
-    inside = np.flatnonzero((diff <= kappa + 1e-12).all(axis=1))
-    scaled = diff[inside] / np.where(kappa > 0, kappa, 1.0)
-    return inside[np.argsort((scaled ** 2).sum(axis=1), kind="stable")[:max_count]]
+    return np.flatnonzero((np.abs(labels - target) <= kappa + 1e-12).all(axis=1))
 
 
 def vicinal_batch(labels: np.ndarray, batch: int, sigma: np.ndarray, kappa: np.ndarray, gen: torch.Generator,
-                  max_count: int = MAX_PER_VECTOR, max_tries: int = 100) -> tuple[np.ndarray, np.ndarray]:
-    """A training batch for the hard vicinal losses.
+                  max_tries: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A training batch for the hard vicinal losses (HVDL).
 
-    Draws ``batch`` real labels, perturbs each by ``sigma * N(0, 1)`` (per dimension) and pairs
-    each perturbed label with a real image chosen uniformly in its hard vicinity; a perturbed
-    label with an empty vicinity is redrawn. Returns ``(targets (B, K), image indices (B,))``.
-    Randomness comes only from ``gen``, so a seeded step gives the same batch.
+    For each of ``batch`` draws: a unique label vector chosen uniformly, perturbed by
+    ``sigma * N(0, 1)`` per dimension (the noise redrawn while the hard vicinity is empty), a
+    real image chosen uniformly in the vicinity, and a fake label uniform in ``target +- kappa``.
+    Returns ``(targets (B, K), image indices (B,), fake labels (B, K))``. Randomness comes only
+    from ``gen``, so a seeded step gives the same batch.
     """
     labels = _as_labels(labels)
-    targets, picks = [], []
+    unique = np.unique(labels, axis=0)
+    sigma, kappa = np.asarray(sigma, dtype=np.float64), np.asarray(kappa, dtype=np.float64)
+    targets, picks, fakes = [], [], []
     for _ in range(batch):
+        centre = unique[int(torch.randint(0, len(unique), (1,), generator=gen))]
         for _ in range(max_tries):
-            i = int(torch.randint(0, len(labels), (1,), generator=gen))
-            y = labels[i] + np.asarray(sigma) * torch.randn(labels.shape[1], generator=gen, dtype=torch.float64).numpy()
-            near = hard_vicinity(labels, y, kappa, max_count)
+            y = centre + sigma * torch.randn(labels.shape[1], generator=gen, dtype=torch.float64).numpy()
+            near = hard_vicinity(labels, y, kappa)
             if len(near):
-                targets.append(y)
-                picks.append(int(near[int(torch.randint(0, len(near), (1,), generator=gen))]))
                 break
         else:
             raise MicroforgeError("no real image lies in the hard vicinity of the drawn labels; raise the vicinity multiplier m")
-    return np.asarray(targets), np.asarray(picks)
+        targets.append(y)
+        picks.append(int(near[int(torch.randint(0, len(near), (1,), generator=gen))]))
+        fakes.append(y + kappa * (2.0 * torch.rand(labels.shape[1], generator=gen, dtype=torch.float64).numpy() - 1.0))
+    return np.asarray(targets), np.asarray(picks), np.asarray(fakes)
 
 
 def _as_labels(labels: np.ndarray) -> np.ndarray:

@@ -17,12 +17,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
+from diffusers.training_utils import EMAModel
 
 from ..data.dataset import d4_batch
 from ..errors import MicroforgeError
-from ..models.hybrid_loss import vlb_loss
+from ..models.hybrid_loss import hybrid_loss, vlb_loss
 from ..models.baselines import ACGANGenerator, ACWGANCritic, BaselineConfig, CcGANDiscriminator, CcGANGenerator, LabelEmbedding, build_ccdm_unet, ccdm_embed_dim
-from ..models.vicinity import kernel_sigma, vicinal_batch, vicinity_kappa
+from ..models.vicinity import cap_per_vector, kernel_sigma, vicinal_batch, vicinity_kappa
 from ..models.weights import save_weights
 from .checkpoints import prepare_run_dir
 from .data import load_split, properties_with_hull
@@ -32,9 +33,13 @@ FORMAT = "microforge-baseline/1"
 
 
 def ccdm_scheduler(cfg: BaselineConfig) -> DDPMScheduler:
-    """The training schedule of CCDM and DDPM: linear betas; DDPM learns the variance (Lee & Yun)."""
+    """The training schedule of CCDM and DDPM: linear betas from 1e-4 to 0.02 at T = 1000, scaled
+    by 1000 / T for other T (improved DDPM's rule, so that T = 4000 does not spend half its steps
+    on pure noise); DDPM learns the variance (Lee & Yun)."""
     variance = "learned_range" if cfg.kind == "ddpm" else "fixed_small"
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear", prediction_type="epsilon", variance_type=variance)
+    scale = 1000.0 / cfg.num_train_timesteps
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear", beta_start=1e-4 * scale, beta_end=0.02 * scale,
+                         prediction_type="epsilon", variance_type=variance)
 
 
 class BaselineTrainer:
@@ -43,8 +48,12 @@ class BaselineTrainer:
     def __init__(self, data: str | Path, out: Path, cfg: BaselineConfig, progress: bool) -> None:
         self.cfg, self.out, self.progress = cfg, out, progress
         images, raw, ds = load_split(data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution)
+        specimens = np.asarray(ds.table["specimen"])
+        if cfg.kind in ("ccgan", "ccdm"):  # at most max_per_vector images per property vector (TiM3 appendix A)
+            keep = cap_per_vector(ds.properties.normalise(raw), cfg.train.max_per_vector, cfg.train.seed)
+            images, raw, specimens = images[torch.from_numpy(keep)], raw[keep], specimens[keep]
         self.images = images * 2.0 - 1.0  # (N, 1, R, R) in [-1, 1]
-        self.raw, self.props, self.specimens = raw, ds.properties, list(ds.table["specimen"])
+        self.raw, self.props, self.specimens = raw, ds.properties, list(specimens)
         self.labels = self.props.normalise(raw)
         self.sigma = kernel_sigma(self.labels)
         self.kappa = vicinity_kappa(self.labels, cfg.train.vicinity_m)
@@ -55,7 +64,9 @@ class BaselineTrainer:
             if cfg.kind == "ccdm":
                 self.modules["label_embedding"] = LabelEmbedding(k, ccdm_embed_dim(cfg))
             params = [p for m in self.modules.values() for p in m.parameters()]
-            self.states = {"opt": torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=1e-4)}
+            self.states = {"opt": torch.optim.Adam(params, lr=cfg.train.lr, betas=tuple(cfg.train.adam_betas))}
+            if cfg.train.ema_decay:
+                self.states["ema"] = EMAModel(self.modules["unet"].parameters(), decay=cfg.train.ema_decay)
             self.scheduler = ccdm_scheduler(cfg)
         elif cfg.kind == "acwgan-gp":
             self._acgan_labels(ds)
@@ -113,19 +124,20 @@ class BaselineTrainer:
         self.states["opt_g"].step()
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "gp": gp.item()}
 
-    def batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Hard-vicinal batch: vicinal labels ``(B, K)`` and real images ``(B, 1, R, R)`` (D4-augmented)."""
+    def batch(self, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Hard-vicinal batch: target labels ``(B, K)``, real images in their vicinities
+        ``(B, 1, R, R)`` (D4-augmented) and fake labels ``(B, K)`` inside them (HVDL)."""
         b = self.cfg.train.batch_size
-        y, idx = vicinal_batch(self.labels, b, self.sigma, self.kappa, gen, self.cfg.train.max_per_vector)
+        y, idx, fake = vicinal_batch(self.labels, b, self.sigma, self.kappa, gen)
         x = d4_batch(self.images[torch.from_numpy(idx)], torch.randint(0, 8, (b,), generator=gen))
-        return torch.from_numpy(y).float(), x
+        return torch.from_numpy(y).float(), x, torch.from_numpy(fake).float()
 
     def step(self, gen: torch.Generator) -> dict[str, float]:
         if self.cfg.kind == "ddpm":
             return self._ddpm_step(gen)
         if self.cfg.kind == "acwgan-gp":
             return self._acgan_step(gen)
-        y, x = self.batch(gen)
+        y, x, y_fake = self.batch(gen)
         if self.cfg.kind == "ccdm":
             unet, embed = self.modules["unet"], self.modules["label_embedding"]
             noise = torch.randn(x.shape, generator=gen)
@@ -137,22 +149,28 @@ class BaselineTrainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for m in self.modules.values() for p in m.parameters()], 1.0)
             self.states["opt"].step()
+            self._ema_step()
             return {"loss": loss.item()}
         g, d = self.modules["generator"], self.modules["discriminator"]
         z = torch.randn(len(x), self.cfg.z_dim, generator=gen)
-        fake = g(z, y)
+        fake = g(z, y_fake)  # HVDL: fakes drawn from labels inside the vicinity, judged under the target
         loss_d = F.relu(1.0 - d(x, y)).mean() + F.relu(1.0 + d(fake.detach(), y)).mean()  # hinge, hard vicinal
         self.states["opt_d"].zero_grad()
         loss_d.backward()
         self.states["opt_d"].step()
-        loss_g = -d(fake, y).mean()
+        loss_g = -d(g(z, y), y).mean()  # the generator's step: targets drawn as above
         self.states["opt_g"].zero_grad()
         loss_g.backward()
         self.states["opt_g"].step()
         return {"loss_d": loss_d.item(), "loss_g": loss_g.item()}
 
+    def _ema_step(self) -> None:
+        if "ema" in self.states:
+            self.states["ema"].step(self.modules["unet"].parameters())
+
     def _ddpm_step(self, gen: torch.Generator) -> dict[str, float]:
-        """Unconditional: uniform images, the hybrid loss L_simple + lambda L_vlb."""
+        """Unconditional: uniform images, the hybrid loss ``L_simple + lambda L_vlb``, with
+        ``L_vlb = sum_t L_t`` estimated without bias as ``T L_t`` at the drawn ``t``."""
         b = self.cfg.train.batch_size
         _, x = random_batch(self.images, b, gen)
         noise = torch.randn(x.shape, generator=gen)
@@ -161,17 +179,20 @@ class BaselineTrainer:
         eps, v = self.modules["unet"](xt, t).sample.chunk(2, dim=1)
         simple = F.mse_loss(eps, noise)
         vlb = vlb_loss(self.scheduler, x.double(), xt.double(), t, eps.detach().double(), v.double()).mean().float()
-        loss = simple + self.cfg.vlb_weight * vlb
+        loss = hybrid_loss(simple, vlb, self.cfg.vlb_weight, self.cfg.num_train_timesteps)
         self.states["opt"].zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.modules["unet"].parameters(), 1.0)
         self.states["opt"].step()
+        self._ema_step()
         return {"loss": loss.item(), "simple": simple.item(), "vlb_bpd": vlb.item()}
 
     def run(self) -> Path:
         cfg = self.cfg.train
         seconds = run_steps(self.out, cfg.steps, cfg.seed, cfg.checkpoint_every, self.modules, self.states, self.step,
                             f"train {self.cfg.kind}", self.progress)
+        if "ema" in self.states:  # the EMA weights are the ones saved
+            self.states["ema"].copy_to(self.modules["unet"].parameters())
         for name, module in self.modules.items():
             if name == "unet":
                 module.save_pretrained(self.out / name, safe_serialization=True)

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from ..config import config_to_dict
 from ..data.dataset import MicrographDataset
 from ..evaluate.accuracy import accuracy_table
-from ..models.property_regressor import PropertyRegressor
+from ..models.property_regressor import PropertyRegressor, min_max_stretch
 from ..models.resnet import ResNet18
 from .checkpoints import prepare_run_dir
 from .data import load_split
@@ -48,10 +48,7 @@ def gamma_contrast(x: torch.Tensor, gen: torch.Generator, sigma_eta: float, cont
     b = x.shape[0]
     eta = (1.0 + sigma_eta * torch.randn(b, generator=gen)).clamp(0.3, 3.0).view(b, 1, 1, 1)
     alpha = (contrast[0] + (contrast[1] - contrast[0]) * torch.rand(b, generator=gen)).view(b, 1, 1, 1)
-    lo = x.amin(dim=(1, 2, 3), keepdim=True)
-    hi = x.amax(dim=(1, 2, 3), keepdim=True)
-    unit = (x - lo) / (hi - lo).clamp_min(1e-6)
-    return (alpha * unit.pow(eta)).clamp(0.0, 1.0)
+    return (alpha * min_max_stretch(x).pow(eta)).clamp(0.0, 1.0)
 
 
 def _split(data: str | Path, cfg: RegressorTrainConfig, split: str) -> tuple[torch.Tensor, np.ndarray, MicrographDataset]:
