@@ -174,12 +174,15 @@ def test_hybrid_loss_vlb_is_zero_for_the_true_posterior():
     assert (nll > 0).all() and torch.isfinite(nll).all()
 
 
-def test_acwgan_conditions_come_from_the_category_and_the_scalar_bins(tiny_bench, tmp_path):
+def test_fidelity_acwgan_bins_are_thirds_of_the_range_and_conditions_follow_them(tiny_bench, tmp_path):
     """The tiny benchmark's 2 training specimens: their morphologies are the categories, and a
-    target takes the category of its nearest specimen and the tertile bin of its YS."""
+    target takes the category of its nearest specimen and the bin of its YS."""
     pipe = load_pipeline(train_baseline(tiny_bench.root, tmp_path / "ac", micro("acwgan-gp"), progress=False))
     a = pipe.acgan
     assert a["scalar"] == "YS" and len(a["bin_edges"]) == 2 and a["bin_edges"][0] <= a["bin_edges"][1]
+    # Howland et al.: the lower, middle and upper thirds of the observed range, not equal-count tertiles
+    ys = pipe.properties.denormalise(np.asarray(a["specimen_labels"]))[:, 0]
+    assert a["bin_edges"] == pytest.approx([ys.min() + (ys.max() - ys.min()) / 3, ys.min() + 2 * (ys.max() - ys.min()) / 3])
     assert set(a["categories"]) <= {"equiaxed", "bimodal", "lamellar", "basketweave"} and len(a["specimen_labels"]) == 2
     specimen_targets = pipe.properties.denormalise(np.asarray(a["specimen_labels"]))
     cats, bins = pipe.acgan_conditions(specimen_targets)
@@ -191,3 +194,42 @@ def test_acwgan_conditions_come_from_the_category_and_the_scalar_bins(tiny_bench
     assert pipe.acgan_conditions(low)[1].tolist() == [0, 0] and pipe.acgan_conditions(high)[1].tolist() == [2, 2]
     with pytest.raises(MicroforgeError, match="no column 'grade'"):
         train_baseline(tiny_bench.root, tmp_path / "bad", BaselineConfig(kind="acwgan-gp", category="grade", resolution=32), progress=False)
+
+
+@pytest.mark.parametrize("kind", ["ccgan", "acwgan-gp", "ccdm"])
+def test_fidelity_conditional_baselines_respond_to_their_label(kind, tiny_bench, tmp_path):
+    """A toy set where the label decides the brightness (label -1: dark tiles, +1: bright ones):
+    after a short training, samples for the two labels differ in brightness in the right order."""
+    from diffusers import DDIMScheduler
+
+    from microforge.training.baseline_trainer import BaselineTrainer
+
+    cfg = BaselineConfig(kind=kind, resolution=16, channels=(16, 32), embed_dim=16, z_dim=16, num_train_timesteps=100, critic_steps=2,
+                         split_fractions=(0.5, 0.25, 0.25), train=BaselineTrain(steps=1, batch_size=16, lr=1e-3))
+    trainer = BaselineTrainer(tiny_bench.root, tmp_path, cfg, progress=False)
+    k, bright = len(trainer.props), torch.arange(64) % 2
+    trainer.images = (bright.float() * 1.4 - 0.7)[:, None, None, None] + 0.1 * torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    trainer.labels = np.repeat((bright.numpy() * 2.0 - 1.0)[:, None], k, axis=1)
+    trainer.sigma, trainer.kappa = np.full(k, 0.05), np.full(k, 0.2)
+    trainer.category_codes, trainer.bins, trainer.categories = bright.clone(), bright.clone(), ["dark", "bright"]
+    for step in range(300 if kind == "ccdm" else 150):
+        trainer.step(torch.Generator().manual_seed(step))
+    means = []
+    with torch.no_grad():
+        for label in (-1.0, 1.0):
+            z, y = torch.randn(32, 16, generator=torch.Generator().manual_seed(5)), torch.full((32, k), label)
+            if kind == "ccdm":  # 10 DDIM steps from the same noise
+                unet, embed = trainer.modules["unet"].eval(), trainer.modules["label_embedding"]
+                sched = DDIMScheduler.from_config(trainer.scheduler.config)
+                sched.set_timesteps(10)
+                x = torch.randn(32, 1, 16, 16, generator=torch.Generator().manual_seed(5))
+                for t in sched.timesteps:
+                    x = sched.step(unet(x, t, class_labels=embed(y)).sample, t, x).prev_sample
+            elif kind == "ccgan":
+                x = trainer.modules["generator"].eval()(z, y)
+            else:
+                c = torch.full((32,), int(label > 0))
+                x = trainer.modules["generator"].eval()(z, c, c)
+            means.append(float(x.mean()))
+    # measured: CcGAN and ACWGAN-GP about 1.4 (the full -0.7 to 0.7); CCDM, slower to learn its label, 0.23
+    assert means[1] - means[0] > (0.1 if kind == "ccdm" else 0.5), means

@@ -66,3 +66,31 @@ def test_compare_sets_sees_the_difference(specimens):
     assert diff["persistence_pca"]["set"] == ["equiaxed"] * 3 + ["lamellar"] * 3
     with pytest.raises(MicroforgeError):
         compare_sets(eq, [])
+
+
+def test_fidelity_persistence_pca_is_fitted_on_the_reference_set_only():
+    from microforge.characterize.topology import persistence_image, persistence_pca
+
+    real = [persistence_image(np.array([[0.1 + 0.05 * i, 0.8 - 0.03 * i], [0.4, 0.2 + 0.02 * i]])) for i in range(5)]
+    fake = [persistence_image(np.array([[0.7, 0.1 + 0.05 * i]])) for i in range(4)]
+    alone, comps, _ = persistence_pca(real, 3)
+    both, comps_both, _ = persistence_pca(real + fake, 3, fit_count=len(real))
+    assert both.shape == (9, 3) and np.allclose(both[:5], alone) and np.allclose(comps_both, comps)
+    refit, _, _ = persistence_pca(real + fake, 3)  # fitted on both sets, the real scores move
+    assert not np.allclose(refit[:5], alone)
+
+
+def test_fidelity_area_fractions_scale_each_condition_to_0_1_and_count_at_or_above():
+    from microforge.characterize.statistics import condition_area_fractions, grey_histogram
+
+    # one condition, levels 0.2 (half the pixels), 0.4 (a quarter) and 0.6: scaled to 0, 0.5, 1
+    grey = np.full((8, 8), 0.2)
+    grey[:2] = 0.4
+    grey[2:4] = 0.6
+    t, f = condition_area_fractions(np.array([grey_histogram(grey)]))
+    assert np.allclose(t, np.linspace(0, 1, 10))
+    assert f[0, 0] == 1.0 and f[0, -1] == pytest.approx(0.25)  # >= 1 keeps the brightest level
+    assert f[0, 4] == pytest.approx(0.5) and f[0, 5] == pytest.approx(0.25)  # t = 0.44 and 0.56 around the middle level 0.5
+    # a second, darker condition with the same pattern reads the same after its own scaling
+    _, g = condition_area_fractions(np.array([grey_histogram(grey * 0.5)]))
+    assert np.allclose(f, g, atol=0.01)

@@ -9,7 +9,8 @@ import numpy as np
 from ..data.phase_map import CLASS_NAMES, PRIMARY_ALPHA, SECONDARY_ALPHA, phase_fractions
 from ..errors import MicroforgeError
 from .lamellae import lamella_stats
-from .statistics import area_fraction_above, astm_grain_size_number, chord_lengths, discrepancy, lineal_path, two_point_correlation
+from .statistics import (area_fraction_above, astm_grain_size_number, chord_lengths, condition_area_fractions, discrepancy, grey_histogram,
+                         lineal_path, two_point_correlation)
 from .topology import persistence_diagram, persistence_image, persistence_pca
 
 CHORD_BINS = np.arange(0, 129, 4)  # px; chords longer than 128 px fall in the last bin
@@ -66,6 +67,7 @@ def describe(grey: np.ndarray, phase_map: np.ndarray, pixel_size_um: float | Non
         out["lamellae"]["width_um"] = out["lamellae"]["width_px"] * pixel_size_um
     t, f = area_fraction_above(grey)
     out["grey_area_fractions"] = {"thresholds": _floats(t), "fractions": _floats(f)}
+    out["grey_histogram"] = _floats(grey_histogram(grey))
     diagram = persistence_diagram(grey, 1)
     out["persistence"] = {"h1_pairs": int(len(diagram)), "image": [_floats(row) for row in persistence_image(diagram)]}
     return out
@@ -75,8 +77,10 @@ def compare_sets(a: Sequence[dict], b: Sequence[dict], names: tuple[str, str] = 
     """Compare two sets of :func:`describe` outputs, taking set ``a`` as the reference.
 
     Returns per-class discrepancies (percent) of the mean S2 and lineal-path curves, the mean and
-    std of the phase fractions in each set, the mean chord histograms, and the PCA (2 components)
-    of all persistence images with each image's set.
+    std of the phase fractions in each set, the mean chord histograms, the persistence images'
+    PCA (3 components fitted on set ``a``, set ``b`` projected into them; Howland et al.) with each
+    image's set, and Howland et al.'s area fractions (each set's intensities scaled to [0, 1] on
+    their own, then the share of pixels at or above ten thresholds).
     """
     if not a or not b:
         raise MicroforgeError("both sets need at least one image to compare")
@@ -102,7 +106,14 @@ def compare_sets(a: Sequence[dict], b: Sequence[dict], names: tuple[str, str] = 
         name: {s: _floats(np.mean([d["chords"][name]["histogram"] for d in ds], axis=0)) for s, ds in zip(names, (a, b))}
         for name in CLASS_NAMES}}
     images = [np.asarray(d["persistence"]["image"]) for d in [*a, *b]]
-    scores, _, ratio = persistence_pca(images, 2)
-    out["persistence_pca"] = {"scores": [_floats(s) for s in scores], "set": [names[0]] * len(a) + [names[1]] * len(b),
-                              "explained_variance_ratio": _floats(ratio)}
+    if len(a) >= 2:  # Howland et al.: 3 components fitted on the reference set, the other projected into them
+        scores, _, ratio = persistence_pca(images, 3, fit_count=len(a))
+        out["persistence_pca"] = {"scores": [_floats(s) for s in scores], "set": [names[0]] * len(a) + [names[1]] * len(b),
+                                  "fitted_on": names[0], "explained_variance_ratio": _floats(ratio)}
+    if all("grey_histogram" in d for d in [*a, *b]):
+        block: dict[str, Any] = {}
+        for s, ds in zip(names, (a, b)):  # each set scaled on its own, as Howland et al. scale each condition
+            t, f = condition_area_fractions(np.asarray([d["grey_histogram"] for d in ds]))
+            block[s] = {"mean": _floats(f.mean(axis=0)), "std": _floats(f.std(axis=0))}
+        out["area_fractions"] = {"thresholds": _floats(t), **block}
     return out

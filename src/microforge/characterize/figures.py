@@ -77,17 +77,18 @@ def compare_figure(c: dict[str, Any], out: str | Path) -> None:
         ax[1, k].set_title(f"chord length distribution, {LABELS[name]}", fontsize=9)
         ax[1, k].set_xlabel("chord [px]")
         ax[1, k].legend(fontsize=7)
-    scores = np.asarray(c["persistence_pca"]["scores"])
-    sets = np.asarray(c["persistence_pca"]["set"])
-    for s, marker in ((a, "o"), (b, "^")):
-        sel = sets == s
-        ax[1, 2].scatter(scores[sel, 0], scores[sel, 1] if scores.shape[1] > 1 else np.zeros(sel.sum()), marker=marker, label=s, alpha=0.7)
-    ratio = c["persistence_pca"]["explained_variance_ratio"]
-    ax[1, 2].set_title("PCA of persistence images", fontsize=9)
-    ax[1, 2].set_xlabel(f"PC1 ({100 * ratio[0]:.0f}%)")
-    if len(ratio) > 1:
-        ax[1, 2].set_ylabel(f"PC2 ({100 * ratio[1]:.0f}%)")
-    ax[1, 2].legend(fontsize=7)
+    if "persistence_pca" in c:
+        scores = np.asarray(c["persistence_pca"]["scores"])
+        sets = np.asarray(c["persistence_pca"]["set"])
+        for s, marker in ((a, "o"), (b, "^")):
+            sel = sets == s
+            ax[1, 2].scatter(scores[sel, 0], scores[sel, 1] if scores.shape[1] > 1 else np.zeros(sel.sum()), marker=marker, label=s, alpha=0.7)
+        ratio = c["persistence_pca"]["explained_variance_ratio"]
+        ax[1, 2].set_title(f"PCA of persistence images (fitted on {a})", fontsize=9)
+        ax[1, 2].set_xlabel(f"PC1 ({100 * ratio[0]:.0f}%)")
+        if len(ratio) > 1:
+            ax[1, 2].set_ylabel(f"PC2 ({100 * ratio[1]:.0f}%)")
+        ax[1, 2].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
     plt.close(fig)

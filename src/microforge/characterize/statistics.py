@@ -183,3 +183,28 @@ def area_fraction_above(grey: np.ndarray, thresholds: np.ndarray | None = None) 
     grey = np.asarray(grey, dtype=np.float64)
     t = np.linspace(0.05, 0.95, 10) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     return t, (grey.ravel()[None, :] > t[:, None]).mean(axis=1)
+
+
+def grey_histogram(grey: np.ndarray) -> np.ndarray:
+    """Share of the pixels of ``grey`` ``(H, W)`` in [0, 1] at each of the 256 8-bit levels ``(256,)``."""
+    levels = np.clip(np.round(np.asarray(grey, dtype=np.float64) * 255), 0, 255).astype(np.int64)
+    return np.bincount(levels.ravel(), minlength=256) / levels.size
+
+
+def condition_area_fractions(histograms: np.ndarray, n_thresholds: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Howland et al.'s area fractions of one condition (a set of images): intensities scaled to
+    [0, 1] over the whole set (its darkest level to 0, its brightest to 1), then the share of each
+    image's pixels with scaled intensity ``>= t`` at ``n_thresholds`` evenly spaced ``t`` in [0, 1].
+
+    ``histograms`` ``(N, 256)`` from :func:`grey_histogram`; returns ``(thresholds (T,), fractions (N, T))``.
+    The paper also centres each condition's mean; after the scaling to [0, 1] that changes nothing.
+    """
+    h = np.asarray(histograms, dtype=np.float64)
+    present = np.flatnonzero(h.sum(axis=0) > 0)
+    t = np.linspace(0.0, 1.0, n_thresholds)
+    if not len(present):
+        raise MicroforgeError("no pixels to measure area fractions on")
+    lo, hi = present[0], present[-1]
+    scaled = (np.arange(256) - lo) / max(hi - lo, 1)
+    above = scaled[None, :] >= t[:, None] - 1e-12  # (T, 256)
+    return t, h @ above.T.astype(np.float64)

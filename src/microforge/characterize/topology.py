@@ -56,17 +56,21 @@ def persistence_image(
     return np.asarray(flat[0]).reshape(resolution[1], resolution[0])
 
 
-def persistence_pca(images: list[np.ndarray] | np.ndarray, n_components: int = 2) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """PCA of a set of persistence images.
+def persistence_pca(images: list[np.ndarray] | np.ndarray, n_components: int = 3,
+                    fit_count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PCA of a set of persistence images, fitted on the first ``fit_count`` of them (all when
+    ``None``) and applied to all: Howland et al. fit the components on the experimental images and
+    project the synthetic ones into them.
 
-    Returns ``(scores (N, n_components), components (n_components, P), explained_variance_ratio)``
-    where ``P`` is the number of pixels of one image.
+    Returns ``(scores (N, k), components (k, P), explained_variance_ratio (k,))`` with ``k =
+    min(n_components, fit_count, P)`` and ``P`` the number of pixels of one image.
     """
     from sklearn.decomposition import PCA
 
     flat = np.asarray([np.asarray(i, dtype=np.float64).ravel() for i in images])
-    if flat.shape[0] < 2:
-        raise MicroforgeError("PCA needs at least two persistence images")
-    k = min(n_components, flat.shape[0], flat.shape[1])
-    pca = PCA(n_components=k).fit(flat)
+    fit = flat[: len(flat) if fit_count is None else fit_count]
+    if fit.shape[0] < 2:
+        raise MicroforgeError("PCA needs at least two persistence images to fit on")
+    k = min(n_components, fit.shape[0], fit.shape[1])
+    pca = PCA(n_components=k).fit(fit)
     return pca.transform(flat), pca.components_, pca.explained_variance_ratio_

@@ -10,7 +10,7 @@ of :mod:`.vicinity`.
   discriminator ``D(x, y) = w^T h(x) + <e(y), h(x)>`` with spectral normalisation, trained with
   the hinge loss on hard-vicinal batches.
 * **ACWGAN-GP** (Howland et al.): a generator fed noise plus learned embeddings of a categorical
-  condition (a manifest column, e.g. morphology) and of the low/mid/high tertile bin of one
+  condition (a manifest column, e.g. morphology) and of the low/mid/high bin (thirds of the range) of one
   scalar property; a critic with a Wasserstein score and two auxiliary classifier heads;
   gradient penalty x 10, classification x 5, AdamW.
 * **DDPM** (Lee & Yun; Nichol & Dhariwal's improved DDPM): unconditional, a linear schedule with
@@ -72,7 +72,7 @@ class BaselineConfig:
     guidance_scale: float = 1.5  # CCDM classifier-free guidance (1: none)
     cond_dropout: float = 0.1  # CCDM: share of training samples with the null label
     category: str = "morphology"  # ACWGAN-GP: the categorical condition (a manifest column)
-    scalar: str = "YS"  # ACWGAN-GP: the property binned into low/mid/high tertiles
+    scalar: str = "YS"  # ACWGAN-GP: the property binned into the low/mid/high thirds of its range
     critic_steps: int = 5  # ACWGAN-GP: critic updates per generator update
     gp_weight: float = 10.0  # ACWGAN-GP gradient penalty
     cls_weight: float = 5.0  # ACWGAN-GP auxiliary classification

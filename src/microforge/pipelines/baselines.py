@@ -68,7 +68,7 @@ class BaselinePipeline(SamplingPipeline):
 
     def acgan_conditions(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ACWGAN-GP's two conditions for raw property targets ``(N, K)``: the category of the
-        nearest training specimen (normalised property space) and the tertile bin of the scalar."""
+        nearest training specimen (normalised property space) and the bin (third of the range) of the scalar."""
         a = self.acgan
         y = self.properties.normalise(targets)
         lab = np.asarray(a["specimen_labels"])

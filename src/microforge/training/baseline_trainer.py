@@ -83,7 +83,7 @@ class BaselineTrainer:
 
     def _acgan_labels(self, ds) -> None:
         """Category codes of each tile (manifest column ``cfg.category``) and low/mid/high bins of
-        ``cfg.scalar`` (tertiles of the training tiles)."""
+        ``cfg.scalar``: the lower, middle and upper thirds of its observed range (Howland et al.)."""
         cfg = self.cfg
         if cfg.category not in ds.table.columns:
             raise MicroforgeError(f"the dataset has no column {cfg.category!r} for ACWGAN-GP's categorical condition")
@@ -93,7 +93,7 @@ class BaselineTrainer:
         self.categories = sorted(set(names))
         self.category_codes = torch.tensor([self.categories.index(n) for n in names])
         values = self.raw[:, self.props.names.index(cfg.scalar)]
-        self.bin_edges = np.quantile(values, [1 / 3, 2 / 3])
+        self.bin_edges = values.min() + (values.max() - values.min()) * np.array([1 / 3, 2 / 3])
         self.bins = torch.from_numpy(np.digitize(values, self.bin_edges)).long()
 
     def _acgan_step(self, gen: torch.Generator) -> dict[str, float]:
