@@ -38,6 +38,8 @@ CASES = [
     (["generate", *TARGET, "--prop", "CFS=nan", "--out", "{b}/g"], "value must be finite"),
     (["generate", *TARGET, "--prop", "CFS=inf", "--out", "{b}/g"], "value must be finite"),
     (["generate", *TARGET, "--out", "{b}/g"], "missing properties: CFS"),
+    (["generate", *TARGET, "--prop", "CFS=0.2", "--lock", "YS", "--out", "{b}/g"], "--lock needs --nearest-feasible"),
+    (["generate", *TARGET, "--prop", "CFS=0.2", "--nearest-feasible", "--lock", "XX", "--out", "{b}/g"], "--lock XX: the model has no property"),
     (["generate", *TARGET, "--prop", "CFS=0.2", "--prop", "ZZ=1", "--out", "{b}/g"], "unknown property 'ZZ'"),
     (["generate", *TARGET, "--prop", "CFS=0.2", "--out", "{b}/full"], "already holds results; pass --overwrite"),
     (["generate", "--model", "{b}/nomodel", *TARGET, "--prop", "CFS=0.2", "--out", "{b}/g"], "model folder not found"),

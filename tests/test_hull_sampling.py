@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial import Delaunay
 
 from microforge.errors import MicroforgeError
-from microforge.evaluate.hull import in_hull, sample_in_box, sample_in_hull
+from microforge.evaluate.hull import feasible_interval, feasible_intervals, in_hull, nearest_in_hull, sample_in_box, sample_in_hull
 
 
 def test_uniform_over_a_square_of_two_unequal_triangles():
@@ -60,3 +60,49 @@ def test_seven_properties_and_box():
     assert box.shape == (200, 7) and not in_hull(pts, box).all()  # the box is bigger than the hull
     with pytest.raises(MicroforgeError):
         sample_in_hull(np.zeros((0, 3)), 5, rng)
+
+
+# ------------------------------------------------------------------------ feasible targets
+
+SQUARE = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+SIMPLEX = np.eye(3)  # a flat hull: the triangle x + y + z = 1
+
+
+def test_nearest_in_hull_on_a_square():
+    p = nearest_in_hull(SQUARE, [2.0, 0.5])
+    assert np.allclose(p.target, [1.0, 0.5], atol=1e-7) and np.allclose(p.moved, [-1.0, 0.0], atol=1e-7) and p.distance == pytest.approx(1.0)
+    inside = nearest_in_hull(SQUARE, [0.3, 0.6])
+    assert np.allclose(inside.target, [0.3, 0.6], atol=1e-7) and inside.distance == pytest.approx(0.0, abs=1e-7)
+    corner = nearest_in_hull(SQUARE, [-1.0, 3.0])
+    assert np.allclose(corner.target, [0.0, 1.0], atol=1e-7) and corner.distance == pytest.approx(np.sqrt(5.0))
+
+
+def test_nearest_in_hull_keeps_locked_properties_or_says_it_cannot():
+    p = nearest_in_hull(SQUARE, [0.5, 3.0], locked=[0])
+    assert np.allclose(p.target, [0.5, 1.0], atol=1e-7) and p.moved[0] == 0.0 and p.locked == (0,)
+    # locking y at 3 leaves no in-hull point: say so instead of moving a locked value
+    stuck = nearest_in_hull(SQUARE, [0.5, 3.0], locked=[1])
+    assert stuck.target is None and stuck.moved is None
+    with pytest.raises(MicroforgeError, match="index"):
+        nearest_in_hull(SQUARE, [0.5, 0.5], locked=[2])
+
+
+def test_nearest_in_hull_on_a_flat_simplex():
+    p = nearest_in_hull(SIMPLEX, [1.0, 1.0, 1.0])  # onto the plane x + y + z = 1, at its centre
+    assert np.allclose(p.target, [1 / 3] * 3, atol=1e-7)
+    q = nearest_in_hull(SIMPLEX, [0.2, 0.2, 0.9], locked=[0, 1])  # only z may move: to 0.6
+    assert np.allclose(q.target, [0.2, 0.2, 0.6], atol=1e-7)
+    r = nearest_in_hull(SIMPLEX, [2.0, -1.0, 0.0])  # beyond the edge: the nearest vertex
+    assert np.allclose(r.target, [1.0, 0.0, 0.0], atol=1e-7)
+
+
+def test_feasible_intervals_with_the_others_fixed():
+    assert feasible_interval(SQUARE, [0.5, 0.5], 0) == pytest.approx((0.0, 1.0), abs=1e-7)
+    assert feasible_interval(SQUARE, [7.0, 0.5], 1) is None  # x = 7 is outside whatever y is
+    tri = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0]])  # x + y <= 2
+    assert feasible_interval(tri, [0.5, 0.0], 1) == pytest.approx((0.0, 1.5), abs=1e-6)
+    # on a flat hull, fixing two coordinates fixes the third
+    lo, hi = feasible_interval(SIMPLEX, [0.9, 0.3, 0.5], 0)
+    assert lo == pytest.approx(0.2, abs=1e-5) and hi == pytest.approx(0.2, abs=1e-5)
+    spans = feasible_intervals(SIMPLEX, [0.2, 0.3, 0.9])  # x = -0.2 and y = -0.1 would be needed: empty
+    assert spans[0] is None and spans[1] is None and spans[2] == pytest.approx((0.5, 0.5), abs=1e-5)

@@ -229,3 +229,31 @@ def test_learned_map_condition_trains_saves_and_loads(tiny_bench, tmp_path):
     assert np.array_equal(a.images, again(targets, steps=2, seed=3).images)
     want, got = load_file(str(model / "map_encoder" / "model.safetensors")), load_file(str(tmp_path / "copy" / "map_encoder" / "model.safetensors"))
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
+
+
+def test_generate_nearest_feasible_projects_the_target_and_records_it(tmp_path):
+    """The bundled model: a strong-and-ductile target outside the hull is moved inside it; with
+    YS locked, YS stays and the others move; run.json records both."""
+    from click.testing import CliRunner
+
+    from microforge.cli import cli
+
+    far = ["--prop", "YS=1150", "--prop", "TS=1100", "--prop", "EF=18", "--prop", "RH=36", "--prop", "IT=30", "--prop", "DCS=1450",
+           "--prop", "CFS=0.25"]
+    common = ["generate", *far, "-n", "1", "--steps", "2", "--quiet", "--nearest-feasible"]
+    r = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "free")])
+    assert r.exit_code == 0, r.output
+    run = json.loads((tmp_path / "free" / "run.json").read_text())
+    assert run["in_training_hull"] == [True] and run["projection"]["requested"]["YS"] == 1150.0
+    assert run["targets"][0]["YS"] == pytest.approx(run["projection"]["projected"]["YS"]) and run["projection"]["moved"]
+    assert "nearest feasible target:" in r.output
+    r = CliRunner().invoke(cli, [*common, "--lock", "YS", "--out", str(tmp_path / "locked")])
+    assert r.exit_code == 0, r.output
+    locked = json.loads((tmp_path / "locked" / "run.json").read_text())
+    assert locked["targets"][0]["YS"] == 1150.0 and locked["in_training_hull"] == [True]
+    assert "YS" not in locked["projection"]["moved"] and locked["projection"]["locked"] == ["YS"]
+    assert locked["projection"]["projected"]["EF"] < 18.0  # the strong specimens are the less ductile ones
+    # YS 1150 with EF 18 is not reachable inside the hull: said in one line, nothing written
+    r = CliRunner().invoke(cli, [*common, "--lock", "YS", "--lock", "EF", "--out", str(tmp_path / "both")])
+    assert r.exit_code == 1 and r.output.startswith("Error: no target inside the training hull keeps YS, EF")
+    assert not (tmp_path / "both").exists()

@@ -353,20 +353,33 @@ def evaluate_cmd(model: str, data: Path, report: Path, regressor: str | None, n:
 @click.option("--batch-size", default=16, show_default=True, type=BATCH)
 @click.option("--brightness", type=_Number(-1.0, 1.0), help="Target mean grey level in [-1, 1] (models trained with it).")
 @click.option("--allow-extrapolation", is_flag=True, help="Sample targets outside the model's property range too.")
+@click.option("--nearest-feasible", is_flag=True, help="Move the target to the nearest one inside the training hull first "
+              "(normalised units); run.json records the projection.")
+@click.option("--lock", "locked", multiple=True, metavar="NAME", help="With --nearest-feasible: keep this property as given, repeatable.")
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def generate_cmd(model: str, props: tuple[str, ...], n: int, out: Path, steps: int | None, guidance_scale: float | None,
                  sampler: str | None, seed: int, batch_size: int, brightness: float | None, allow_extrapolation: bool,
-                 overwrite: bool, quiet: bool) -> None:
+                 nearest_feasible: bool, locked: tuple[str, ...], overwrite: bool, quiet: bool) -> None:
     """Generate micrographs (and their stage-1 maps) for a property target."""
     from .pipelines.baselines import load_pipeline
-    from .pipelines.generate import generate, resolve_model
+    from .pipelines.generate import generate, project_target, resolve_model
     from .properties import check_target_range, parse_property_assignments
 
+    if locked and not nearest_feasible:
+        raise MicroforgeError("--lock needs --nearest-feasible")
     pipe = load_pipeline(resolve_model(model))
     target = parse_property_assignments(list(props), pipe.condition_properties)
     check_target_range(pipe.condition_properties, target, allow_extrapolation)
-    run = generate(model, target[None], n, out, steps, guidance_scale, sampler, seed, batch_size, brightness, overwrite, not quiet, pipe)
+    record = None
+    if nearest_feasible:
+        target, projection = project_target(pipe, target, locked)
+        record = {"projection": projection}
+        units = {s.name: s.unit for s in pipe.condition_properties.specs}
+        moved = ", ".join(f"{k} {v:+.4g}{' ' + units[k] if units.get(k) else ''}" for k, v in projection["moved"].items())
+        click.echo(f"nearest feasible target: {moved or 'the target is already inside the hull'}", err=True)
+    run = generate(model, target[None], n, out, steps, guidance_scale, sampler, seed, batch_size, brightness, overwrite, not quiet, pipe,
+                   record=record)
     if not run["in_training_hull"][0]:
         click.echo("warning: the target lies outside the convex hull of the training data's properties; "
                    "the model extrapolates and the result may not honour the target", err=True)

@@ -3,9 +3,16 @@
 Membership is decided exactly by linear programming (scipy's HiGHS): ``x`` is in the hull of
 points ``P`` when weights ``w >= 0`` with ``sum w = 1`` and ``P^T w = x`` exist. Unlike a
 Delaunay triangulation this works in any dimension and for flat (degenerate) point sets.
+
+For inverse design, :func:`nearest_in_hull` projects a target onto the hull (optionally keeping
+some properties locked) and :func:`feasible_interval` gives, for one property, the values that
+keep a target in the hull while the others stay fixed.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 from scipy.optimize import linprog
@@ -79,3 +86,101 @@ def sample_in_box(mins: np.ndarray, maxs: np.ndarray, m: int, rng: np.random.Gen
     """The naive alternative to Algorithm 1: ``m`` points uniform in the bounding box."""
     mins, maxs = np.asarray(mins, dtype=np.float64), np.asarray(maxs, dtype=np.float64)
     return rng.uniform(mins, maxs, (m, len(mins)))
+
+
+# ------------------------------------------------------------------------ feasible targets
+
+EQUALITY_WEIGHT = 1e4  # weight of the equality rows in the penalised NNLS below
+
+
+@dataclass(frozen=True)
+class Projection:
+    """The nearest in-hull target to a requested one (normalised units).
+
+    ``target`` ``(K,)`` is the projected point, or ``None`` when no in-hull point keeps the
+    locked values; ``distance`` its Euclidean distance to the request over the unlocked
+    properties; ``moved`` ``(K,)`` the change per property (0 for the locked ones)."""
+
+    target: np.ndarray | None
+    distance: float
+    moved: np.ndarray | None
+    locked: tuple[int, ...]
+
+
+def nearest_in_hull(points: np.ndarray, target: np.ndarray, locked: Sequence[int] = (), tol: float = TOLERANCE) -> Projection:
+    """Project ``target`` ``(K,)`` onto the convex hull of ``points`` ``(N, K)`` (same normalised
+    units), moving only the properties not in ``locked`` (indices).
+
+    The quadratic program ``min ||P^T w - x||^2`` over the unlocked coordinates, subject to
+    ``w >= 0``, ``sum w = 1`` and ``(P^T w)_j = x_j`` for the locked ``j``, is solved as a
+    non-negative least-squares problem (scipy's ``nnls``, an exact active-set QP solver for
+    ``w >= 0``) with the equalities as rows weighted by 1e4: scipy has no general QP solver, and
+    this keeps them to about 1e-8. Whether any in-hull point keeps the locked values is decided
+    first, exactly, by linear programming.
+    """
+    from scipy.optimize import nnls
+
+    points, x = _hull_inputs(points, target)
+    locked = tuple(sorted({int(j) for j in locked}))
+    if any(j < 0 or j >= len(x) for j in locked):
+        raise MicroforgeError(f"locked property index out of range 0..{len(x) - 1}: {locked}")
+    if locked and _feasible_weights(points, x, locked) is None:
+        return Projection(None, float("nan"), None, locked)
+    free = [j for j in range(len(x)) if j not in locked]
+    rows = [points.T[free], EQUALITY_WEIGHT * np.ones((1, len(points)))]
+    rhs = [x[free], [EQUALITY_WEIGHT]]
+    if locked:
+        rows.append(EQUALITY_WEIGHT * points.T[list(locked)])
+        rhs.append(EQUALITY_WEIGHT * x[list(locked)])
+    w, _ = nnls(np.vstack(rows), np.concatenate(rhs), maxiter=50 * len(points))
+    projected = points.T @ (w / w.sum())
+    projected[list(locked)] = x[list(locked)]
+    moved = projected - x
+    moved[np.abs(moved) < tol] = 0.0
+    return Projection(projected, float(np.linalg.norm(moved)), moved, locked)
+
+
+def feasible_interval(points: np.ndarray, target: np.ndarray, j: int) -> tuple[float, float] | None:
+    """The values of property ``j`` that keep ``target`` ``(K,)`` in the hull of ``points``
+    ``(N, K)`` with every other property fixed: ``(low, high)`` from two linear programs
+    (minimise and maximise ``(P^T w)_j``), or ``None`` when no value does."""
+    points, x = _hull_inputs(points, target)
+    others = tuple(i for i in range(len(x)) if i != j)
+    if not 0 <= j < len(x):
+        raise MicroforgeError(f"property index out of range 0..{len(x) - 1}: {j}")
+    ends = []
+    for sign in (1.0, -1.0):
+        w = _feasible_weights(points, x, others, objective=sign * points[:, j])
+        if w is None:
+            return None
+        ends.append(float(points[:, j] @ w))
+    return min(ends), max(ends)
+
+
+def feasible_intervals(points: np.ndarray, target: np.ndarray) -> list[tuple[float, float] | None]:
+    """:func:`feasible_interval` for every property of ``target`` ``(K,)``."""
+    return [feasible_interval(points, target, j) for j in range(len(np.asarray(target).ravel()))]
+
+
+def _feasible_weights(points: np.ndarray, x: np.ndarray, fixed: Sequence[int], objective: np.ndarray | None = None,
+                      tol: float = TOLERANCE) -> np.ndarray | None:
+    """Hull weights ``w (N,)`` with ``(P^T w)_i`` within ``tol`` of ``x_i`` for every ``i`` in
+    ``fixed``, minimising ``objective . w`` (any such weights when ``None``); ``None`` if there are none."""
+    n, fixed = len(points), list(fixed)
+    c = np.zeros(n) if objective is None else np.asarray(objective, dtype=np.float64)
+    a_ub = np.vstack([points.T[fixed], -points.T[fixed]]) if fixed else None
+    b_ub = np.concatenate([x[fixed] + tol, -x[fixed] + tol]) if fixed else None
+    res = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=np.ones((1, n)), b_eq=[1.0], bounds=(0, None), method="highs")
+    return res.x if res.status == 0 else None
+
+
+def _hull_inputs(points: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    points = np.asarray(points, dtype=np.float64)
+    x = np.asarray(target, dtype=np.float64).ravel()
+    if points.ndim != 2 or len(points) == 0:
+        raise MicroforgeError("the hull needs at least one point")
+    if x.shape[0] != points.shape[1]:
+        raise MicroforgeError(f"the target has {x.shape[0]} values, the hull points {points.shape[1]}")
+    if not np.isfinite(x).all():
+        raise MicroforgeError("the target holds NaN or infinite values")
+    return points, x

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from ..data.outdir import prepare_output_dir, record_outputs
 from ..data.phase_map import phase_fractions, to_pseudo_rgb
 from ..data.tiling import to_uint8
 from ..errors import MicroforgeError
-from ..evaluate.hull import in_hull
+from ..evaluate.hull import in_hull, nearest_in_hull
 from ..properties import category_name
 from .baselines import load_pipeline
 from .tim3 import TiM3Pipeline
@@ -45,6 +46,35 @@ def hull_check(pipe: TiM3Pipeline, targets: np.ndarray) -> np.ndarray:
     return in_hull(np.asarray(points), pipe.condition_properties.normalise(targets))
 
 
+def project_target(pipe: TiM3Pipeline, target: np.ndarray, locked: Sequence[str] = ()) -> tuple[np.ndarray, dict]:
+    """The nearest target inside the training hull to a raw ``target`` ``(K,)``, in normalised
+    units, moving only the properties not named in ``locked``.
+
+    Returns the projected raw target ``(K,)`` and a record for ``run.json``: the requested and
+    projected values, each property's change (raw units) and the locked names. Raises
+    :class:`MicroforgeError` when the model has no hull, a name is unknown, or no in-hull target
+    keeps the locked values. Categorical properties are always kept."""
+    props = pipe.condition_properties
+    points = pipe.properties.info.get("hull_points")
+    if not points:
+        raise MicroforgeError("the model's properties.json has no hull_points, so there is no hull to project onto")
+    unknown = [name for name in locked if name not in props.names]
+    if unknown:
+        raise MicroforgeError(f"--lock {unknown[0]}: the model has no property of that name; it has {', '.join(props.names)}")
+    locked = list(dict.fromkeys([*locked, *(s.name for s in props.specs if s.categories is not None)]))  # a category cannot move
+    idx = [props.names.index(name) for name in locked]
+    proj = nearest_in_hull(np.asarray(points), props.normalise(np.asarray(target, dtype=np.float64)[None])[0], idx)
+    if proj.target is None:
+        raise MicroforgeError(f"no target inside the training hull keeps {', '.join(locked)} at the requested value(s); unlock one")
+    projected = props.denormalise(proj.target[None])[0]
+    projected[idx] = np.asarray(target, dtype=np.float64)[idx]
+    record = {"requested": dict(zip(props.names, np.round(np.asarray(target, dtype=np.float64), 6).tolist())),
+              "projected": dict(zip(props.names, np.round(projected, 6).tolist())),
+              "moved": {n: round(float(b - a), 6) for n, a, b in zip(props.names, target, projected) if abs(b - a) > 1e-9},
+              "locked": list(locked), "distance_normalised": round(proj.distance, 6)}
+    return projected, record
+
+
 def pixel_size_at(info: dict, resolution: int) -> float | None:
     """Micrometres per pixel of a model's ``resolution`` px images, from a dataset's
     ``properties.json`` info (its pixel size and tile size; tiles are resized to the model's
@@ -57,12 +87,13 @@ def pixel_size_at(info: dict, resolution: int) -> float | None:
 
 def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: int | None = None, guidance_scale: float | None = None,
              sampler: str | None = None, seed: int = 0, batch_size: int = 16, brightness: float | None = None,
-             overwrite: bool = False, progress: bool = True, pipe: TiM3Pipeline | None = None) -> dict:
+             overwrite: bool = False, progress: bool = True, pipe: TiM3Pipeline | None = None, *, record: dict | None = None) -> dict:
     """Generate ``n`` samples per target row and write, under ``out``: ``images/`` (micrographs),
     ``maps/`` (class indices and colour maps), ``contact_sheet.png`` and ``run.json``.
 
     Batches are written as they come, so memory holds one batch at a time. Returns the run record
-    (also in ``run.json``), which says for each target whether it lies in the training hull.
+    (also in ``run.json``), which says for each target whether it lies in the training hull;
+    ``record`` adds entries to it (``generate --nearest-feasible`` records its projection).
     """
     if n < 1 or n > MAX_SAMPLES:
         raise MicroforgeError(f"-n must be between 1 and {MAX_SAMPLES}, got {n}")
@@ -100,7 +131,7 @@ def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: in
         "in_training_hull": inside.tolist(), "samples_per_target": n, "seed": seed,
         "steps": steps or pipe.cfg.sampling_steps, "sampler": sampler or pipe.cfg.sampler,
         "guidance_scale": pipe.cfg.guidance_scale if guidance_scale is None else guidance_scale,
-        "seconds": round(seconds, 2), "samples": records,
+        "seconds": round(seconds, 2), "samples": records, **(record or {}),
     }
     tmp = out / "run.json.tmp"
     tmp.write_text(json.dumps(run, indent=1) + "\n")
