@@ -1,9 +1,11 @@
-"""Screenshot of the web explorer for the docs (docs/figures/serve.png).
+"""Screenshots of the web explorer for the docs (docs/figures/serve.png, serve_feasible.png).
 
     python scripts/serve_screenshot.py
 
 Starts ``microforge serve``'s server with the bundled model on a free loopback port, draws 4
-samples for an equiaxed (ductile) target in Debian's headless chromium, and saves the page.
+samples for an equiaxed (ductile) target in Debian's headless chromium, and saves the page; then
+asks for a strong and ductile target (YS 1150 MPa, EF 18 %), locks YS, moves to the nearest
+feasible target, and saves the page again.
 """
 
 from __future__ import annotations
@@ -38,6 +40,14 @@ def main() -> None:
             page.wait_for_timeout(500)
             out = REPO / "docs" / "figures" / "serve.png"
             page.screenshot(path=str(out), full_page=True)
+            page.fill("#text-YS", "1150")
+            page.fill("#text-EF", "18")
+            expect(page.locator("#feasible-YS")).to_have_text("no value keeps the others inside the hull")
+            page.check("#lock-YS")
+            page.click("#nearest")
+            expect(page.locator("#moved")).to_contain_text("kept: YS")
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(REPO / "docs" / "figures" / "serve_feasible.png"), clip={"x": 0, "y": 0, "width": 440, "height": 1000})
             browser.close()
         server.shutdown()
     print(f"wrote {out}")

@@ -48,7 +48,7 @@ def test_model_description_bounds_every_slider(explorer):
     assert d["properties"][0]["unit"] == "MPa" and d["has_regressor"] and d["two_stage"]
     for p in d["properties"]:
         assert p["min"] < p["default"] < p["max"] and 0 < p["step"] < (p["max"] - p["min"]) / 50
-    assert explorer.check(centre(explorer)) == {"in_hull": True}
+    assert explorer.check(centre(explorer))["in_hull"] is True
 
 
 @pytest.mark.parametrize("change,message", [
@@ -196,4 +196,74 @@ def test_page_in_headless_chromium(server, explorer, tmp_path):
         page.click("#random")
         expect(page.locator("#banner")).to_have_text("")
         expect(page.locator("#error")).to_be_hidden()
+        browser.close()
+
+
+# ------------------------------------------------------------------------ feasible targets
+
+
+def test_check_gives_each_property_the_interval_that_keeps_the_target_inside(explorer):
+    t = centre(explorer)
+    answer = explorer.check(t)
+    assert answer["in_hull"] is True and set(answer["intervals"]) == set(t)
+    props = {p["name"]: p for p in explorer.describe_model()["properties"]}
+    for name, (lo, hi) in answer["intervals"].items():
+        assert lo - 1e-6 <= t[name] <= hi + 1e-6 and lo < hi
+        assert explorer.check(dict(t, **{name: lo + 0.5 * (hi - lo)}))["in_hull"] is True
+        beyond = hi + 0.03 * (props[name]["max"] - props[name]["min"])
+        if beyond <= props[name]["max"]:
+            assert explorer.check(dict(t, **{name: beyond}))["in_hull"] is False
+
+
+def test_nearest_feasible_target_moves_only_the_unlocked_properties(explorer):
+    props = {p["name"]: p for p in explorer.describe_model()["properties"]}
+    far = dict(centre(explorer), YS=props["YS"]["max"] * 0.999, EF=props["EF"]["max"] * 0.999)
+    assert explorer.check(far)["in_hull"] is False and explorer.check(far)["intervals"]["YS"] is None
+    free = explorer.nearest(far)
+    assert explorer.check(free["target"])["in_hull"] is True and free["moved"] and free["locked"] == []
+    kept = explorer.nearest(far, ["YS"])
+    assert kept["target"]["YS"] == far["YS"] and "YS" not in kept["moved"] and explorer.check(kept["target"])["in_hull"] is True
+    with pytest.raises(MicroforgeError, match="keeps YS, EF"):
+        explorer.nearest(far, ["YS", "EF"])
+    with pytest.raises(MicroforgeError, match="list of property names"):
+        explorer.nearest(far, "YS")
+
+
+def test_page_finds_the_nearest_feasible_target_and_its_banner_follows_the_sliders(server, explorer):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    props = {p["name"]: p for p in explorer.describe_model()["properties"]}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(server)
+        expect(page.locator("#feasible-YS")).to_contain_text("inside the hull for")  # the hull's centre
+        ys, ef = props["YS"]["max"] * 0.999, props["EF"]["max"] * 0.999
+        page.fill("#text-YS", str(ys))
+        page.fill("#text-EF", str(ef))
+        expect(page.locator("#banner")).to_contain_text("outside the convex hull")
+        expect(page.locator("#feasible-YS")).to_have_text("no value keeps the others inside the hull")
+        # lock YS, project: YS stays, the banner clears, the page says what moved
+        page.check("#lock-YS")
+        page.click("#nearest")
+        expect(page.locator("#moved")).to_contain_text("Moved to the nearest feasible target")
+        expect(page.locator("#moved")).to_contain_text("kept: YS")
+        expect(page.locator("#banner")).to_have_text("")
+        assert float(page.input_value("#text-YS")) == pytest.approx(ys, rel=1e-4)
+        assert float(page.input_value("#text-EF")) < ef
+        # locking YS and EF together: no in-hull target keeps both, said in the error box
+        page.fill("#text-EF", str(ef))
+        page.check("#lock-EF")
+        page.click("#nearest")
+        expect(page.locator("#error")).to_contain_text("keeps YS, EF")
+        # the banner describes the sliders, not the last run: a random in-hull target chosen while
+        # an outside target is being generated leaves no warning when the run ends
+        expect(page.locator("#banner")).to_contain_text("outside the convex hull")
+        page.fill("#count", "1")
+        page.click("#generate")
+        page.click("#random")
+        expect(page.locator("img.micrograph")).to_have_count(1, timeout=120_000)
+        expect(page.locator("#banner")).to_have_text("")
         browser.close()

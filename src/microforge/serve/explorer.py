@@ -27,9 +27,9 @@ from ..data.outdir import OWNER_FILE, prepare_output_dir, read_owner, record_out
 from ..data.phase_map import CLASS_NAMES, PRIMARY_ALPHA, SECONDARY_ALPHA, phase_fractions, to_pseudo_rgb
 from ..data.tiling import to_uint8
 from ..errors import MicroforgeError
-from ..evaluate.hull import sample_in_hull
+from ..evaluate.hull import feasible_interval, sample_in_hull
 from ..models.property_regressor import PropertyRegressor
-from ..pipelines.generate import hull_check, pixel_size_at, resolve_model
+from ..pipelines.generate import hull_check, pixel_size_at, project_target, resolve_model
 from ..properties import category_name, check_target_range, parse_property_mapping
 from ..pipelines.baselines import load_pipeline
 
@@ -121,9 +121,35 @@ class Explorer:
         return raw
 
     def check(self, target: Any) -> dict[str, Any]:
-        """Whether a target lies inside the training hull (and is valid)."""
+        """Whether a target lies inside the training hull (and is valid), and for each continuous
+        property the interval of values (raw units) that keeps it inside with the others fixed:
+        ``[low, high]``, or ``None`` when no value does."""
         y = self.parse_target(target)
-        return {"in_hull": bool(hull_check(self.pipe, y[None])[0])}
+        out: dict[str, Any] = {"in_hull": bool(hull_check(self.pipe, y[None])[0])}
+        if len(self.hull):
+            x = self.props.normalise(y[None])[0]
+            out["intervals"] = {}
+            for j, spec in enumerate(self.props.specs):
+                if spec.categories is not None:
+                    continue
+                span = feasible_interval(self.hull, x, j)
+                out["intervals"][spec.name] = None if span is None else [self._raw(j, span[0]), self._raw(j, span[1])]
+        return out
+
+    def nearest(self, target: Any, locked: Any = None) -> dict[str, Any]:
+        """The nearest target inside the training hull (normalised units), moving only the
+        properties not in ``locked`` (a list of names): ``{"target", "moved", "locked"}``."""
+        y = self.parse_target(target, allow_extrapolation=True)
+        locked = [] if locked is None else locked
+        if not isinstance(locked, list) or not all(isinstance(name, str) for name in locked):
+            raise MicroforgeError(f"locked must be a list of property names, got {locked!r}")
+        projected, record = project_target(self.pipe, y, [name.strip() for name in locked])
+        return {"target": {s.name: category_name(s, v) for s, v in zip(self.props.specs, projected)},
+                "moved": record["moved"], "locked": record["locked"]}
+
+    def _raw(self, j: int, value: float) -> float:
+        """Property ``j``'s normalised ``value`` in raw units."""
+        return float(self.props.mins[j] + (value + 1.0) / 2.0 * (self.props.maxs[j] - self.props.mins[j]))
 
     def random_target(self, seed: int | None = None) -> dict[str, float]:
         """A target drawn uniformly inside the training hull (Algorithm 1)."""

@@ -9,7 +9,8 @@ default theme loads fonts from Google.
 API (JSON bodies; errors are ``{"error": message}`` with status 400):
 
 * ``GET  /api/model``            properties, units, bounds, defaults and limits;
-* ``POST /api/check``            ``{"target": {...}}`` -> ``{"in_hull": bool}``;
+* ``POST /api/check``            ``{"target": {...}}`` -> ``{"in_hull": bool, "intervals": {name: [lo, hi] | null}}``;
+* ``POST /api/nearest``          ``{"target": {...}, "locked": [names]}`` -> the nearest in-hull target;
 * ``POST /api/random-target``    ``{}`` -> a target drawn inside the training hull;
 * ``POST /api/generate``         ``{"target": {...}, "n": int, "seed": int}`` -> the run;
 * ``GET  /runs/<id>/<file>``     the run's PNGs, ``run.json`` and ``run.zip``.
@@ -40,6 +41,7 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
     page = _page()
     posts: dict[str, Callable[[dict[str, Any]], Any]] = {
         "/api/check": lambda body: explorer.check(body.get("target")),
+        "/api/nearest": lambda body: explorer.nearest(body.get("target"), body.get("locked")),
         "/api/random-target": lambda body: explorer.random_target(body.get("seed")),
         "/api/generate": explorer.generate,
     }
