@@ -267,3 +267,49 @@ def test_page_finds_the_nearest_feasible_target_and_its_banner_follows_the_slide
         expect(page.locator("img.micrograph")).to_have_count(1, timeout=120_000)
         expect(page.locator("#banner")).to_have_text("")
         browser.close()
+
+
+def test_page_results_are_readable_and_a_pinned_run_compares(server, explorer):
+    """Legend, scale bar, units, captions, per-sample regressor error, enlarge, seed, Enter, pin."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(server)
+        assert page.eval_on_selector("link[rel=icon]", "l => l.href").startswith("data:image/svg+xml")  # nothing fetched
+        expect(page.locator("#props")).to_contain_text("J/cm²")
+        page.fill("#count", "2")
+        page.fill("#seed", "123")
+        page.press("#seed", "Enter")  # Enter generates
+        expect(page.locator("img.micrograph")).to_have_count(2, timeout=120_000)
+        expect(page.locator("#results")).to_contain_text("seed 123")
+        expect(page.locator(".legend")).to_contain_text("primary α")
+        expect(page.locator("figcaption").first).to_have_text("stage-1 map 1")
+        expect(page.locator(".scalebar-label").first).to_contain_text("µm")  # the bundled model knows its pixel size
+        expect(page.locator(".sample table").first).to_contain_text("primary alpha [%]")
+        expect(page.locator("table.predicted").first).to_contain_text("%")
+        first = page.locator("img.micrograph").first.get_attribute("src")
+        page.locator("img.micrograph").first.click()
+        expect(page.locator("#zoom")).to_be_visible()
+        assert page.get_attribute("#zoom img", "src").endswith(first)
+        page.click("#zoom")
+        expect(page.locator("#zoom")).to_be_hidden()
+        # pin, change YS, generate again: both targets side by side
+        page.click("#pin")
+        ys = float(page.input_value("#text-YS"))
+        page.fill("#text-YS", str(round(ys + 5, 1)))
+        page.click("#generate")
+        expect(page.locator("#compare")).to_contain_text("pinned", timeout=120_000)
+        expect(page.locator("#compare tr", has_text="YS")).to_contain_text("5")
+        expect(page.locator("#compare")).to_contain_text("(mean)")
+        browser.close()
+
+
+def test_lath_orientation_spread_is_none_when_it_cannot_be_measured(explorer):
+    one = np.zeros((64, 64), np.uint8)  # all beta but one secondary-alpha lath
+    one[:] = 1
+    one[20:24, 4:60] = 2
+    assert explorer.measure(one)["lath_orientation_spread_deg"] is None

@@ -64,3 +64,13 @@ def test_crossing_laths_have_spread_and_touching_discs_are_split():
     two = ((yy - 30) ** 2 + (xx - 30) ** 2 < 400) | ((yy - 30) ** 2 + (xx - 66) ** 2 < 400)
     assert split_grains(two).max() == 2
     assert lamella_stats(np.zeros((20, 20), bool)).count == 0
+
+
+def test_orientation_spread_is_zero_not_minus_zero_and_undefined_for_one_lath():
+    one = np.zeros((64, 64), bool)
+    one[20:24, 5:60] = True  # a single lath: no spread to measure
+    stats = lamella_stats(one)
+    assert stats.count == 1 and np.isnan(stats.orientation_spread_deg) and stats.orientation_deg == pytest.approx(0.0, abs=1.0)
+    parallel = stripes((64, 64), 0.0, 3, 10)  # several parallel laths: exactly +0
+    spread = lamella_stats(parallel).orientation_spread_deg
+    assert spread == pytest.approx(0.0, abs=1e-5) and not np.signbit(spread)

@@ -23,7 +23,8 @@ class LamellaStats:
     ----------
     count : laths measured (regions of at least ``min_area`` px).
     orientation_deg : area-weighted axial mean of the lath directions, [0, 180).
-    orientation_spread_deg : axial circular standard deviation, degrees (0: all parallel).
+    orientation_spread_deg : axial circular standard deviation, degrees (0: all parallel); NaN
+        when fewer than two laths are separated (a spread of one lath is not a measurement).
     width_px : stereological mean lath width, px: ``2 A / P`` with the phase's area ``A`` and its
         Crofton perimeter ``P`` (exact for long straight laths, and unaffected by laths that
         touch and merge, where per-grain moments fail).
@@ -77,7 +78,8 @@ def lamella_stats(phase: np.ndarray, min_area: int = 12) -> LamellaStats:
     w = area / area.sum()
     resultant = np.sum(w * np.exp(2j * theta))
     mean = (np.angle(resultant) / 2.0) % np.pi
-    spread = np.sqrt(max(-2.0 * np.log(max(abs(resultant), 1e-12)), 0.0)) / 2.0
+    # abs(): for parallel laths -2 log|R| is -0.0, whose square root printed as "-0.0"
+    spread = np.sqrt(abs(-2.0 * np.log(min(max(abs(resultant), 1e-12), 1.0)))) / 2.0 if len(regions) > 1 else float("nan")
     return LamellaStats(len(regions), float(np.degrees(mean)), float(np.degrees(spread)),
                         float(width), float(np.sum(w * length)))
 
