@@ -155,7 +155,7 @@ def test_resume_after_sigkill_gives_the_same_weights(tiny_bench, micro_model, tm
     cfg_path = tmp_path / "slow.yaml"
     # more steps than the fixture, so the kill lands in the middle of stage 2
     cfg_path.write_text(MICRO.read_text().replace("train: {steps: 8, stage2_steps: 10, batch_size: 4, checkpoint_every: 4}",
-                                                  "train: {steps: 40, batch_size: 4, checkpoint_every: 4}"))
+                                                  "train: {steps: 40, stage2_steps: 40, batch_size: 4, checkpoint_every: 4}"))
     args = [sys.executable, "-m", "microforge", "train", "tim3", "--data", str(tiny_bench.root), "--config", str(cfg_path), "--out", str(out), "--quiet"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

@@ -257,8 +257,6 @@ def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool
 
 
 def _train_baseline(kind: str, data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
-    from dataclasses import replace
-
     from .config import read_yaml_mapping
     from .models.baselines import baseline_config_from_dict
     from .training.baseline_trainer import train_baseline
@@ -266,7 +264,7 @@ def _train_baseline(kind: str, data: Path, config_path: Path | None, out: Path, 
     raw = read_yaml_mapping(config_path) if config_path else {}
     if raw.get("kind", kind) != kind:
         raise MicroforgeError(f"{config_path}: is a {raw['kind']} config, not {kind}")
-    cfg = replace(baseline_config_from_dict(raw, str(config_path or "config")), kind=kind)
+    cfg = baseline_config_from_dict({**raw, "kind": kind}, str(config_path or f"{kind} defaults"))
     train_baseline(data, out, cfg, resume=resume, progress=not quiet)
     click.echo(f"trained {kind} -> {out}")
 

@@ -132,7 +132,8 @@ def nested_config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         if dataclasses.is_dataclass(default):  # a nested section: vae, unet, encoder, train
             if not isinstance(value, dict):
                 raise MicroforgeError(f"{where}: {key} must be a mapping")
-            kwargs[key] = nested_config_from_dict(type(default), value, f"{where}: {key}")
+            # keys the section leaves out take the section's own defaults (its default factory's)
+            kwargs[key] = nested_config_from_dict(type(default), {**dataclasses.asdict(default), **value}, f"{where}: {key}")
         else:
             kwargs[key] = tuple(value) if isinstance(value, list) else value
     try:

@@ -52,7 +52,7 @@ CV_SPLITS = 10  # random 90/10 splits (White et al.)
 @dataclass
 class FingerprintTrainConfig:
     model: FingerprintConfig = field(default_factory=FingerprintConfig)
-    steps: int = 2000
+    steps: int = 400  # about 10 minutes on 2 idle cores (configs/fingerprint-tiny.yaml)
     batch_size: int = 32
     lr: float = 1e-3
     modality: str | None = "SEM"

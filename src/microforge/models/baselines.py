@@ -45,7 +45,7 @@ class BaselineTrain:
     lr: float = 2e-4
     checkpoint_every: int = 250
     seed: int = 0
-    vicinity_m: float = 1.0  # kappa = m x the largest gap between sorted unique label values, per dimension
+    vicinity_m: float = 2.0  # kappa = m x the largest gap between sorted unique label values, per dimension (m = 2: TiM3 Table 3's kappa)
     max_per_vector: int = 64  # CcGAN/CCDM: training images kept per unique property vector (TiM3 appendix A)
     adam_betas: tuple[float, float] = (0.9, 0.999)  # CCDM and DDPM's Adam (TiM3 Table 3's CCDM: 0.9, 0.99); CcGAN uses SNGAN's 0.5, 0.999
     ema_decay: float = 0.0  # CCDM and DDPM: EMA of the UNet's weights, saved in their place (0: none; Lee & Yun: 0.9999)
@@ -107,8 +107,24 @@ class BaselineConfig:
         return plain_data(dataclasses.asdict(self))
 
 
+# Each kind's own defaults where they differ from the shared ones above (configs/<kind>-tiny.yaml
+# repeats them, and a test checks that each tiny config equals its kind's defaults).
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {
+    "ddpm": {"num_train_timesteps": 4000, "guidance_scale": 1.0, "cond_dropout": 0.0},  # Lee & Yun: T = 4000; unconditional
+    "acwgan-gp": {"embed_dim": 20, "z_dim": 100},  # Howland et al.: 20-d condition embeddings, 100-d noise
+}
+
+
 def baseline_config_from_dict(data: dict[str, Any], where: str = "config") -> BaselineConfig:
-    return nested_config_from_dict(BaselineConfig, data, where)
+    """A :class:`BaselineConfig` from plain data; keys left out take the defaults of the data's
+    ``kind`` (``ccdm`` when none is given). Unknown keys are named errors."""
+    kind = data.get("kind", "ccdm")
+    return nested_config_from_dict(BaselineConfig, {**KIND_DEFAULTS.get(kind, {}), **data}, where)
+
+
+def baseline_defaults(kind: str) -> BaselineConfig:
+    """The default config of one baseline ``kind`` (what ``microforge train <kind>`` uses without ``--config``)."""
+    return baseline_config_from_dict({"kind": kind}, f"{kind} defaults")
 
 
 class LabelEmbedding(nn.Module):

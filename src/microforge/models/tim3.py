@@ -66,7 +66,7 @@ class UNetConfig:
     # attention blocks (self- and cross-attention) only on feature grids of at most this side, and
     # never at the lowest level; None: no limit. 16 keeps a 32^2 latent affordable on a CPU (attention
     # over 1024 tokens costs 6x the rest of the tiny UNet's step).
-    attention_max_size: int | None = None
+    attention_max_size: int | None = 16  # no attention on larger grids (6x the step time on a CPU); None: every level
     # stages (1, 2) whose UNet also adds the mean of the property tokens to its timestep embedding
     # (diffusers' projection class embedding), so the target reaches every block, not only the
     # attention ones, for global statistics such as the primary-alpha fraction; (): none. On the
@@ -90,8 +90,8 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 2000  # per diffusion stage (0.3 s per step for the tiny UNet on 2 CPU cores)
-    stage2_steps: int | None = None  # stage 2 alone, when the micrograph needs more than the map (None: steps)
+    steps: int = 8000  # per diffusion stage (0.2 s per step for the tiny UNet on 2 CPU cores); at 2 000 the maps followed the target weakly
+    stage2_steps: int | None = 6000  # stage 2 alone, when the micrograph needs more than the map (None: steps)
     batch_size: int = 16
     lr: float = 3e-4  # AdamW, constant after a 100-step warm-up
     ema_decay: float = 0.999  # EMA weights are the ones saved for sampling
@@ -126,10 +126,12 @@ class TiM3Config:
     timestep_spacing: str = "leading"
     sampler: str = "ddim"  # "ddim" or "dpm++"
     sampling_steps: int = 20  # DDIM steps (TiM3's default)
-    guidance_scale: float = 2.0  # classifier-free guidance at sampling (1 = none)
+    guidance_scale: float = 4.0  # classifier-free guidance at sampling (1 = none); at 4 the maps follow the target best (docs/tim3.md)
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # by specimen
-    vae_image: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # micrograph <-> stage-2 latent
-    vae_map: AutoencoderConfig = field(default_factory=AutoencoderConfig)  # one-hot map <-> stage-1 latent
+    # micrograph <-> stage-2 latent: f = 2 (4 x 32 x 32 at 64 px; f = 4 lost the 1-3 px laths), with the edge loss
+    vae_image: AutoencoderConfig = field(default_factory=lambda: AutoencoderConfig(block_out_channels=(16, 32), gradient_weight=0.5))
+    # one-hot map <-> stage-1 latent: f = 4; at 1 500 steps of batch 8 it lost half the 1 px beta films
+    vae_map: AutoencoderConfig = field(default_factory=lambda: AutoencoderConfig(steps=4000, batch_size=16))
     unet: UNetConfig = field(default_factory=UNetConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

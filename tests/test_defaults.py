@@ -1,0 +1,42 @@
+"""One source of truth for defaults: every config file that the help calls a command's default
+equals the dataclass defaults that the command uses without --config."""
+
+import dataclasses
+
+import pytest
+
+from microforge.config import SynthConfig, load_config, plain_data, read_yaml_mapping
+from microforge.fingerprint import FingerprintTrainConfig, load_fingerprint_config
+from microforge.models.baselines import BASELINE_KINDS, baseline_config_from_dict, baseline_defaults
+from microforge.models.tim3 import TiM3Config, load_tim3_config
+from microforge.training.regressor_trainer import RegressorTrainConfig
+
+
+def plain(cfg) -> dict:
+    return plain_data(dataclasses.asdict(cfg))
+
+
+def test_tim3_defaults_are_the_tiny_config():
+    assert plain(load_tim3_config(None)) == plain(TiM3Config()) == plain(load_tim3_config("configs/tim3-tiny.yaml"))
+
+
+@pytest.mark.parametrize("kind", BASELINE_KINDS)
+def test_each_baseline_defaults_are_its_tiny_config(kind):
+    assert baseline_defaults(kind).to_dict() == baseline_config_from_dict(read_yaml_mapping(f"configs/{kind}-tiny.yaml")).to_dict()
+
+
+def test_ddpm_without_a_config_gets_lee_and_yun_T():
+    assert baseline_defaults("ddpm").num_train_timesteps == 4000 and baseline_defaults("ccdm").num_train_timesteps == 1000
+
+
+def test_fingerprint_regressor_and_synth_defaults_are_their_config_files():
+    assert FingerprintTrainConfig().to_dict() == load_fingerprint_config("configs/fingerprint-tiny.yaml").to_dict()
+    assert FingerprintTrainConfig().steps == 400
+    assert plain(RegressorTrainConfig()) == plain(load_config(RegressorTrainConfig, "configs/regressor-tiny.yaml"))
+    assert plain(SynthConfig()) == plain(load_config(SynthConfig, "configs/synth-default.yaml"))
+
+
+def test_a_partial_section_keeps_the_section_defaults():
+    cfg = load_tim3_config("tests/data/tim3-micro.yaml")
+    # the micro config gives vae_map's steps but not its lr: the map section's own default applies
+    assert cfg.vae_map.lr == TiM3Config().vae_map.lr and cfg.vae_map.steps == 8
