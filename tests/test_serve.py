@@ -313,3 +313,34 @@ def test_lath_orientation_spread_is_none_when_it_cannot_be_measured(explorer):
     one[:] = 1
     one[20:24, 4:60] = 2
     assert explorer.measure(one)["lath_orientation_spread_deg"] is None
+
+
+def test_progress_is_reported_between_batches(explorer):
+    import threading
+
+    seen, result = [], {}
+    worker = threading.Thread(target=lambda: result.update(explorer.generate({"target": centre(explorer), "n": 6, "seed": 1})))
+    worker.start()
+    while worker.is_alive():
+        seen.append(explorer.progress())
+        worker.join(0.01)
+    assert {"done": 4, "total": 6, "running": True} in seen  # after the first batch of 4
+    assert explorer.progress() == {"done": 6, "total": 6, "running": False} and len(result["samples"]) == 6
+
+
+def test_page_says_when_the_server_is_gone(explorer):
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+    from playwright.sync_api import expect, sync_playwright
+
+    srv, _ = start_server(explorer, "127.0.0.1", 0)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{srv.server_port}/")
+        expect(page.locator("input[type=range]")).to_have_count(7)
+        srv.shutdown()
+        srv.server_close()
+        page.click("#generate")
+        expect(page.locator("#error")).to_contain_text("the microforge server does not answer")
+        browser.close()

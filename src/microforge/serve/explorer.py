@@ -34,6 +34,7 @@ from ..properties import category_name, check_target_range, parse_property_mappi
 from ..pipelines.baselines import load_pipeline
 
 DEFAULT_MAX_SAMPLES = 16  # per request: a page of results that a CPU draws in seconds
+PROGRESS_BATCH = 4  # samples drawn per batch, so that the page can show progress between batches
 KEPT_RUNS = 20  # finished runs kept for download; older ones are deleted
 
 
@@ -71,6 +72,7 @@ class Explorer:
         self.pixel_size_um = pixel_size_at(self.pipe.properties.info, self.pipe.cfg.resolution)
         self._lock = threading.Lock()  # one sampling at a time: the networks are shared
         self._random_draws = 0
+        self._progress = {"done": 0, "total": 0, "running": False}  # of the sampling in progress
 
     # ------------------------------------------------------------------ requests
 
@@ -174,20 +176,29 @@ class Explorer:
         inside = bool(hull_check(self.pipe, y[None])[0])
         with self._lock:
             t0 = time.perf_counter()
-            g = self.pipe(np.repeat(y[None], n, axis=0), batch_size=n, seed=seed)
+            self._progress = {"done": 0, "total": n, "running": True}
+            parts = []
+            try:
+                for part in self.pipe.iter_batches(np.repeat(y[None], n, axis=0), batch_size=PROGRESS_BATCH, seed=seed):
+                    parts.append(part)
+                    self._progress = {"done": self._progress["done"] + len(part.images), "total": n, "running": True}
+            finally:
+                self._progress = {**self._progress, "running": False}
+            images = np.concatenate([p.images for p in parts])
+            maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
             seconds = time.perf_counter() - t0
-            pred = self.regressor.predict(g.images) if self.regressor is not None else None
+            pred = self.regressor.predict(images) if self.regressor is not None else None
         run_id = uuid.uuid4().hex[:12]
         folder = self.runs_dir / run_id
         prepare_output_dir(folder, False, done_marker="run.json", command="serve", outputs=("run.json", "run.zip"))
         samples = []
-        for i, image in enumerate(g.images):
+        for i, image in enumerate(images):
             rec: dict[str, Any] = {"image": f"runs/{run_id}/sample_{i:02d}.png"}
             write_png(folder / f"sample_{i:02d}.png", to_uint8(image))
-            if g.maps is not None:
-                write_png(folder / f"sample_{i:02d}_map.png", to_pseudo_rgb(g.maps[i]))
+            if maps is not None:
+                write_png(folder / f"sample_{i:02d}_map.png", to_pseudo_rgb(maps[i]))
                 rec["map"] = f"runs/{run_id}/sample_{i:02d}_map.png"
-                rec["descriptors"] = self.measure(g.maps[i])
+                rec["descriptors"] = self.measure(maps[i])
             if pred is not None:
                 rec["predicted"] = {name: float(v) for name, v in zip(self.props.names, pred[i])}
             samples.append(rec)
@@ -199,6 +210,10 @@ class Explorer:
         record_outputs(folder)
         self._prune()
         return run
+
+    def progress(self) -> dict[str, Any]:
+        """How far the sampling in progress is: ``{"done": samples drawn, "total": asked, "running": bool}``."""
+        return dict(self._progress)
 
     def measure(self, phase_map: np.ndarray) -> dict[str, Any]:
         """Descriptors of one stage-1 map a metallographer reads first."""

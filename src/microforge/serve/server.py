@@ -9,6 +9,7 @@ default theme loads fonts from Google.
 API (JSON bodies; errors are ``{"error": message}`` with status 400):
 
 * ``GET  /api/model``            properties, units, bounds, defaults and limits;
+* ``GET  /api/progress``         ``{"done", "total", "running"}`` of the sampling in progress;
 * ``POST /api/check``            ``{"target": {...}}`` -> ``{"in_hull": bool, "intervals": {name: [lo, hi] | null}}``;
 * ``POST /api/nearest``          ``{"target": {...}, "locked": [names]}`` -> the nearest in-hull target;
 * ``POST /api/random-target``    ``{}`` -> a target drawn inside the training hull;
@@ -69,6 +70,8 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
                 return self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
             if path == "/api/model":
                 return self._json(HTTPStatus.OK, explorer.describe_model())
+            if path == "/api/progress":
+                return self._json(HTTPStatus.OK, explorer.progress())
             if path.startswith("/runs/"):
                 try:
                     file = explorer.run_file(path.lstrip("/"))
