@@ -290,7 +290,12 @@ def test_generate_writes_each_batch_before_sampling_the_next(micro_model, tmp_pa
     assert on_disk == [0, 4, 8]  # batch k+1 is drawn only after batch k's images are on disk
 
 
+BRIGHT_STEPS, BRIGHT_MIN_R = 1500, 0.8
+
+
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="measured dead: after 1 500 stage-2 steps the micro model's samples span 0.001 of the "
+                   "brightness range for requests from -1 to 1 (r 0.74); the old assertions passed this. Open in issue 20.")
 def test_brightness_experiment_on_a_model_trained_with_brightness(tiny_bench, tmp_path):
     from microforge.models.tim3 import load_tim3_config
     from microforge.training.tim3_trainer import train_tim3
@@ -299,11 +304,14 @@ def test_brightness_experiment_on_a_model_trained_with_brightness(tiny_bench, tm
 
     from dataclasses import replace
 
-    cfg = replace(load_tim3_config(MICRO), brightness=True)
+    micro = load_tim3_config(MICRO)
+    # stage 2 long enough to learn the condition: the micro model's 10 steps would learn nothing
+    cfg = replace(micro, brightness=True, train=replace(micro.train, stage2_steps=BRIGHT_STEPS, lr=1e-3))
     model = train_tim3(tiny_bench.root, tmp_path / "bright", cfg, progress=False)
-    opts = EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4, brightness=True, n_brightness=2)
+    opts = EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4, brightness=True, n_brightness=4)
     b = evaluate(str(model), tiny_bench.root, tmp_path / "r", opts, progress=False)["sweeps"]["brightness"]
     assert len(b["levels"]) == len(b["measured"]) == 21 and b["levels"][0] == -1.0 and b["levels"][-1] == 1.0
-    assert -1.0 <= b["pearson_r"] <= 1.0 and b["mean_abs_difference"] >= 0
-    assert all(-1.0 <= m <= 1.0 for m in b["measured"])
+    # the measured brightness follows the requested one (a dead condition gives r near 0)
+    assert b["pearson_r"] > BRIGHT_MIN_R, b
+    assert b["measured"][-1] - b["measured"][0] > 0.2, (b["measured"], b["pearson_r"])  # a fifth of the range, at least
     assert (tmp_path / "r" / "figures" / "brightness.png").is_file()

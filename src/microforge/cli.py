@@ -349,7 +349,8 @@ def evaluate_cmd(model: str, data: Path, report: Path, regressor: str | None, n:
 @click.option("--sampler", type=click.Choice(["ddim", "dpm++"]), help="Sampler [the model's, ddim].")
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--batch-size", default=16, show_default=True, type=BATCH)
-@click.option("--brightness", type=_Number(-1.0, 1.0), help="Target mean grey level in [-1, 1] (models trained with it).")
+@click.option("--brightness", type=_Number(-1.0, 1.0), help="Target brightness in [-1, 1]: -1 the darkest training tile's mean grey, "
+              "1 the brightest's (models trained with it).")
 @click.option("--allow-extrapolation", is_flag=True, help="Sample targets outside the model's property range too.")
 @click.option("--nearest-feasible", is_flag=True, help="Move the target to the nearest one inside the training hull first "
               "(normalised units); run.json records the projection.")

@@ -406,7 +406,7 @@ def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.
                 folder = report / "sweeps" / f"brightness_{j:02d}"
                 ev.generate_into(folder, targets[: opts.n_brightness], f"brightness {b:+.1f}", brightness=float(b), measure=False)
                 imgs = load_arrays(folder, ["images"])["images"] / 255.0
-                measured.append(float(2.0 * imgs.mean() - 1.0))
+                measured.append(float(ev.pipe.brightness_of(imgs).mean()))  # in the condition's units
             measured_a = np.asarray(measured)
             out["brightness"] = {"levels": levels.round(3).tolist(), "measured": measured_a.round(4).tolist(),
                                  "pearson_r": float(np.corrcoef(levels, measured_a)[0, 1]),

@@ -43,6 +43,14 @@ class TiM3Pipeline(SamplingPipeline):
         for m in modules.values():
             m.eval()
 
+    def brightness_of(self, images: np.ndarray) -> np.ndarray:
+        """Images ``(N, H, W)`` in [0, 1] -> ``(N,)`` in the brightness condition's units: their mean
+        grey, normalised to [-1, 1] over the training tiles' range (TiM3 appendix E). Folders
+        saved before the range was recorded were trained on the absolute mean grey in [-1, 1]."""
+        lo, hi = self.record.get("brightness_range", (-1.0, 1.0))
+        grey = 2.0 * np.asarray(images, dtype=np.float64).mean(axis=(1, 2)) - 1.0
+        return 2.0 * (grey - lo) / max(hi - lo, 1e-6) - 1.0
+
     # ------------------------------------------------------------------ loading
 
     @classmethod

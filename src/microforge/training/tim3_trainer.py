@@ -136,7 +136,11 @@ class TiM3Trainer:
         self.data = TrainingData.load(data_root, cfg)
         self.props = self.data.properties
         self.noise_std = torch.tensor(self.props.noise_stds, dtype=torch.float64)
-        self.brightness = self.data.images.mean(dim=(1, 2, 3))  # mean grey in [-1, 1], per tile
+        # TiM3 appendix E: the brightness condition is each tile's mean grey, normalised to [-1, 1]
+        # over the training tiles (-1: the darkest tile's, 1: the brightest's)
+        grey = self.data.images.mean(dim=(1, 2, 3))
+        self.brightness_range = (float(grey.min()), float(grey.max()))
+        self.brightness = 2.0 * (grey - grey.min()) / (grey.max() - grey.min()).clamp_min(1e-6) - 1.0
         if self.acc.device.type != "cpu":  # batches are indexed, augmented and unshuffled on the GPU
             self.data.images, self.data.maps = self.data.images.to(self.acc.device), self.data.maps.to(self.acc.device)
         self.scheduler = make_scheduler(cfg)
@@ -404,7 +408,7 @@ class TiM3Trainer:
         make_scheduler(self.cfg).save_pretrained(self.out / "scheduler")
         times = {p.stem: json.loads(p.read_text()) for p in sorted((self.out / DONE_DIR).glob("*.json"))}
         config = {"format": FORMAT, "config": self.cfg.to_dict(), "scaling_factors": scales,
-                  "brightness_mean": float(self.brightness.mean()), "training": times, "train_tiles": len(self.data)}
+                  "brightness_mean": float(self.brightness.mean()), "brightness_range": list(self.brightness_range), "training": times, "train_tiles": len(self.data)}
         (self.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
 
