@@ -6,10 +6,13 @@ import shutil
 import urllib.error
 import urllib.request
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from playwright.sync_api import expect
 
 from microforge.errors import MicroforgeError
 from microforge.evaluate.hull import in_hull
@@ -21,6 +24,19 @@ CHROMIUM = Path("/usr/bin/chromium")
 # networking that a closed network would refuse. Playwright adds --headless and a fresh profile.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@contextmanager
+def open_page(url: str):
+    """A page of Debian's headless chromium at ``url`` (the test skips where chromium is missing)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 900})
+        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -162,14 +178,8 @@ def test_sample_count_1e400_is_a_400(server, explorer):
 
 def test_page_in_headless_chromium(server, explorer, tmp_path):
     """Set a target, generate, see the images and the hull warning; bad input shows a message."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
-    from playwright.sync_api import expect, sync_playwright
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(server)
+    with open_page(server) as page:
         expect(page.locator("input[type=range]")).to_have_count(7)
         # a strong *and* ductile target: outside what the training data spans
         props = {p["name"]: p for p in explorer.describe_model()["properties"]}
@@ -196,7 +206,6 @@ def test_page_in_headless_chromium(server, explorer, tmp_path):
         page.click("#random")
         expect(page.locator("#banner")).to_have_text("")
         expect(page.locator("#error")).to_be_hidden()
-        browser.close()
 
 
 # ------------------------------------------------------------------------ feasible targets
@@ -230,15 +239,9 @@ def test_nearest_feasible_target_moves_only_the_unlocked_properties(explorer):
 
 
 def test_page_finds_the_nearest_feasible_target_and_its_banner_follows_the_sliders(server, explorer):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
-    from playwright.sync_api import expect, sync_playwright
 
     props = {p["name"]: p for p in explorer.describe_model()["properties"]}
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(server)
+    with open_page(server) as page:
         expect(page.locator("#feasible-YS")).to_contain_text("inside the hull for")  # the hull's centre
         ys, ef = props["YS"]["max"] * 0.999, props["EF"]["max"] * 0.999
         page.fill("#text-YS", str(ys))
@@ -266,19 +269,12 @@ def test_page_finds_the_nearest_feasible_target_and_its_banner_follows_the_slide
         page.click("#random")
         expect(page.locator("img.micrograph")).to_have_count(1, timeout=120_000)
         expect(page.locator("#banner")).to_have_text("")
-        browser.close()
 
 
 def test_page_results_are_readable_and_a_pinned_run_compares(server, explorer):
     """Legend, scale bar, units, captions, per-sample regressor error, enlarge, seed, Enter, pin."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
-    from playwright.sync_api import expect, sync_playwright
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(server)
+    with open_page(server) as page:
         assert page.eval_on_selector("link[rel=icon]", "l => l.href").startswith("data:image/svg+xml")  # nothing fetched
         expect(page.locator("#props")).to_contain_text("J/cm²")
         page.fill("#count", "2")
@@ -305,7 +301,6 @@ def test_page_results_are_readable_and_a_pinned_run_compares(server, explorer):
         expect(page.locator("#compare")).to_contain_text("pinned", timeout=120_000)
         expect(page.locator("#compare tr", has_text="YS")).to_contain_text("5")
         expect(page.locator("#compare")).to_contain_text("(mean)")
-        browser.close()
 
 
 def test_lath_orientation_spread_is_none_when_it_cannot_be_measured(explorer):
@@ -329,18 +324,11 @@ def test_progress_is_reported_between_batches(explorer):
 
 
 def test_page_says_when_the_server_is_gone(explorer):
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium; .ci/run does it)")
-    from playwright.sync_api import expect, sync_playwright
 
     srv, _ = start_server(explorer, "127.0.0.1", 0)
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        page = browser.new_page()
-        page.goto(f"http://127.0.0.1:{srv.server_port}/")
+    with open_page(f"http://127.0.0.1:{srv.server_port}/") as page:
         expect(page.locator("input[type=range]")).to_have_count(7)
         srv.shutdown()
         srv.server_close()
         page.click("#generate")
         expect(page.locator("#error")).to_contain_text("the microforge server does not answer")
-        browser.close()
