@@ -35,7 +35,9 @@ def open_page(url: str):
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto(url)
+        yield page
         browser.close()
 
 
