@@ -14,20 +14,18 @@ import json
 import sys
 from pathlib import Path
 
-from microforge.evaluate.accuracy import accuracy_table
+from microforge.config import load_config
 from microforge.models.property_regressor import PropertyRegressor
-from microforge.training.data import load_split
+from microforge.training.regressor_trainer import RegressorTrainConfig, held_out_metrics
 
 
 def main(folder: str, data: str) -> None:
     folder_path = Path(folder)
     metrics = json.loads((folder_path / "metrics.json").read_text())
-    cfg = metrics["config"]
-    reg = PropertyRegressor.from_pretrained(folder_path)
+    cfg = load_config(RegressorTrainConfig, None, **metrics["config"])
     before = {k: metrics[k] for k in ("val", "test")}
+    metrics.update(held_out_metrics(PropertyRegressor.from_pretrained(folder_path), data, cfg))
     for split in ("val", "test"):
-        x, y, ds = load_split(data, split, tuple(cfg["split_fractions"]), cfg["seed"], cfg["modality"], cfg["resolution"])
-        metrics[split] = {"specimens": ds.specimens, **accuracy_table(reg.predict(x[:, 0].numpy()), y, reg.properties.names)}
         print(split, "mAcc", round(before[split]["mAcc"], 3), "->", round(metrics[split]["mAcc"], 3))
     metrics["before_remeasure"] = {"reason": "predict now min-max stretches each image, as in training (TiM3 eq. 12)", **before}
     (folder_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

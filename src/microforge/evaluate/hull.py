@@ -157,11 +157,6 @@ def feasible_interval(points: np.ndarray, target: np.ndarray, j: int) -> tuple[f
     return min(ends), max(ends)
 
 
-def feasible_intervals(points: np.ndarray, target: np.ndarray) -> list[tuple[float, float] | None]:
-    """:func:`feasible_interval` for every property of ``target`` ``(K,)``."""
-    return [feasible_interval(points, target, j) for j in range(len(np.asarray(target).ravel()))]
-
-
 def _feasible_weights(points: np.ndarray, x: np.ndarray, fixed: Sequence[int], objective: np.ndarray | None = None,
                       tol: float = TOLERANCE) -> np.ndarray | None:
     """Hull weights ``w (N,)`` with ``(P^T w)_i`` within ``tol`` of ``x_i`` for every ``i`` in

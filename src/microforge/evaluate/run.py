@@ -107,6 +107,7 @@ class Evaluator:
         self.is_benchmark = info.get("source") == BENCHMARK_SOURCE and list(self.names) == list(PROPERTY_NAMES)
         self.pixel_size_um = pixel_size_at(info, self.cfg.resolution)
         self.lath_halfwidth_px = max(1, round(1.5 / self.pixel_size_um)) if self.pixel_size_um else 3
+        self._tiles: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
         self.train_images = self._split_images("train")
 
     # ------------------------------------------------------------------ inputs
@@ -128,15 +129,19 @@ class Evaluator:
         return MicrographDataset(self.data, split=split, fractions=self.cfg.split_fractions, seed=self.cfg.train.seed,
                                  modality=self.cfg.modality, augment=False, properties=self.pipe.condition_properties)
 
-    def _split_tiles(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        """Tiles of a split at the model's resolution, uint8 ``(N, R, R)``, and their raw properties ``(N, K)``."""
-        ds = self._dataset(split)
-        if len(ds) == 0:
-            return np.zeros((0, self.cfg.resolution, self.cfg.resolution), np.uint8), np.zeros((0, len(self.names)))
-        items = [ds[i] for i in range(len(ds))]
-        images = resize_batch(np.stack([it["image"][0].numpy() for it in items]), self.cfg.resolution)[:, 0]
-        targets = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
-        return np.round(images.numpy() * 255).astype(np.uint8), targets
+    def _split_tiles(self, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Tiles of a split at the model's resolution, uint8 ``(N, R, R)``, their raw properties
+        ``(N, K)`` and the split's specimens; read once per split."""
+        if split not in self._tiles:
+            ds = self._dataset(split)
+            items = [ds[i] for i in range(len(ds))]
+            if not items:
+                self._tiles[split] = (np.zeros((0, self.cfg.resolution, self.cfg.resolution), np.uint8), np.zeros((0, len(self.names))), [])
+            else:
+                images = resize_batch(np.stack([it["image"][0].numpy() for it in items]), self.cfg.resolution)[:, 0]
+                targets = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
+                self._tiles[split] = (np.round(images.numpy() * 255).astype(np.uint8), targets, ds.specimens)
+        return self._tiles[split]
 
     def _split_images(self, split: str) -> np.ndarray:
         """Tiles of a split at the model's resolution, uint8 ``(N, R, R)``: the data-copying set."""
@@ -145,10 +150,10 @@ class Evaluator:
     def regressor_ceiling(self) -> dict[str, Any] | None:
         """The regressor's accuracy on the held-out (test) specimens' real tiles, which neither it
         nor the generator trained on: the ceiling that generated samples are read against."""
-        images, targets = self._split_tiles("test")
+        images, targets, specimens = self._split_tiles("test")
         if self.regressor is None or not len(images):
             return None
-        return {"specimens": self._dataset("test").specimens, **accuracy_table(self.regressor.predict(images / 255.0), targets, self.names)}
+        return {"specimens": specimens, **accuracy_table(self.regressor.predict(images / 255.0), targets, self.names)}
 
     def targets(self) -> np.ndarray:
         """``opts.n`` raw targets drawn uniformly inside the training hull (Algorithm 1), cached."""

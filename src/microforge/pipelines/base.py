@@ -24,6 +24,12 @@ class Generated:
     images: np.ndarray
     targets: np.ndarray
 
+    @classmethod
+    def concatenate(cls, parts: list["Generated"]) -> "Generated":
+        """One :class:`Generated` of the batches ``parts``, in order."""
+        maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
+        return cls(maps, np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
+
 
 def check_targets(targets: np.ndarray, props: PropertySet) -> np.ndarray:
     """Raw targets ``(N, K)`` (or ``(K,)``) checked for width and finiteness against ``props``;
@@ -82,6 +88,4 @@ class SamplingPipeline:
     def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
                  batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Generated:
         """Sample one micrograph (and map, where the model has one) per target row; see :meth:`iter_batches`."""
-        parts = list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress))
-        maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
-        return Generated(maps, np.concatenate([p.images for p in parts]), np.concatenate([p.targets for p in parts]))
+        return Generated.concatenate(list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress)))

@@ -29,6 +29,7 @@ from ..data.tiling import to_uint8
 from ..errors import MicroforgeError
 from ..evaluate.hull import feasible_interval, sample_in_hull
 from ..models.property_regressor import PropertyRegressor
+from ..pipelines.base import Generated
 from ..pipelines.generate import hull_check, pixel_size_at, project_target, resolve_model
 from ..properties import category_name, check_target_range, parse_property_mapping
 from ..pipelines.baselines import load_pipeline
@@ -135,7 +136,12 @@ class Explorer:
                 if spec.categories is not None:
                     continue
                 span = feasible_interval(self.hull, x, j)
-                out["intervals"][spec.name] = None if span is None else [self._raw(j, span[0]), self._raw(j, span[1])]
+                if span is None:
+                    out["intervals"][spec.name] = None
+                    continue
+                ends = np.repeat(x[None], 2, axis=0)  # the target with property j at each end, in raw units
+                ends[:, j] = span
+                out["intervals"][spec.name] = self.props.denormalise(ends)[:, j].tolist()
         return out
 
     def nearest(self, target: Any, locked: Any = None) -> dict[str, Any]:
@@ -148,10 +154,6 @@ class Explorer:
         projected, record = project_target(self.pipe, y, [name.strip() for name in locked])
         return {"target": {s.name: category_name(s, v) for s, v in zip(self.props.specs, projected)},
                 "moved": record["moved"], "locked": record["locked"]}
-
-    def _raw(self, j: int, value: float) -> float:
-        """Property ``j``'s normalised ``value`` in raw units."""
-        return float(self.props.mins[j] + (value + 1.0) / 2.0 * (self.props.maxs[j] - self.props.mins[j]))
 
     def random_target(self, seed: int | None = None) -> dict[str, float]:
         """A target drawn uniformly inside the training hull (Algorithm 1)."""
@@ -184,21 +186,20 @@ class Explorer:
                     self._progress = {"done": self._progress["done"] + len(part.images), "total": n, "running": True}
             finally:
                 self._progress = {**self._progress, "running": False}
-            images = np.concatenate([p.images for p in parts])
-            maps = None if parts[0].maps is None else np.concatenate([p.maps for p in parts])
+            g = Generated.concatenate(parts)
             seconds = time.perf_counter() - t0
-            pred = self.regressor.predict(images) if self.regressor is not None else None
+            pred = self.regressor.predict(g.images) if self.regressor is not None else None
         run_id = uuid.uuid4().hex[:12]
         folder = self.runs_dir / run_id
         prepare_output_dir(folder, False, done_marker="run.json", command="serve", outputs=("run.json", "run.zip"))
         samples = []
-        for i, image in enumerate(images):
+        for i, image in enumerate(g.images):
             rec: dict[str, Any] = {"image": f"runs/{run_id}/sample_{i:02d}.png"}
             write_png(folder / f"sample_{i:02d}.png", to_uint8(image))
-            if maps is not None:
-                write_png(folder / f"sample_{i:02d}_map.png", to_pseudo_rgb(maps[i]))
+            if g.maps is not None:
+                write_png(folder / f"sample_{i:02d}_map.png", to_pseudo_rgb(g.maps[i]))
                 rec["map"] = f"runs/{run_id}/sample_{i:02d}_map.png"
-                rec["descriptors"] = self.measure(maps[i])
+                rec["descriptors"] = self.measure(g.maps[i])
             if pred is not None:
                 rec["predicted"] = {name: float(v) for name, v in zip(self.props.names, pred[i])}
             samples.append(rec)

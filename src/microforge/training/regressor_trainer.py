@@ -61,6 +61,16 @@ def _lr_factor(step: int, steps: int, warmup: int = 100) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
+def held_out_metrics(regressor: PropertyRegressor, data: str | Path, cfg: RegressorTrainConfig) -> dict[str, dict]:
+    """Acc_gamma, mAcc and per-property errors of ``regressor`` on the val and test specimens of
+    ``data`` (``cfg``'s split), keyed ``"val"`` and ``"test"``, each with its specimens."""
+    out = {}
+    for split in ("val", "test"):
+        x, y, sds = _split(data, cfg, split)
+        out[split] = {"specimens": sds.specimens, **accuracy_table(regressor.predict(x[:, 0].numpy()), y, regressor.properties.names)}
+    return out
+
+
 def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig = RegressorTrainConfig(), resume: bool = False,
                     progress: bool = True) -> dict:
     """Train F on the train split of dataset ``data`` into ``out``; return (and write) its metrics.
@@ -95,9 +105,7 @@ def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig
                         "train regressor", progress)
     regressor = PropertyRegressor(net.eval(), props, cfg.resolution)
     metrics: dict = {"train_tiles": len(images), "seconds_this_run": round(seconds, 1), "config": config_to_dict(cfg)}
-    for split in ("val", "test"):
-        x, y, sds = _split(data, cfg, split)
-        metrics[split] = {"specimens": sds.specimens, **accuracy_table(regressor.predict(x[:, 0].numpy()), y, props.names)}
+    metrics.update(held_out_metrics(regressor, data, cfg))
     regressor.save_pretrained(out, {"train_config": config_to_dict(cfg)})
     tmp = out / "metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2) + "\n")
