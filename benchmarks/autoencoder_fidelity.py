@@ -28,7 +28,7 @@ from microforge.models.property_regressor import resize_batch
 from microforge.data.manifest import read_dataset
 from microforge.data.phase_map import CLASS_NAMES
 from microforge.evaluate.distribution import frechet_distance, precision_recall
-from microforge.evaluate.features import InceptionFeatures, extract
+from microforge.models.inception import InceptionFeatures, extract
 from microforge.models.tim3 import onehot_map
 from microforge.pipelines.generate import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline

@@ -15,7 +15,7 @@ from microforge.errors import MicroforgeError
 from microforge.evaluate.accuracy import acc_gamma, accuracy_table, mean_accuracy
 from microforge.evaluate.copying import nearest_training
 from microforge.evaluate.distribution import frechet_distance, kernel_distance, precision_recall
-from microforge.evaluate.features import InceptionFeatures, extract
+from microforge.models.inception import InceptionFeatures, extract
 from microforge.evaluate.oracle import measure_params, oracle_properties
 from microforge.evaluate.run import EvaluationOptions, evaluate
 from microforge.models.property_regressor import PropertyRegressor

@@ -40,7 +40,7 @@ from .accuracy import accuracy_table
 from .batches import load_arrays, run_batches
 from .copying import nearest_training
 from .distribution import frechet_distance, kernel_distance, precision_recall
-from .features import InceptionFeatures, extract
+from ..models.inception import InceptionFeatures, extract
 from .hull import sample_in_hull
 from .oracle import oracle_properties
 
