@@ -65,20 +65,20 @@ def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_p
     imgs = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
     assert np.array_equal(fingerprints(model, imgs), fingerprints(load_fingerprint_model(full), imgs))
 
-    r = CliRunner().invoke(cli, ["fingerprint", "encode", str(tiny_bench.root), "--model", str(full), "--out", str(tmp_path / "f.csv")])
+    r = CliRunner().invoke(cli, ["fingerprint", "encode", str(tiny_bench.root), "--model", str(full), "--out", str(tmp_path / "f.csv"), "--quiet"])
     assert r.exit_code == 0, r.output
     rows = list(csv.reader(open(tmp_path / "f.csv")))
     assert rows[0][:3] == ["name", "image", "f0"] and len(rows[0]) == 2 + 16 and len(rows) == 1 + len(tiny_bench.table)
 
-    summary = explore(full, tiny_bench.root, tmp_path / "ex", gammas=(0.5, 1.0))
-    for name in ("paths", "clouds", "pca", "tsne", "cv"):
+    summary = explore(tiny_bench.root, tmp_path / "ex", model_dir=full, gammas=(0.5, 1.0))
+    for name in ("paths", "clouds", "pca", "embeddings", "cv"):
         assert (tmp_path / "ex" / f"{name}.png").stat().st_size > 1000 and (tmp_path / "ex" / f"{name}.json").is_file()
-    cv = json.loads((tmp_path / "ex" / "cv.json").read_text())
-    assert cv["splits"] == 10 and cv["grouped_by"] == "specimen"
+    assert summary["cv"]["splits"] == 10 and summary["cv"]["grouped_by"] == "specimen"
+    cv = json.loads((tmp_path / "ex" / "cv.json").read_text())["vae"]
     assert set(cv["regression"]) == {"primary_alpha_fraction", *tiny_bench.properties.names}
     assert "morphology" in cv["classification"] and summary["images"] == len(tiny_bench.table[tiny_bench.table["modality"] == "SEM"])
     with pytest.raises(MicroforgeError, match="already holds results"):
-        explore(full, tiny_bench.root, tmp_path / "ex")
+        explore(tiny_bench.root, tmp_path / "ex", model_dir=full)
     with pytest.raises(MicroforgeError, match="fingerprint model folder not found"):
         load_fingerprint_model(tmp_path / "none")
     from microforge.evaluate.run import EvaluationOptions, evaluate

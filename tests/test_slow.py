@@ -27,7 +27,7 @@ def test_fingerprint_svr_reads_the_alpha_fraction(tmp_path):
                             workers=2, progress=False)
     cfg = FingerprintTrainConfig(model=FingerprintConfig(resolution=32, width=8), steps=400, batch_size=32, split_fractions=(0.9, 0.05, 0.05))
     model = train_fingerprints(bench.root, tmp_path / "fp", cfg, progress=False)
-    cv = explore(model, bench.root, tmp_path / "ex")["cv"]
+    cv = explore(bench.root, tmp_path / "ex", model_dir=model)["cv"]["kinds"]["vae"]
     r2, acc = cv["regression"]["primary_alpha_fraction"]["r2"], cv["classification"]["morphology"]["accuracy_mean"]
     print(f"alpha-fraction R2 {r2:.3f}, morphology accuracy {acc:.3f}")
     # measured on 2026-11-30 with White et al.'s flattened encoder and phase-keeping spectral loss:

@@ -426,37 +426,55 @@ def fingerprint_train(data: Path, config_path: Path | None, out: Path, resume: b
     click.echo(f"trained the fingerprint model -> {out}")
 
 
+_KIND_HELP = "vae: White et al.'s VAE (needs --model); inception: the FID network's pool features; descriptors: the segmented micrograph's statistics."
+
+
 @fingerprint.command("encode")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--model", required=True, type=click.Path(path_type=Path), help="Trained fingerprint model folder.")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="CSV file to write (name, image, f0..f255).")
-def fingerprint_encode(paths: tuple[Path, ...], model: Path, out: Path) -> None:
+@click.option("--kind", type=click.Choice(["vae", "inception", "descriptors"]), default="vae", show_default=True, help=_KIND_HELP)
+@click.option("--model", type=click.Path(path_type=Path), help="Trained fingerprint model folder (--kind vae).")
+@click.option("--pca", type=COUNT, help="Keep this many principal components of the Inception features (fitted on these images).")
+@click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True, help="Contrast of the images (--kind descriptors).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="CSV file to write (name, image, one column per feature).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def fingerprint_encode(paths: tuple[Path, ...], kind: str, model: Path | None, pca: int | None, modality: str, out: Path, quiet: bool) -> None:
     """Fingerprint images, folders of images or dataset folders."""
     from .fingerprint import encode_images
 
-    n = encode_images(model, paths, out)
-    click.echo(f"encoded {n} images -> {out}")
+    n = encode_images(paths, out, kind, model, pca, modality, progress=not quiet)
+    click.echo(f"encoded {n} images ({kind}) -> {out}")
 
 
 @fingerprint.command("explore")
-@click.option("--model", required=True, type=click.Path(path_type=Path), help="Trained fingerprint model folder.")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder to explore.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the figures and JSON.")
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["vae", "inception", "descriptors"]),
+              help="Fingerprint kind, repeatable; all given are compared side by side [vae]. " + _KIND_HELP)
+@click.option("--model", type=click.Path(path_type=Path), help="Trained fingerprint model folder (--kind vae).")
+@click.option("--label", "labels", multiple=True, help="Categorical manifest column to classify (SVM), repeatable [morphology, where present].")
+@click.option("--pca", type=COUNT, help="Keep this many principal components of the Inception features.")
+@click.option("--modality", type=click.Choice(["SEM", "OM"]), help="Tiles to explore [the VAE's, else the dataset's only one].")
 @click.option("--gamma", "gammas", multiple=True, type=_Number(1e-6, 1e6), help="Cloud scale, repeatable [0.25, 0.5, 1].")
-@click.option("--label", default="morphology", show_default=True, help="Manifest column that colours t-SNE and the SVM learns.")
 @click.option("--max-images", default=1500, show_default=True, type=COUNT, help="Tiles used (a seeded subset).")
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
-def fingerprint_explore(model: Path, data: Path, out: Path, gammas: tuple[float, ...], label: str, max_images: int, seed: int, overwrite: bool) -> None:
-    """Linear paths, Gaussian clouds, PCA, t-SNE and SVR/SVM cross-validation; a figure and a JSON each."""
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def fingerprint_explore(data: Path, out: Path, kinds: tuple[str, ...], model: Path | None, labels: tuple[str, ...], pca: int | None,
+                        modality: str | None, gammas: tuple[float, ...], max_images: int, seed: int, overwrite: bool, quiet: bool) -> None:
+    """SVM / SVR cross-validation and t-SNE for each kind; paths, clouds and PCA for the VAE."""
     from .fingerprint import GAMMAS, explore
+    from .fingerprint.explore import cv_rows
 
-    s = explore(model, data, out, gammas or GAMMAS, label, max_images, seed, overwrite)
-    for name, r in s["cv"]["regression"].items():
-        click.echo(f"SVR {name}: R² {r['r2']:.3f}, MAE {r['mae_mean']:.4g}")
-    for name, r in s["cv"].get("classification", {}).items():
-        click.echo(f"SVM {name}: accuracy {r['accuracy_mean']:.3f}")
-    click.echo(f"figures and JSON -> {out}")
+    s = explore(data, out, kinds or ("vae",), model, labels or None, gammas or GAMMAS, max_images, seed, pca, modality, overwrite, progress=not quiet)
+    kinds, rows = tuple(s["kinds"]), cv_rows(s["cv"]["kinds"])
+    if not rows:
+        click.echo("the dataset has no labels or properties to cross-validate: PCA and t-SNE only")
+    else:
+        click.echo(f"{'target':<24} {'measure':<18} " + " ".join(f"{k:>12}" for k in kinds))
+    for r in rows:
+        cells = " ".join(f"{r[k]:>12.3f}" if r[k] is not None else f"{'–':>12}" for k in kinds)
+        click.echo(f"{r['target']:<24} {r['measure']:<18} {cells}")
+    click.echo(f"figures, cv.csv and JSON -> {out}")
 
 
 # --------------------------------------------------------------------------- characterize
