@@ -31,7 +31,7 @@ def test_ddpm_without_a_config_gets_lee_and_yun_T():
 
 def test_fingerprint_regressor_and_synth_defaults_are_their_config_files():
     assert FingerprintTrainConfig().to_dict() == load_fingerprint_config("configs/fingerprint-tiny.yaml").to_dict()
-    assert FingerprintTrainConfig().steps == 400
+    assert FingerprintTrainConfig().steps == 3000
     assert plain(RegressorTrainConfig()) == plain(load_config(RegressorTrainConfig, "configs/regressor-tiny.yaml"))
     assert plain(SynthConfig()) == plain(load_config(SynthConfig, "configs/synth-default.yaml"))
 

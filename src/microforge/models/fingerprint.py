@@ -2,7 +2,10 @@
 layer, then the mean and log-variance of a 256-d Gaussian; a mirrored decoder back to the image.
 
 The encoder flattens its last convolution output (White et al.; ``encoder_pool: mean`` instead
-averages it over space, as a classifier does). The fingerprint of an image is its posterior mean
+averages it over space, as a classifier does). A LayerNorm precedes each tanh layer
+(``hidden_norm``): the encoder's 512-unit tanh layer takes 8 192 inputs at 64 px, and without the
+norm Adam drives every unit into saturation within a few hundred steps, so that no gradient
+reaches the encoder and the decoder learns the mean grey. The fingerprint of an image is its posterior mean
 ``mu``. Training minimises ``alpha * BCE(x_hat, x) + (1 - alpha) * L_f + beta * KL``: White et
 al.'s eq. 1 with the VAE's KL term, which the paper names but leaves out of eq. 1, and BCE averaged
 over pixels instead of summed. ``L_f`` is the paper's spectral loss, the MSE between the real and
@@ -30,9 +33,10 @@ class FingerprintConfig:
     hidden: int = 512  # the tanh layer
     latent: int = 256  # fingerprint dimension
     alpha: float = 0.7  # weight of the BCE term; 1 - alpha weights the spectral term
-    beta: float = 1e-3  # weight of the KL term
+    beta: float = 1e-6  # weight of the KL term (summed over the latent) against the pixel-averaged BCE: 1e-3 collapsed the posterior to the mean grey
     encoder_pool: str = "flatten"  # White et al.: flatten the last convolution output; "mean": average it over space
     spectral: str = "complex"  # White et al.'s L_f on real and imaginary parts; "magnitude": FFT magnitudes only
+    hidden_norm: bool = True  # LayerNorm before each tanh layer: without it Adam drives the 8 192-input tanh into saturation
 
     def __post_init__(self) -> None:
         if self.encoder_pool not in ("flatten", "mean"):
@@ -53,9 +57,11 @@ class FingerprintVAE(nn.Module):
         feat = self.encoder.num_features  # 8 * width channels
         self.side = cfg.resolution // 8  # the encoder's last stage is 1/8 of the input
         self.to_hidden = nn.Linear(feat * self.side**2 if cfg.encoder_pool == "flatten" else feat, cfg.hidden)
+        self.hidden_norm = nn.LayerNorm(cfg.hidden) if cfg.hidden_norm else nn.Identity()
         self.mu = nn.Linear(cfg.hidden, cfg.latent)
         self.logvar = nn.Linear(cfg.hidden, cfg.latent)
-        self.from_latent = nn.Sequential(nn.Linear(cfg.latent, cfg.hidden), nn.Tanh(), nn.Linear(cfg.hidden, feat * self.side**2))
+        self.from_latent = nn.Sequential(*[nn.Linear(cfg.latent, cfg.hidden), *([nn.LayerNorm(cfg.hidden)] if cfg.hidden_norm else []), nn.Tanh(),
+                                           nn.Linear(cfg.hidden, feat * self.side**2)])
         ups, c = [], feat
         for _ in range(3):  # mirror of the three strided stages
             ups += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU()]
@@ -65,7 +71,7 @@ class FingerprintVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self.encoder.feature_maps(x)  # (B, 8 * width, R / 8, R / 8)
-        h = torch.tanh(self.to_hidden(maps.flatten(1) if self.cfg.encoder_pool == "flatten" else maps.mean(dim=(2, 3))))
+        h = torch.tanh(self.hidden_norm(self.to_hidden(maps.flatten(1) if self.cfg.encoder_pool == "flatten" else maps.mean(dim=(2, 3)))))
         return self.mu(h), self.logvar(h).clamp(-20, 10)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
