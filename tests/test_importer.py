@@ -145,3 +145,14 @@ def test_existing_results_are_refused(tmp_path):
         import_dataset(_opts(tmp_path / "in", tmp_path / "out"), progress=False)
     # 300x200 px in 64 px tiles: x starts 0,64,128,192,236 and y starts 0,64,128,136
     assert len(import_dataset(_opts(tmp_path / "in", tmp_path / "out", overwrite=True), progress=False)) == 20
+
+
+def test_a_table_without_properties_gives_an_unlabelled_dataset_that_conditional_trainers_refuse(tmp_path):
+    _write_set(tmp_path / "in", [("a.png",), ("b.png",), ("c.png",)], header=("file",))
+    ds = import_dataset(_opts(tmp_path / "in", tmp_path / "ds"), progress=False)
+    assert len(ds.properties) == 0 and len(ds) == 3 * 12  # 300 x 200 px: 4 x 3 tiles of 64 px each
+    from microforge.training.regressor_trainer import RegressorTrainConfig, train_regressor
+
+    with pytest.raises(MicroforgeError, match="has no properties, and train regressor needs at least one"):
+        train_regressor(tmp_path / "ds", tmp_path / "reg", RegressorTrainConfig(split_fractions=(0.34, 0.33, 0.33), modality=None), progress=False)
+    assert not (tmp_path / "reg").exists()

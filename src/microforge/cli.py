@@ -178,6 +178,8 @@ def data_import(**kw: Any) -> None:
     )
     dataset = import_dataset(opt, progress=not quiet, warn=lambda m: click.echo(f"warning: {m}", err=True))
     click.echo(f"wrote {len(dataset)} tiles of {dataset.table['specimen'].nunique()} specimens to {opt.out}")
+    if not len(dataset.properties):
+        click.echo("no property columns: an unlabelled dataset (fingerprints, characterize, DDPM; the conditional models need properties)")
 
 
 @data.command("info")

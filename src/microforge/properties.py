@@ -106,6 +106,11 @@ class PropertySet:
                 return s
         raise MicroforgeError(f"unknown property {name!r}; expected one of: {self.describe()}")
 
+    def require(self, where: str, what: str) -> None:
+        """Refuse an unlabelled dataset (no properties) for ``what``, a job that conditions on them."""
+        if not self.specs:
+            raise MicroforgeError(f"{where}: the dataset has no properties, and {what} needs at least one; import its table with --properties")
+
     def describe(self) -> str:
         """``"YS [MPa], TS [MPa], ..."``: the expected names and units, for messages."""
         return ", ".join(s.label for s in self.specs)

@@ -111,8 +111,6 @@ def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], 
     if reserved:
         raise MicroforgeError(f"{opt.table}: column(s) {', '.join(reserved)} clash with the manifest's own columns "
                               f"({', '.join(RESERVED_COLUMNS)}); rename them in the table")
-    if not props:
-        raise MicroforgeError(f"{opt.table}: no property columns; name them with --properties")
     stray = [c for c in opt.categorical if c not in props]
     if stray:
         raise MicroforgeError(f"--categorical {', '.join(stray)}: not among the properties {', '.join(props)}")

@@ -48,6 +48,8 @@ class BaselineTrainer:
     def __init__(self, data: str | Path, out: Path, cfg: BaselineConfig, progress: bool) -> None:
         self.cfg, self.out, self.progress = cfg, out, progress
         images, raw, ds = load_split(data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution)
+        if cfg.kind != "ddpm":  # the unconditional DDPM trains on unlabelled sets too
+            ds.properties.require(str(data), f"train {cfg.kind}")
         specimens = np.asarray(ds.table["specimen"])
         if cfg.kind in ("ccgan", "ccdm"):  # at most max_per_vector images per property vector (TiM3 appendix A)
             keep = cap_per_vector(ds.properties.normalise(raw), cfg.train.max_per_vector, cfg.train.seed)

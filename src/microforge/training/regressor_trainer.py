@@ -82,6 +82,7 @@ def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig
     """
     out = Path(out)
     images, raw, ds = _split(data, cfg, "train")  # bad data fails before anything is written
+    ds.properties.require(str(data), "train regressor")
     prepare_run_dir(out, "metrics.json", "regressor", resume, config_to_dict(cfg))
     props = ds.properties
     target = torch.tensor(props.normalise(raw), dtype=torch.float32)

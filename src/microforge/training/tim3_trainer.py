@@ -105,6 +105,7 @@ class TrainingData:
     @classmethod
     def load(cls, root: str | Path, cfg: TiM3Config) -> "TrainingData":
         data = read_dataset(root)
+        data.properties.require(str(root), "train tim3")
         ds = MicrographDataset(data, split="train", fractions=cfg.split_fractions, seed=cfg.train.seed, modality=cfg.modality, augment=False)
         table = ds.table
         if cfg.two_stage and (table["mask"] == "").any():
