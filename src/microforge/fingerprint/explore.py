@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -136,10 +137,15 @@ def explore(data: str | Path, out: str | Path, kinds: Sequence[str] = ("vae",), 
     tiles = load_tiles(data, labels, modality, max_images, seed)
     out = Path(out)
     prepare_output_dir(out, overwrite, done_marker="summary.json", command="fingerprint explore")
-    features = {kind.name: kind.encode(tiles.images, progress) for kind in built}
+    features, seconds = {}, {}
+    for kind in built:
+        t0 = time.perf_counter()
+        features[kind.name] = kind.encode(tiles.images, progress)
+        seconds[kind.name] = round(time.perf_counter() - t0, 1)
     np.savez_compressed(out / "fingerprints.npz", tile_index=tiles.index, **features)  # to reuse without encoding again
     cv = {name: cross_validate(f, tiles, seed) for name, f in features.items()}
     summary: dict[str, Any] = {"images": int(len(tiles.index)), "kinds": list(kinds), "dims": {k: int(f.shape[1]) for k, f in features.items()},
+                               "encode_seconds": seconds,
                                "labels": sorted(tiles.labels), "continuous": list(tiles.continuous),
                                "cv": {"splits": CV_SPLITS, "test_size": TEST_SIZE, "grouped_by": "specimen", "kinds": cv}}
     if any(c["classification"] or c["regression"] for c in cv.values()):

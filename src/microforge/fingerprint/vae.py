@@ -33,7 +33,7 @@ RECONSTRUCTION_FILE = "reconstruction.json"
 @dataclass
 class FingerprintTrainConfig:
     model: FingerprintConfig = field(default_factory=FingerprintConfig)
-    steps: int = 3000  # about 15 minutes on 2 idle cores (configs/fingerprint-tiny.yaml)
+    steps: int = 3000  # about 28 minutes on 2 idle cores at 128 px (configs/fingerprint-tiny.yaml)
     batch_size: int = 32
     lr: float = 1e-3
     modality: str | None = "SEM"

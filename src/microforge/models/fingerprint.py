@@ -28,8 +28,8 @@ from .resnet import ResNet18
 
 @dataclass(frozen=True)
 class FingerprintConfig:
-    resolution: int = 64  # px; tiles are area-resized to it
-    width: int = 16  # ResNet-18 first-stage channels (64: the full network)
+    resolution: int = 128  # px; tiles are area-resized to it (64 px erases the benchmark's 1-4 px laths: morphology accuracy 0.76 against 0.83)
+    width: int = 8  # ResNet-18 first-stage channels (64: the full network; 8 at 128 px costs what 16 costs at 64 px)
     hidden: int = 512  # the tanh layer
     latent: int = 256  # fingerprint dimension
     alpha: float = 0.7  # weight of the BCE term; 1 - alpha weights the spectral term
