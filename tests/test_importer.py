@@ -150,7 +150,7 @@ def test_existing_results_are_refused(tmp_path):
 def test_a_table_without_properties_gives_an_unlabelled_dataset_that_conditional_trainers_refuse(tmp_path):
     _write_set(tmp_path / "in", [("a.png",), ("b.png",), ("c.png",)], header=("file",))
     ds = import_dataset(_opts(tmp_path / "in", tmp_path / "ds"), progress=False)
-    assert len(ds.properties) == 0 and len(ds) == 3 * 12  # 300 x 200 px: 4 x 3 tiles of 64 px each
+    assert len(ds.properties) == 0 and len(ds) == 3 * 20  # 300 x 200 px: 5 x 4 tiles of 64 px (the last row and column flush)
     from microforge.training.regressor_trainer import RegressorTrainConfig, train_regressor
 
     with pytest.raises(MicroforgeError, match="has no properties, and train regressor needs at least one"):

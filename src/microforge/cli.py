@@ -476,7 +476,7 @@ def fingerprint_explore(data: Path, out: Path, kinds: tuple[str, ...], model: Pa
     for r in rows:
         cells = " ".join(f"{r[k]:>12.3f}" if r[k] is not None else f"{'–':>12}" for k in kinds)
         click.echo(f"{r['target']:<24} {r['measure']:<18} {cells}")
-    click.echo(f"figures, cv.csv and JSON -> {out}")
+    click.echo(f"figures{', cv.csv' if rows else ''} and JSON -> {out}")
 
 
 # --------------------------------------------------------------------------- characterize
