@@ -415,7 +415,7 @@ def serve_cmd(model: str, host: str, port: int, regressor: str | None, max_sampl
 
 @cli.group(cls=_Group)
 def fingerprint() -> None:
-    """ResNet18-VAE microstructure fingerprints (White et al.): train, encode, explore."""
+    """Microstructure fingerprints: train White et al.'s ResNet18-VAE; encode and explore it, Inception features or descriptors."""
 
 
 @fingerprint.command("train")
