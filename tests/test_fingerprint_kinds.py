@@ -15,7 +15,7 @@ from torch import nn
 from microforge.cli import cli
 from microforge.errors import MicroforgeError
 from microforge.fingerprint import FingerprintTrainConfig, classify_cv, explore, make_kind, reconstruction_quality, regress_cv, train_fingerprints
-from microforge.fingerprint.crossval import CV_SPLITS, is_categorical
+from microforge.fingerprint.crossval import CV_SPLITS
 from microforge.fingerprint.kinds import DescriptorKind, InceptionKind, descriptor_vector
 from microforge.models.fingerprint import FingerprintConfig
 from microforge.properties import PropertySet, PropertySpec
@@ -72,12 +72,6 @@ def test_svr_reads_a_linear_target_and_reports_the_percentage_error():
     # a target whose whole range is far below the SVR's epsilon (0.1) is still read
     small = regress_cv(x, y * 1e-3, groups)
     assert small["r2"] > 0.95 and small["mpe_pct_mean"] == pytest.approx(r["mpe_pct_mean"], rel=0.05)
-
-
-def test_categorical_columns_are_told_from_numbers():
-    assert is_categorical(np.array(["lamellar", "bimodal"], dtype=object))
-    assert not is_categorical(np.array(["1", "2.5"]))
-    assert not is_categorical(np.array([0, 1, 2]))
 
 
 # ------------------------------------------------------------------ kinds

@@ -4,7 +4,7 @@ an SVM for categorical labels, an SVR for continuous ones, on random 90/10 split
 The splits are drawn by group (the specimen) with scikit-learn's GroupShuffleSplit, so tiles of
 one specimen never sit on both sides: with random tile splits a model could recognise the
 specimen and look better than it is. Features are standardised inside each split (fitted on its
-training side only), and an optional PCA is fitted there too. The SVR's target is standardised the
+training side only). The SVR's target is standardised the
 same way: its epsilon-insensitive tube (0.1) would otherwise swallow targets whose range is
 below 1, such as an area fraction or a fracture strain, and predict their mean.
 """
@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.compose import TransformedTargetRegressor
-from sklearn.decomposition import PCA
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -34,14 +33,7 @@ def _splits(n: int, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.
     return list(GroupShuffleSplit(n_splits=CV_SPLITS, test_size=TEST_SIZE, random_state=seed).split(np.zeros(n), groups=groups))
 
 
-def _model(estimator, pca: int | None, n_train: int, n_features: int):
-    steps = [StandardScaler()]
-    if pca is not None and pca < min(n_train, n_features):
-        steps.append(PCA(pca, random_state=0))
-    return make_pipeline(*steps, estimator)
-
-
-def classify_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0, pca: int | None = None) -> dict[str, Any]:
+def classify_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """SVM accuracy of ``labels`` ``(N,)`` (any hashable values) from ``features`` ``(N, D)``.
 
     Returns ``accuracy_mean`` and ``accuracy_std`` over the splits, ``chance`` (the share of the
@@ -57,7 +49,7 @@ def classify_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, se
     for tr, te in _splits(len(labels), np.asarray(groups), seed):
         if len(set(labels[tr])) < 2:  # a split whose training side holds one class cannot fit an SVM
             continue
-        pred = _model(SVC(C=SVM_C), pca, len(tr), features.shape[1]).fit(features[tr], labels[tr]).predict(features[te])
+        pred = make_pipeline(StandardScaler(), SVC(C=SVM_C)).fit(features[tr], labels[tr]).predict(features[te])
         acc.append(float(np.mean(pred == labels[te])))
         for t, p in zip(labels[te], pred):
             confusion[index[t], index[p]] += 1
@@ -68,7 +60,7 @@ def classify_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, se
             "chance": float(counts.max() / counts.sum()), "classes": classes, "confusion": confusion.tolist()}
 
 
-def regress_cv(features: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0, pca: int | None = None) -> dict[str, Any]:
+def regress_cv(features: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict[str, Any]:
     """SVR reading of a continuous ``y`` ``(N,)`` from ``features`` ``(N, D)``.
 
     Returns ``r2`` (pooled over the held-out predictions of all splits), the mean absolute error
@@ -81,7 +73,7 @@ def regress_cv(features: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: in
     pred, true, mae, mpe = [], [], [], []
     for tr, te in _splits(len(y), np.asarray(groups), seed):
         svr = TransformedTargetRegressor(SVR(C=SVM_C), transformer=StandardScaler())
-        p = _model(svr, pca, len(tr), features.shape[1]).fit(features[tr], y[tr]).predict(features[te])
+        p = make_pipeline(StandardScaler(), svr).fit(features[tr], y[tr]).predict(features[te])
         pred.append(p)
         true.append(y[te])
         mae.append(float(np.mean(np.abs(p - y[te]))))
@@ -93,12 +85,3 @@ def regress_cv(features: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: in
     return {"r2": r2, "mae_mean": float(np.mean(mae)), "mae_std": float(np.std(mae)),
             "mpe_pct_mean": float(np.mean(mpe)) if whole else None, "mpe_pct_std": float(np.std(mpe)) if whole else None}
 
-
-def is_categorical(values: np.ndarray) -> bool:
-    """Whether a column holds category names rather than numbers: any entry that does not parse
-    as a number (``"lamellar"``) makes it categorical."""
-    try:
-        np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
-        return True
-    return False

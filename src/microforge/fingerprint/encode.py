@@ -26,7 +26,8 @@ def encode_images(paths: Sequence[str | Path], out_csv: str | Path, kind: str = 
     """
     from ..characterize.run import collect_images
 
-    if Path(out_csv).exists():
+    out_csv = Path(out_csv)
+    if out_csv.exists():
         raise MicroforgeError(f"{out_csv}: already exists; choose another --out")
     fingerprint = make_kind(kind, model_dir, pca, modality)
     items = collect_images(paths)
@@ -38,7 +39,6 @@ def encode_images(paths: Sequence[str | Path], out_csv: str | Path, kind: str = 
     if len(shapes) > 1:
         raise MicroforgeError(f"--kind {kind} needs images of one size; got {len(shapes)} sizes ({', '.join(f'{w}x{h}' for h, w in sorted(shapes)[:3])} ...)")
     f = fingerprint.encode(np.stack(images), progress)
-    out_csv = Path(out_csv)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_csv.with_name(out_csv.name + ".tmp")
     with open(tmp, "w", newline="") as fh:

@@ -40,7 +40,7 @@ from ..data.dataset import MicrographDataset  # noqa: E402
 from ..data.phase_map import PRIMARY_ALPHA  # noqa: E402
 from ..data.tiling import to_uint8  # noqa: E402
 from ..errors import MicroforgeError  # noqa: E402
-from .crossval import CV_SPLITS, TEST_SIZE, classify_cv, is_categorical, regress_cv  # noqa: E402
+from .crossval import CV_SPLITS, TEST_SIZE, classify_cv, regress_cv  # noqa: E402
 from .kinds import VAEKind, make_kind  # noqa: E402
 
 GAMMAS = (0.25, 0.5, 1.0)  # cloud scales (White et al. decode clouds at several spreads)

@@ -66,17 +66,11 @@ class InceptionKind:
         return [f"f{j}" for j in range(self.pca or INCEPTION_FEATURES)]
 
     def encode(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
-        import torch
+        from ..models.inception import InceptionFeatures, extract
 
-        from ..models.inception import InceptionFeatures
-
-        images = np.asarray(images, dtype=np.float32)
         if self.pca is not None and len(images) < self.pca:
             raise MicroforgeError(f"--pca {self.pca} needs at least {self.pca} images; got {len(images)}")
-        net, out, step = InceptionFeatures(), [], 32
-        for i in tqdm(range(0, len(images), step), desc="inception", disable=not progress, unit="batch"):
-            out.append(net(torch.from_numpy(images[i : i + step])).double().numpy())
-        feats = np.concatenate(out) if out else np.zeros((0, net.num_features))
+        feats = extract(InceptionFeatures(), images, progress=progress)
         if self.pca is None:
             return feats
         from sklearn.decomposition import PCA

@@ -71,8 +71,11 @@ class InceptionFeatures(nn.Module):
         return self.graph(x.to(next(self.graph.parameters()).device))
 
 
-def extract(module: nn.Module, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """``module``'s features ``(N, D)`` float64 of images ``(N, H, W)`` in [0, 1], in batches."""
-    out = [module(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size], dtype=np.float32))).cpu().double()
-           for i in range(0, len(images), batch_size)]
+def extract(module: nn.Module, images: np.ndarray, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+    """``module``'s features ``(N, D)`` float64 of images ``(N, H, W)`` in [0, 1], in batches
+    (``progress``: a bar over the batches)."""
+    from tqdm.auto import tqdm
+
+    starts = tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, unit="batch")
+    out = [module(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size], dtype=np.float32))).cpu().double() for i in starts]
     return torch.cat(out).numpy() if out else np.zeros((0, getattr(module, "num_features", 0)))
