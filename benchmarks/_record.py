@@ -17,12 +17,18 @@ def machine() -> dict[str, Any]:
     """The machine a benchmark ran on."""
     import diffusers
 
-    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "python": platform.python_version(), "torch": torch.__version__, "diffusers": diffusers.__version__,
-            # the 1-minute load average before the benchmark started: near the core count, other work
-            # shared the CPU and every timing is slower than the machine's own
-            "load_average_at_start": round(LOAD_AT_START, 2),
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+    return {
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        # the 1-minute load average before the benchmark started: near the core count, other work
+        # shared the CPU and every timing is slower than the machine's own
+        "load_average_at_start": round(LOAD_AT_START, 2),
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    }
 
 
 def write_record(record: dict[str, Any], out: Path) -> None:

@@ -28,30 +28,42 @@ def row(run: Path) -> dict:
     main = report["main"]
     model = Path(report["model"])
     if str(model).startswith("bundled:"):
-        from microforge.pipelines.generate import resolve_model
+        from microforge.pipelines.registry import resolve_model
 
         model = resolve_model(str(model))
     training = json.loads((model / "config.json").read_text()).get("training", {})
     minutes = sum(float(training.get(p, {}).get("seconds_this_run", 0.0)) for p in ("stage1", "stage2")) / 60
     per = main["accuracy"]["per_property"]
-    return {"row": run.name, "model": str(report["model"]),
-            "train_minutes_stages": round(minutes, 1),
-            "steps": {p: training.get(p, {}).get("steps") for p in ("stage1", "stage2")},
-            "fid": main["fid"], "kid": main["kid_mean"], "mAcc": main["accuracy"]["mAcc"],
-            "r2": {p: per[p]["r2"] for p in PROPS if p in per},
-            "s2_discrepancy_pct": discrepancies(report["microstructure"])["s2"],
-            "n": main["n"], "n_reference": report["options"]["n_reference"]}
+    return {
+        "row": run.name,
+        "model": str(report["model"]),
+        "train_minutes_stages": round(minutes, 1),
+        "steps": {p: training.get(p, {}).get("steps") for p in ("stage1", "stage2")},
+        "fid": main["fid"],
+        "kid": main["kid_mean"],
+        "mAcc": main["accuracy"]["mAcc"],
+        "r2": {p: per[p]["r2"] for p in PROPS if p in per},
+        "s2_discrepancy_pct": discrepancies(report["microstructure"])["s2"],
+        "n": main["n"],
+        "n_reference": report["options"]["n_reference"],
+    }
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| row | stage steps (1 / 2) | minutes | FID | KID | mAcc | R² " + " / ".join(PROPS)
-            + " | S2 disc. % α / β / α_s |\n|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| row | stage steps (1 / 2) | minutes | FID | KID | mAcc | R² "
+        + " / ".join(PROPS)
+        + " | S2 disc. % α / β / α_s |\n|---|---|---|---|---|---|---|---|\n"
+    )
     lines = []
     for r in rows:
         r2 = " / ".join(f"{r['r2'][p]:.2f}" for p in PROPS)
         s2 = " / ".join(f"{v:.0f}" for v in r["s2_discrepancy_pct"].values())
-        lines.append(f"| {r['row']} | {r['steps']['stage1']} / {r['steps']['stage2']} | {r['train_minutes_stages']} | {r['fid']:.0f} | "
-                     f"{r['kid']:.3f} | {r['mAcc']:.2f} | {r2} | {s2} |")
+        lines.append(
+            f"| {r['row']} | {r['steps']['stage1']} / {r['steps']['stage2']} | {r['train_minutes_stages']} | "
+            f"{r['fid']:.0f} | "
+            f"{r['kid']:.3f} | {r['mAcc']:.2f} | {r2} | {s2} |"
+        )
     return head + "\n".join(lines) + "\n"
 
 
@@ -63,10 +75,19 @@ def main() -> None:
     names = args.rows or sorted(p.name for p in args.runs.iterdir() if (p / "eval" / "metrics.json").is_file())
     rows = [row(args.runs / n) for n in names if (args.runs / n / "eval" / "metrics.json").is_file()]
     out = REPO / "benchmarks" / "results" / "tim3_ablation.json"
-    out.write_text(json.dumps({"benchmark": "tim3_ablation", "command": f"bash benchmarks/tim3_ablation.sh DATA {args.runs} ...",
-                               "protocol": "stage 1 1500 / stage 2 3000 steps at batch 16 on 2 CPU cores (rows a-d); "
-                                           "evaluate -n 200 --n-reference 200 --n-describe 50 with the bundled regressor",
-                               "rows": rows}, indent=1) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "tim3_ablation",
+                "command": f"bash benchmarks/tim3_ablation.sh DATA {args.runs} ...",
+                "protocol": "stage 1 1500 / stage 2 3000 steps at batch 16 on 2 CPU cores (rows a-d); "
+                "evaluate -n 200 --n-reference 200 --n-describe 50 with the bundled regressor",
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(markdown(rows))
 
 

@@ -24,13 +24,13 @@ from tqdm.auto import tqdm
 
 from _record import write_record
 from microforge.data.dataset import MicrographDataset
-from microforge.models.property_regressor import resize_batch
+from microforge.io import resize_batch
 from microforge.data.manifest import read_dataset
 from microforge.data.phase_map import CLASS_NAMES
 from microforge.evaluate.distribution import frechet_distance, precision_recall
 from microforge.models.inception import InceptionFeatures, extract
 from microforge.models.tim3 import onehot_map
-from microforge.pipelines.generate import resolve_model
+from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seed_from
 
@@ -55,12 +55,21 @@ def map_fidelity(pipe: TiM3Pipeline, maps: np.ndarray, batch: int = 64) -> dict:
     and the mean phase fractions of the true and the reconstructed maps (posterior mean, argmax)."""
     vae = pipe.modules["vae_map"]
     true = torch.from_numpy(maps)
-    rec = torch.cat([vae.decode(vae.encode(onehot_map(true[i : i + batch]) * 2.0 - 1.0).latent_dist.mean).sample.argmax(1)
-                     for i in range(0, len(true), batch)])
-    return {"pixel_accuracy": float((rec == true).float().mean()),
-            **{f"iou_{name}": float(((rec == c) & (true == c)).sum() / ((rec == c) | (true == c)).sum().clamp(min=1)) for c, name in enumerate(CLASS_NAMES)},
-            "fractions_true": [round(float((true == c).float().mean()), 4) for c in range(3)],
-            "fractions_reconstructed": [round(float((rec == c).float().mean()), 4) for c in range(3)]}
+    rec = torch.cat(
+        [
+            vae.decode(vae.encode(onehot_map(true[i : i + batch]) * 2.0 - 1.0).latent_dist.mean).sample.argmax(1)
+            for i in range(0, len(true), batch)
+        ]
+    )
+    return {
+        "pixel_accuracy": float((rec == true).float().mean()),
+        **{
+            f"iou_{name}": float(((rec == c) & (true == c)).sum() / ((rec == c) | (true == c)).sum().clamp(min=1))
+            for c, name in enumerate(CLASS_NAMES)
+        },
+        "fractions_true": [round(float((true == c).float().mean()), 4) for c in range(3)],
+        "fractions_reconstructed": [round(float((rec == c).float().mean()), 4) for c in range(3)],
+    }
 
 
 @torch.no_grad()
@@ -95,7 +104,8 @@ def main() -> None:
         vae = pipe.cfg.vae_image
         results[spec] = {
             "latent": [vae.latent_channels, pipe.cfg.image_latent_size, pipe.cfg.image_latent_size],
-            "gradient_weight": vae.gradient_weight, "steps": vae.steps,
+            "gradient_weight": vae.gradient_weight,
+            "steps": vae.steps,
             "pixel_mse": float(np.mean((rec - tiles[: args.n]) ** 2)),
             "fid_reconstructed_vs_real": frechet_distance(feats_b, feats_rec),
             "precision_recall_reconstructed": precision_recall(feats_b, feats_rec, k=3),
@@ -103,10 +113,19 @@ def main() -> None:
             "precision_recall_real": precision_recall(feats_b, feats_a, k=3),
         }
         if "vae_map" in pipe.modules and (maps[: args.n] >= 0).all():
-            results[spec]["map_autoencoder"] = {"latent": [pipe.cfg.vae_map.latent_channels, pipe.cfg.map_latent_size, pipe.cfg.map_latent_size],
-                                                "steps": pipe.cfg.vae_map.steps, **map_fidelity(pipe, maps[: args.n])}
+            results[spec]["map_autoencoder"] = {
+                "latent": [pipe.cfg.vae_map.latent_channels, pipe.cfg.map_latent_size, pipe.cfg.map_latent_size],
+                "steps": pipe.cfg.vae_map.steps,
+                **map_fidelity(pipe, maps[: args.n]),
+            }
         print(spec, results[spec], flush=True)
-    record = {"benchmark": "autoencoder_fidelity", "data": args.data, "n_per_set": args.n, "command": " ".join(sys.argv), "results": results}
+    record = {
+        "benchmark": "autoencoder_fidelity",
+        "data": args.data,
+        "n_per_set": args.n,
+        "command": " ".join(sys.argv),
+        "results": results,
+    }
     write_record(record, REPO / "benchmarks" / "results" / "autoencoder_fidelity.json")
 
 

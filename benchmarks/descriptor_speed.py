@@ -14,15 +14,13 @@ from pathlib import Path
 
 from _record import write_record  # benchmarks/_record.py (the script's folder is on sys.path)
 
-import numpy as np
-import torch
 
 from microforge.characterize.descriptors import describe
 from microforge.characterize.lamellae import lamella_stats
 from microforge.characterize.segmentation import segment_classical
 from microforge.characterize.statistics import area_fraction_above, chord_lengths, lineal_path, two_point_correlation
 from microforge.characterize.topology import persistence_diagram, persistence_image
-from microforge.config import SynthConfig
+from microforge.data.synth.config import SynthConfig
 from microforge.data.synth.benchmark import make_specimen
 from microforge.data.synth.params import MORPHOLOGIES
 
@@ -53,7 +51,9 @@ def main() -> None:
         "persistence_h1_and_image": timed(lambda g, m: persistence_image(persistence_diagram(g)), pairs),
     }
     record = {
-        "benchmark": "descriptor_speed", "image_px": [256, 256], "images": args.images,
+        "benchmark": "descriptor_speed",
+        "image_px": [256, 256],
+        "images": args.images,
         "seconds_per_image": {k: round(v, 4) for k, v in per.items()},
         "images_per_second": {k: round(1.0 / v, 2) for k, v in per.items()},
     }

@@ -28,13 +28,17 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, required=True, help="wall-clock budget for both diffusion stages")
     ap.add_argument("--batch-size", type=int, help="training batch size [the config's]")
     ap.add_argument("--lr", type=float, help="learning rate [the config's]")
-    ap.add_argument("--stage1-share", type=float, default=0.35, help="share of the budget for stage 1 (its latent grid is smaller)")
+    ap.add_argument(
+        "--stage1-share", type=float, default=0.35, help="share of the budget for stage 1 (its latent grid is smaller)"
+    )
     ap.add_argument("--overhead", type=float, default=1.5, help="real loop step / bare UNet step")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, required=True, help="YAML config to write")
     args = ap.parse_args()
     cfg = load_tim3_config(args.config)
-    train = dataclasses.replace(cfg.train, batch_size=args.batch_size or cfg.train.batch_size, lr=args.lr or cfg.train.lr)
+    train = dataclasses.replace(
+        cfg.train, batch_size=args.batch_size or cfg.train.batch_size, lr=args.lr or cfg.train.lr
+    )
     cfg = dataclasses.replace(cfg, train=train)
     _, modules = pipeline_for(cfg, args.device)
     seconds = {s: train_step_seconds(cfg, modules, args.device, repeats=20, stage=s) * args.overhead for s in (1, 2)}
@@ -42,10 +46,16 @@ def main() -> None:
     steps2 = max(1, int(args.seconds * (1 - args.stage1_share) / seconds[2]))
     plan = cfg.to_dict()
     plan["train"].update(steps=steps1, stage2_steps=steps2, checkpoint_every=max(250, steps2 // 4))
-    args.out.write_text(f"# planned by benchmarks/gpu_train_plan.py from {args.config}: {args.seconds:.0f} s on {args.device}, "
-                        f"step seconds (with overhead) {json.dumps({k: round(v, 4) for k, v in seconds.items()})}\n"
-                        + yaml.safe_dump(plan, sort_keys=False))
-    print(json.dumps({"stage1_steps": steps1, "stage2_steps": steps2, "step_seconds": seconds, "batch_size": train.batch_size}))
+    args.out.write_text(
+        f"# planned by benchmarks/gpu_train_plan.py from {args.config}: {args.seconds:.0f} s on {args.device}, "
+        f"step seconds (with overhead) {json.dumps({k: round(v, 4) for k, v in seconds.items()})}\n"
+        + yaml.safe_dump(plan, sort_keys=False)
+    )
+    print(
+        json.dumps(
+            {"stage1_steps": steps1, "stage2_steps": steps2, "step_seconds": seconds, "batch_size": train.batch_size}
+        )
+    )
 
 
 if __name__ == "__main__":

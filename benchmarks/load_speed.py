@@ -23,16 +23,45 @@ from pathlib import Path
 from _record import write_record  # benchmarks/_record.py (the script's folder is on sys.path)
 
 REPO = Path(__file__).resolve().parents[1]
-TARGET = ["--prop", "YS=1009", "--prop", "TS=1084", "--prop", "EF=15.7", "--prop", "RH=36.4", "--prop", "IT=28.5",
-          "--prop", "DCS=1494", "--prop", "CFS=0.216"]
+TARGET = [
+    "--prop",
+    "YS=1009",
+    "--prop",
+    "TS=1084",
+    "--prop",
+    "EF=15.7",
+    "--prop",
+    "RH=36.4",
+    "--prop",
+    "IT=28.5",
+    "--prop",
+    "DCS=1494",
+    "--prop",
+    "CFS=0.216",
+]
 
 
 def generate_seconds(samples: int, env: dict[str, str]) -> float:
     """Wall-clock seconds of one `microforge generate` run (the process's start included)."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "microforge", "generate", *TARGET, "-n", str(samples), "--out", f"{tmp}/out", "--quiet"],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "microforge",
+                "generate",
+                *TARGET,
+                "-n",
+                str(samples),
+                "--out",
+                f"{tmp}/out",
+                "--quiet",
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         return time.perf_counter() - t0
 
 
@@ -47,10 +76,19 @@ def main() -> None:
     generate_seconds(1, base)  # warm the file cache
     idle = min(generate_seconds(args.samples, base) for _ in range(args.repeats))
     idle_default = min(generate_seconds(args.samples, default) for _ in range(args.repeats))
-    loads = {"python_busy_loops": [[sys.executable, "-c", "while True: pass"]] * args.busy,
-             "torch_job": [[sys.executable, "-c", "import torch\nx = torch.randn(384, 384)\nwhile True: x = torch.tanh(x @ x)"]]}
-    record = {"benchmark": "load_speed", "samples": args.samples, "busy_processes": args.busy, "target_ratio": 3.0,
-              "idle_s": {"chosen_threads": round(idle, 2), "one_thread_per_core": round(idle_default, 2)}}
+    loads = {
+        "python_busy_loops": [[sys.executable, "-c", "while True: pass"]] * args.busy,
+        "torch_job": [
+            [sys.executable, "-c", "import torch\nx = torch.randn(384, 384)\nwhile True: x = torch.tanh(x @ x)"]
+        ],
+    }
+    record = {
+        "benchmark": "load_speed",
+        "samples": args.samples,
+        "busy_processes": args.busy,
+        "target_ratio": 3.0,
+        "idle_s": {"chosen_threads": round(idle, 2), "one_thread_per_core": round(idle_default, 2)},
+    }
     for name, commands in loads.items():
         procs = [subprocess.Popen(c) for c in commands]
         try:
@@ -60,8 +98,10 @@ def main() -> None:
         finally:
             for p in procs:
                 p.kill()
-        record[name] = {"chosen_threads": {"loaded_s": round(busy, 2), "ratio": round(busy / idle, 2)},
-                        "one_thread_per_core": {"loaded_s": round(busy_default, 2), "ratio": round(busy_default / idle_default, 2)}}
+        record[name] = {
+            "chosen_threads": {"loaded_s": round(busy, 2), "ratio": round(busy / idle, 2)},
+            "one_thread_per_core": {"loaded_s": round(busy_default, 2), "ratio": round(busy_default / idle_default, 2)},
+        }
     write_record(record, REPO / "benchmarks" / "results" / "load_speed.json")
 
 

@@ -26,10 +26,17 @@ TARGET = ["YS=1009", "TS=1084", "EF=15.7", "RH=36.4", "IT=28.5", "DCS=1494", "CF
 
 def peak_of(args: list[str]) -> tuple[float, float]:
     """Run ``python -m microforge ARGS`` alone in a child; return (peak RSS in MiB, seconds)."""
-    code = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    code = (
+        "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "microforge", *args], check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, sys.executable, "-m", "microforge", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return int(out.stdout.strip().splitlines()[-1]) / 1024.0, time.perf_counter() - t0  # ru_maxrss is in KiB on Linux
 
 
@@ -42,14 +49,32 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in a.counts:
-            mib, sec = peak_of(["generate", *sum((["--prop", p] for p in TARGET), []), "-n", str(n), "--out", f"{tmp}/g{n}", "--quiet"])
+            mib, sec = peak_of(
+                ["generate", *sum((["--prop", p] for p in TARGET), []), "-n", str(n), "--out", f"{tmp}/g{n}", "--quiet"]
+            )
             rows.append({"command": "generate", "samples": n, "peak_rss_mib": round(mib, 1), "seconds": round(sec, 1)})
             print(rows[-1], flush=True)
         if a.data:
             for n in a.counts:
-                mib, sec = peak_of(["evaluate", "--data", str(a.data), "--report", f"{tmp}/e{n}", "-n", str(n), "--n-reference", "64",
-                                    "--n-describe", "16", "--quiet"])
-                rows.append({"command": "evaluate", "samples": n, "peak_rss_mib": round(mib, 1), "seconds": round(sec, 1)})
+                mib, sec = peak_of(
+                    [
+                        "evaluate",
+                        "--data",
+                        str(a.data),
+                        "--report",
+                        f"{tmp}/e{n}",
+                        "-n",
+                        str(n),
+                        "--n-reference",
+                        "64",
+                        "--n-describe",
+                        "16",
+                        "--quiet",
+                    ]
+                )
+                rows.append(
+                    {"command": "evaluate", "samples": n, "peak_rss_mib": round(mib, 1), "seconds": round(sec, 1)}
+                )
                 print(rows[-1], flush=True)
     write_record({"benchmark": "memory_peak", "model": "bundled:ti-sem-tiny", "runs": rows}, a.out)
 

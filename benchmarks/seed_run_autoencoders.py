@@ -26,8 +26,10 @@ CHECKPOINTS = Path(__file__).resolve().parents[1] / "src" / "microforge" / "chec
 def main() -> None:
     config, sem, om = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     plan = tim3_config_from_dict(yaml.safe_load(config.read_text()), str(config))
-    bundled = {name: tim3_config_from_dict(json.loads((CHECKPOINTS / name / "config.json").read_text())["config"])
-               for name in ("ti-sem-tiny", "ti-om-tiny")}
+    bundled = {
+        name: tim3_config_from_dict(json.loads((CHECKPOINTS / name / "config.json").read_text())["config"])
+        for name in ("ti-sem-tiny", "ti-om-tiny")
+    }
     for out, image_from in ((sem, "ti-sem-tiny"), (om, "ti-om-tiny")):
         for part, source in (("vae_image", image_from), ("vae_map", "ti-sem-tiny")):
             if getattr(plan, part).kind != "kl" or getattr(plan, part) != getattr(bundled[source], part):

@@ -23,7 +23,7 @@ import torch.nn.functional as F  # noqa: E402
 from microforge.data.dataset import MicrographDataset  # noqa: E402
 from microforge.data.phase_map import to_pseudo_rgb  # noqa: E402
 from microforge.models.tim3 import map_condition, onehot_map  # noqa: E402
-from microforge.pipelines.generate import resolve_model  # noqa: E402
+from microforge.pipelines.registry import resolve_model  # noqa: E402
 from microforge.pipelines.tim3 import TiM3Pipeline  # noqa: E402
 from microforge.seeding import seeded_generator  # noqa: E402
 
@@ -39,14 +39,38 @@ def main() -> None:
     args = ap.parse_args()
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
     cfg = pipe.cfg
-    ds = MicrographDataset(args.data, split="test", fractions=tuple(cfg.split_fractions), seed=cfg.train.seed, modality=cfg.modality, augment=False)
+    ds = MicrographDataset(
+        args.data,
+        split="test",
+        fractions=tuple(cfg.split_fractions),
+        seed=cfg.train.seed,
+        modality=cfg.modality,
+        augment=False,
+    )
     items = [ds[int(i)] for i in np.linspace(0, len(ds) - 1, args.n).astype(int)]
     size = (cfg.resolution, cfg.resolution)
-    maps = F.interpolate(torch.stack([it["mask"] for it in items])[:, None].float(), size=size, mode="nearest")[:, 0].long()
-    y = torch.tensor(pipe.condition_properties.normalise(np.stack([it["props_raw"].numpy() for it in items])), dtype=torch.float32)
-    extra = map_condition(onehot_map(maps), cfg.image_latent_size, pipe.modules.get("map_encoder"), lossless=cfg.map_condition == "space_to_depth")
-    z = pipe._denoise(pipe.modules["unet_stage2"], pipe.modules["encoder_stage2"], y, extra, cfg.sampling_steps, cfg.guidance_scale,
-                      cfg.sampler, seeded_generator(args.seed, 0))
+    maps = F.interpolate(torch.stack([it["mask"] for it in items])[:, None].float(), size=size, mode="nearest")[
+        :, 0
+    ].long()
+    y = torch.tensor(
+        pipe.condition_properties.normalise(np.stack([it["props_raw"].numpy() for it in items])), dtype=torch.float32
+    )
+    extra = map_condition(
+        onehot_map(maps),
+        cfg.image_latent_size,
+        pipe.modules.get("map_encoder"),
+        lossless=cfg.map_condition == "space_to_depth",
+    )
+    z = pipe._denoise(
+        pipe.modules["unet_stage2"],
+        pipe.modules["encoder_stage2"],
+        y,
+        extra,
+        cfg.sampling_steps,
+        cfg.guidance_scale,
+        cfg.sampler,
+        seeded_generator(args.seed, 0),
+    )
     drawn = (pipe.modules["vae_image"].decode(z / pipe.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
     fig, axes = plt.subplots(3, args.n, figsize=(2.2 * args.n, 6.8), squeeze=False)
     for j, it in enumerate(items):

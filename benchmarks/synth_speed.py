@@ -17,7 +17,8 @@ from pathlib import Path
 
 from _record import write_record  # benchmarks/_record.py (the script's folder is on sys.path)
 
-from microforge.config import SynthConfig, config_to_dict
+from microforge.config import config_to_dict
+from microforge.data.synth.config import SynthConfig
 from microforge.data.synth.benchmark import build_benchmark
 
 

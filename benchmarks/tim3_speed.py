@@ -5,8 +5,8 @@
 
 For each config: seconds per stage-2 training step (forward, backward, AdamW) at the config's
 batch size, and images per second for full two-stage sampling (20 DDIM steps with guidance, map
-and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with ``--autocast bf16|fp16``, also under autocast. Random
-weights: speed does not depend on them. Writes benchmarks/results/tim3_speed_<device>.json.
+and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with ``--autocast bf16|fp16``,
+also under autocast. Random weights: speed does not depend on them. Writes benchmarks/results/tim3_speed_<device>.json.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from microforge.models.property_encoder import PropertyEncoder
-from microforge.models.tim3 import build_autoencoder, build_unet, latent_channels, load_tim3_config, predict_noise
+from microforge.models.tim3 import build_autoencoder, build_unet, load_tim3_config, predict_noise
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.properties import TITANIUM_PROPERTIES, PropertySet
 from microforge.training.tim3_trainer import make_scheduler
@@ -33,15 +33,24 @@ REPO = Path(__file__).resolve().parents[1]
 def pipeline_for(cfg, device):
     e = cfg.encoder
     modules = {
-        "vae_image": build_autoencoder(cfg.vae_image, 1), "vae_map": build_autoencoder(cfg.vae_map, 3),
+        "vae_image": build_autoencoder(cfg.vae_image, 1),
+        "vae_map": build_autoencoder(cfg.vae_map, 3),
         "encoder_stage1": PropertyEncoder(7, e.kind, e.hidden, e.dim, e.n_tokens, e.n_components),
         "encoder_stage2": PropertyEncoder(7, e.kind, e.hidden, e.dim, e.n_tokens, e.n_components),
-        "unet_stage1": build_unet(cfg, 1), "unet_stage2": build_unet(cfg, 2),
+        "unet_stage1": build_unet(cfg, 1),
+        "unet_stage2": build_unet(cfg, 2),
     }
     for m in modules.values():
         m.to(device)
-    pipe = TiM3Pipeline(Path("."), cfg, PropertySet(list(TITANIUM_PROPERTIES)), {"vae_image": 1.0, "vae_map": 1.0}, 0.0, modules,
-                        dict(make_scheduler(cfg).config))
+    pipe = TiM3Pipeline(
+        Path("."),
+        cfg,
+        PropertySet(list(TITANIUM_PROPERTIES)),
+        {"vae_image": 1.0, "vae_map": 1.0},
+        0.0,
+        modules,
+        dict(make_scheduler(cfg).config),
+    )
     return pipe, modules
 
 
@@ -76,7 +85,9 @@ def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2) -> float
     return float(np.median([timed(step, device) for _ in range(repeats)]))
 
 
-def images_per_second(pipe, batch: int, device: str, repeats: int = 3, budget_s: float = 60.0, autocast: str | None = None) -> float:
+def images_per_second(
+    pipe, batch: int, device: str, repeats: int = 3, budget_s: float = 60.0, autocast: str | None = None
+) -> float:
     """Median images/s of up to ``repeats`` timed calls (fewer once ``budget_s`` is spent; at least
     one), under ``autocast`` (``"bf16"``/``"fp16"``) when given."""
     targets = np.tile([[1000, 1080, 12, 37, 30, 1450, 0.2]], (batch, 1))
@@ -92,26 +103,37 @@ def images_per_second(pipe, batch: int, device: str, repeats: int = 3, budget_s:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", nargs="+", default=["tiny", "small", "paper"])
-    ap.add_argument("--sample-configs", nargs="*", default=["tiny"], help="configs whose sampling to time (slow on a CPU)")
+    ap.add_argument(
+        "--sample-configs", nargs="*", default=["tiny"], help="configs whose sampling to time (slow on a CPU)"
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 16], help="sampling batch sizes")
     ap.add_argument("--autocast", choices=["bf16", "fp16"], help="also time sampling under this autocast dtype")
-    ap.add_argument("--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)")
+    ap.add_argument(
+        "--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)"
+    )
     ap.add_argument("--out", type=Path, help="JSON file to write [benchmarks/results/tim3_speed_<device>.json]")
     args = ap.parse_args()
     results = {}
     for name in args.configs:
         cfg = load_tim3_config(REPO / "configs" / f"tim3-{name}.yaml")
         pipe, modules = pipeline_for(cfg, args.device)
-        rec = {"resolution": cfg.resolution, "latent": cfg.image_latent_size, "batch_size": cfg.train.batch_size,
-               "unet_parameters_m": round(sum(p.numel() for p in modules["unet_stage2"].parameters()) / 1e6, 2),
-               "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4)}
+        rec = {
+            "resolution": cfg.resolution,
+            "latent": cfg.image_latent_size,
+            "batch_size": cfg.train.batch_size,
+            "unet_parameters_m": round(sum(p.numel() for p in modules["unet_stage2"].parameters()) / 1e6, 2),
+            "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4),
+        }
         if name in args.sample_configs:
             for b in args.batches:
-                rec[f"images_per_second_batch{b}"] = round(images_per_second(pipe, b, args.device, budget_s=args.budget), 3)
+                rec[f"images_per_second_batch{b}"] = round(
+                    images_per_second(pipe, b, args.device, budget_s=args.budget), 3
+                )
                 if args.autocast:
                     rec[f"images_per_second_batch{b}_{args.autocast}"] = round(
-                        images_per_second(pipe, b, args.device, budget_s=args.budget, autocast=args.autocast), 3)
+                        images_per_second(pipe, b, args.device, budget_s=args.budget, autocast=args.autocast), 3
+                    )
         results[name] = rec
         print(name, rec, flush=True)
     record = {"benchmark": "tim3_speed", "device": args.device, "results": results}

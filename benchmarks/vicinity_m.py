@@ -38,14 +38,31 @@ def main() -> None:
         kappa = vicinity_kappa(labels, m)
         hits, vectors = 0, []
         for _ in range(args.draws):
-            near = hard_vicinity(labels, unique[rng.integers(len(unique))] + sigma * rng.standard_normal(labels.shape[1]), kappa)
+            near = hard_vicinity(
+                labels, unique[rng.integers(len(unique))] + sigma * rng.standard_normal(labels.shape[1]), kappa
+            )
             hits += len(near) > 0
             vectors.append(len(np.unique(labels[near], axis=0)) if len(near) else 0)
-        rows.append({"m": m, "kappa_mean_0_1": round(float(kappa.mean()) / 2, 4), "first_draw_nonempty": round(hits / args.draws, 3),
-                     "mean_vectors_in_vicinity": round(float(np.mean(vectors)), 2)})
-    write_record({"command": f"python benchmarks/vicinity_m.py {args.data}", "train_images": len(labels), "unique_vectors": len(unique),
-                  "sigma_mean_0_1": round(float(sigma.mean()) / 2, 4), "paper_sigma_mean": 0.0228, "paper_kappa_mean": 0.1708, "rows": rows},
-                 Path(__file__).parent / "results" / "vicinity_m.json")
+        rows.append(
+            {
+                "m": m,
+                "kappa_mean_0_1": round(float(kappa.mean()) / 2, 4),
+                "first_draw_nonempty": round(hits / args.draws, 3),
+                "mean_vectors_in_vicinity": round(float(np.mean(vectors)), 2),
+            }
+        )
+    write_record(
+        {
+            "command": f"python benchmarks/vicinity_m.py {args.data}",
+            "train_images": len(labels),
+            "unique_vectors": len(unique),
+            "sigma_mean_0_1": round(float(sigma.mean()) / 2, 4),
+            "paper_sigma_mean": 0.0228,
+            "paper_kappa_mean": 0.1708,
+            "rows": rows,
+        },
+        Path(__file__).parent / "results" / "vicinity_m.json",
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from microforge.data.phase_map import CLASS_NAMES
 
 def discrepancies(block: dict) -> dict:
     """Per-class S2 and lineal-path discrepancies (percent) of one microstructure block of a report."""
-    return {curve: {name: block[curve][name]["discrepancy_pct"] for name in CLASS_NAMES} for curve in ("s2", "lineal_path")}
+    return {
+        curve: {name: block[curve][name]["discrepancy_pct"] for name in CLASS_NAMES} for curve in ("s2", "lineal_path")
+    }
 
 
 def summary(report: dict, command: str, report_link: str, default_guidance: float | None = None) -> dict:
@@ -28,17 +30,32 @@ def summary(report: dict, command: str, report_link: str, default_guidance: floa
     main, options = report["main"], report["options"]
     acc = main["accuracy"]
     out = {
-        "format": "microforge-metrics/1", "command": command,
+        "format": "microforge-metrics/1",
+        "command": command,
         "data": "default synthetic benchmark (microforge data synth --out data/ti-synth), SEM tiles at 64 px",
         "guidance_scale": default_guidance if options.get("guidance_scale") is None else options["guidance_scale"],
-        "n_generated": main["n"], "n_reference": options["n_reference"],
-        "table1": {**{f"acc_{g}": v for g, v in acc["acc"].items()}, "mAcc": acc["mAcc"], "fid": main["fid"], "kid": main["kid_mean"],
-                   "precision": main["precision"], "recall": main["recall"], "domain_frechet": main["domain_frechet"]},
+        "n_generated": main["n"],
+        "n_reference": options["n_reference"],
+        "table1": {
+            **{f"acc_{g}": v for g, v in acc["acc"].items()},
+            "mAcc": acc["mAcc"],
+            "fid": main["fid"],
+            "kid": main["kid_mean"],
+            "precision": main["precision"],
+            "recall": main["recall"],
+            "domain_frechet": main["domain_frechet"],
+        },
         "per_property": acc["per_property"],
-        "regressor_ceiling_mAcc_on_real": (report.get("regressor_on_held_out") or report.get("regressor_on_reference") or {}).get("mAcc"),
+        "regressor_ceiling_mAcc_on_real": (
+            report.get("regressor_on_held_out") or report.get("regressor_on_reference") or {}
+        ).get("mAcc"),
         "oracle_mAcc": {k: v["mAcc"] for k, v in report.get("oracle", {}).items()},
         "discrepancy_pct": discrepancies(report["microstructure"]),
-        "copy_mse": {"min": main["copy_mse_min"], "median": main["copy_mse_median"], "median_heldout_real": main["copy_mse_median_heldout_real"]},
+        "copy_mse": {
+            "min": main["copy_mse_min"],
+            "median": main["copy_mse_median"],
+            "median_heldout_real": main["copy_mse_median_heldout_real"],
+        },
         "steps_sweep": report.get("sweeps", {}).get("steps", []),
         "report": report_link,
     }

@@ -27,7 +27,10 @@ def main(folder: str, data: str) -> None:
     metrics.update(held_out_metrics(PropertyRegressor.from_pretrained(folder_path), data, cfg))
     for split in ("val", "test"):
         print(split, "mAcc", round(before[split]["mAcc"], 3), "->", round(metrics[split]["mAcc"], 3))
-    metrics["before_remeasure"] = {"reason": "predict now min-max stretches each image, as in training (TiM3 eq. 12)", **before}
+    metrics["before_remeasure"] = {
+        "reason": "predict now min-max stretches each image, as in training (TiM3 eq. 12)",
+        **before,
+    }
     (folder_path / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 

@@ -19,8 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from microforge.characterize.segmentation import segment_classical
-from microforge.characterize.segmenter_training import SegmenterTrainConfig, evaluate_segmentation, train_segmenter
-from microforge.config import SynthConfig
+from microforge.training.segmenter_trainer import SegmenterTrainConfig, evaluate_segmentation, train_segmenter
+from microforge.data.synth.config import SynthConfig
 from microforge.data.importer import ImportOptions, import_dataset
 from microforge.data.synth.benchmark import build_benchmark
 from microforge.data.tiling import Crop
@@ -38,23 +38,41 @@ def main() -> None:
     args = ap.parse_args()
     ti = args.work / "ti-ab"
     if not (ti / "manifest.csv").exists():
-        import_dataset(ImportOptions(
-            images=TI, table=TI / "labels.csv", out=ti, key_column="micrograph", specimen_column="condition",
-            properties=["temperature_C", "time_h", "cooling"], categorical=["cooling"],
-            meta_columns=["alpha_vol_pct", "beta_vol_pct", "secondary_alpha_vol_pct"], mask_column="mask",
-            mask_type_column="mask_type", crop=Crop(0, 24, 0, 0), scale=0.5, overwrite=True))
+        import_dataset(
+            ImportOptions(
+                images=TI,
+                table=TI / "labels.csv",
+                out=ti,
+                key_column="micrograph",
+                specimen_column="condition",
+                properties=["temperature_C", "time_h", "cooling"],
+                categorical=["cooling"],
+                meta_columns=["alpha_vol_pct", "beta_vol_pct", "secondary_alpha_vol_pct"],
+                mask_column="mask",
+                mask_type_column="mask_type",
+                crop=Crop(0, 24, 0, 0),
+                scale=0.5,
+                overwrite=True,
+            )
+        )
     synth = args.work / "synth"
     if not (synth / "manifest.csv").exists():
         build_benchmark(synth, SynthConfig(n_specimens=24, field_px=384), workers=2, overwrite=True)
     results = {}
-    for name, data, modality, seed in (("ti_ab_split0", ti, "SEM", 0), ("ti_ab_split3", ti, "SEM", 3), ("synthetic_sem", synth, "SEM", 0)):
+    for name, data, modality, seed in (
+        ("ti_ab_split0", ti, "SEM", 0),
+        ("ti_ab_split3", ti, "SEM", 3),
+        ("synthetic_sem", synth, "SEM", 0),
+    ):
         cfg = replace(SegmenterTrainConfig(), steps=args.steps, modality=modality, split_seed=seed)
         model = train_segmenter([data], args.work / f"unet-{name}", cfg)
         kw = dict(fractions=cfg.split_fractions, seed=cfg.split_seed, modality=modality)
         results[name] = {
             "classical": evaluate_segmentation(lambda g: segment_classical(g, modality), data, **kw),
             "attention_unet": evaluate_segmentation(lambda g: predict_phase_map(model, g), data, **kw),
-            "unet_train_seconds": json.loads((args.work / f"unet-{name}" / "config.json").read_text())["training"]["train_seconds"],
+            "unet_train_seconds": json.loads((args.work / f"unet-{name}" / "config.json").read_text())["training"][
+                "train_seconds"
+            ],
             "steps": args.steps,
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,15 @@ from microforge.serve.server import start_server
 
 REPO = Path(__file__).resolve().parents[1]
 TARGET = {"YS": 888, "TS": 989, "EF": 20, "RH": 32.4, "IT": 28.7, "DCS": 1414, "CFS": 0.251}
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def main() -> None:
@@ -47,7 +54,10 @@ def main() -> None:
             page.click("#nearest")
             expect(page.locator("#moved")).to_contain_text("kept: YS")
             page.wait_for_timeout(500)
-            page.screenshot(path=str(REPO / "docs" / "figures" / "serve_feasible.png"), clip={"x": 0, "y": 0, "width": 440, "height": 1000})
+            page.screenshot(
+                path=str(REPO / "docs" / "figures" / "serve_feasible.png"),
+                clip={"x": 0, "y": 0, "width": 440, "height": 1000},
+            )
             browser.close()
         server.shutdown()
     print(f"wrote {out}")

@@ -24,7 +24,7 @@ import numpy as np
 from microforge.characterize.lamellae import lamella_stats
 from microforge.characterize.statistics import chord_lengths
 from microforge.data.phase_map import PRIMARY_ALPHA, SECONDARY_ALPHA, phase_fractions
-from microforge.pipelines.generate import resolve_model
+from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 
 # Centroids of the default benchmark's specimens of each morphology (YS, TS, EF, RH, IT, DCS, CFS),
@@ -42,7 +42,11 @@ def map_measures(phase_map: np.ndarray) -> tuple[float, float, float]:
     lath width (px; NaN without laths) of one ``(H, W)`` map."""
     chords = chord_lengths(phase_map == PRIMARY_ALPHA)
     width = lamella_stats(phase_map == SECONDARY_ALPHA).width_px
-    return float(phase_fractions(phase_map)[PRIMARY_ALPHA]), float(chords.mean()) if chords.size else np.nan, float(width)
+    return (
+        float(phase_fractions(phase_map)[PRIMARY_ALPHA]),
+        float(chords.mean()) if chords.size else np.nan,
+        float(width),
+    )
 
 
 def variance_shares(values: np.ndarray) -> dict[str, float]:
@@ -63,10 +67,20 @@ def measure_model(pipe: TiM3Pipeline, n: int, seeds: list[int], guidance: float 
             out = pipe(np.array([target] * n), seed=seed, guidance_scale=guidance, batch_size=n)
             measures[name].append([map_measures(m) for m in out.maps])
     arr = {name: np.array(v) for name, v in measures.items()}  # (seeds, n, 3)
-    result = {name: {"primary_alpha": round(float(a[..., 0].mean()), 3), "primary_alpha_chord_px": round(float(np.nanmean(a[..., 1])), 2),
-                     "lath_width_px": round(float(np.nanmean(a[..., 2])), 2)} for name, a in arr.items()}
-    shares = {str(seed): {k: round(v, 3) for k, v in variance_shares(np.stack([arr[name][s, :, 0] for name in TARGETS])).items()}
-              for s, seed in enumerate(seeds)}
+    result = {
+        name: {
+            "primary_alpha": round(float(a[..., 0].mean()), 3),
+            "primary_alpha_chord_px": round(float(np.nanmean(a[..., 1])), 2),
+            "lath_width_px": round(float(np.nanmean(a[..., 2])), 2),
+        }
+        for name, a in arr.items()
+    }
+    shares = {
+        str(seed): {
+            k: round(v, 3) for k, v in variance_shares(np.stack([arr[name][s, :, 0] for name in TARGETS])).items()
+        }
+        for s, seed in enumerate(seeds)
+    }
     return {"targets": result, "primary_alpha_variance_shares": shares}
 
 
@@ -86,10 +100,18 @@ def measure_truth(data_root: Path, resolution: int) -> dict:
         values = []
         for mask in rows["mask"]:
             m = torch.from_numpy(read_grey(data.root / mask).astype(np.float32))[None, None]
-            values.append(map_measures(F.interpolate(m, size=(resolution, resolution), mode="nearest")[0, 0].numpy().astype(np.uint8)))
+            values.append(
+                map_measures(
+                    F.interpolate(m, size=(resolution, resolution), mode="nearest")[0, 0].numpy().astype(np.uint8)
+                )
+            )
         a = np.array(values)
-        out[name] = {"primary_alpha": round(float(a[:, 0].mean()), 3), "primary_alpha_chord_px": round(float(np.nanmean(a[:, 1])), 2),
-                     "lath_width_px": round(float(np.nanmean(a[:, 2])), 2), "tiles": len(a)}
+        out[name] = {
+            "primary_alpha": round(float(a[:, 0].mean()), 3),
+            "primary_alpha_chord_px": round(float(np.nanmean(a[:, 1])), 2),
+            "lath_width_px": round(float(np.nanmean(a[:, 2])), 2),
+            "tiles": len(a),
+        }
     return out
 
 
@@ -103,8 +125,13 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the JSON here as well")
     args = ap.parse_args()
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
-    record = {"model": args.model, "n": args.n, "seeds": args.seeds,
-              "guidance": pipe.cfg.guidance_scale if args.guidance is None else args.guidance, **measure_model(pipe, args.n, args.seeds, args.guidance)}
+    record = {
+        "model": args.model,
+        "n": args.n,
+        "seeds": args.seeds,
+        "guidance": pipe.cfg.guidance_scale if args.guidance is None else args.guidance,
+        **measure_model(pipe, args.n, args.seeds, args.guidance),
+    }
     if args.data is not None:
         record["truth"] = measure_truth(args.data, pipe.cfg.resolution)
     text = json.dumps(record, indent=2)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from contextlib import contextmanager
 
-from microforge.config import SynthConfig
+from microforge.data.synth.config import SynthConfig
 from microforge.data.synth.benchmark import build_benchmark
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,8 @@ from microforge.cli import cli
 from microforge.errors import MicroforgeError
 from microforge.models.baselines import BaselineConfig, BaselineTrain
 from microforge.models.vicinity import cap_per_vector, hard_vicinity, kernel_sigma, vicinal_batch, vicinity_kappa
-from microforge.pipelines.baselines import BaselinePipeline, load_pipeline
+from microforge.pipelines.baselines import BaselinePipeline
+from microforge.pipelines.registry import load_pipeline
 from microforge.training.baseline_trainer import train_baseline
 
 from .conftest import interrupted_at_step
@@ -33,10 +34,10 @@ def test_sigma_and_kappa_per_dimension_on_hand_made_labels():
 def test_fidelity_sigma_uses_every_training_label():
     # CcGAN: sigma = 1.06 std N^(-1/5) over all N image labels, repeats included. Dim 0 of LABELS is
     # 0, 1, 0, 3, 3: mean 1.4, population std sqrt(1.84); N = 5.
-    assert kernel_sigma(LABELS)[0] == pytest.approx(1.06 * np.sqrt(1.84) * 5 ** -0.2, rel=1e-12)
+    assert kernel_sigma(LABELS)[0] == pytest.approx(1.06 * np.sqrt(1.84) * 5**-0.2, rel=1e-12)
     # 3 specimens x 100 tiles: the tiles count, so sigma shrinks by 300^(-1/5) / 3^(-1/5) = 0.398
     three = np.repeat(np.array([[0.0], [0.5], [1.0]]), 100, axis=0)
-    assert kernel_sigma(three)[0] == pytest.approx(1.06 * np.sqrt(1 / 6) * 300 ** -0.2, rel=1e-12)
+    assert kernel_sigma(three)[0] == pytest.approx(1.06 * np.sqrt(1 / 6) * 300**-0.2, rel=1e-12)
 
 
 def test_hard_vicinity_needs_every_dimension():
@@ -52,7 +53,9 @@ def test_fidelity_cap_is_per_property_vector_and_keeps_every_specimen_in_the_vic
     labels = np.repeat(np.array([[0.0, 0.0], [0.1, 0.0], [0.2, 0.1]]), 100, axis=0)
     keep = cap_per_vector(labels, 64, seed=0)
     assert len(keep) == 192 and [int((keep // 100 == s).sum()) for s in range(3)] == [64, 64, 64]
-    assert np.array_equal(keep, cap_per_vector(labels, 64, seed=0)) and not np.array_equal(keep, cap_per_vector(labels, 64, seed=1))
+    assert np.array_equal(keep, cap_per_vector(labels, 64, seed=0)) and not np.array_equal(
+        keep, cap_per_vector(labels, 64, seed=1)
+    )
     kept = labels[keep]
     near = hard_vicinity(kept, [0.1, 0.05], np.array([0.3, 0.3]))
     assert len(near) == 192  # every kept tile of every specimen, not the first 64 of specimen 1
@@ -77,16 +80,27 @@ def test_fidelity_hvdl_targets_come_from_unique_labels_and_fakes_from_the_vicini
     y2, idx2, fake2 = vicinal_batch(labels, 2000, np.array([0.01, 0.01]), kappa, torch.Generator().manual_seed(0))
     assert np.array_equal(y, y2) and np.array_equal(idx, idx2) and np.array_equal(fake, fake2)
     with pytest.raises(MicroforgeError, match="vicinity multiplier"):
-        vicinal_batch(LABELS, 1, np.array([50.0, 50.0]), np.array([0.01, 0.01]), torch.Generator().manual_seed(0), max_tries=5)
+        vicinal_batch(
+            LABELS, 1, np.array([50.0, 50.0]), np.array([0.01, 0.01]), torch.Generator().manual_seed(0), max_tries=5
+        )
 
 
 # ----------------------------------------------------------------------------- the models
 
 
 def micro(kind: str, steps: int = 4) -> BaselineConfig:
-    return BaselineConfig(kind=kind, resolution=32, channels=(8, 16, 16), embed_dim=16, z_dim=16, num_train_timesteps=50,
-                          sampling_steps=3, split_fractions=(0.5, 0.25, 0.25), critic_steps=2,
-                          train=BaselineTrain(steps=steps, batch_size=4, checkpoint_every=2, vicinity_m=2.0))
+    return BaselineConfig(
+        kind=kind,
+        resolution=32,
+        channels=(8, 16, 16),
+        embed_dim=16,
+        z_dim=16,
+        num_train_timesteps=50,
+        sampling_steps=3,
+        split_fractions=(0.5, 0.25, 0.25),
+        critic_steps=2,
+        train=BaselineTrain(steps=steps, batch_size=4, checkpoint_every=2, vicinity_m=2.0),
+    )
 
 
 @pytest.mark.parametrize("kind", ["ccdm", "ccgan", "ddpm", "acwgan-gp"])
@@ -113,22 +127,74 @@ def test_ccgan_resume_after_interruption_is_bit_identical(tiny_bench, tmp_path, 
         train_baseline(tiny_bench.root, tmp_path / "cut", cfg, progress=False)
     train_baseline(tiny_bench.root, tmp_path / "cut", cfg, resume=True, progress=False)
     for part in ("generator", "discriminator"):
-        assert (tmp_path / "full" / part / "model.safetensors").read_bytes() == (tmp_path / "cut" / part / "model.safetensors").read_bytes()
+        assert (tmp_path / "full" / part / "model.safetensors").read_bytes() == (
+            tmp_path / "cut" / part / "model.safetensors"
+        ).read_bytes()
 
 
 def test_cli_trains_a_baseline_and_generate_uses_it(tiny_bench, tmp_path):
-    (tmp_path / "c.yaml").write_text("resolution: 32\nchannels: [8, 16, 16]\nsplit_fractions: [0.5, 0.25, 0.25]\n"
-                                     "train: {steps: 2, batch_size: 2, vicinity_m: 2.0}\n")
-    r = CliRunner().invoke(cli, ["train", "ccgan", "--data", str(tiny_bench.root), "--config", str(tmp_path / "c.yaml"),
-                                 "--out", str(tmp_path / "m"), "--quiet"])
+    (tmp_path / "c.yaml").write_text(
+        "resolution: 32\nchannels: [8, 16, 16]\nsplit_fractions: [0.5, 0.25, 0.25]\n"
+        "train: {steps: 2, batch_size: 2, vicinity_m: 2.0}\n"
+    )
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "ccgan",
+            "--data",
+            str(tiny_bench.root),
+            "--config",
+            str(tmp_path / "c.yaml"),
+            "--out",
+            str(tmp_path / "m"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(cli, ["generate", "--model", str(tmp_path / "m"), "--prop", "YS=1000", "--prop", "TS=1080", "--prop", "EF=12",
-                                 "--prop", "RH=37", "--prop", "IT=30", "--prop", "DCS=1450", "--prop", "CFS=0.2", "-n", "3",
-                                 "--out", str(tmp_path / "g"), "--quiet"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "generate",
+            "--model",
+            str(tmp_path / "m"),
+            "--prop",
+            "YS=1000",
+            "--prop",
+            "TS=1080",
+            "--prop",
+            "EF=12",
+            "--prop",
+            "RH=37",
+            "--prop",
+            "IT=30",
+            "--prop",
+            "DCS=1450",
+            "--prop",
+            "CFS=0.2",
+            "-n",
+            "3",
+            "--out",
+            str(tmp_path / "g"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "g" / "images").glob("*.png"))) == 3
     (tmp_path / "bad.yaml").write_text("kind: ccdm\n")
-    r = CliRunner().invoke(cli, ["train", "ccgan", "--data", str(tiny_bench.root), "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "x")])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "ccgan",
+            "--data",
+            str(tiny_bench.root),
+            "--config",
+            str(tmp_path / "bad.yaml"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert r.exit_code == 1 and "is a ccdm config, not ccgan" in r.output
 
 
@@ -141,11 +207,23 @@ def test_evaluate_scores_a_baseline_beside_tim3(micro_model, tiny_bench, tmp_pat
     m = evaluate(str(micro_model), tiny_bench.root, tmp_path / "r", opts, progress=False)
     row = m["sweeps"]["ablation"][0]
     assert row["name"] == "CcGAN" and row["encoder"] == "ccgan" and not row["two_stage"] and row["fid"] > 0
-    solo = evaluate(str(gan), tiny_bench.root, tmp_path / "r2", EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4), progress=False)
+    solo = evaluate(
+        str(gan),
+        tiny_bench.root,
+        tmp_path / "r2",
+        EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4),
+        progress=False,
+    )
     assert solo["main"]["n"] == 4 and "microstructure_maps" not in solo and "stage1_maps" not in solo["oracle"]
     assert "CcGAN" in (tmp_path / "r" / "index.html").read_text()
     ddpm = train_baseline(tiny_bench.root, tmp_path / "ddpm", micro("ddpm"), progress=False)
-    uncond = evaluate(str(ddpm), tiny_bench.root, tmp_path / "r3", EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4), progress=False)
+    uncond = evaluate(
+        str(ddpm),
+        tiny_bench.root,
+        tmp_path / "r3",
+        EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4),
+        progress=False,
+    )
     assert uncond["main"]["accuracy"] is None and "oracle" not in uncond and "unconditional" in uncond["notes"][-1]
     assert "s2" in uncond["microstructure"] and uncond["main"]["copy_mse_min"] > 0
 
@@ -160,7 +238,7 @@ def test_hybrid_loss_vlb_is_zero_for_the_true_posterior():
     sched = ccdm_scheduler(BaselineConfig(kind="ddpm", num_train_timesteps=4000))
     assert sched.config.variance_type == "learned_range" and sched.config.beta_schedule == "linear"
     g = torch.Generator().manual_seed(0)
-    x0 = (torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1)
+    x0 = torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
     noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
     t = torch.tensor([5, 500, 3999])
     xt = sched.add_noise(x0, noise, t)
@@ -182,7 +260,9 @@ def test_fidelity_acwgan_bins_are_thirds_of_the_range_and_conditions_follow_them
     assert a["scalar"] == "YS" and len(a["bin_edges"]) == 2 and a["bin_edges"][0] <= a["bin_edges"][1]
     # Howland et al.: the lower, middle and upper thirds of the observed range, not equal-count tertiles
     ys = pipe.properties.denormalise(np.asarray(a["specimen_labels"]))[:, 0]
-    assert a["bin_edges"] == pytest.approx([ys.min() + (ys.max() - ys.min()) / 3, ys.min() + 2 * (ys.max() - ys.min()) / 3])
+    assert a["bin_edges"] == pytest.approx(
+        [ys.min() + (ys.max() - ys.min()) / 3, ys.min() + 2 * (ys.max() - ys.min()) / 3]
+    )
     assert set(a["categories"]) <= {"equiaxed", "bimodal", "lamellar", "basketweave"} and len(a["specimen_labels"]) == 2
     specimen_targets = pipe.properties.denormalise(np.asarray(a["specimen_labels"]))
     cats, bins = pipe.acgan_conditions(specimen_targets)
@@ -193,7 +273,12 @@ def test_fidelity_acwgan_bins_are_thirds_of_the_range_and_conditions_follow_them
     high[:, 0] = a["bin_edges"][1] + 1.0
     assert pipe.acgan_conditions(low)[1].tolist() == [0, 0] and pipe.acgan_conditions(high)[1].tolist() == [2, 2]
     with pytest.raises(MicroforgeError, match="no column 'grade'"):
-        train_baseline(tiny_bench.root, tmp_path / "bad", BaselineConfig(kind="acwgan-gp", category="grade", resolution=32), progress=False)
+        train_baseline(
+            tiny_bench.root,
+            tmp_path / "bad",
+            BaselineConfig(kind="acwgan-gp", category="grade", resolution=32),
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("kind", ["ccgan", "acwgan-gp", "ccdm"])
@@ -204,11 +289,22 @@ def test_fidelity_conditional_baselines_respond_to_their_label(kind, tiny_bench,
 
     from microforge.training.baseline_trainer import BaselineTrainer
 
-    cfg = BaselineConfig(kind=kind, resolution=16, channels=(16, 32), embed_dim=16, z_dim=16, num_train_timesteps=100, critic_steps=2,
-                         split_fractions=(0.5, 0.25, 0.25), train=BaselineTrain(steps=1, batch_size=16, lr=1e-3))
+    cfg = BaselineConfig(
+        kind=kind,
+        resolution=16,
+        channels=(16, 32),
+        embed_dim=16,
+        z_dim=16,
+        num_train_timesteps=100,
+        critic_steps=2,
+        split_fractions=(0.5, 0.25, 0.25),
+        train=BaselineTrain(steps=1, batch_size=16, lr=1e-3),
+    )
     trainer = BaselineTrainer(tiny_bench.root, tmp_path, cfg, progress=False)
     k, bright = len(trainer.props), torch.arange(64) % 2
-    trainer.images = (bright.float() * 1.4 - 0.7)[:, None, None, None] + 0.1 * torch.randn(64, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    trainer.images = (bright.float() * 1.4 - 0.7)[:, None, None, None] + 0.1 * torch.randn(
+        64, 1, 16, 16, generator=torch.Generator().manual_seed(1)
+    )
     trainer.labels = np.repeat((bright.numpy() * 2.0 - 1.0)[:, None], k, axis=1)
     trainer.sigma, trainer.kappa = np.full(k, 0.05), np.full(k, 0.2)
     trainer.category_codes, trainer.bins, trainer.categories = bright.clone(), bright.clone(), ["dark", "bright"]

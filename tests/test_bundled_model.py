@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from microforge.characterize.descriptors import describe
-from microforge.pipelines.generate import hull_check, resolve_model
+from microforge.pipelines.generate import hull_check
+from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
@@ -42,9 +43,11 @@ def test_generated_microstructure_follows_the_target(bundled):
     stats = {}
     for k, name in enumerate(("equiaxed", "lamellar", "basketweave")):
         descs = [describe(i, m) for i, m in zip(out.images[8 * k : 8 * k + 8], out.maps[8 * k : 8 * k + 8])]
-        stats[name] = (np.mean([d["phase_fractions"]["primary_alpha"] for d in descs]),
-                       np.nanmean([d["grain_size"]["mean_intercept_px"] or np.nan for d in descs]),
-                       np.nanmean([d["lamellae"]["width_px"] or np.nan for d in descs]))
+        stats[name] = (
+            np.mean([d["phase_fractions"]["primary_alpha"] for d in descs]),
+            np.nanmean([d["grain_size"]["mean_intercept_px"] or np.nan for d in descs]),
+            np.nanmean([d["lamellae"]["width_px"] or np.nan for d in descs]),
+        )
     # measured: primary alpha 0.72 / 0.01 / 0.01; intercept 11.4 / 3.1 / 1.7 px; lath width 1.6 / 2.7 / 2.3 px
     assert stats["equiaxed"][0] > 0.6
     assert stats["lamellar"][0] < 0.1 and stats["basketweave"][0] < 0.1
@@ -58,8 +61,15 @@ def test_om_model_follows_the_target():
     the same ordering, with a little less primary alpha for the ductile target."""
     om = TiM3Pipeline.from_pretrained(resolve_model("bundled:ti-om-tiny"))
     out = om(np.array([EQUIAXED] * 8 + [LAMELLAR] * 8 + [BASKETWEAVE] * 8), seed=0)
-    fraction = [np.mean([describe(i, m)["phase_fractions"]["primary_alpha"] for i, m in zip(out.images[8 * k : 8 * k + 8], out.maps[8 * k : 8 * k + 8])])
-                for k in range(3)]
+    fraction = [
+        np.mean(
+            [
+                describe(i, m)["phase_fractions"]["primary_alpha"]
+                for i, m in zip(out.images[8 * k : 8 * k + 8], out.maps[8 * k : 8 * k + 8])
+            ]
+        )
+        for k in range(3)
+    ]
     assert fraction[0] > 0.45 and fraction[1] < 0.1 and fraction[2] < 0.1  # measured: 0.55, 0.04, 0.01
 
 
@@ -68,14 +78,18 @@ def test_bundled_regressor_reads_properties_of_unseen_specimens(tmp_path):
 
     docs/evaluation.md states its accuracy: mAcc 0.73 on the held-out test specimens of the
     default benchmark and 0.69 on these fresh specimens (seed 11)."""
-    from microforge.config import SynthConfig
+    from microforge.data.synth.config import SynthConfig
     from microforge.data.images import read_grey
     from microforge.data.synth.benchmark import build_benchmark
-    from microforge.evaluate.accuracy import accuracy_table
+    from microforge.accuracy import accuracy_table
     from microforge.models.property_regressor import PropertyRegressor
 
-    bench = build_benchmark(tmp_path / "b", SynthConfig(n_specimens=8, field_px=384, tile_size=128, modalities=("SEM",), seed=11),
-                            workers=1, progress=False)
+    bench = build_benchmark(
+        tmp_path / "b",
+        SynthConfig(n_specimens=8, field_px=384, tile_size=128, modalities=("SEM",), seed=11),
+        workers=1,
+        progress=False,
+    )
     reg = PropertyRegressor.from_pretrained(resolve_model("bundled:ti-sem-tiny") / "regressor")
     images = np.stack([read_grey(bench.root / t) / 255.0 for t in bench.table["tile"]]).astype(np.float32)
     table = accuracy_table(reg.predict(images), bench.table[reg.properties.names].to_numpy(float), reg.properties.names)

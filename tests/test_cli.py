@@ -18,7 +18,9 @@ def run(*args):
 
 def test_synth_then_info_then_sheet(tmp_path):
     out = tmp_path / "ti"
-    r = run("data", "synth", "--out", out, "--specimens", 4, "--field-px", 128, "--tile-size", 64, "--workers", 1, "--quiet")
+    r = run(
+        "data", "synth", "--out", out, "--specimens", 4, "--field-px", 128, "--tile-size", 64, "--workers", 1, "--quiet"
+    )
     assert r.exit_code == 0, r.output
     assert "wrote 32 tiles of 4 specimens" in r.output
     r = run("data", "info", out)
@@ -36,10 +38,22 @@ def test_synth_then_info_then_sheet(tmp_path):
         (["data", "synth", "--out", "{tmp}/a", "--workers", "0"], "'--workers': 0 is not in the range"),
         (["data", "synth", "--out", "{tmp}/a", "--config", "{tmp}/none.yaml"], "config file not found"),
         (["data", "info", "{tmp}/missing"], "dataset folder not found"),
-        (["data", "import", "--images", "{tmp}", "--table", "{tmp}/none.csv", "--out", "{tmp}/o"], "property table not found"),
-        (["data", "import", "--images", "{tmp}/nodir", "--table", "{tmp}/t.csv", "--out", "{tmp}/o"], "images folder not found"),
-        (["data", "import", "--images", "{tmp}", "--table", "{tmp}/t.csv", "--out", "{tmp}/o", "--crop", "1,2"], "--crop"),
-        (["data", "import", "--images", "{tmp}", "--table", "{tmp}/t.csv", "--out", "{tmp}/o", "--unit", "YS"], "NAME=VALUE"),
+        (
+            ["data", "import", "--images", "{tmp}", "--table", "{tmp}/none.csv", "--out", "{tmp}/o"],
+            "property table not found",
+        ),
+        (
+            ["data", "import", "--images", "{tmp}/nodir", "--table", "{tmp}/t.csv", "--out", "{tmp}/o"],
+            "images folder not found",
+        ),
+        (
+            ["data", "import", "--images", "{tmp}", "--table", "{tmp}/t.csv", "--out", "{tmp}/o", "--crop", "1,2"],
+            "--crop",
+        ),
+        (
+            ["data", "import", "--images", "{tmp}", "--table", "{tmp}/t.csv", "--out", "{tmp}/o", "--unit", "YS"],
+            "NAME=VALUE",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
@@ -52,18 +66,49 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
 
 
 def test_import_real_set_from_the_command_line(ti_ab, tmp_path):
-    r = run("data", "import", "--images", ti_ab, "--table", ti_ab / "labels.csv", "--out", tmp_path / "ti",
-            "--key", "micrograph", "--specimen-column", "condition", "--properties", "temperature_C,time_h,cooling",
-            "--categorical", "cooling", "--unit", "temperature_C=C", "--unit", "time_h=h",
-            "--meta-columns", "alpha_vol_pct,beta_vol_pct,secondary_alpha_vol_pct", "--mask-column", "mask",
-            "--mask-type-column", "mask_type", "--crop", "0,24,0,0", "--scale", "0.25", "--quiet")
+    r = run(
+        "data",
+        "import",
+        "--images",
+        ti_ab,
+        "--table",
+        ti_ab / "labels.csv",
+        "--out",
+        tmp_path / "ti",
+        "--key",
+        "micrograph",
+        "--specimen-column",
+        "condition",
+        "--properties",
+        "temperature_C,time_h,cooling",
+        "--categorical",
+        "cooling",
+        "--unit",
+        "temperature_C=C",
+        "--unit",
+        "time_h=h",
+        "--meta-columns",
+        "alpha_vol_pct,beta_vol_pct,secondary_alpha_vol_pct",
+        "--mask-column",
+        "mask",
+        "--mask-type-column",
+        "mask_type",
+        "--crop",
+        "0,24,0,0",
+        "--scale",
+        "0.25",
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     assert "of 9 specimens" in r.output
 
 
 def test_installed_entry_point_and_module():
     script = Path(sys.executable).parent / "microforge"  # the console script of this environment
-    for cmd in ([str(script if script.exists() else "microforge"), "--version"], [sys.executable, "-m", "microforge", "--version"]):
+    for cmd in (
+        [str(script if script.exists() else "microforge"), "--version"],
+        [sys.executable, "-m", "microforge", "--version"],
+    ):
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=True)
         assert "microforge, version" in out.stdout
 
@@ -74,7 +119,7 @@ def test_characterize_images_and_compare_folders(tmp_path, tiny_bench):
     from PIL import Image
 
     from microforge.data.synth.benchmark import make_specimen
-    from microforge.config import SynthConfig
+    from microforge.data.synth.config import SynthConfig
 
     for folder, morph in (("eq", "equiaxed"), ("la", "lamellar")):
         (tmp_path / folder).mkdir()
@@ -92,7 +137,10 @@ def test_characterize_images_and_compare_folders(tmp_path, tiny_bench):
     r = run("characterize", tmp_path / "eq", "--out", tmp_path / "cmp", "--quiet")
     assert r.exit_code == 1 and "--overwrite" in r.output
     r = run("characterize", tiny_bench.root, "--out", tmp_path / "ds", "--figures", "0", "--quiet")
-    assert r.exit_code == 0 and json.loads((tmp_path / "ds" / "descriptors.json").read_text())["images"][0]["phase_map"] == "mask"
+    assert (
+        r.exit_code == 0
+        and json.loads((tmp_path / "ds" / "descriptors.json").read_text())["images"][0]["phase_map"] == "mask"
+    )
     r = run("characterize", tmp_path / "nothing.png", "--out", tmp_path / "x")
     assert r.exit_code == 1 and "no such file or folder" in r.output
 
@@ -101,11 +149,26 @@ def test_segment_run_train_evaluate(tmp_path, tiny_bench):
     r = run("segment", "run", tiny_bench.root / "tiles" / "S0000", "--out", tmp_path / "maps", "--quiet")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "maps" / "fractions.csv").read_text().startswith("image,map,primary_alpha,beta,secondary_alpha")
-    r = run("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 32, "--quiet")
+    r = run(
+        "segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 32, "--quiet"
+    )
     assert r.exit_code == 0, r.output
-    r = run("segment", "evaluate", "--data", tiny_bench.root, "--model", tmp_path / "unet", "--split", "all", "--json", tmp_path / "s.json")
+    r = run(
+        "segment",
+        "evaluate",
+        "--data",
+        tiny_bench.root,
+        "--model",
+        tmp_path / "unet",
+        "--split",
+        "all",
+        "--json",
+        tmp_path / "s.json",
+    )
     assert r.exit_code == 0 and "S0000" in r.output and (tmp_path / "s.json").exists()
-    r = run("segment", "run", tiny_bench.root / "tiles" / "S0000", "--out", tmp_path / "m2", "--model", tmp_path / "nope")
+    r = run(
+        "segment", "run", tiny_bench.root / "tiles" / "S0000", "--out", tmp_path / "m2", "--model", tmp_path / "nope"
+    )
     assert r.exit_code == 1 and "not found" in r.output
     r = run("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 30)
     assert r.exit_code == 1 and "--overwrite" in r.output

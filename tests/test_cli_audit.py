@@ -11,7 +11,20 @@ from PIL import Image
 from microforge.cli import cli
 from microforge.data.outdir import OWNER_FILE
 
-TARGET = ["--prop", "YS=1000", "--prop", "TS=1080", "--prop", "EF=12", "--prop", "RH=37", "--prop", "IT=30", "--prop", "DCS=1450"]
+TARGET = [
+    "--prop",
+    "YS=1000",
+    "--prop",
+    "TS=1080",
+    "--prop",
+    "EF=12",
+    "--prop",
+    "RH=37",
+    "--prop",
+    "IT=30",
+    "--prop",
+    "DCS=1450",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +52,10 @@ CASES = [
     (["generate", *TARGET, "--prop", "CFS=inf", "--out", "{b}/g"], "value must be finite"),
     (["generate", *TARGET, "--out", "{b}/g"], "missing properties: CFS"),
     (["generate", *TARGET, "--prop", "CFS=0.2", "--lock", "YS", "--out", "{b}/g"], "--lock needs --nearest-feasible"),
-    (["generate", *TARGET, "--prop", "CFS=0.2", "--nearest-feasible", "--lock", "XX", "--out", "{b}/g"], "--lock XX: the model has no property"),
+    (
+        ["generate", *TARGET, "--prop", "CFS=0.2", "--nearest-feasible", "--lock", "XX", "--out", "{b}/g"],
+        "--lock XX: the model has no property",
+    ),
     (["generate", *TARGET, "--prop", "CFS=0.2", "--prop", "ZZ=1", "--out", "{b}/g"], "unknown property 'ZZ'"),
     (["generate", *TARGET, "--prop", "CFS=0.2", "--out", "{b}/full"], "already holds results; pass --overwrite"),
     (["generate", "--model", "{b}/nomodel", *TARGET, "--prop", "CFS=0.2", "--out", "{b}/g"], "model folder not found"),

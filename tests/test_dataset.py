@@ -3,7 +3,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import torch
 
 from microforge.data.dataset import IGNORE_INDEX, MicrographDataset, d4_batch, d4_transform, split_specimens
 from microforge.errors import MicroforgeError
@@ -48,7 +47,9 @@ def test_items_have_documented_shapes(tiny_bench):
 
 
 def test_splits_do_not_share_specimens(tiny_bench):
-    parts = {s: MicrographDataset(tiny_bench.root, split=s, fractions=(0.5, 0.25, 0.25)) for s in ("train", "val", "test")}
+    parts = {
+        s: MicrographDataset(tiny_bench.root, split=s, fractions=(0.5, 0.25, 0.25)) for s in ("train", "val", "test")
+    }
     specimen_sets = [set(p.specimens) for p in parts.values()]
     assert sum(len(s) for s in specimen_sets) == 4 and len(set.union(*specimen_sets)) == 4
     assert sum(len(p) for p in parts.values()) == len(tiny_bench)

@@ -5,7 +5,9 @@ import dataclasses
 
 import pytest
 
-from microforge.config import SynthConfig, load_config, plain_data, read_yaml_mapping
+from microforge.config import load_config, plain_data
+from microforge.io import read_yaml_mapping
+from microforge.data.synth.config import SynthConfig
 from microforge.fingerprint import FingerprintTrainConfig, load_fingerprint_config
 from microforge.models.baselines import BASELINE_KINDS, baseline_config_from_dict, baseline_defaults
 from microforge.models.tim3 import TiM3Config, load_tim3_config
@@ -22,11 +24,16 @@ def test_tim3_defaults_are_the_tiny_config():
 
 @pytest.mark.parametrize("kind", BASELINE_KINDS)
 def test_each_baseline_defaults_are_its_tiny_config(kind):
-    assert baseline_defaults(kind).to_dict() == baseline_config_from_dict(read_yaml_mapping(f"configs/{kind}-tiny.yaml")).to_dict()
+    assert (
+        baseline_defaults(kind).to_dict()
+        == baseline_config_from_dict(read_yaml_mapping(f"configs/{kind}-tiny.yaml")).to_dict()
+    )
 
 
 def test_ddpm_without_a_config_gets_lee_and_yun_T():
-    assert baseline_defaults("ddpm").num_train_timesteps == 4000 and baseline_defaults("ccdm").num_train_timesteps == 1000
+    assert (
+        baseline_defaults("ddpm").num_train_timesteps == 4000 and baseline_defaults("ccdm").num_train_timesteps == 1000
+    )
 
 
 def test_fingerprint_regressor_and_synth_defaults_are_their_config_files():

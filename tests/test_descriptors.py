@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from microforge.characterize.descriptors import compare_sets, describe
-from microforge.config import SynthConfig
+from microforge.data.synth.config import SynthConfig
 from microforge.data.phase_map import BETA, phase_fractions
 from microforge.data.synth.benchmark import make_specimen
 from microforge.errors import MicroforgeError
@@ -26,7 +26,9 @@ def test_fractions_and_s2_origin(specimens):
     truth = sp.params.target_fractions
     assert list(d["phase_fractions"].values()) == pytest.approx(truth, abs=1e-4)
     assert [d["s2"][k][0] for k in ("primary_alpha", "beta", "secondary_alpha")] == pytest.approx(truth, abs=1e-4)
-    assert [d["lineal_path"][k][0] for k in ("primary_alpha", "beta", "secondary_alpha")] == pytest.approx(truth, abs=1e-4)
+    assert [d["lineal_path"][k][0] for k in ("primary_alpha", "beta", "secondary_alpha")] == pytest.approx(
+        truth, abs=1e-4
+    )
     json.dumps(d)  # JSON-able throughout
     assert len(d["persistence"]["image"]) == 10 and d["persistence"]["h1_pairs"] > 0
 
@@ -56,8 +58,14 @@ def test_bright_area_fraction_tracks_beta_in_sem(specimens):
 
 
 def test_compare_sets_sees_the_difference(specimens):
-    eq = [describe(specimens[("equiaxed", i)].images["SEM"], specimens[("equiaxed", i)].structure.phase_map) for i in range(3)]
-    la = [describe(specimens[("lamellar", i)].images["SEM"], specimens[("lamellar", i)].structure.phase_map) for i in range(3)]
+    eq = [
+        describe(specimens[("equiaxed", i)].images["SEM"], specimens[("equiaxed", i)].structure.phase_map)
+        for i in range(3)
+    ]
+    la = [
+        describe(specimens[("lamellar", i)].images["SEM"], specimens[("lamellar", i)].structure.phase_map)
+        for i in range(3)
+    ]
     same = compare_sets(eq, eq, ("eq", "eq2"))
     assert same["s2"]["beta"]["discrepancy_pct"] == 0.0
     diff = compare_sets(eq, la, ("equiaxed", "lamellar"))
@@ -90,7 +98,9 @@ def test_fidelity_area_fractions_scale_each_condition_to_0_1_and_count_at_or_abo
     t, f = condition_area_fractions(np.array([grey_histogram(grey)]))
     assert np.allclose(t, np.linspace(0, 1, 10))
     assert f[0, 0] == 1.0 and f[0, -1] == pytest.approx(0.25)  # >= 1 keeps the brightest level
-    assert f[0, 4] == pytest.approx(0.5) and f[0, 5] == pytest.approx(0.25)  # t = 0.44 and 0.56 around the middle level 0.5
+    assert f[0, 4] == pytest.approx(0.5) and f[0, 5] == pytest.approx(
+        0.25
+    )  # t = 0.44 and 0.56 around the middle level 0.5
     # a second, darker condition with the same pattern reads the same after its own scaling
     _, g = condition_area_fractions(np.array([grey_histogram(grey * 0.5)]))
     assert np.allclose(f, g, atol=0.01)

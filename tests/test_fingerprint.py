@@ -12,14 +12,26 @@ from click.testing import CliRunner
 
 from microforge.cli import cli
 from microforge.errors import MicroforgeError
-from microforge.fingerprint import MODEL_TYPE, FingerprintTrainConfig, explore, fingerprints, load_fingerprint_model, train_fingerprints
+from microforge.fingerprint import (
+    MODEL_TYPE,
+    FingerprintTrainConfig,
+    explore,
+    fingerprints,
+    load_fingerprint_model,
+    train_fingerprints,
+)
 from microforge.models.fingerprint import FingerprintConfig, FingerprintVAE, spectral_loss
 from microforge.models.weights import save_weights
 
 from .conftest import interrupted_at_step
 
-MICRO = FingerprintTrainConfig(model=FingerprintConfig(resolution=32, width=8, hidden=64, latent=16), steps=6, batch_size=8,
-                               split_fractions=(0.5, 0.25, 0.25), checkpoint_every=3)
+MICRO = FingerprintTrainConfig(
+    model=FingerprintConfig(resolution=32, width=8, hidden=64, latent=16),
+    steps=6,
+    batch_size=8,
+    split_fractions=(0.5, 0.25, 0.25),
+    checkpoint_every=3,
+)
 
 
 def test_shapes_and_spectral_loss():
@@ -65,7 +77,19 @@ def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_p
     imgs = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
     assert np.array_equal(fingerprints(model, imgs), fingerprints(load_fingerprint_model(full), imgs))
 
-    r = CliRunner().invoke(cli, ["fingerprint", "encode", str(tiny_bench.root), "--model", str(full), "--out", str(tmp_path / "f.csv"), "--quiet"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "fingerprint",
+            "encode",
+            str(tiny_bench.root),
+            "--model",
+            str(full),
+            "--out",
+            str(tmp_path / "f.csv"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = list(csv.reader(open(tmp_path / "f.csv")))
     assert rows[0][:3] == ["name", "image", "f0"] and len(rows[0]) == 2 + 16 and len(rows) == 1 + len(tiny_bench.table)
@@ -76,15 +100,22 @@ def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_p
     assert summary["cv"]["splits"] == 10 and summary["cv"]["grouped_by"] == "specimen"
     cv = json.loads((tmp_path / "ex" / "cv.json").read_text())["vae"]
     assert set(cv["regression"]) == {"primary_alpha_fraction", *tiny_bench.properties.names}
-    assert "morphology" in cv["classification"] and summary["images"] == len(tiny_bench.table[tiny_bench.table["modality"] == "SEM"])
+    assert "morphology" in cv["classification"] and summary["images"] == len(
+        tiny_bench.table[tiny_bench.table["modality"] == "SEM"]
+    )
     with pytest.raises(MicroforgeError, match="already holds results"):
         explore(tiny_bench.root, tmp_path / "ex", model_dir=full)
     with pytest.raises(MicroforgeError, match="fingerprint model folder not found"):
         load_fingerprint_model(tmp_path / "none")
     from microforge.evaluate.run import EvaluationOptions, evaluate
 
-    m = evaluate(str(micro_model), tiny_bench.root, tmp_path / "r", EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4,
-                                                                                     fingerprint=str(full)), progress=False)
+    m = evaluate(
+        str(micro_model),
+        tiny_bench.root,
+        tmp_path / "r",
+        EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4, fingerprint=str(full)),
+        progress=False,
+    )
     assert m["main"]["fingerprint_frechet"] > 0 and "Fingerprint FD" in (tmp_path / "r" / "index.html").read_text()
 
 

@@ -14,14 +14,27 @@ from torch import nn
 
 from microforge.cli import cli
 from microforge.errors import MicroforgeError
-from microforge.fingerprint import FingerprintTrainConfig, classify_cv, explore, make_kind, reconstruction_quality, regress_cv, train_fingerprints
+from microforge.fingerprint import (
+    FingerprintTrainConfig,
+    classify_cv,
+    explore,
+    make_kind,
+    reconstruction_quality,
+    regress_cv,
+    train_fingerprints,
+)
 from microforge.fingerprint.crossval import CV_SPLITS
 from microforge.fingerprint.kinds import DescriptorKind, InceptionKind, descriptor_vector
 from microforge.models.fingerprint import FingerprintConfig
 from microforge.properties import PropertySet, PropertySpec
 
-MICRO = FingerprintTrainConfig(model=FingerprintConfig(resolution=32, width=8, hidden=64, latent=16), steps=4, batch_size=8,
-                               split_fractions=(0.5, 0.25, 0.25), checkpoint_every=100)
+MICRO = FingerprintTrainConfig(
+    model=FingerprintConfig(resolution=32, width=8, hidden=64, latent=16),
+    steps=4,
+    batch_size=8,
+    split_fractions=(0.5, 0.25, 0.25),
+    checkpoint_every=100,
+)
 
 
 def _two_clusters(n_groups: int = 20, per_group: int = 5, gap: float = 10.0, seed: int = 0):
@@ -42,7 +55,9 @@ def test_svm_separates_two_distant_classes_exactly():
     assert r["accuracy_mean"] == 1.0 and r["accuracy_std"] == 0.0 and r["splits"] == CV_SPLITS
     assert r["chance"] == 0.5 and r["classes"] == ["a", "b"]
     conf = np.array(r["confusion"])
-    assert conf[0, 1] == conf[1, 0] == 0 and conf.sum() == CV_SPLITS * 2 * 5  # 10 % of 20 groups = 2 groups of 5 tiles per split
+    assert (
+        conf[0, 1] == conf[1, 0] == 0 and conf.sum() == CV_SPLITS * 2 * 5
+    )  # 10 % of 20 groups = 2 groups of 5 tiles per split
 
 
 def test_svm_on_noise_is_near_chance():
@@ -51,7 +66,8 @@ def test_svm_on_noise_is_near_chance():
 
 
 def test_cross_validation_never_puts_one_specimen_on_both_sides():
-    # each group's tiles carry a unique offset: a split that leaked a group into its training side would classify it perfectly
+    # each group's tiles carry a unique offset: a split that leaked a group into its training side would classify it
+    # perfectly
     rng = np.random.default_rng(1)
     groups = np.repeat(np.arange(30), 4)
     labels = rng.choice(["a", "b"], size=30)[groups]
@@ -88,9 +104,15 @@ def test_descriptor_vector_of_stripes_matches_the_exact_counts():
         # lineal path, both axes pooled: 32 full columns of 64 - r positions, and 64 rows with 4 runs of 8 px
         exact = (32 * (64 - r) + 64 * 4 * (8 - r)) / (2 * 64 * (64 - r))
         assert at[f"lineal_path_primary_alpha_r{r}"] == pytest.approx(exact, abs=1e-12)
-    assert at["lineal_path_primary_alpha_r8"] == pytest.approx(0.25, abs=1e-12)  # only the columns hold 9-pixel segments
+    assert at["lineal_path_primary_alpha_r8"] == pytest.approx(
+        0.25, abs=1e-12
+    )  # only the columns hold 9-pixel segments
     # chords touching the edge are dropped: the 3 inner 8 px runs of every row remain, no column
-    assert at["log_chord_mean_primary_alpha"] == at["log_chord_median_primary_alpha"] == pytest.approx(np.log1p(8.0), abs=1e-12)
+    assert (
+        at["log_chord_mean_primary_alpha"]
+        == at["log_chord_median_primary_alpha"]
+        == pytest.approx(np.log1p(8.0), abs=1e-12)
+    )
     assert at["s2_secondary_alpha_r4"] == 0.0 and at["log_chord_mean_secondary_alpha"] == 0.0
 
 
@@ -131,7 +153,11 @@ def test_reconstruction_quality_of_a_perfect_and_of_a_flat_decoder():
     stripes = torch.from_numpy(np.where((np.arange(32) // 4) % 2 == 0, 0.2, 0.9)[None, :].repeat(32, 0)).float()
     x = torch.stack([stripes, stripes.T])[:, None]
     perfect = reconstruction_quality(_Identity(), x, tile_px=32)
-    assert perfect["mse"] == 0.0 and perfect["ssim"] == pytest.approx(1.0) and perfect["alpha_fraction_abs_error_mean"] == 0.0
+    assert (
+        perfect["mse"] == 0.0
+        and perfect["ssim"] == pytest.approx(1.0)
+        and perfect["alpha_fraction_abs_error_mean"] == 0.0
+    )
     assert perfect["flat_share"] == 0.0
     flat = reconstruction_quality(_MeanGrey(), x, tile_px=32)
     assert flat["flat_share"] == 1.0 and flat["mse"] == pytest.approx(float(((x - 0.5) ** 2).mean()), rel=1e-6)
@@ -154,7 +180,9 @@ def _with_categorical_morphology(src, dst):
     table["phase"] = [cats.index(m) for m in table["morphology"]]
     props = PropertySet.load(dst / "properties.json")
     spec = PropertySpec("phase", "", 0.0, float(len(cats) - 1), categories=tuple(cats))
-    PropertySet([*props.specs, spec], [c for c in props.meta_columns if c != "morphology"], props.info).save(dst / "properties.json")
+    PropertySet([*props.specs, spec], [c for c in props.meta_columns if c != "morphology"], props.info).save(
+        dst / "properties.json"
+    )
     table.drop(columns=["morphology"]).to_csv(dst / "manifest.csv", index=False)
     return dst
 
@@ -162,8 +190,28 @@ def _with_categorical_morphology(src, dst):
 def test_explore_compares_every_kind_and_classifies_categorical_properties(tiny_bench, tmp_path):
     model = train_fingerprints(tiny_bench.root, tmp_path / "fp", MICRO, progress=False)
     data = _with_categorical_morphology(tiny_bench.root, tmp_path / "cat")
-    r = CliRunner().invoke(cli, ["fingerprint", "explore", "--data", str(data), "--out", str(tmp_path / "ex"), "--model", str(model),
-                                 "--kind", "vae", "--kind", "inception", "--kind", "descriptors", "--pca", "8", "--quiet"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "fingerprint",
+            "explore",
+            "--data",
+            str(data),
+            "--out",
+            str(tmp_path / "ex"),
+            "--model",
+            str(model),
+            "--kind",
+            "vae",
+            "--kind",
+            "inception",
+            "--kind",
+            "descriptors",
+            "--pca",
+            "8",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     cv = json.loads((tmp_path / "ex" / "cv.json").read_text())
     assert set(cv) == {"vae", "inception", "descriptors"}
@@ -183,22 +231,59 @@ def test_explore_compares_every_kind_and_classifies_categorical_properties(tiny_
 def test_explore_without_a_vae_needs_no_model_and_refuses_a_vae_without_one(tiny_bench, tmp_path):
     s = explore(tiny_bench.root, tmp_path / "ex", kinds=("descriptors",), modality="SEM")
     assert s["kinds"] == ["descriptors"] and not (tmp_path / "ex" / "paths.png").exists()
-    assert s["cv"]["kinds"]["descriptors"]["classification"]["morphology"]["classes"] == ["basketweave", "bimodal", "equiaxed", "lamellar"]
-    r = CliRunner().invoke(cli, ["fingerprint", "explore", "--data", str(tiny_bench.root), "--out", str(tmp_path / "none"), "--kind", "vae"])
+    assert s["cv"]["kinds"]["descriptors"]["classification"]["morphology"]["classes"] == [
+        "basketweave",
+        "bimodal",
+        "equiaxed",
+        "lamellar",
+    ]
+    r = CliRunner().invoke(
+        cli,
+        ["fingerprint", "explore", "--data", str(tiny_bench.root), "--out", str(tmp_path / "none"), "--kind", "vae"],
+    )
     assert r.exit_code != 0 and "Error: --kind vae needs --model" in r.output and not (tmp_path / "none").exists()
-    r = CliRunner().invoke(cli, ["fingerprint", "explore", "--data", str(tiny_bench.root), "--out", str(tmp_path / "both"), "--kind", "descriptors"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "fingerprint",
+            "explore",
+            "--data",
+            str(tiny_bench.root),
+            "--out",
+            str(tmp_path / "both"),
+            "--kind",
+            "descriptors",
+        ],
+    )
     assert r.exit_code != 0 and "needs --modality" in r.output
-    r = CliRunner().invoke(cli, ["fingerprint", "explore", "--data", str(tiny_bench.root), "--out", str(tmp_path / "lab"), "--kind", "inception",
-                                 "--label", "grain"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "fingerprint",
+            "explore",
+            "--data",
+            str(tiny_bench.root),
+            "--out",
+            str(tmp_path / "lab"),
+            "--kind",
+            "inception",
+            "--label",
+            "grain",
+        ],
+    )
     assert r.exit_code != 0 and "--label grain: no such column" in r.output
 
 
 def test_encode_writes_named_descriptor_columns_and_refuses_to_overwrite(tiny_bench, tmp_path):
     tiles = sorted((tiny_bench.root / "tiles").rglob("SEM_*.png"))[:5]
     out = tmp_path / "d.csv"
-    r = CliRunner().invoke(cli, ["fingerprint", "encode", *map(str, tiles), "--kind", "descriptors", "--out", str(out), "--quiet"])
+    r = CliRunner().invoke(
+        cli, ["fingerprint", "encode", *map(str, tiles), "--kind", "descriptors", "--out", str(out), "--quiet"]
+    )
     assert r.exit_code == 0, r.output
     rows = list(csv.reader(open(out)))
     assert rows[0][:3] == ["name", "image", "fraction_primary_alpha"] and len(rows[0]) == 2 + 42 and len(rows) == 6
-    again = CliRunner().invoke(cli, ["fingerprint", "encode", *map(str, tiles), "--kind", "descriptors", "--out", str(out)])
+    again = CliRunner().invoke(
+        cli, ["fingerprint", "encode", *map(str, tiles), "--kind", "descriptors", "--out", str(out)]
+    )
     assert again.exit_code != 0 and "already exists" in again.output

@@ -15,23 +15,55 @@ from microforge.cli import cli
 from microforge.serve.explorer import Explorer
 from microforge.serve.server import start_server
 
-BAD_TEXT = ["nan", "NaN", "inf", "-inf", "-1", "-7.5", "0", "1e400", "1e30", "99999999999999999999999", "true", "False", "abc", "", " ", "1,5"]
+BAD_TEXT = [
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "-1",
+    "-7.5",
+    "0",
+    "1e400",
+    "1e30",
+    "99999999999999999999999",
+    "true",
+    "False",
+    "abc",
+    "",
+    " ",
+    "1,5",
+]
 TARGET = {"YS": "1000", "TS": "1080", "EF": "12", "RH": "37", "IT": "30", "DCS": "1450", "CFS": "0.2"}
 
 # (command prefix, option): every numeric option of these commands; "{model}", "{bench}", "{out}" are filled in
 OPTIONS = [
-    *[(["generate", "--model", "{model}", "--out", "{out}"], o) for o in ("-n", "--steps", "--guidance", "--seed", "--batch-size", "--brightness")],
+    *[
+        (["generate", "--model", "{model}", "--out", "{out}"], o)
+        for o in ("-n", "--steps", "--guidance", "--seed", "--batch-size", "--brightness")
+    ],
     *[(["generate", "--model", "{model}", "--out", "{out}"], f"--prop {name}") for name in TARGET],
-    *[(["evaluate", "--model", "{model}", "--data", "{bench}", "--report", "{out}"], o)
-      for o in ("-n", "--n-reference", "--n-describe", "--batch-size", "--steps", "--guidance", "--seed", "--n-sweep")],
-    *[(["data", "synth", "--out", "{out}"], o) for o in ("--specimens", "--field-px", "--tile-size", "--overlap", "--seed", "--workers")],
+    *[
+        (["evaluate", "--model", "{model}", "--data", "{bench}", "--report", "{out}"], o)
+        for o in ("-n", "--n-reference", "--n-describe", "--batch-size", "--steps", "--guidance", "--seed", "--n-sweep")
+    ],
+    *[
+        (["data", "synth", "--out", "{out}"], o)
+        for o in ("--specimens", "--field-px", "--tile-size", "--overlap", "--seed", "--workers")
+    ],
     (["data", "sheet", "{bench}", "--out", "{out}.png"], "--per-morphology"),
     *[(["characterize", "{bench}/tiles", "--out", "{out}"], o) for o in ("--pixel-size", "--figures")],
     *[(["serve", "--model", "{model}"], o) for o in ("--port", "--max-samples")],
 ]
 
 # values that a command may legitimately accept for an option; the fuzz only sends values outside them
-VALID = {"--seed": {"0"}, "--guidance": {"0"}, "--figures": {"0"}, "--overlap": {"0"}, "--port": {"0"}, "--n-describe": {"0"}}
+VALID = {
+    "--seed": {"0"},
+    "--guidance": {"0"},
+    "--figures": {"0"},
+    "--overlap": {"0"},
+    "--port": {"0"},
+    "--n-describe": {"0"},
+}
 
 
 def _args(prefix, option, value, model, bench, out):
@@ -53,7 +85,9 @@ def test_every_numeric_cli_option_fails_in_one_line(micro_model, tiny_bench, tmp
         return
     out = tmp_path_factory.mktemp("fuzz") / "o"
     result = CliRunner().invoke(cli, _args(prefix, option, value, micro_model, tiny_bench.root, out))
-    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output and result.exception is None or isinstance(result.exception, SystemExit), (
+        result.output
+    )
     assert result.exit_code == 1, (option, value, result.output)
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), (option, value, result.output)
@@ -66,7 +100,23 @@ def api(micro_model, tmp_path_factory):
     srv.shutdown()
 
 
-JSON_BAD = [float("nan"), float("inf"), -float("inf"), -1, -0.5, 1e308, 10**30, True, False, "abc", "", None, [], {}, "1e400"]
+JSON_BAD = [
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    -1,
+    -0.5,
+    1e308,
+    10**30,
+    True,
+    False,
+    "abc",
+    "",
+    None,
+    [],
+    {},
+    "1e400",
+]
 
 
 def _post(url: str, body: str) -> tuple[int, dict]:
@@ -79,8 +129,11 @@ def _post(url: str, body: str) -> tuple[int, dict]:
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(field=st.sampled_from(["n", "seed", "allow_extrapolation", *[f"target.{n}" for n in TARGET], "target"]),
-       value=st.sampled_from(JSON_BAD), endpoint=st.sampled_from(["/api/generate", "/api/check", "/api/random-target"]))
+@given(
+    field=st.sampled_from(["n", "seed", "allow_extrapolation", *[f"target.{n}" for n in TARGET], "target"]),
+    value=st.sampled_from(JSON_BAD),
+    endpoint=st.sampled_from(["/api/generate", "/api/check", "/api/random-target"]),
+)
 def test_every_api_field_gets_a_400(api, field, value, endpoint):
     if field == "allow_extrapolation" and isinstance(value, bool):
         return  # the two values it takes
@@ -93,9 +146,18 @@ def test_every_api_field_gets_a_400(api, field, value, endpoint):
     status, answer = _post(api + endpoint, text)
     assert status in (200, 400), (endpoint, field, value, status, answer)
     if status == 200:  # only fields the endpoint does not read may pass
-        assert (endpoint, field) in {("/api/check", "n"), ("/api/check", "seed"), ("/api/check", "allow_extrapolation"),
-                                     ("/api/random-target", "n"), ("/api/random-target", "allow_extrapolation"),
-                                     ("/api/random-target", "target")} or field.startswith("target.") and endpoint == "/api/random-target", \
-            (endpoint, field, value, answer)
+        assert (
+            (endpoint, field)
+            in {
+                ("/api/check", "n"),
+                ("/api/check", "seed"),
+                ("/api/check", "allow_extrapolation"),
+                ("/api/random-target", "n"),
+                ("/api/random-target", "allow_extrapolation"),
+                ("/api/random-target", "target"),
+            }
+            or field.startswith("target.")
+            and endpoint == "/api/random-target"
+        ), (endpoint, field, value, answer)
     else:
         assert answer["error"] and "internal error" not in answer["error"]

@@ -5,7 +5,7 @@ import pytest
 from scipy.spatial import Delaunay
 
 from microforge.errors import MicroforgeError
-from microforge.evaluate.hull import feasible_interval, in_hull, nearest_in_hull, sample_in_box, sample_in_hull
+from microforge.hull import feasible_interval, in_hull, nearest_in_hull, sample_in_box, sample_in_hull
 
 
 def test_uniform_over_a_square_of_two_unequal_triangles():
@@ -32,7 +32,9 @@ def test_triangle_area_weighting():
 
 def test_degenerate_hulls_use_their_subspace():
     rng = np.random.default_rng(2)
-    plane = np.c_[rng.random((30, 2)), np.zeros(30)] @ np.array([[1, 0, 1], [0, 1, -1], [0, 0, 1]], float)  # flat in 3-D
+    plane = np.c_[rng.random((30, 2)), np.zeros(30)] @ np.array(
+        [[1, 0, 1], [0, 1, -1], [0, 0, 1]], float
+    )  # flat in 3-D
     x = sample_in_hull(plane, 500, rng)
     normal = np.cross(plane[1] - plane[0], plane[2] - plane[0])
     assert np.abs((x - plane[0]) @ normal).max() < 1e-9
@@ -70,7 +72,11 @@ SIMPLEX = np.eye(3)  # a flat hull: the triangle x + y + z = 1
 
 def test_nearest_in_hull_on_a_square():
     p = nearest_in_hull(SQUARE, [2.0, 0.5])
-    assert np.allclose(p.target, [1.0, 0.5], atol=1e-7) and np.allclose(p.moved, [-1.0, 0.0], atol=1e-7) and p.distance == pytest.approx(1.0)
+    assert (
+        np.allclose(p.target, [1.0, 0.5], atol=1e-7)
+        and np.allclose(p.moved, [-1.0, 0.0], atol=1e-7)
+        and p.distance == pytest.approx(1.0)
+    )
     inside = nearest_in_hull(SQUARE, [0.3, 0.6])
     assert np.allclose(inside.target, [0.3, 0.6], atol=1e-7) and inside.distance == pytest.approx(0.0, abs=1e-7)
     corner = nearest_in_hull(SQUARE, [-1.0, 3.0])
@@ -104,5 +110,7 @@ def test_feasible_intervals_with_the_others_fixed():
     # on a flat hull, fixing two coordinates fixes the third
     lo, hi = feasible_interval(SIMPLEX, [0.9, 0.3, 0.5], 0)
     assert lo == pytest.approx(0.2, abs=1e-5) and hi == pytest.approx(0.2, abs=1e-5)
-    spans = [feasible_interval(SIMPLEX, [0.2, 0.3, 0.9], j) for j in range(3)]  # x = -0.2 and y = -0.1 would be needed: empty
+    spans = [
+        feasible_interval(SIMPLEX, [0.2, 0.3, 0.9], j) for j in range(3)
+    ]  # x = -0.2 and y = -0.1 would be needed: empty
     assert spans[0] is None and spans[1] is None and spans[2] == pytest.approx((0.5, 0.5), abs=1e-5)

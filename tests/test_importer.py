@@ -15,10 +15,20 @@ from microforge.errors import MicroforgeError
 
 def ti_options(root, out, **kw):
     return ImportOptions(
-        images=root, table=root / "labels.csv", out=out, key_column="micrograph", specimen_column="condition",
-        properties=["temperature_C", "time_h", "cooling"], categorical=["cooling"], units={"temperature_C": "C", "time_h": "h"},
-        meta_columns=["alpha_vol_pct", "beta_vol_pct", "secondary_alpha_vol_pct"], mask_column="mask",
-        mask_type_column="mask_type", modality="SEM", crop=Crop(0, 24, 0, 0), **kw,
+        images=root,
+        table=root / "labels.csv",
+        out=out,
+        key_column="micrograph",
+        specimen_column="condition",
+        properties=["temperature_C", "time_h", "cooling"],
+        categorical=["cooling"],
+        units={"temperature_C": "C", "time_h": "h"},
+        meta_columns=["alpha_vol_pct", "beta_vol_pct", "secondary_alpha_vol_pct"],
+        mask_column="mask",
+        mask_type_column="mask_type",
+        modality="SEM",
+        crop=Crop(0, 24, 0, 0),
+        **kw,
     )
 
 
@@ -75,7 +85,9 @@ def test_masks_are_resized_to_the_image(tmp_path):
     m = np.zeros((100, 150), np.uint8)
     m[:, 75:] = 255  # right half beta, at half the image's resolution
     Image.fromarray(m).save(root / "m.png")
-    ds = import_dataset(_opts(root, tmp_path / "out", mask_column="mask", mask_type="binary_white_is_beta"), progress=False)
+    ds = import_dataset(
+        _opts(root, tmp_path / "out", mask_column="mask", mask_type="binary_white_is_beta"), progress=False
+    )
     f = np.mean([phase_fractions(read_image(ds.root / p)) for p in ds.table["mask"]], axis=0)
     # beta is x >= 150; tile columns start at 0, 64, 128, 192, 236 -> beta shares 0, 0, 42/64, 1, 1
     assert f[1] == pytest.approx((42 / 64 + 2) / 5, abs=1e-9)
@@ -95,7 +107,15 @@ def test_missing_image(tmp_path):
         import_dataset(_opts(tmp_path / "in", tmp_path / "out"), progress=False)
 
 
-@pytest.mark.parametrize("value,match", [("nan", r"line 3 \(b.png\): property TS is 'nan'"), ("strong", r"line 3 \(b.png\): property TS = 'strong' is not a number"), ("", "is not a number"), ("inf", "finite")])
+@pytest.mark.parametrize(
+    "value,match",
+    [
+        ("nan", r"line 3 \(b.png\): property TS is 'nan'"),
+        ("strong", r"line 3 \(b.png\): property TS = 'strong' is not a number"),
+        ("", "is not a number"),
+        ("inf", "finite"),
+    ],
+)
 def test_bad_property_values(tmp_path, value, match):
     _error(tmp_path, [("a.png", 900, 950), ("b.png", 900, value)], match)
 
@@ -121,12 +141,20 @@ def test_mask_of_the_wrong_size(tmp_path):
     root = tmp_path / "in"
     _write_set(root, [("a.png", 900, 950, "m.png")], header=("file", "YS", "TS", "mask"))
     Image.fromarray(np.zeros((200, 200), np.uint8)).save(root / "m.png")  # square, image is 300x200
-    with pytest.raises(MicroforgeError, match=r"line 2 \(a.png\): mask .*m.png is 200x200 px but the image is 300x200 px"):
+    with pytest.raises(
+        MicroforgeError, match=r"line 2 \(a.png\): mask .*m.png is 200x200 px but the image is 300x200 px"
+    ):
         import_dataset(_opts(root, tmp_path / "out", mask_column="mask"), progress=False)
 
 
 def test_missing_mask_and_bad_mask_type(tmp_path):
-    _error(tmp_path, [("a.png", 900, 950, "nomask.png")], "mask .*nomask.png not found", header=("file", "YS", "TS", "mask"), mask_column="mask")
+    _error(
+        tmp_path,
+        [("a.png", 900, 950, "nomask.png")],
+        "mask .*nomask.png not found",
+        header=("file", "YS", "TS", "mask"),
+        mask_column="mask",
+    )
     _error(tmp_path, [("a.png", 900, 950)], "--mask-type 'jpeg'", mask_type="jpeg")
 
 
@@ -150,9 +178,16 @@ def test_existing_results_are_refused(tmp_path):
 def test_a_table_without_properties_gives_an_unlabelled_dataset_that_conditional_trainers_refuse(tmp_path):
     _write_set(tmp_path / "in", [("a.png",), ("b.png",), ("c.png",)], header=("file",))
     ds = import_dataset(_opts(tmp_path / "in", tmp_path / "ds"), progress=False)
-    assert len(ds.properties) == 0 and len(ds) == 3 * 20  # 300 x 200 px: 5 x 4 tiles of 64 px (the last row and column flush)
+    assert (
+        len(ds.properties) == 0 and len(ds) == 3 * 20
+    )  # 300 x 200 px: 5 x 4 tiles of 64 px (the last row and column flush)
     from microforge.training.regressor_trainer import RegressorTrainConfig, train_regressor
 
     with pytest.raises(MicroforgeError, match="has no properties, and train regressor needs at least one"):
-        train_regressor(tmp_path / "ds", tmp_path / "reg", RegressorTrainConfig(split_fractions=(0.34, 0.33, 0.33), modality=None), progress=False)
+        train_regressor(
+            tmp_path / "ds",
+            tmp_path / "reg",
+            RegressorTrainConfig(split_fractions=(0.34, 0.33, 0.33), modality=None),
+            progress=False,
+        )
     assert not (tmp_path / "reg").exists()

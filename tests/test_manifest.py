@@ -12,8 +12,16 @@ def folder(tmp_path):
     (tmp_path / "t").mkdir()
     for name in ("a.png", "b.png"):
         (tmp_path / "t" / name).write_bytes(b"x")
-    table = pd.DataFrame({"tile": ["t/a.png", "t/b.png"], "specimen": ["s1", "s2"], "modality": ["OM", "SEM"],
-                          "mask": ["", ""], "YS": [900.0, 1000.0], "note": ["x", "y"]})
+    table = pd.DataFrame(
+        {
+            "tile": ["t/a.png", "t/b.png"],
+            "specimen": ["s1", "s2"],
+            "modality": ["OM", "SEM"],
+            "mask": ["", ""],
+            "YS": [900.0, 1000.0],
+            "note": ["x", "y"],
+        }
+    )
     write_manifest(tmp_path, table, PropertySet([PropertySpec("YS", "MPa", 900, 1000)], ["note"]))
     return tmp_path
 
@@ -34,7 +42,10 @@ def test_valid_dataset_reads(folder):
     [
         (lambda ls: [ls[0]], "empty"),
         (lambda ls: [ls[0], ls[1].replace("900.0", "nan"), ls[2]], r"line 2 \(t/a.png\): property YS is 'nan'"),
-        (lambda ls: [ls[0], ls[1], ls[2].replace("1000.0", "hard")], r"line 3 \(t/b.png\): property YS = 'hard' is not a number"),
+        (
+            lambda ls: [ls[0], ls[1], ls[2].replace("1000.0", "hard")],
+            r"line 3 \(t/b.png\): property YS = 'hard' is not a number",
+        ),
         (lambda ls: [ls[0], ls[1].replace("900.0", "inf"), ls[2]], "finite"),
         (lambda ls: [ls[0] + ",extra", ls[1] + ",1", ls[2] + ",2"], "unknown column"),
         (lambda ls: [ls[0].replace("YS", "YX"), *ls[1:]], "missing column"),
@@ -61,7 +72,11 @@ def test_missing_pieces(tmp_path):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-CELL = st.one_of(st.text(max_size=8), st.floats(allow_nan=True, allow_infinity=True).map(repr), st.sampled_from(["OM", "SEM", "", "t/a.png"]))
+CELL = st.one_of(
+    st.text(max_size=8),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["OM", "SEM", "", "t/a.png"]),
+)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -14,8 +14,22 @@ from microforge.data.outdir import OWNER_FILE, check_output_file, prepare_output
 from microforge.errors import MicroforgeError
 from microforge.serve.explorer import KEPT_RUNS, Explorer
 
-TARGET = ["--prop", "YS=1000", "--prop", "TS=1080", "--prop", "EF=12", "--prop", "RH=37", "--prop", "IT=30", "--prop", "DCS=1450",
-          "--prop", "CFS=0.2"]
+TARGET = [
+    "--prop",
+    "YS=1000",
+    "--prop",
+    "TS=1080",
+    "--prop",
+    "EF=12",
+    "--prop",
+    "RH=37",
+    "--prop",
+    "IT=30",
+    "--prop",
+    "DCS=1450",
+    "--prop",
+    "CFS=0.2",
+]
 
 
 def run(args: list[str]):
@@ -45,8 +59,13 @@ def untouched(root) -> None:
 
 def test_generate_refuses_a_users_folder_with_and_without_overwrite(micro_model, tmp_path):
     proj = user_project(tmp_path / "proj")
-    one_error(run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--out", proj]), "was not written by microforge")
-    one_error(run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--out", proj, "--overwrite"]), "was not written by microforge")
+    one_error(
+        run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--out", proj]), "was not written by microforge"
+    )
+    one_error(
+        run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--out", proj, "--overwrite"]),
+        "was not written by microforge",
+    )
     untouched(proj)
     assert not (proj / OWNER_FILE).exists()
 
@@ -56,12 +75,25 @@ def test_overwrite_removes_only_what_generate_wrote(micro_model, tmp_path):
     assert run(["generate", "--model", micro_model, *TARGET, "-n", "2", "--steps", "2", "--out", out]).exit_code == 0
     assert read_owner(out)["written"] == ["contact_sheet.png", "images", "maps", "run.json"]
     (out / "NOTES.md").write_text("my notes")  # the user adds a file beside the results
-    one_error(run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--out", out]), "already holds results; pass --overwrite")
-    assert run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--steps", "2", "--out", out, "--overwrite"]).exit_code == 0
+    one_error(
+        run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--out", out]),
+        "already holds results; pass --overwrite",
+    )
+    assert (
+        run(
+            ["generate", "--model", micro_model, *TARGET, "-n", "1", "--steps", "2", "--out", out, "--overwrite"]
+        ).exit_code
+        == 0
+    )
     assert (out / "NOTES.md").read_text() == "my notes"
     assert len(list((out / "images").iterdir())) == 1  # the earlier two samples are gone, the new one written
     assert "NOTES.md" not in read_owner(out)["written"]
-    assert run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--steps", "2", "--out", out, "--overwrite"]).exit_code == 0
+    assert (
+        run(
+            ["generate", "--model", micro_model, *TARGET, "-n", "1", "--steps", "2", "--out", out, "--overwrite"]
+        ).exit_code
+        == 0
+    )
     assert (out / "NOTES.md").read_text() == "my notes"  # still not listed, still kept
 
 
@@ -71,7 +103,10 @@ def _table(root, n=2):
     rows = ["image,specimen,YS,TS,EF,RH,IT,DCS,CFS"]
     for i in range(n):
         Image.fromarray(np.random.default_rng(i).integers(0, 255, (80, 80), dtype=np.uint8)).save(img / f"m{i}.png")
-        rows.append(f"m{i}.png,S{i},{900 + 50 * i},{1000 + 40 * i},{12 + i},{37 + i},{30 + i},{1450 + 20 * i},{0.2 + 0.01 * i:.2f}")
+        rows.append(
+            f"m{i}.png,S{i},{900 + 50 * i},{1000 + 40 * i},{12 + i},{37 + i},{30 + i},"
+            f"{1450 + 20 * i},{0.2 + 0.01 * i:.2f}"
+        )
     (root / "props.csv").write_text("\n".join(rows) + "\n")
     return img, root / "props.csv"
 
@@ -81,8 +116,26 @@ def test_import_never_replaces_a_users_properties_json(tmp_path):
     proj = user_project(tmp_path / "userproj")
     (proj / "properties.json").write_text('{"mine": true}')
     for extra in ([], ["--overwrite"]):
-        one_error(run(["data", "import", "--images", img, "--table", table, "--out", proj, "--tile-size", "32", "--specimen-column", "specimen", *extra]),
-                  "was not written by microforge")
+        one_error(
+            run(
+                [
+                    "data",
+                    "import",
+                    "--images",
+                    img,
+                    "--table",
+                    table,
+                    "--out",
+                    proj,
+                    "--tile-size",
+                    "32",
+                    "--specimen-column",
+                    "specimen",
+                    *extra,
+                ]
+            ),
+            "was not written by microforge",
+        )
     untouched(proj)
     assert (proj / "properties.json").read_text() == '{"mine": true}'
 
@@ -91,7 +144,22 @@ def test_failed_import_leaves_nothing_behind(tmp_path):
     img, table = _table(tmp_path)
     (img / "m1.png").write_bytes(b"")  # a zero-byte image, found only when the import reaches it
     out = tmp_path / "out"
-    result = run(["data", "import", "--images", img, "--table", table, "--out", out, "--tile-size", "32", "--specimen-column", "specimen"])
+    result = run(
+        [
+            "data",
+            "import",
+            "--images",
+            img,
+            "--table",
+            table,
+            "--out",
+            out,
+            "--tile-size",
+            "32",
+            "--specimen-column",
+            "specimen",
+        ]
+    )
     assert result.exit_code == 1 and "m1.png" in result.output
     assert not out.exists()
 
@@ -125,18 +193,24 @@ def test_data_sheet_refuses_to_replace_files_and_folders(tiny_bench, tmp_path):
     assert not (tmp_path / "existing_dir.png").exists()
     one_error(run(["data", "sheet", tiny_bench.root, "--out", tmp_path / "x.csv"]), "unsupported file type .csv")
     for bad in ("0", "-2"):
-        one_error(run(["data", "sheet", tiny_bench.root, "--out", tmp_path / "s.png", "--per-morphology", bad]), f"'--per-morphology': {bad} is not in the range")
+        one_error(
+            run(["data", "sheet", tiny_bench.root, "--out", tmp_path / "s.png", "--per-morphology", bad]),
+            f"'--per-morphology': {bad} is not in the range",
+        )
     assert run(["data", "sheet", tiny_bench.root, "--out", precious, "--overwrite"]).exit_code == 0
     assert precious.read_bytes()[:4] == b"\x89PNG"
 
 
-@pytest.mark.parametrize("option,value,message", [
-    ("--guidance", "nan", "'--guidance': 'nan' is not a finite number"),
-    ("--guidance", "inf", "'--guidance': 'inf' is not a finite number"),
-    ("--seed", "-1", "'--seed': -1 is not in the range"),
-    ("--brightness", "0.2", "--brightness: this model was not trained with a brightness condition"),
-    ("--batch-size", "0", "'--batch-size': 0 is not in the range"),
-])
+@pytest.mark.parametrize(
+    "option,value,message",
+    [
+        ("--guidance", "nan", "'--guidance': 'nan' is not a finite number"),
+        ("--guidance", "inf", "'--guidance': 'inf' is not a finite number"),
+        ("--seed", "-1", "'--seed': -1 is not in the range"),
+        ("--brightness", "0.2", "--brightness: this model was not trained with a brightness condition"),
+        ("--batch-size", "0", "'--batch-size': 0 is not in the range"),
+    ],
+)
 def test_generate_rejects_bad_options_before_writing(micro_model, tmp_path, option, value, message):
     out = tmp_path / "g"
     one_error(run(["generate", "--model", micro_model, *TARGET, "-n", "1", "--out", out, option, value]), message)
@@ -145,7 +219,9 @@ def test_generate_rejects_bad_options_before_writing(micro_model, tmp_path, opti
 
 @pytest.mark.parametrize("port", ["99999", "-1"])
 def test_serve_rejects_a_bad_port(micro_model, port):
-    one_error(run(["serve", "--model", micro_model, "--port", port]), f"'--port': {port} is not in the range 0<=x<=65535")
+    one_error(
+        run(["serve", "--model", micro_model, "--port", port]), f"'--port': {port} is not in the range 0<=x<=65535"
+    )
 
 
 def test_serve_rejects_a_file_as_runs_dir(micro_model, tmp_path):
@@ -156,7 +232,9 @@ def test_serve_rejects_a_file_as_runs_dir(micro_model, tmp_path):
 def test_a_file_given_as_a_folder_is_named_so(tiny_bench, tmp_path):
     (tmp_path / "f").write_text("x")
     one_error(run(["data", "info", tmp_path / "f"]), "is a file, expected a dataset folder")
-    one_error(run(["evaluate", "--data", tmp_path / "f", "--report", tmp_path / "r"]), "is a file, expected a dataset folder")
+    one_error(
+        run(["evaluate", "--data", tmp_path / "f", "--report", tmp_path / "r"]), "is a file, expected a dataset folder"
+    )
 
 
 def test_ownership_record_and_single_file_rules(tmp_path):
@@ -188,8 +266,27 @@ def test_import_names_reserved_columns_before_writing(tmp_path):
     text = table.read_text().splitlines()
     table.write_text("\n".join([text[0] + ",mask"] + [line + ",x" for line in text[1:]]) + "\n")
     out = tmp_path / "out"
-    one_error(run(["data", "import", "--images", img, "--table", table, "--out", out, "--tile-size", "32", "--specimen-column", "specimen",
-                   "--meta-columns", "mask"]), "column(s) mask clash with the manifest's own columns")
+    one_error(
+        run(
+            [
+                "data",
+                "import",
+                "--images",
+                img,
+                "--table",
+                table,
+                "--out",
+                out,
+                "--tile-size",
+                "32",
+                "--specimen-column",
+                "specimen",
+                "--meta-columns",
+                "mask",
+            ]
+        ),
+        "column(s) mask clash with the manifest's own columns",
+    )
     assert not out.exists()
 
 
@@ -198,8 +295,23 @@ def test_import_warns_on_duplicates_uniform_images_and_constant_properties(tmp_p
     Image.fromarray(np.zeros((80, 80), np.uint8)).save(img / "m1.png")  # all black
     lines = [line.replace(",1040,", ",1000,") for line in table.read_text().splitlines()]  # TS is 1000 on every row
     table.write_text("\n".join([*lines, lines[1]]) + "\n")  # m0 listed twice
-    result = CliRunner().invoke(cli, ["data", "import", "--images", str(img), "--table", str(table), "--out", str(tmp_path / "o"),
-                                                      "--tile-size", "32", "--specimen-column", "specimen"])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "data",
+            "import",
+            "--images",
+            str(img),
+            "--table",
+            str(table),
+            "--out",
+            str(tmp_path / "o"),
+            "--tile-size",
+            "32",
+            "--specimen-column",
+            "specimen",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "line 4: image m0.png is listed again (first on line 2)" in result.stderr
     assert "m1.png): the image is uniform (every pixel 0)" in result.stderr
@@ -208,11 +320,29 @@ def test_import_warns_on_duplicates_uniform_images_and_constant_properties(tmp_p
 
 def test_generate_refuses_out_of_range_targets_unless_asked(micro_model, tmp_path):
     far = [a if not a.startswith("YS=") else "YS=50000" for a in TARGET]
-    one_error(run(["generate", "--model", micro_model, *far, "-n", "1", "--out", tmp_path / "g"]), "--allow-extrapolation")
+    one_error(
+        run(["generate", "--model", micro_model, *far, "-n", "1", "--out", tmp_path / "g"]), "--allow-extrapolation"
+    )
     assert not (tmp_path / "g").exists()
     neg = [a if not a.startswith("EF=") else "EF=-3" for a in TARGET]
-    one_error(run(["generate", "--model", micro_model, *neg, "-n", "1", "--out", tmp_path / "g"]), "outside the model's range")
-    result = run(["generate", "--model", micro_model, *far, "-n", "1", "--steps", "2", "--out", tmp_path / "g", "--allow-extrapolation"])
+    one_error(
+        run(["generate", "--model", micro_model, *neg, "-n", "1", "--out", tmp_path / "g"]), "outside the model's range"
+    )
+    result = run(
+        [
+            "generate",
+            "--model",
+            micro_model,
+            *far,
+            "-n",
+            "1",
+            "--steps",
+            "2",
+            "--out",
+            tmp_path / "g",
+            "--allow-extrapolation",
+        ]
+    )
     assert result.exit_code == 0 and "outside the convex hull" in result.output
     assert json.loads((tmp_path / "g" / "run.json").read_text())["targets"][0]["YS"] == 50000.0
 
@@ -227,17 +357,35 @@ def test_categorical_names_work_in_the_cli_the_api_and_run_json(micro_model, tmp
     props = json.loads((model / "properties.json").read_text())
     props["properties"][-1].update(name="CFS", min=0.0, max=1.0, categories=["AC", "WQ"])
     (model / "properties.json").write_text(json.dumps(props))
-    args = ["generate", "--model", model, *TARGET[:-2], "--prop", "CFS=WQ", "-n", "1", "--steps", "2", "--out", tmp_path / "g"]
+    args = [
+        "generate",
+        "--model",
+        model,
+        *TARGET[:-2],
+        "--prop",
+        "CFS=WQ",
+        "-n",
+        "1",
+        "--steps",
+        "2",
+        "--out",
+        tmp_path / "g",
+    ]
     assert run(args).exit_code == 0
     assert json.loads((tmp_path / "g" / "run.json").read_text())["targets"][0]["CFS"] == "WQ"
-    one_error(run(["generate", "--model", model, *TARGET[:-2], "--prop", "CFS=FC", "-n", "1", "--out", tmp_path / "g2"]), "expected one of AC, WQ")
+    one_error(
+        run(["generate", "--model", model, *TARGET[:-2], "--prop", "CFS=FC", "-n", "1", "--out", tmp_path / "g2"]),
+        "expected one of AC, WQ",
+    )
     explorer = Explorer(str(model), tmp_path / "runs")
     assert explorer.describe_model()["properties"][-1]["categories"] == ["AC", "WQ"]
     target = {"YS": 1000, "TS": 1080, "EF": 12, "RH": 37, "IT": 30, "DCS": 1450, "CFS": "AC"}
     assert explorer.generate({"target": target, "n": 1, "seed": 0})["target"]["CFS"] == "AC"
 
 
-@pytest.mark.parametrize("command", [["train", "tim3"], ["train", "regressor"], ["train", "ccdm"], ["fingerprint", "train"]])
+@pytest.mark.parametrize(
+    "command", [["train", "tim3"], ["train", "regressor"], ["train", "ccdm"], ["fingerprint", "train"]]
+)
 def test_training_never_writes_into_a_users_folder(tiny_bench, tmp_path, command):
     proj = user_project(tmp_path / "proj")
     (proj / "checkpoints").mkdir()  # a trainer deletes its own checkpoints/ at the end

@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from microforge.data.phase_map import (BETA, PALETTE, PRIMARY_ALPHA, SECONDARY_ALPHA, mask_to_phase_map,
-                                       phase_fractions, to_pseudo_rgb)
+from microforge.data.phase_map import (
+    BETA,
+    PALETTE,
+    PRIMARY_ALPHA,
+    SECONDARY_ALPHA,
+    mask_to_phase_map,
+    phase_fractions,
+    to_pseudo_rgb,
+)
 from microforge.errors import MicroforgeError
 
 

@@ -6,8 +6,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from microforge.errors import MicroforgeError
-from microforge.properties import (TITANIUM_PROPERTIES, PropertySet, PropertySpec, category_name, check_target_range,
-                                  parse_property_assignments, parse_property_mapping)
+from microforge.properties import (
+    TITANIUM_PROPERTIES,
+    PropertySet,
+    PropertySpec,
+    category_name,
+    check_target_range,
+    parse_property_assignments,
+    parse_property_mapping,
+)
 
 TI = PropertySet(list(TITANIUM_PROPERTIES))
 
@@ -29,7 +36,9 @@ def test_wrong_width_lists_expected_names():
 
 
 def test_json_round_trip(tmp_path):
-    props = PropertySet([*TITANIUM_PROPERTIES[:2], PropertySpec("cooling", "", 0, 1, categories=("AC", "WQ"))], ["m"], {"a": 1})
+    props = PropertySet(
+        [*TITANIUM_PROPERTIES[:2], PropertySpec("cooling", "", 0, 1, categories=("AC", "WQ"))], ["m"], {"a": 1}
+    )
     props.save(tmp_path / "p.json")
     back = PropertySet.load(tmp_path / "p.json")
     assert back == props
@@ -93,7 +102,9 @@ def test_parser_reads_back_every_finite_float(values):
 
 
 def test_categorical_properties_accept_their_names():
-    props = PropertySet([PropertySpec("YS", "MPa", 800, 1400), PropertySpec("cooling", "", 0, 1, categories=("AC", "WQ"))])
+    props = PropertySet(
+        [PropertySpec("YS", "MPa", 800, 1400), PropertySpec("cooling", "", 0, 1, categories=("AC", "WQ"))]
+    )
     assert parse_property_assignments(["YS=900", "cooling=WQ"], props).tolist() == [900, 1]
     assert parse_property_assignments(["YS=900", "cooling= AC "], props).tolist() == [900, 0]
     assert parse_property_assignments(["YS=900", "cooling=1"], props).tolist() == [900, 1]  # the code still works
@@ -105,7 +116,9 @@ def test_categorical_properties_accept_their_names():
 
 
 def test_range_check_names_the_property_and_the_way_out():
-    with pytest.raises(MicroforgeError, match=r"YS \[MPa\]: 50000 is outside the model's range .* --allow-extrapolation"):
+    with pytest.raises(
+        MicroforgeError, match=r"YS \[MPa\]: 50000 is outside the model's range .* --allow-extrapolation"
+    ):
         check_target_range(TI, np.array([50000, 1000, 10, 35, 30, 1500, 0.2]))
     with pytest.raises(MicroforgeError, match="outside the model's range"):
         check_target_range(TI, np.array([-5, 1000, 10, 35, 30, 1500, 0.2]))

@@ -19,7 +19,11 @@ from target_response import map_measures, variance_shares  # noqa: E402
 def test_variance_shares_of_an_additive_table():
     # target effects (0, 1) plus noise effects (0, 2), nothing else: SS 5 = 1 (targets) + 4 (noise)
     shares = variance_shares(np.array([[0.0, 2.0], [1.0, 3.0]]))
-    assert shares["target"] == pytest.approx(0.2) and shares["noise"] == pytest.approx(0.8) and shares["rest"] == pytest.approx(0.0, abs=1e-12)
+    assert (
+        shares["target"] == pytest.approx(0.2)
+        and shares["noise"] == pytest.approx(0.8)
+        and shares["rest"] == pytest.approx(0.0, abs=1e-12)
+    )
     only_target = variance_shares(np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]))
     assert only_target["target"] == pytest.approx(1.0) and only_target["noise"] == 0.0
 
@@ -29,7 +33,9 @@ def test_map_measures_of_drawn_phases():
     m[10:20, 10:20] = 0  # a 10 x 10 primary-alpha square: fraction 1/16, every chord 10 px
     fraction, chord, width = map_measures(m)
     assert fraction == pytest.approx(100 / 1600) and chord == pytest.approx(10.0) and np.isnan(width)  # no laths
-    laths = np.where(stripes((64, 64), 30.0, 3.0, 9.0), 2, 1).astype(np.uint8)  # secondary-alpha laths 3 px wide in beta
+    laths = np.where(stripes((64, 64), 30.0, 3.0, 9.0), 2, 1).astype(
+        np.uint8
+    )  # secondary-alpha laths 3 px wide in beta
     fraction, chord, width = map_measures(laths)
     assert fraction == 0.0 and np.isnan(chord) and width == pytest.approx(3.0, rel=0.1)
 
@@ -40,4 +46,6 @@ def test_bundled_metrics_summarise_the_example_report():
     carried = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-sem-tiny" / "metrics.json").read_text())
     again = summary(report, carried["command"], carried["report"], 4.0)
     assert again == carried
-    assert again["table1"]["mAcc"] == pytest.approx(np.mean([again["table1"][f"acc_{g}"] for g in ("0.1", "0.2", "0.3")]))
+    assert again["table1"]["mAcc"] == pytest.approx(
+        np.mean([again["table1"][f"acc_{g}"] for g in ("0.1", "0.2", "0.3")])
+    )

@@ -6,10 +6,20 @@ import numpy as np
 import pytest
 import torch
 
-from microforge.characterize.segmentation import (binarise, flatten_illumination, segment_classical, segmentation_scores,
-                                                  white_normalise)
-from microforge.characterize.segmenter_training import SegmenterTrainConfig, evaluate_segmentation, segmentation_loss, train_segmenter
-from microforge.config import SynthConfig
+from microforge.characterize.segmentation import (
+    binarise,
+    flatten_illumination,
+    segment_classical,
+    segmentation_scores,
+    white_normalise,
+)
+from microforge.training.segmenter_trainer import (
+    SegmenterTrainConfig,
+    evaluate_segmentation,
+    segmentation_loss,
+    train_segmenter,
+)
+from microforge.data.synth.config import SynthConfig
 from microforge.data.synth.benchmark import make_specimen
 from microforge.errors import MicroforgeError
 from microforge.models.attention_unet import AttentionUNet, AttentionUNetConfig, predict_phase_map
@@ -94,7 +104,9 @@ def test_unet_learns_the_real_ti_set_and_matches_labels(ti_ab, tmp_path):
     cfg = replace(SegmenterTrainConfig(), steps=200, modality="SEM")
     torch.set_num_threads(2)
     model = train_segmenter([data.root], tmp_path / "unet", cfg, progress=False)
-    scores = evaluate_segmentation(lambda g: predict_phase_map(model, g), data, "test", cfg.split_fractions, cfg.split_seed)
+    scores = evaluate_segmentation(
+        lambda g: predict_phase_map(model, g), data, "test", cfg.split_fractions, cfg.split_seed
+    )
     recorded = data.table.groupby("specimen")["beta_vol_pct"].first().astype(float)
     assert len(scores["specimens"]) == 2
     for specimen, s in scores["specimens"].items():

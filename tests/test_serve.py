@@ -15,15 +15,22 @@ import pytest
 from playwright.sync_api import expect
 
 from microforge.errors import MicroforgeError
-from microforge.evaluate.hull import in_hull
+from microforge.hull import in_hull
 from microforge.serve.explorer import Explorer
 from microforge.serve.server import start_server
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Flags for a root, offline machine (see the env notes): no sandbox, no GPU, no background
 # networking that a closed network would refuse. Playwright adds --headless and a fresh profile.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @contextmanager
@@ -69,19 +76,39 @@ def test_model_description_bounds_every_slider(explorer):
     assert explorer.check(centre(explorer))["in_hull"] is True
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"YS": "NaN"}, "value must be finite"), ({"YS": "abc"}, "'abc' is not a number"), ({"EF": 1e9}, "outside the model's range"),
-    ({"TS": None}, "no value given"), ({"XX": 1.0}, "unknown properties XX"), ({"CFS": "inf"}, "value must be finite"),
-    ({"YS": True}, "True is not a number"), ({"RH": False}, "False is not a number"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"YS": "NaN"}, "value must be finite"),
+        ({"YS": "abc"}, "'abc' is not a number"),
+        ({"EF": 1e9}, "outside the model's range"),
+        ({"TS": None}, "no value given"),
+        ({"XX": 1.0}, "unknown properties XX"),
+        ({"CFS": "inf"}, "value must be finite"),
+        ({"YS": True}, "True is not a number"),
+        ({"RH": False}, "False is not a number"),
+    ],
+)
 def test_bad_targets_are_refused_with_the_property_named(explorer, change, message):
     target = {**centre(explorer), **change}
     with pytest.raises(MicroforgeError, match=message):
         explorer.check(target)
 
 
-@pytest.mark.parametrize("n,message", [(0, "1 to 6"), (7, "1 to 6"), (2.5, "whole number"), ("many", "whole number"), (-1, "1 to 6"),
-                                       (True, "whole number"), (float("inf"), "whole number"), (1e400, "whole number"), (None, "whole number")])
+@pytest.mark.parametrize(
+    "n,message",
+    [
+        (0, "1 to 6"),
+        (7, "1 to 6"),
+        (2.5, "whole number"),
+        ("many", "whole number"),
+        (-1, "1 to 6"),
+        (True, "whole number"),
+        (float("inf"), "whole number"),
+        (1e400, "whole number"),
+        (None, "whole number"),
+    ],
+)
 def test_sample_count_is_bounded(explorer, n, message):
     with pytest.raises(MicroforgeError, match=message):
         explorer.generate({"target": centre(explorer), "n": n})
@@ -97,7 +124,7 @@ def test_random_targets_lie_in_the_hull(explorer):
 def test_missing_model_and_missing_properties_json_are_clear(tmp_path):
     with pytest.raises(MicroforgeError, match="model folder not found"):
         Explorer(str(tmp_path / "nothing"), tmp_path / "runs")
-    from microforge.pipelines.generate import resolve_model
+    from microforge.pipelines.registry import resolve_model
 
     copy = tmp_path / "model"
     shutil.copytree(resolve_model("bundled:ti-sem-tiny"), copy)
@@ -110,8 +137,12 @@ def test_missing_model_and_missing_properties_json_are_clear(tmp_path):
 
 
 def _post(url, body):
-    req = urllib.request.Request(url, data=body if isinstance(body, bytes) else json.dumps(body).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url,
+        data=body if isinstance(body, bytes) else json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=120) as r:
             return r.status, json.loads(r.read())
@@ -156,14 +187,17 @@ def _raw_post(server, path, body: bytes, length: str) -> tuple[int, dict]:
     return r.status, json.loads(r.read())
 
 
-@pytest.mark.parametrize("path,body,length,message", [
-    ("/api/random-target", b'{"seed": 1.5}', None, "seed must be a non-negative whole number"),
-    ("/api/random-target", b'{"seed": "x"}', None, "seed must be a non-negative whole number"),
-    ("/api/random-target", b'{"seed": true}', None, "seed must be a non-negative whole number"),
-    ("/api/check", b'{}', "abc", "Content-Length must be a non-negative whole number"),
-    ("/api/check", b'{}', "-1", "Content-Length must be a non-negative whole number"),
-    ("/api/generate", b'{"target": {"YS": NaN}}', None, "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "path,body,length,message",
+    [
+        ("/api/random-target", b'{"seed": 1.5}', None, "seed must be a non-negative whole number"),
+        ("/api/random-target", b'{"seed": "x"}', None, "seed must be a non-negative whole number"),
+        ("/api/random-target", b'{"seed": true}', None, "seed must be a non-negative whole number"),
+        ("/api/check", b"{}", "abc", "Content-Length must be a non-negative whole number"),
+        ("/api/check", b"{}", "-1", "Content-Length must be a non-negative whole number"),
+        ("/api/generate", b'{"target": {"YS": NaN}}', None, "not valid JSON"),
+    ],
+)
 def test_every_bad_request_gets_a_400_and_none_hangs(server, path, body, length, message):
     status, answer = _raw_post(server, path, body, length or str(len(body)))
     assert status == 400 and message in answer["error"]
@@ -233,7 +267,11 @@ def test_nearest_feasible_target_moves_only_the_unlocked_properties(explorer):
     free = explorer.nearest(far)
     assert explorer.check(free["target"])["in_hull"] is True and free["moved"] and free["locked"] == []
     kept = explorer.nearest(far, ["YS"])
-    assert kept["target"]["YS"] == far["YS"] and "YS" not in kept["moved"] and explorer.check(kept["target"])["in_hull"] is True
+    assert (
+        kept["target"]["YS"] == far["YS"]
+        and "YS" not in kept["moved"]
+        and explorer.check(kept["target"])["in_hull"] is True
+    )
     with pytest.raises(MicroforgeError, match="keeps YS, EF"):
         explorer.nearest(far, ["YS", "EF"])
     with pytest.raises(MicroforgeError, match="list of property names"):
@@ -277,7 +315,9 @@ def test_page_results_are_readable_and_a_pinned_run_compares(server, explorer):
     """Legend, scale bar, units, captions, per-sample regressor error, enlarge, seed, Enter, pin."""
 
     with open_page(server) as page:
-        assert page.eval_on_selector("link[rel=icon]", "l => l.href").startswith("data:image/svg+xml")  # nothing fetched
+        assert page.eval_on_selector("link[rel=icon]", "l => l.href").startswith(
+            "data:image/svg+xml"
+        )  # nothing fetched
         expect(page.locator("#props")).to_contain_text("J/cm²")
         page.fill("#count", "2")
         page.fill("#seed", "123")
@@ -316,7 +356,9 @@ def test_progress_is_reported_between_batches(explorer):
     import threading
 
     seen, result = [], {}
-    worker = threading.Thread(target=lambda: result.update(explorer.generate({"target": centre(explorer), "n": 6, "seed": 1})))
+    worker = threading.Thread(
+        target=lambda: result.update(explorer.generate({"target": centre(explorer), "n": 6, "seed": 1}))
+    )
     worker.start()
     while worker.is_alive():
         seen.append(explorer.progress())

@@ -2,7 +2,7 @@
 
 import pytest
 
-from microforge.config import SynthConfig
+from microforge.data.synth.config import SynthConfig
 from microforge.data.manifest import read_dataset
 from microforge.data.synth.benchmark import build_benchmark
 
@@ -23,9 +23,15 @@ def test_fingerprint_svr_reads_the_alpha_fraction(tmp_path):
     from microforge.fingerprint import FingerprintTrainConfig, explore, train_fingerprints
     from microforge.models.fingerprint import FingerprintConfig
 
-    bench = build_benchmark(tmp_path / "ti", SynthConfig(n_specimens=24, field_px=256, tile_size=64, modalities=("SEM",), seed=3),
-                            workers=2, progress=False)
-    cfg = FingerprintTrainConfig(model=FingerprintConfig(resolution=32, width=8), steps=400, batch_size=32, split_fractions=(0.9, 0.05, 0.05))
+    bench = build_benchmark(
+        tmp_path / "ti",
+        SynthConfig(n_specimens=24, field_px=256, tile_size=64, modalities=("SEM",), seed=3),
+        workers=2,
+        progress=False,
+    )
+    cfg = FingerprintTrainConfig(
+        model=FingerprintConfig(resolution=32, width=8), steps=400, batch_size=32, split_fractions=(0.9, 0.05, 0.05)
+    )
     model = train_fingerprints(bench.root, tmp_path / "fp", cfg, progress=False)
     cv = explore(bench.root, tmp_path / "ex", model_dir=model)["cv"]["kinds"]["vae"]
     r2, acc = cv["regression"]["primary_alpha_fraction"]["r2"], cv["classification"]["morphology"]["accuracy_mean"]

@@ -3,9 +3,18 @@
 import numpy as np
 import pytest
 
-from microforge.characterize.statistics import (area_fraction_above, astm_grain_size_number, chord_lengths, discrepancy,
-                                                lineal_path, mean_lineal_intercept, radial_average, run_lengths,
-                                                two_point_correlation, two_point_correlation_map)
+from microforge.characterize.statistics import (
+    area_fraction_above,
+    astm_grain_size_number,
+    chord_lengths,
+    discrepancy,
+    lineal_path,
+    mean_lineal_intercept,
+    radial_average,
+    run_lengths,
+    two_point_correlation,
+    two_point_correlation_map,
+)
 from microforge.errors import MicroforgeError
 
 
@@ -28,7 +37,6 @@ def test_s2_of_a_checkerboard():
     # 4 diagonal ones at 1.41 -> ring 1 (same colour, 1/2): (4*0 + 4*0.5) / 8
     assert s2[0] == pytest.approx(0.5)
     assert s2[1] == pytest.approx(0.25)
-
 
 
 @pytest.mark.parametrize("periodic,tol", [(True, 1e-9), (False, 0.02)])

@@ -6,7 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from microforge.config import SynthConfig, load_config
+from microforge.config import load_config
+from microforge.data.synth.config import SynthConfig
 from microforge.data.images import read_image
 from microforge.data.manifest import read_dataset
 from microforge.data.phase_map import phase_fractions
@@ -23,7 +24,11 @@ SMALL = SynthConfig(n_specimens=4, field_px=192, tile_size=64)
 
 def _digest(folder):
     h = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and ".parts" not in p.parts and p.suffix in (".png", ".csv", ".json")):
+    for path in sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and ".parts" not in p.parts and p.suffix in (".png", ".csv", ".json")
+    ):
         h.update(str(path.relative_to(folder)).encode())
         h.update(path.read_bytes())
     return h.hexdigest()
@@ -81,7 +86,10 @@ def _base(morphology="bimodal"):
 
 def test_finer_laths_are_stronger_and_less_ductile():
     p = _base()
-    coarse, fine = noiseless_properties(p.replace(lath_thickness_um=1.5)), noiseless_properties(p.replace(lath_thickness_um=0.6))
+    coarse, fine = (
+        noiseless_properties(p.replace(lath_thickness_um=1.5)),
+        noiseless_properties(p.replace(lath_thickness_um=0.6)),
+    )
     for k in ("YS", "TS", "RH", "DCS"):
         assert fine[k] > coarse[k], k
     for k in ("EF", "IT", "CFS"):
@@ -90,7 +98,10 @@ def test_finer_laths_are_stronger_and_less_ductile():
 
 def test_smaller_primary_alpha_is_stronger():
     p = _base()
-    assert noiseless_properties(p.replace(primary_alpha_size_um=4.0))["YS"] > noiseless_properties(p.replace(primary_alpha_size_um=10.0))["YS"]
+    assert (
+        noiseless_properties(p.replace(primary_alpha_size_um=4.0))["YS"]
+        > noiseless_properties(p.replace(primary_alpha_size_um=10.0))["YS"]
+    )
 
 
 def test_hardness_is_monotone_in_strength_and_ts_exceeds_ys():
@@ -105,7 +116,9 @@ def test_hardness_is_monotone_in_strength_and_ts_exceeds_ys():
 @pytest.mark.parametrize("colony", [4.0, 10.0, 40.0])
 def test_lamellar_structures_are_tougher(colony):
     p = _base("basketweave").replace(colony_size_um=colony)
-    it = [noiseless_properties(p.replace(morphology=m))["IT"] for m in ("equiaxed", "bimodal", "basketweave", "lamellar")]
+    it = [
+        noiseless_properties(p.replace(morphology=m))["IT"] for m in ("equiaxed", "bimodal", "basketweave", "lamellar")
+    ]
     assert it == sorted(it)
 
 

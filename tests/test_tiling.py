@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from microforge.data.tiling import Crop, iter_tiles, normalise_grey, tile_origins, to_uint8
+from microforge.data.tiling import Crop, iter_tiles, normalise_grey, tile_origins
+from microforge.io import to_uint8
 from microforge.errors import MicroforgeError
 
 
@@ -22,7 +23,9 @@ def test_overlap_sets_stride():
     assert len(origins) == 9
 
 
-@pytest.mark.parametrize("h,w,tile,overlap", [(300, 200, 64, 0), (129, 513, 128, 16), (64, 64, 64, 0), (1000, 777, 96, 40)])
+@pytest.mark.parametrize(
+    "h,w,tile,overlap", [(300, 200, 64, 0), (129, 513, 128, 16), (64, 64, 64, 0), (1000, 777, 96, 40)]
+)
 def test_tiles_cover_image_and_stay_inside(h, w, tile, overlap):
     covered = np.zeros((h, w), dtype=int)
     for y, x in tile_origins(h, w, tile, overlap):
@@ -38,7 +41,9 @@ def test_iter_tiles_returns_the_slices():
         assert t[0, 0] == img[y, x] and t[-1, -1] == img[y + 31, x + 31]
 
 
-@pytest.mark.parametrize("kwargs", [dict(tile=64, overlap=64), dict(tile=64, overlap=-1), dict(tile=0, overlap=0), dict(tile=300, overlap=0)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(tile=64, overlap=64), dict(tile=64, overlap=-1), dict(tile=0, overlap=0), dict(tile=300, overlap=0)]
+)
 def test_bad_tiling_is_refused(kwargs):
     with pytest.raises(MicroforgeError):
         tile_origins(256, 256, **kwargs)

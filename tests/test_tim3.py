@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from microforge.cli import cli
 from microforge.errors import MicroforgeError
-from microforge.evaluate.hull import in_hull
+from microforge.hull import in_hull
 from microforge.models.property_encoder import PropertyEncoder
 from microforge.models.tim3 import build_unet, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
@@ -71,18 +71,31 @@ def test_hull_membership():
 
 
 def test_config_has_one_section_per_autoencoder_and_reads_the_older_shared_one():
-    cfg = tim3_config_from_dict({"resolution": 64, "vae_image": {"latent_channels": 8, "block_out_channels": [16, 32]},
-                                 "vae_map": {"latent_channels": 3}})
+    cfg = tim3_config_from_dict(
+        {
+            "resolution": 64,
+            "vae_image": {"latent_channels": 8, "block_out_channels": [16, 32]},
+            "vae_map": {"latent_channels": 3},
+        }
+    )
     assert (cfg.image_latent_size, cfg.map_latent_size) == (32, 16)  # f = 2 and f = 4
     s1, s2 = build_unet(cfg, 1), build_unet(cfg, 2)
     assert (s1.config.in_channels, s1.config.out_channels, s1.config.sample_size) == (3, 3, 16)
     assert (s2.config.in_channels, s2.config.out_channels, s2.config.sample_size) == (8 + 3, 8, 32)  # + the one-hot map
     kinds = lambda unet: (unet.config.down_block_types, unet.config.up_block_types)  # noqa: E731
-    assert kinds(s1) == (("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"))
-    limited = tim3_config_from_dict({"resolution": 64, "vae_image": {"block_out_channels": [16, 32]}, "unet": {"attention_max_size": 16}})
+    assert kinds(s1) == (
+        ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    )
+    limited = tim3_config_from_dict(
+        {"resolution": 64, "vae_image": {"block_out_channels": [16, 32]}, "unet": {"attention_max_size": 16}}
+    )
     # stage 1 (16^2 latent) keeps its attention at 16^2 and 8^2; stage 2 (32^2) drops the 32^2 level only
     assert kinds(build_unet(limited, 1)) == kinds(s1)
-    assert kinds(build_unet(limited, 2)) == (("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"), ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"))
+    assert kinds(build_unet(limited, 2)) == (
+        ("DownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        ("UpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    )
     with pytest.raises(MicroforgeError, match="without attention"):
         tim3_config_from_dict({"resolution": 64, "unet": {"attention_max_size": 4}})
     with pytest.raises(MicroforgeError, match="global_condition names stages 1 and 2"):
@@ -108,7 +121,10 @@ def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):
     targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 3)
     a = pipe(targets, steps=3, batch_size=2, seed=5)
     assert pipe.modules["unet_stage1"].config.out_channels == 3 and pipe.modules["unet_stage2"].config.out_channels == 6
-    assert pipe.modules["unet_stage1"].config.class_embed_type == "projection" and pipe.modules["unet_stage2"].config.class_embed_type is None
+    assert (
+        pipe.modules["unet_stage1"].config.class_embed_type == "projection"
+        and pipe.modules["unet_stage2"].config.class_embed_type is None
+    )
     training = json.loads((micro_model / "config.json").read_text())["training"]
     assert (training["stage1"]["steps"], training["stage2"]["steps"]) == (8, 10)  # train.stage2_steps
     assert a.maps.shape == (3, 32, 32) and a.maps.dtype == np.uint8 and set(np.unique(a.maps)) <= {0, 1, 2}
@@ -118,7 +134,9 @@ def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):
     assert not np.array_equal(a.images, pipe(targets, steps=3, batch_size=2, seed=6).images)
     assert pipe(targets[:1], steps=3, sampler="dpm++").images.shape == (1, 32, 32)
     copy = pipe.save_pretrained(tmp_path / "copy")  # safetensors only, read back through from_pretrained
-    assert not list(copy.rglob("*.bin")) and not list(copy.rglob("*.pt")) and len(list(copy.rglob("*.safetensors"))) == 6
+    assert (
+        not list(copy.rglob("*.bin")) and not list(copy.rglob("*.pt")) and len(list(copy.rglob("*.safetensors"))) == 6
+    )
     loaded = TiM3Pipeline.from_pretrained(copy)
     assert json.loads((copy / "config.json").read_text()) == json.loads((micro_model / "config.json").read_text())
     assert (copy / "properties.json").read_text() == (micro_model / "properties.json").read_text()
@@ -147,25 +165,50 @@ def test_tampered_and_missing_files_are_named(micro_model, tmp_path):
 
 
 def _weights(folder):
-    return {f"{p.parent.name}/{k}": v for p in sorted(folder.rglob("*.safetensors")) for k, v in load_file(str(p)).items()}
+    return {
+        f"{p.parent.name}/{k}": v for p in sorted(folder.rglob("*.safetensors")) for k, v in load_file(str(p)).items()
+    }
 
 
 def test_resume_after_sigkill_gives_the_same_weights(tiny_bench, micro_model, tmp_path):
     out = tmp_path / "killed"
     cfg_path = tmp_path / "slow.yaml"
     # more steps than the fixture, so the kill lands in the middle of stage 2
-    cfg_path.write_text(MICRO.read_text().replace("train: {steps: 8, stage2_steps: 10, batch_size: 4, checkpoint_every: 4}",
-                                                  "train: {steps: 40, stage2_steps: 40, batch_size: 4, checkpoint_every: 4}"))
-    args = [sys.executable, "-m", "microforge", "train", "tim3", "--data", str(tiny_bench.root), "--config", str(cfg_path), "--out", str(out), "--quiet"]
+    cfg_path.write_text(
+        MICRO.read_text().replace(
+            "train: {steps: 8, stage2_steps: 10, batch_size: 4, checkpoint_every: 4}",
+            "train: {steps: 40, stage2_steps: 40, batch_size: 4, checkpoint_every: 4}",
+        )
+    )
+    args = [
+        sys.executable,
+        "-m",
+        "microforge",
+        "train",
+        "tim3",
+        "--data",
+        str(tiny_bench.root),
+        "--config",
+        str(cfg_path),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not list((out / "checkpoints" / "stage2").glob("step_0000012")) and time.time() < deadline and proc.poll() is None:
+    while (
+        not list((out / "checkpoints" / "stage2").glob("step_0000012"))
+        and time.time() < deadline
+        and proc.poll() is None
+    ):
         time.sleep(0.05)
     assert proc.poll() is None, "training ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "config.json").exists()
-    r = CliRunner().invoke(cli, ["train", "tim3", "--data", str(tiny_bench.root), "--config", str(cfg_path), "--out", str(out)])
+    r = CliRunner().invoke(
+        cli, ["train", "tim3", "--data", str(tiny_bench.root), "--config", str(cfg_path), "--out", str(out)]
+    )
     assert r.exit_code == 1 and "--resume" in r.output
     assert subprocess.run([*args, "--resume"], capture_output=True).returncode == 0
     reference = tmp_path / "straight"
@@ -181,33 +224,100 @@ def test_two_process_training(tiny_bench, tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env["ACCELERATE_USE_CPU"] = "true"  # the multi-process launcher, with gloo on the CPU
-    cmd = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-           "--dynamo_backend", "no", "-m", "microforge", "train", "tim3", "--data", str(tiny_bench.root),
-           "--config", str(MICRO), "--out", str(out), "--quiet"]
+    cmd = [
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "microforge",
+        "train",
+        "tim3",
+        "--data",
+        str(tiny_bench.root),
+        "--config",
+        str(MICRO),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     done = json.loads((out / "config.json").read_text())["training"]
     assert all(v["processes"] == 2 for v in done.values())
-    assert TiM3Pipeline.from_pretrained(out)(np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]]), steps=2).images.shape == (1, 32, 32)
+    assert TiM3Pipeline.from_pretrained(out)(np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]]), steps=2).images.shape == (
+        1,
+        32,
+        32,
+    )
 
 
 def test_generate_cli_writes_outputs_and_warns_outside_the_hull(micro_model, tmp_path):
     runner = CliRunner()
-    r = runner.invoke(cli, ["generate", "--model", str(micro_model), *sum((["--prop", p] for p in TARGET), []), "-n", "3",
-                            "--out", str(tmp_path / "g"), "--steps", "2", "--quiet"])
+    r = runner.invoke(
+        cli,
+        [
+            "generate",
+            "--model",
+            str(micro_model),
+            *sum((["--prop", p] for p in TARGET), []),
+            "-n",
+            "3",
+            "--out",
+            str(tmp_path / "g"),
+            "--steps",
+            "2",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     run = json.loads((tmp_path / "g" / "run.json").read_text())
     assert len(run["samples"]) == 3 and (tmp_path / "g" / "contact_sheet.png").exists()
     assert (tmp_path / "g" / "maps" / "t000_s0000_rgb.png").exists()
     far = [p.replace("YS=1000", "YS=5000") for p in TARGET]
-    r = runner.invoke(cli, ["generate", "--model", str(micro_model), *sum((["--prop", p] for p in far), []), "-n", "1",
-                            "--out", str(tmp_path / "far"), "--steps", "2", "--quiet", "--allow-extrapolation"])
+    r = runner.invoke(
+        cli,
+        [
+            "generate",
+            "--model",
+            str(micro_model),
+            *sum((["--prop", p] for p in far), []),
+            "-n",
+            "1",
+            "--out",
+            str(tmp_path / "far"),
+            "--steps",
+            "2",
+            "--quiet",
+            "--allow-extrapolation",
+        ],
+    )
     assert r.exit_code == 0 and "outside the convex hull" in r.output
-    for bad, msg in ((["--prop", "YS=1"], "missing properties"), (["--prop", "XX=1"], "unknown property 'XX'"),
-                     ([*sum((["--prop", p] for p in TARGET), []), "-n", "0"], "'-n': 0 is not in the range")):
+    for bad, msg in (
+        (["--prop", "YS=1"], "missing properties"),
+        (["--prop", "XX=1"], "unknown property 'XX'"),
+        ([*sum((["--prop", p] for p in TARGET), []), "-n", "0"], "'-n': 0 is not in the range"),
+    ):
         r = runner.invoke(cli, ["generate", "--model", str(micro_model), *bad, "--out", str(tmp_path / "x")])
         assert r.exit_code == 1 and msg in r.output, r.output
-    r = runner.invoke(cli, ["generate", "--model", str(micro_model), *sum((["--prop", p] for p in TARGET), []), "--out", str(tmp_path / "g")])
+    r = runner.invoke(
+        cli,
+        [
+            "generate",
+            "--model",
+            str(micro_model),
+            *sum((["--prop", p] for p in TARGET), []),
+            "--out",
+            str(tmp_path / "g"),
+        ],
+    )
     assert r.exit_code == 1 and "--overwrite" in r.output
 
 
@@ -219,15 +329,24 @@ def test_learned_map_condition_trains_saves_and_loads(tiny_bench, tmp_path):
     from microforge.models.tim3 import load_tim3_config
     from microforge.training.tim3_trainer import train_tim3
 
-    model = train_tim3(tiny_bench.root, tmp_path / "learned", replace(load_tim3_config(MICRO), map_condition="learned"), progress=False)
+    model = train_tim3(
+        tiny_bench.root, tmp_path / "learned", replace(load_tim3_config(MICRO), map_condition="learned"), progress=False
+    )
     assert (model / "map_encoder" / "model.safetensors").is_file()
     pipe = TiM3Pipeline.from_pretrained(model)
-    assert "map_encoder" in pipe.modules and pipe.modules["unet_stage2"].config.in_channels == pipe.cfg.vae_image.latent_channels + pipe.cfg.map_condition_channels
+    assert (
+        "map_encoder" in pipe.modules
+        and pipe.modules["unet_stage2"].config.in_channels
+        == pipe.cfg.vae_image.latent_channels + pipe.cfg.map_condition_channels
+    )
     targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 2)
     a = pipe(targets, steps=2, seed=3)
     again = TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))
     assert np.array_equal(a.images, again(targets, steps=2, seed=3).images)
-    want, got = load_file(str(model / "map_encoder" / "model.safetensors")), load_file(str(tmp_path / "copy" / "map_encoder" / "model.safetensors"))
+    want, got = (
+        load_file(str(model / "map_encoder" / "model.safetensors")),
+        load_file(str(tmp_path / "copy" / "map_encoder" / "model.safetensors")),
+    )
     assert want.keys() == got.keys() and all(torch.equal(want[k], got[k]) for k in want)
 
 
@@ -238,8 +357,22 @@ def test_generate_nearest_feasible_projects_the_target_and_records_it(tmp_path):
 
     from microforge.cli import cli
 
-    far = ["--prop", "YS=1150", "--prop", "TS=1100", "--prop", "EF=18", "--prop", "RH=36", "--prop", "IT=30", "--prop", "DCS=1450",
-           "--prop", "CFS=0.25"]
+    far = [
+        "--prop",
+        "YS=1150",
+        "--prop",
+        "TS=1100",
+        "--prop",
+        "EF=18",
+        "--prop",
+        "RH=36",
+        "--prop",
+        "IT=30",
+        "--prop",
+        "DCS=1450",
+        "--prop",
+        "CFS=0.25",
+    ]
     common = ["generate", *far, "-n", "1", "--steps", "2", "--quiet", "--nearest-feasible"]
     r = CliRunner().invoke(cli, [*common, "--out", str(tmp_path / "free")])
     assert r.exit_code == 0, r.output

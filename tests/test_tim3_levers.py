@@ -16,12 +16,24 @@ from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.training.tim3_trainer import TiM3Trainer, make_scheduler, shifted_betas, train_tim3
 
 LEVERS = {
-    "resolution": 32, "vae_image": {"kind": "space_to_depth", "factor": 2}, "vae_map": {"kind": "space_to_depth", "factor": 4},
-    "map_condition": "space_to_depth", "prediction_type": "v_prediction", "snr_gamma": 5.0, "beta_schedule": "squaredcos_cap_v2",
-    "schedule_shift": 2.0, "timestep_spacing": "trailing",
-    "unet": {"block_out_channels": [16, 32, 32], "norm_num_groups": 8, "attention_head_dim": 4, "attention_max_size": 8},
+    "resolution": 32,
+    "vae_image": {"kind": "space_to_depth", "factor": 2},
+    "vae_map": {"kind": "space_to_depth", "factor": 4},
+    "map_condition": "space_to_depth",
+    "prediction_type": "v_prediction",
+    "snr_gamma": 5.0,
+    "beta_schedule": "squaredcos_cap_v2",
+    "schedule_shift": 2.0,
+    "timestep_spacing": "trailing",
+    "unet": {
+        "block_out_channels": [16, 32, 32],
+        "norm_num_groups": 8,
+        "attention_head_dim": 4,
+        "attention_max_size": 8,
+    },
     "encoder": {"dim": 16, "n_tokens": 2, "hidden": 32},
-    "train": {"steps": 4, "stage2_steps": 6, "batch_size": 4, "checkpoint_every": 4}, "split_fractions": [0.5, 0.25, 0.25],
+    "train": {"steps": 4, "stage2_steps": 6, "batch_size": 4, "checkpoint_every": 4},
+    "split_fractions": [0.5, 0.25, 0.25],
 }
 
 
@@ -43,9 +55,15 @@ def test_space_to_depth_config_sizes_the_unets():
     s1, s2 = build_unet(cfg, 1), build_unet(cfg, 2)
     assert (s1.config.in_channels, s1.config.out_channels) == (48, 48)  # one-hot map, 3 x 4^2
     assert (s2.config.in_channels, s2.config.out_channels) == (4 + 12, 4)  # image 1 x 2^2 + lossless map 3 x 2^2
-    for bad, match in [({"vae_map": {"kind": "pca"}}, "vae_map kind"), ({"vae_image": {"kind": "space_to_depth", "factor": 3}}, "power of 2"),
-                       ({"prediction_type": "x0"}, "prediction_type"), ({"beta_schedule": "sigmoid"}, "beta_schedule"),
-                       ({"schedule_shift": 0}, "schedule_shift"), ({"snr_gamma": -1}, "snr_gamma"), ({"timestep_spacing": "x"}, "timestep_spacing")]:
+    for bad, match in [
+        ({"vae_map": {"kind": "pca"}}, "vae_map kind"),
+        ({"vae_image": {"kind": "space_to_depth", "factor": 3}}, "power of 2"),
+        ({"prediction_type": "x0"}, "prediction_type"),
+        ({"beta_schedule": "sigmoid"}, "beta_schedule"),
+        ({"schedule_shift": 0}, "schedule_shift"),
+        ({"snr_gamma": -1}, "snr_gamma"),
+        ({"timestep_spacing": "x"}, "timestep_spacing"),
+    ]:
         with pytest.raises(MicroforgeError, match=match):
             tim3_config_from_dict({**LEVERS, **bad})
 
@@ -65,8 +83,14 @@ def test_shifted_schedule_divides_the_snr_by_the_shift_squared():
     shifted = make_scheduler(tim3_config_from_dict(LEVERS)).alphas_cumprod.double()
     snr = lambda a: a / (1 - a)  # noqa: E731
     t = torch.tensor([0, 100, 500, 900])
-    assert torch.allclose(snr(shifted[t]) / snr(base[t]), torch.full((4,), 0.25, dtype=torch.float64), rtol=2e-3)  # float32 storage
-    assert torch.allclose(shifted_betas(base, 1.0), make_scheduler(tim3_config_from_dict({**LEVERS, "schedule_shift": 1.0})).betas.double(), atol=1e-6)
+    assert torch.allclose(
+        snr(shifted[t]) / snr(base[t]), torch.full((4,), 0.25, dtype=torch.float64), rtol=2e-3
+    )  # float32 storage
+    assert torch.allclose(
+        shifted_betas(base, 1.0),
+        make_scheduler(tim3_config_from_dict({**LEVERS, "schedule_shift": 1.0})).betas.double(),
+        atol=1e-6,
+    )
     # the sampler built from the saved config uses the same shifted schedule and the trailing spacing
     ddim = DDIMScheduler.from_config(make_scheduler(tim3_config_from_dict(LEVERS)).config)
     assert torch.allclose(ddim.alphas_cumprod.double(), shifted, atol=1e-6)
@@ -79,7 +103,9 @@ def test_min_snr_weights_and_v_target(tiny_bench, tmp_path):
     a = trainer.scheduler.alphas_cumprod
     t = torch.tensor([0, 400, 999])
     snr = a[t] / (1 - a[t])
-    assert torch.allclose(trainer._loss_weights(t), snr.clamp(max=5.0) / (snr + 1), rtol=1e-5)  # v target: min(SNR, 5) / (SNR + 1)
+    assert torch.allclose(
+        trainer._loss_weights(t), snr.clamp(max=5.0) / (snr + 1), rtol=1e-5
+    )  # v target: min(SNR, 5) / (SNR + 1)
     eps = tim3_config_from_dict({**LEVERS, "prediction_type": "epsilon"})
     trainer.cfg = eps
     assert torch.allclose(trainer._loss_weights(t), snr.clamp(max=5.0) / snr, rtol=1e-5)
@@ -110,7 +136,9 @@ def test_space_to_depth_latents_are_augmented_in_pixel_space(tiny_bench, tmp_pat
 def test_model_with_every_lever_trains_samples_and_round_trips(tiny_bench, tmp_path):
     out = train_tim3(tiny_bench.root, tmp_path / "m", tim3_config_from_dict(LEVERS), progress=False)
     record = json.loads((out / "config.json").read_text())
-    assert record["training"]["vae_image"]["steps"] == 0 and record["training"]["stage2"]["steps"] == 6  # nothing to train for the codecs
+    assert (
+        record["training"]["vae_image"]["steps"] == 0 and record["training"]["stage2"]["steps"] == 6
+    )  # nothing to train for the codecs
     assert sorted(p.name for p in (out / "vae_map").iterdir()) == ["config.json"]
     pipe = TiM3Pipeline.from_pretrained(out)
     targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 2)
@@ -133,6 +161,14 @@ def test_every_shipped_tim3_config_loads_and_builds_its_unets():
     for path in paths:
         cfg = load_tim3_config(path)
         s2 = build_unet(cfg, 2)
-        assert s2.config.out_channels == latent_channels(cfg.vae_image, 1) and s2.config.sample_size == cfg.image_latent_size, path
+        assert (
+            s2.config.out_channels == latent_channels(cfg.vae_image, 1)
+            and s2.config.sample_size == cfg.image_latent_size
+        ), path
     s2d = load_tim3_config(repo / "configs" / "tim3-tiny-s2d.yaml")
-    assert (s2d.resolution, s2d.image_latent_size, s2d.map_latent_size, s2d.prediction_type) == (128, 32, 16, "v_prediction")
+    assert (s2d.resolution, s2d.image_latent_size, s2d.map_latent_size, s2d.prediction_type) == (
+        128,
+        32,
+        16,
+        "v_prediction",
+    )

@@ -70,7 +70,11 @@ def test_orientation_spread_is_zero_not_minus_zero_and_undefined_for_one_lath():
     one = np.zeros((64, 64), bool)
     one[20:24, 5:60] = True  # a single lath: no spread to measure
     stats = lamella_stats(one)
-    assert stats.count == 1 and np.isnan(stats.orientation_spread_deg) and stats.orientation_deg == pytest.approx(0.0, abs=1.0)
+    assert (
+        stats.count == 1
+        and np.isnan(stats.orientation_spread_deg)
+        and stats.orientation_deg == pytest.approx(0.0, abs=1.0)
+    )
     parallel = stripes((64, 64), 0.0, 3, 10)  # several parallel laths: exactly +0
     spread = lamella_stats(parallel).orientation_spread_deg
     assert spread == pytest.approx(0.0, abs=1e-5) and not np.signbit(spread)

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+
 from .errors import MicroforgeError
 
 
@@ -96,7 +96,7 @@ GUIDANCE = _Number(0.0, 100.0)
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="microforge")
+@click.version_option(package_name="microforge", prog_name="microforge")
 def cli() -> None:
     """microforge: generate alloy micrographs from target properties, and measure them."""
 
@@ -111,19 +111,33 @@ def data() -> None:
 
 @data.command("synth")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Dataset folder to write.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), help="YAML SynthConfig (see configs/synth-default.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    help="YAML SynthConfig (see configs/synth-default.yaml).",
+)
 @click.option("--specimens", "n_specimens", type=click.IntRange(1, 100_000), help="Number of specimens [100].")
 @click.option("--field-px", type=click.IntRange(8, 16_384), help="Side of each specimen's field, px [640].")
 @click.option("--tile-size", type=click.IntRange(8, 4096), help="Tile side, px [128].")
 @click.option("--overlap", type=click.IntRange(0, 4095), help="Overlap of neighbouring tiles, px [0].")
 @click.option("--modality", type=click.Choice(["OM", "SEM", "both"]), help="Renderings to write [both].")
 @click.option("--seed", type=SEED, help="Seed; the benchmark is a pure function of the config [0].")
-@click.option("--workers", type=click.IntRange(1, 256), default=max(1, min(4, os.cpu_count() or 1)), show_default=True, help="Processes.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=max(1, min(4, os.cpu_count() or 1)),
+    show_default=True,
+    help="Processes.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace a finished dataset in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def data_synth(out: Path, config_path: Path | None, modality: str | None, workers: int, overwrite: bool, quiet: bool, **fields: Any) -> None:
+def data_synth(
+    out: Path, config_path: Path | None, modality: str | None, workers: int, overwrite: bool, quiet: bool, **fields: Any
+) -> None:
     """Build the synthetic titanium benchmark (resumes an interrupted build)."""
-    from .config import SynthConfig, load_config
+    from .config import load_config
+    from .data.synth.config import SynthConfig
     from .data.synth.benchmark import build_benchmark
 
     if modality is not None:
@@ -136,7 +150,9 @@ def data_synth(out: Path, config_path: Path | None, modality: str | None, worker
 
 
 @data.command("import")
-@click.option("--images", required=True, type=click.Path(path_type=Path), help="Folder the table's image paths are relative to.")
+@click.option(
+    "--images", required=True, type=click.Path(path_type=Path), help="Folder the table's image paths are relative to."
+)
 @click.option("--table", required=True, type=click.Path(path_type=Path), help="CSV with one row per micrograph.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Dataset folder to write.")
 @click.option("--key", "key_column", help="Column of image paths [first of file,image,filename,micrograph,path].")
@@ -148,16 +164,36 @@ def data_synth(out: Path, config_path: Path | None, modality: str | None, worker
 @click.option("--meta-columns", help="Comma-separated columns to keep in the manifest as metadata.")
 @click.option("--mask-column", help="Column of mask paths (empty cell: no mask).")
 @click.option("--masks-dir", type=click.Path(path_type=Path), help="Folder mask paths are relative to [--images].")
-@click.option("--mask-type", default="index", show_default=True, help="Mask format: index, pseudo_rgb, binary_white_is_beta, rgb_green_alpha_blue_beta_red_secondary_alpha.")
+@click.option(
+    "--mask-type",
+    default="index",
+    show_default=True,
+    help="Mask format: index, pseudo_rgb, binary_white_is_beta, rgb_green_alpha_blue_beta_red_secondary_alpha.",
+)
 @click.option("--mask-type-column", help="Column giving each row's mask format.")
 @click.option("--modality", default="SEM", show_default=True, help="OM or SEM for all images.")
 @click.option("--modality-column", help="Column giving each row's modality.")
 @click.option("--tile-size", default=128, show_default=True, type=click.IntRange(8, 4096), help="Tile side, px.")
-@click.option("--overlap", default=0, show_default=True, type=click.IntRange(0, 4095), help="Overlap of neighbouring tiles, px.")
-@click.option("--crop", help="Pixels cut from each edge first: top,bottom,left,right (e.g. 0,24,0,0 drops a scale bar).")
-@click.option("--scale", default=1.0, show_default=True, type=_Number(1e-3, 100.0), help="Resampling factor after cropping.")
-@click.option("--percentile", "upper_percentile", default=90.0, show_default=True, type=_Number(0.0, 100.0), help="Grey level mapped to white.")
-@click.option("--lower-percentile", default=0.0, show_default=True, type=_Number(0.0, 100.0), help="Grey level mapped to black.")
+@click.option(
+    "--overlap", default=0, show_default=True, type=click.IntRange(0, 4095), help="Overlap of neighbouring tiles, px."
+)
+@click.option(
+    "--crop", help="Pixels cut from each edge first: top,bottom,left,right (e.g. 0,24,0,0 drops a scale bar)."
+)
+@click.option(
+    "--scale", default=1.0, show_default=True, type=_Number(1e-3, 100.0), help="Resampling factor after cropping."
+)
+@click.option(
+    "--percentile",
+    "upper_percentile",
+    default=90.0,
+    show_default=True,
+    type=_Number(0.0, 100.0),
+    help="Grey level mapped to white.",
+)
+@click.option(
+    "--lower-percentile", default=0.0, show_default=True, type=_Number(0.0, 100.0), help="Grey level mapped to black."
+)
 @click.option("--overwrite", is_flag=True, help="Replace a finished dataset in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def data_import(**kw: Any) -> None:
@@ -167,19 +203,37 @@ def data_import(**kw: Any) -> None:
 
     quiet = kw.pop("quiet")
     opt = ImportOptions(
-        images=kw["images"], table=kw["table"], out=kw["out"], key_column=kw["key_column"],
-        specimen_column=kw["specimen_column"], properties=_csv_list(kw["properties"]),
-        categorical=_csv_list(kw["categorical"]) or [], units=_mapping(kw["units"], "--unit"),
-        noise_std=_mapping(kw["noise_std"], "--noise-std", number=True), meta_columns=_csv_list(kw["meta_columns"]) or [],
-        mask_column=kw["mask_column"], masks_dir=kw["masks_dir"], mask_type=kw["mask_type"],
-        mask_type_column=kw["mask_type_column"], modality=kw["modality"], modality_column=kw["modality_column"],
-        tile_size=kw["tile_size"], overlap=kw["overlap"], crop=Crop.parse(kw["crop"]), scale=kw["scale"],
-        upper_percentile=kw["upper_percentile"], lower_percentile=kw["lower_percentile"], overwrite=kw["overwrite"],
+        images=kw["images"],
+        table=kw["table"],
+        out=kw["out"],
+        key_column=kw["key_column"],
+        specimen_column=kw["specimen_column"],
+        properties=_csv_list(kw["properties"]),
+        categorical=_csv_list(kw["categorical"]) or [],
+        units=_mapping(kw["units"], "--unit"),
+        noise_std=_mapping(kw["noise_std"], "--noise-std", number=True),
+        meta_columns=_csv_list(kw["meta_columns"]) or [],
+        mask_column=kw["mask_column"],
+        masks_dir=kw["masks_dir"],
+        mask_type=kw["mask_type"],
+        mask_type_column=kw["mask_type_column"],
+        modality=kw["modality"],
+        modality_column=kw["modality_column"],
+        tile_size=kw["tile_size"],
+        overlap=kw["overlap"],
+        crop=Crop.parse(kw["crop"]),
+        scale=kw["scale"],
+        upper_percentile=kw["upper_percentile"],
+        lower_percentile=kw["lower_percentile"],
+        overwrite=kw["overwrite"],
     )
     dataset = import_dataset(opt, progress=not quiet, warn=lambda m: click.echo(f"warning: {m}", err=True))
     click.echo(f"wrote {len(dataset)} tiles of {dataset.table['specimen'].nunique()} specimens to {opt.out}")
     if not len(dataset.properties):
-        click.echo("no property columns: an unlabelled dataset (fingerprints, characterize, DDPM; the conditional models need properties)")
+        click.echo(
+            "no property columns: an unlabelled dataset (fingerprints, characterize, DDPM; the conditional "
+            "models need properties)"
+        )
 
 
 @data.command("info")
@@ -193,7 +247,10 @@ def data_info(dataset: Path, seed: int) -> None:
     ds = read_dataset(dataset)
     t = ds.table
     splits = split_specimens(t["specimen"], seed=seed)
-    click.echo(f"{dataset}: {len(t)} tiles, {t['specimen'].nunique()} specimens, modalities {', '.join(sorted(set(t['modality'])))}")
+    click.echo(
+        f"{dataset}: {len(t)} tiles, {t['specimen'].nunique()} specimens, modalities "
+        f"{', '.join(sorted(set(t['modality'])))}"
+    )
     click.echo("split (specimens): " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
     click.echo(f"masks: {(t['mask'] != '').sum()} of {len(t)} tiles")
     for s in ds.properties.specs:
@@ -204,7 +261,13 @@ def data_info(dataset: Path, seed: int) -> None:
 @data.command("sheet")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="PNG file to write.")
-@click.option("--per-morphology", default=2, show_default=True, type=click.IntRange(1, 100), help="Specimens per morphology (synthetic data).")
+@click.option(
+    "--per-morphology",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Specimens per morphology (synthetic data).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 def data_sheet(dataset: Path, out: Path, per_morphology: int, overwrite: bool) -> None:
     """Draw a contact sheet of a synthetic benchmark (maps, OM and SEM per morphology)."""
@@ -225,16 +288,27 @@ def data_sheet(dataset: Path, out: Path, per_morphology: int, overwrite: bool) -
 
 def _training_options(config_file: str, data_help: str = "Dataset folder.", out_help: str = "Model folder to write."):
     """The options every training command shares: --data, --config, --out, --resume, --quiet."""
+
     def apply(f):
-        for option in reversed([
-            click.option("--data", required=True, type=click.Path(path_type=Path), help=data_help),
-            click.option("--config", "config_path", type=click.Path(path_type=Path), help=f"YAML config [{config_file} defaults]."),
-            click.option("--out", required=True, type=click.Path(path_type=Path), help=out_help),
-            click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint."),
-            click.option("--quiet", is_flag=True, help="No progress bar."),
-        ]):
+        for option in reversed(
+            [
+                click.option("--data", required=True, type=click.Path(path_type=Path), help=data_help),
+                click.option(
+                    "--config",
+                    "config_path",
+                    type=click.Path(path_type=Path),
+                    help=f"YAML config [{config_file} defaults].",
+                ),
+                click.option("--out", required=True, type=click.Path(path_type=Path), help=out_help),
+                click.option(
+                    "--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint."
+                ),
+                click.option("--quiet", is_flag=True, help="No progress bar."),
+            ]
+        ):
             f = option(f)
         return f
+
     return apply
 
 
@@ -244,7 +318,9 @@ def train() -> None:
 
 
 @train.command("tim3")
-@_training_options("configs/tim3-tiny.yaml", "Dataset folder (with phase maps for two-stage).", "Run folder; becomes the model folder.")
+@_training_options(
+    "configs/tim3-tiny.yaml", "Dataset folder (with phase maps for two-stage).", "Run folder; becomes the model folder."
+)
 def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
     """Train TiM3 (autoencoders, stage 1, stage 2) under accelerate.
 
@@ -259,7 +335,7 @@ def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool
 
 
 def _train_baseline(kind: str, data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
-    from .config import read_yaml_mapping
+    from .io import read_yaml_mapping
     from .models.baselines import baseline_config_from_dict
     from .training.baseline_trainer import train_baseline
 
@@ -271,18 +347,25 @@ def _train_baseline(kind: str, data: Path, config_path: Path | None, out: Path, 
     click.echo(f"trained {kind} -> {out}")
 
 
-for _kind, _what in (("ccdm", "CCDM: a conditional diffusion model trained with the hard vicinal loss"),
-                     ("ccgan", "CcGAN: a conditional GAN with the hard vicinal discriminator loss, on every property"),
-                     ("ddpm", "the unconditional DDPM of Lee & Yun (T = 4000, learned variance, hybrid loss)"),
-                     ("acwgan-gp", "ACWGAN-GP (Howland et al.): a category and low/mid/high bins of one property")):
+for _kind, _what in (
+    ("ccdm", "CCDM: a conditional diffusion model trained with the hard vicinal loss"),
+    ("ccgan", "CcGAN: a conditional GAN with the hard vicinal discriminator loss, on every property"),
+    ("ddpm", "the unconditional DDPM of Lee & Yun (T = 4000, learned variance, hybrid loss)"),
+    ("acwgan-gp", "ACWGAN-GP (Howland et al.): a category and low/mid/high bins of one property"),
+):
+
     @train.command(_kind, help=f"Train {_what} (configs/{_kind}-*.yaml).")
     @_training_options(f"configs/{_kind}-tiny.yaml")
-    def _train_kind(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool, _kind: str = _kind) -> None:
+    def _train_kind(
+        data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool, _kind: str = _kind
+    ) -> None:
         _train_baseline(_kind, data, config_path, out, resume, quiet)
 
 
 @train.command("regressor")
-@_training_options("configs/regressor-tiny.yaml", "Dataset folder with the properties to learn.", "Regressor folder to write.")
+@_training_options(
+    "configs/regressor-tiny.yaml", "Dataset folder with the properties to learn.", "Regressor folder to write."
+)
 def train_regressor_cmd(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
     """Train the property regressor F (ResNet-18, eq. 12 gamma/contrast augmentation).
 
@@ -292,35 +375,89 @@ def train_regressor_cmd(data: Path, config_path: Path | None, out: Path, resume:
     from .config import load_config
     from .training.regressor_trainer import RegressorTrainConfig, train_regressor
 
-    metrics = train_regressor(data, out, load_config(RegressorTrainConfig, config_path), resume=resume, progress=not quiet)
+    metrics = train_regressor(
+        data, out, load_config(RegressorTrainConfig, config_path), resume=resume, progress=not quiet
+    )
     test = metrics["test"]
-    click.echo(f"trained the regressor -> {out}; test specimens: mAcc {test['mAcc']:.3f}, "
-               + ", ".join(f"Acc_{g} {v:.3f}" for g, v in test["acc"].items()))
+    click.echo(
+        f"trained the regressor -> {out}; test specimens: mAcc {test['mAcc']:.3f}, "
+        + ", ".join(f"Acc_{g} {v:.3f}" for g, v in test["acc"].items())
+    )
 
 
 @cli.command("evaluate")
 @click.option("--model", default="bundled:ti-sem-tiny", show_default=True, help="TiM3 model folder, or bundled:NAME.")
-@click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset the model was trained on (the real reference).")
-@click.option("--report", required=True, type=click.Path(path_type=Path), help="Folder for index.html, metrics.json and figures.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset the model was trained on (the real reference).",
+)
+@click.option(
+    "--report", required=True, type=click.Path(path_type=Path), help="Folder for index.html, metrics.json and figures."
+)
 @click.option("--regressor", help="Property regressor folder [the model's regressor/ when present].")
-@click.option("-n", "n", default=500, show_default=True, type=click.IntRange(4, 10**6), help="Generated samples (targets drawn inside the training hull).")
-@click.option("--n-reference", default=500, show_default=True, type=click.IntRange(4, 10**6), help="Real tiles in the reference set.")
-@click.option("--n-describe", default=100, show_default=True, type=click.IntRange(0, 10**6), help="Samples per set measured with every descriptor.")
+@click.option(
+    "-n",
+    "n",
+    default=500,
+    show_default=True,
+    type=click.IntRange(4, 10**6),
+    help="Generated samples (targets drawn inside the training hull).",
+)
+@click.option(
+    "--n-reference",
+    default=500,
+    show_default=True,
+    type=click.IntRange(4, 10**6),
+    help="Real tiles in the reference set.",
+)
+@click.option(
+    "--n-describe",
+    default=100,
+    show_default=True,
+    type=click.IntRange(0, 10**6),
+    help="Samples per set measured with every descriptor.",
+)
 @click.option("--batch-size", default=16, show_default=True, type=BATCH)
 @click.option("--steps", type=STEPS, help="Sampling steps [the model's, 20].")
 @click.option("--guidance", "guidance_scale", type=GUIDANCE, help="Classifier-free guidance scale [the model's].")
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--sweep-steps", is_flag=True, help="Also the DDIM-steps sweep (1, 5, 10, 15, 20).")
-@click.option("--brightness", is_flag=True, help="Also the 21-level brightness experiment (models trained with brightness).")
+@click.option(
+    "--brightness", is_flag=True, help="Also the 21-level brightness experiment (models trained with brightness)."
+)
 @click.option("--ablation", multiple=True, help="NAME=MODEL: another model scored on the same targets, repeatable.")
-@click.option("--n-sweep", default=100, show_default=True, type=COUNT, help="Samples per sweep point and per ablation model.")
+@click.option(
+    "--n-sweep", default=100, show_default=True, type=COUNT, help="Samples per sweep point and per ablation model."
+)
 @click.option("--fingerprint", help="Fingerprint VAE folder: adds the Fréchet distance on its fingerprints.")
-@click.option("--no-fid", is_flag=True, help="Skip FID, KID and precision/recall (for machines without the Inception weights).")
+@click.option(
+    "--no-fid", is_flag=True, help="Skip FID, KID and precision/recall (for machines without the Inception weights)."
+)
 @click.option("--overwrite", is_flag=True, help="Replace a finished report in --report.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def evaluate_cmd(model: str, data: Path, report: Path, regressor: str | None, n: int, n_reference: int, n_describe: int, batch_size: int,
-                 steps: int | None, guidance_scale: float | None, seed: int, sweep_steps: bool, brightness: bool,
-                 ablation: tuple[str, ...], n_sweep: int, fingerprint: str | None, no_fid: bool, overwrite: bool, quiet: bool) -> None:
+def evaluate_cmd(
+    model: str,
+    data: Path,
+    report: Path,
+    regressor: str | None,
+    n: int,
+    n_reference: int,
+    n_describe: int,
+    batch_size: int,
+    steps: int | None,
+    guidance_scale: float | None,
+    seed: int,
+    sweep_steps: bool,
+    brightness: bool,
+    ablation: tuple[str, ...],
+    n_sweep: int,
+    fingerprint: str | None,
+    no_fid: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Score a TiM3 model: property accuracy, FID/KID/precision/recall, microstructure, copying.
 
     Writes REPORT/index.html and REPORT/metrics.json. An interrupted run continues when started
@@ -328,17 +465,48 @@ def evaluate_cmd(model: str, data: Path, report: Path, regressor: str | None, n:
     """
     from .evaluate.run import STEPS_SWEEP, EvaluationOptions, evaluate
 
-    opts = EvaluationOptions(n=n, n_reference=n_reference, n_describe=n_describe, batch_size=batch_size, steps=steps,
-                             guidance_scale=guidance_scale, seed=seed, sweep_steps=STEPS_SWEEP if sweep_steps else (),
-                             n_sweep=n_sweep, brightness=brightness, fingerprint=fingerprint, fid=not no_fid,
-                             ablation={k: str(v) for k, v in _mapping(ablation, "--ablation").items()})
+    opts = EvaluationOptions(
+        n=n,
+        n_reference=n_reference,
+        n_describe=n_describe,
+        batch_size=batch_size,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        seed=seed,
+        sweep_steps=STEPS_SWEEP if sweep_steps else (),
+        n_sweep=n_sweep,
+        brightness=brightness,
+        fingerprint=fingerprint,
+        fid=not no_fid,
+        ablation={k: str(v) for k, v in _mapping(ablation, "--ablation").items()},
+    )
     m = evaluate(model, data, report, opts, regressor, overwrite, progress=not quiet)
     main = m["main"]
     acc = main.get("accuracy")
-    parts = [] if main["fid"] is None else [f"FID {main['fid']:.2f}, KID {main['kid_mean']:.4f}, precision {main['precision']:.3f}, recall {main['recall']:.3f}"]
+    parts = (
+        []
+        if main["fid"] is None
+        else [
+            f"FID {main['fid']:.2f}, KID {main['kid_mean']:.4f}, precision {main['precision']:.3f}, recall "
+            f"{main['recall']:.3f}"
+        ]
+    )
     parts += [f"mAcc {acc['mAcc']:.3f}"] if acc else []
     click.echo(", ".join(parts) or "scored (no FID, no regressor)")
     click.echo(f"report -> {report / 'index.html'}")
+
+
+@cli.command("report")
+@click.argument("folder", type=click.Path(path_type=Path))
+def report_cmd(folder: Path) -> None:
+    """Re-render FOLDER/index.html from FOLDER/metrics.json and the figures already drawn.
+
+    FOLDER is the --report folder of a finished `microforge evaluate`; no model and no data are
+    read, so a report can be re-rendered after the model or the dataset has moved.
+    """
+    from .evaluate.report import rerender_report
+
+    click.echo(f"report -> {rerender_report(folder)}")
 
 
 @cli.command("generate")
@@ -351,20 +519,48 @@ def evaluate_cmd(model: str, data: Path, report: Path, regressor: str | None, n:
 @click.option("--sampler", type=click.Choice(["ddim", "dpm++"]), help="Sampler [the model's, ddim].")
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--batch-size", default=16, show_default=True, type=BATCH)
-@click.option("--brightness", type=_Number(-1.0, 1.0), help="Target brightness in [-1, 1]: -1 the darkest training tile's mean grey, "
-              "1 the brightest's (models trained with it).")
+@click.option(
+    "--brightness",
+    type=_Number(-1.0, 1.0),
+    help="Target brightness in [-1, 1]: -1 the darkest training tile's mean grey, "
+    "1 the brightest's (models trained with it).",
+)
 @click.option("--allow-extrapolation", is_flag=True, help="Sample targets outside the model's property range too.")
-@click.option("--nearest-feasible", is_flag=True, help="Move the target to the nearest one inside the training hull first "
-              "(normalised units); run.json records the projection.")
-@click.option("--lock", "locked", multiple=True, metavar="NAME", help="With --nearest-feasible: keep this property as given, repeatable.")
+@click.option(
+    "--nearest-feasible",
+    is_flag=True,
+    help="Move the target to the nearest one inside the training hull first "
+    "(normalised units); run.json records the projection.",
+)
+@click.option(
+    "--lock",
+    "locked",
+    multiple=True,
+    metavar="NAME",
+    help="With --nearest-feasible: keep this property as given, repeatable.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def generate_cmd(model: str, props: tuple[str, ...], n: int, out: Path, steps: int | None, guidance_scale: float | None,
-                 sampler: str | None, seed: int, batch_size: int, brightness: float | None, allow_extrapolation: bool,
-                 nearest_feasible: bool, locked: tuple[str, ...], overwrite: bool, quiet: bool) -> None:
+def generate_cmd(
+    model: str,
+    props: tuple[str, ...],
+    n: int,
+    out: Path,
+    steps: int | None,
+    guidance_scale: float | None,
+    sampler: str | None,
+    seed: int,
+    batch_size: int,
+    brightness: float | None,
+    allow_extrapolation: bool,
+    nearest_feasible: bool,
+    locked: tuple[str, ...],
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Generate micrographs (and their stage-1 maps) for a property target."""
-    from .pipelines.baselines import load_pipeline
-    from .pipelines.generate import generate, project_target, resolve_model
+    from .pipelines.generate import generate, project_target
+    from .pipelines.registry import load_pipeline, resolve_model
     from .properties import check_target_range, parse_property_assignments
 
     if locked and not nearest_feasible:
@@ -377,23 +573,55 @@ def generate_cmd(model: str, props: tuple[str, ...], n: int, out: Path, steps: i
         target, projection = project_target(pipe, target, locked)
         record = {"projection": projection}
         units = {s.name: s.unit for s in pipe.condition_properties.specs}
-        moved = ", ".join(f"{k} {v:+.4g}{' ' + units[k] if units.get(k) else ''}" for k, v in projection["moved"].items())
+        moved = ", ".join(
+            f"{k} {v:+.4g}{' ' + units[k] if units.get(k) else ''}" for k, v in projection["moved"].items()
+        )
         click.echo(f"nearest feasible target: {moved or 'the target is already inside the hull'}", err=True)
-    run = generate(model, target[None], n, out, steps, guidance_scale, sampler, seed, batch_size, brightness, overwrite, not quiet, pipe,
-                   record=record)
+    run = generate(
+        model,
+        target[None],
+        n,
+        out,
+        steps,
+        guidance_scale,
+        sampler,
+        seed,
+        batch_size,
+        brightness,
+        overwrite,
+        not quiet,
+        pipe,
+        record=record,
+    )
     if not run["in_training_hull"][0]:
-        click.echo("warning: the target lies outside the convex hull of the training data's properties; "
-                   "the model extrapolates and the result may not honour the target", err=True)
-    click.echo(f"wrote {len(run['samples'])} samples in {run['seconds']} s -> {out} (contact sheet: {out / 'contact_sheet.png'})")
+        click.echo(
+            "warning: the target lies outside the convex hull of the training data's properties; "
+            "the model extrapolates and the result may not honour the target",
+            err=True,
+        )
+    click.echo(
+        f"wrote {len(run['samples'])} samples in {run['seconds']} s -> {out} (contact sheet: "
+        f"{out / 'contact_sheet.png'})"
+    )
 
 
 @cli.command("serve")
 @click.option("--model", default="bundled:ti-sem-tiny", show_default=True, help="TiM3 model folder, or bundled:NAME.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; the default serves this machine only.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind; the default serves this machine only."
+)
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(0, 65535), help="Port (0: any free port).")
 @click.option("--regressor", help="Property regressor folder [the model's regressor/ when present].")
-@click.option("--max-samples", default=16, show_default=True, type=click.IntRange(1, 1024), help="Most samples one request may ask for.")
-@click.option("--runs-dir", type=click.Path(path_type=Path), help="Where runs are kept for download [a temporary folder].")
+@click.option(
+    "--max-samples",
+    default=16,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="Most samples one request may ask for.",
+)
+@click.option(
+    "--runs-dir", type=click.Path(path_type=Path), help="Where runs are kept for download [a temporary folder]."
+)
 def serve_cmd(model: str, host: str, port: int, regressor: str | None, max_samples: int, runs_dir: Path | None) -> None:
     """Explore property targets in the browser: sliders, samples, maps, descriptors, download."""
     import tempfile
@@ -415,7 +643,8 @@ def serve_cmd(model: str, host: str, port: int, regressor: str | None, max_sampl
 
 @cli.group(cls=_Group)
 def fingerprint() -> None:
-    """Microstructure fingerprints: train White et al.'s ResNet18-VAE; encode and explore it, Inception features or descriptors."""
+    """Microstructure fingerprints: train White et al.'s ResNet18-VAE; encode and explore it,
+    Inception features or descriptors."""
 
 
 @fingerprint.command("train")
@@ -428,18 +657,38 @@ def fingerprint_train(data: Path, config_path: Path | None, out: Path, resume: b
     click.echo(f"trained the fingerprint model -> {out}")
 
 
-_KIND_HELP = "vae: White et al.'s VAE (needs --model); inception: the FID network's pool features; descriptors: the segmented micrograph's statistics."
+_KIND_HELP = (
+    "vae: White et al.'s VAE (needs --model); inception: the FID network's pool features; "
+    "descriptors: the segmented micrograph's statistics."
+)
 
 
 @fingerprint.command("encode")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--kind", type=click.Choice(["vae", "inception", "descriptors"]), default="vae", show_default=True, help=_KIND_HELP)
+@click.option(
+    "--kind", type=click.Choice(["vae", "inception", "descriptors"]), default="vae", show_default=True, help=_KIND_HELP
+)
 @click.option("--model", type=click.Path(path_type=Path), help="Trained fingerprint model folder (--kind vae).")
-@click.option("--pca", type=COUNT, help="Keep this many principal components of the Inception features (fitted on these images).")
-@click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True, help="Contrast of the images (--kind descriptors).")
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="CSV file to write (name, image, one column per feature).")
+@click.option(
+    "--pca", type=COUNT, help="Keep this many principal components of the Inception features (fitted on these images)."
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["SEM", "OM"]),
+    default="SEM",
+    show_default=True,
+    help="Contrast of the images (--kind descriptors).",
+)
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="CSV file to write (name, image, one column per feature).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def fingerprint_encode(paths: tuple[Path, ...], kind: str, model: Path | None, pca: int | None, modality: str, out: Path, quiet: bool) -> None:
+def fingerprint_encode(
+    paths: tuple[Path, ...], kind: str, model: Path | None, pca: int | None, modality: str, out: Path, quiet: bool
+) -> None:
     """Fingerprint images, folders of images or dataset folders."""
     from .fingerprint import encode_images
 
@@ -450,24 +699,63 @@ def fingerprint_encode(paths: tuple[Path, ...], kind: str, model: Path | None, p
 @fingerprint.command("explore")
 @click.option("--data", required=True, type=click.Path(path_type=Path), help="Dataset folder to explore.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the figures and JSON.")
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["vae", "inception", "descriptors"]),
-              help="Fingerprint kind, repeatable; all given are compared side by side [vae]. " + _KIND_HELP)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    type=click.Choice(["vae", "inception", "descriptors"]),
+    help="Fingerprint kind, repeatable; all given are compared side by side [vae]. " + _KIND_HELP,
+)
 @click.option("--model", type=click.Path(path_type=Path), help="Trained fingerprint model folder (--kind vae).")
-@click.option("--label", "labels", multiple=True, help="Categorical manifest column to classify (SVM), repeatable [morphology, where present].")
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    help="Categorical manifest column to classify (SVM), repeatable [morphology, where present].",
+)
 @click.option("--pca", type=COUNT, help="Keep this many principal components of the Inception features.")
-@click.option("--modality", type=click.Choice(["SEM", "OM"]), help="Tiles to explore [the VAE's, else the dataset's only one].")
-@click.option("--gamma", "gammas", multiple=True, type=_Number(1e-6, 1e6), help="Cloud scale, repeatable [0.25, 0.5, 1].")
+@click.option(
+    "--modality", type=click.Choice(["SEM", "OM"]), help="Tiles to explore [the VAE's, else the dataset's only one]."
+)
+@click.option(
+    "--gamma", "gammas", multiple=True, type=_Number(1e-6, 1e6), help="Cloud scale, repeatable [0.25, 0.5, 1]."
+)
 @click.option("--max-images", default=1500, show_default=True, type=COUNT, help="Tiles used (a seeded subset).")
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def fingerprint_explore(data: Path, out: Path, kinds: tuple[str, ...], model: Path | None, labels: tuple[str, ...], pca: int | None,
-                        modality: str | None, gammas: tuple[float, ...], max_images: int, seed: int, overwrite: bool, quiet: bool) -> None:
+def fingerprint_explore(
+    data: Path,
+    out: Path,
+    kinds: tuple[str, ...],
+    model: Path | None,
+    labels: tuple[str, ...],
+    pca: int | None,
+    modality: str | None,
+    gammas: tuple[float, ...],
+    max_images: int,
+    seed: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """SVM / SVR cross-validation and t-SNE for each kind; paths, clouds and PCA for the VAE."""
     from .fingerprint import GAMMAS, explore
     from .fingerprint.explore import cv_rows
 
-    s = explore(data, out, kinds or ("vae",), model, labels or None, gammas or GAMMAS, max_images, seed, pca, modality, overwrite, progress=not quiet)
+    s = explore(
+        data,
+        out,
+        kinds or ("vae",),
+        model,
+        labels or None,
+        gammas or GAMMAS,
+        max_images,
+        seed,
+        pca,
+        modality,
+        overwrite,
+        progress=not quiet,
+    )
     kinds, rows = tuple(s["kinds"]), cv_rows(s["cv"]["kinds"])
     if not rows:
         click.echo("the dataset has no labels or properties to cross-validate: PCA and t-SNE only")
@@ -485,14 +773,37 @@ def fingerprint_explore(data: Path, out: Path, kinds: tuple[str, ...], model: Pa
 @cli.command("characterize")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for descriptors.json and figures.")
-@click.option("--segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder (images without masks).")
-@click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True, help="Contrast of the images.")
-@click.option("--pixel-size", "pixel_size_um", type=_Number(1e-6, 1e6), help="Micrometres per pixel (adds um lengths and ASTM G).")
-@click.option("--figures", default=20, show_default=True, type=click.IntRange(0, 10_000), help="Draw a figure for the first N images.")
+@click.option(
+    "--segmenter",
+    default="classical",
+    show_default=True,
+    help="'classical' or a trained U-Net folder (images without masks).",
+)
+@click.option(
+    "--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True, help="Contrast of the images."
+)
+@click.option(
+    "--pixel-size", "pixel_size_um", type=_Number(1e-6, 1e6), help="Micrometres per pixel (adds um lengths and ASTM G)."
+)
+@click.option(
+    "--figures",
+    default=20,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="Draw a figure for the first N images.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def characterize_cmd(paths: tuple[Path, ...], out: Path, segmenter: str, modality: str, pixel_size_um: float | None,
-                     figures: int, overwrite: bool, quiet: bool) -> None:
+def characterize_cmd(
+    paths: tuple[Path, ...],
+    out: Path,
+    segmenter: str,
+    modality: str,
+    pixel_size_um: float | None,
+    figures: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Measure micrographs: phase fractions, S2, lineal path, chords, grain size, laths, topology.
 
     PATHS are images, folders of images or dataset folders (whose masks are used). Given exactly
@@ -505,7 +816,11 @@ def characterize_cmd(paths: tuple[Path, ...], out: Path, segmenter: str, modalit
     if "comparison" in report:
         c = report["comparison"]
         for key in ("s2", "lineal_path"):
-            eps = ", ".join(f"{k} {v['discrepancy_pct']:.1f}%" for k, v in c[key].items() if k != "r" and v["discrepancy_pct"] is not None)
+            eps = ", ".join(
+                f"{k} {v['discrepancy_pct']:.1f}%"
+                for k, v in c[key].items()
+                if k != "r" and v["discrepancy_pct"] is not None
+            )
             click.echo(f"{key} discrepancy ({c['sets'][1]} vs {c['sets'][0]}): {eps}")
         click.echo(f"comparison -> {out / 'compare.png'}")
 
@@ -521,11 +836,15 @@ def segment() -> None:
 @segment.command("run")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Folder for the maps.")
-@click.option("--model", "segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder.")
+@click.option(
+    "--model", "segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder."
+)
 @click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace earlier results in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def segment_run(paths: tuple[Path, ...], out: Path, segmenter: str, modality: str, overwrite: bool, quiet: bool) -> None:
+def segment_run(
+    paths: tuple[Path, ...], out: Path, segmenter: str, modality: str, overwrite: bool, quiet: bool
+) -> None:
     """Write the phase map of every image (indices and colours) and fractions.csv."""
     from .characterize.run import segment_images
 
@@ -534,7 +853,14 @@ def segment_run(paths: tuple[Path, ...], out: Path, segmenter: str, modality: st
 
 
 @segment.command("train")
-@click.option("--data", "datasets", multiple=True, required=True, type=click.Path(path_type=Path), help="Dataset with masks (repeatable).")
+@click.option(
+    "--data",
+    "datasets",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset with masks (repeatable).",
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
 @click.option("--steps", default=600, show_default=True, type=COUNT, help="Optimiser steps.")
 @click.option("--batch-size", default=8, show_default=True, type=BATCH)
@@ -543,12 +869,21 @@ def segment_run(paths: tuple[Path, ...], out: Path, segmenter: str, modality: st
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace a model in --out.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def segment_train(datasets: tuple[Path, ...], out: Path, steps: int, batch_size: int, crop: int, modality: str | None,
-                  seed: int, overwrite: bool, quiet: bool) -> None:
+def segment_train(
+    datasets: tuple[Path, ...],
+    out: Path,
+    steps: int,
+    batch_size: int,
+    crop: int,
+    modality: str | None,
+    seed: int,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     """Train the attention U-Net on the train split (by specimen) of datasets with masks."""
     from dataclasses import replace
 
-    from .characterize.segmenter_training import SegmenterTrainConfig, train_segmenter
+    from .training.segmenter_trainer import SegmenterTrainConfig, train_segmenter
     from .data.outdir import prepare_output_dir, record_outputs
 
     prepare_output_dir(out, overwrite, done_marker="model.safetensors", command="segment train")
@@ -560,7 +895,9 @@ def segment_train(datasets: tuple[Path, ...], out: Path, steps: int, batch_size:
 
 @segment.command("evaluate")
 @click.option("--data", "dataset", required=True, type=click.Path(path_type=Path), help="Dataset with masks.")
-@click.option("--model", "segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder.")
+@click.option(
+    "--model", "segmenter", default="classical", show_default=True, help="'classical' or a trained U-Net folder."
+)
 @click.option("--split", type=click.Choice(["train", "val", "test", "all"]), default="test", show_default=True)
 @click.option("--modality", type=click.Choice(["SEM", "OM"]), default="SEM", show_default=True)
 @click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the scores here.")
@@ -569,17 +906,22 @@ def segment_evaluate(dataset: Path, segmenter: str, split: str, modality: str, j
     import json
 
     from .characterize.run import load_segmenter
-    from .characterize.segmenter_training import SegmenterTrainConfig, evaluate_segmentation
+    from .training.segmenter_trainer import SegmenterTrainConfig, evaluate_segmentation
 
     seg, name = load_segmenter(segmenter, modality)
     cfg = SegmenterTrainConfig()
-    scores = evaluate_segmentation(seg, dataset, None if split == "all" else split, cfg.split_fractions, cfg.split_seed, modality)
+    scores = evaluate_segmentation(
+        seg, dataset, None if split == "all" else split, cfg.split_fractions, cfg.split_seed, modality
+    )
     click.echo(f"{name} on {dataset} ({split} split)")
     click.echo(f"{'specimen':<16}{'IoU a_p':>9}{'IoU b':>8}{'IoU a_s':>9}   fraction error [pts] a_p / b / a_s")
     fmt = lambda v: "   -" if v is None else f"{v:.3f}"  # noqa: E731
     for sp, s in scores["specimens"].items():
         errs = " / ".join("-" if e is None else f"{e:+.1f}" for e in s["fraction_error_pts"])
-        click.echo(f"{sp:<16}{fmt(s['iou'][0]):>9}{fmt(s['iou'][1]):>8}{fmt(s['iou'][2]):>9}   {errs}" + ("  (binary mask)" if s["merged_alpha"] else ""))
+        click.echo(
+            f"{sp:<16}{fmt(s['iou'][0]):>9}{fmt(s['iou'][1]):>8}{fmt(s['iou'][2]):>9}   {errs}"
+            + ("  (binary mask)" if s["merged_alpha"] else "")
+        )
     if json_out:
         json_out.write_text(json.dumps(scores, indent=1) + "\n")
 

@@ -8,4 +8,3 @@ shows a traceback for these.
 
 class MicroforgeError(Exception):
     """An error caused by input the user gave; its message says what to fix."""
-

@@ -109,7 +109,10 @@ class PropertySet:
     def require(self, where: str, what: str) -> None:
         """Refuse an unlabelled dataset (no properties) for ``what``, a job that conditions on them."""
         if not self.specs:
-            raise MicroforgeError(f"{where}: the dataset has no properties, and {what} needs at least one; import its table with --properties")
+            raise MicroforgeError(
+                f"{where}: the dataset has no properties, and {what} needs at least one; import its table with "
+                "--properties"
+            )
 
     def describe(self) -> str:
         """``"YS [MPa], TS [MPa], ..."``: the expected names and units, for messages."""
@@ -160,7 +163,12 @@ class PropertySet:
             else:
                 d["categories"] = list(s.categories)
             specs.append(d)
-        return {"format": PROPERTIES_FORMAT, "properties": specs, "meta_columns": list(self.meta_columns), "info": self.info}
+        return {
+            "format": PROPERTIES_FORMAT,
+            "properties": specs,
+            "meta_columns": list(self.meta_columns),
+            "info": self.info,
+        }
 
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_json(), indent=2) + "\n")
@@ -193,7 +201,7 @@ class PropertySet:
     @classmethod
     def load(cls, path: str | Path) -> "PropertySet":
         """Read a ``properties.json``; raises :class:`MicroforgeError` naming the file if bad."""
-        from .config import read_json_file
+        from .io import read_json_file
 
         if not Path(path).is_file():
             raise MicroforgeError(f"{path}: properties.json not found")
@@ -277,5 +285,7 @@ def check_target_range(props: PropertySet, target: np.ndarray, allow_extrapolati
         return
     for s, v in zip(props.specs, np.asarray(target, dtype=np.float64)):
         if not s.min <= v <= s.max:
-            raise MicroforgeError(f"{s.label}: {v:g} is outside the model's range {s.min:g} to {s.max:g}; "
-                                  "pass --allow-extrapolation to sample it anyway")
+            raise MicroforgeError(
+                f"{s.label}: {v:g} is outside the model's range {s.min:g} to {s.max:g}; "
+                "pass --allow-extrapolation to sample it anyway"
+            )

@@ -9,8 +9,16 @@ import numpy as np
 from ..data.phase_map import CLASS_NAMES, PRIMARY_ALPHA, SECONDARY_ALPHA, phase_fractions
 from ..errors import MicroforgeError
 from .lamellae import lamella_stats
-from .statistics import (area_fraction_above, astm_grain_size_number, chord_lengths, condition_area_fractions, discrepancy, grey_histogram,
-                         lineal_path, two_point_correlation)
+from .statistics import (
+    area_fraction_above,
+    astm_grain_size_number,
+    chord_lengths,
+    condition_area_fractions,
+    discrepancy,
+    grey_histogram,
+    lineal_path,
+    two_point_correlation,
+)
 from .topology import persistence_diagram, persistence_image, persistence_pca
 
 CHORD_BINS = np.arange(0, 129, 4)  # px; chords longer than 128 px fall in the last bin
@@ -20,7 +28,9 @@ def _floats(a: np.ndarray, digits: int = 6) -> list[float]:
     return [round(float(v), digits) for v in np.asarray(a).ravel()]
 
 
-def describe(grey: np.ndarray, phase_map: np.ndarray, pixel_size_um: float | None = None, r_max: int | None = None) -> dict[str, Any]:
+def describe(
+    grey: np.ndarray, phase_map: np.ndarray, pixel_size_um: float | None = None, r_max: int | None = None
+) -> dict[str, Any]:
     """Every descriptor of one micrograph.
 
     Parameters
@@ -50,8 +60,12 @@ def describe(grey: np.ndarray, phase_map: np.ndarray, pixel_size_um: float | Non
         _, lp[name] = lineal_path(phase, r_max)
         lengths = chord_lengths(phase)
         hist, _ = np.histogram(np.minimum(lengths, CHORD_BINS[-1] - 1), CHORD_BINS)
-        chords[name] = {"count": int(lengths.size), "mean_px": float(lengths.mean()) if lengths.size else None,
-                        "median_px": float(np.median(lengths)) if lengths.size else None, "histogram": hist.tolist()}
+        chords[name] = {
+            "count": int(lengths.size),
+            "mean_px": float(lengths.mean()) if lengths.size else None,
+            "median_px": float(np.median(lengths)) if lengths.size else None,
+            "histogram": hist.tolist(),
+        }
     out["s2"] = {"r": _floats(r), **{k: _floats(v) for k, v in s2.items()}}
     out["lineal_path"] = {"r": _floats(r), **{k: _floats(v) for k, v in lp.items()}}
     out["chords"] = {"bin_edges_px": CHORD_BINS.tolist(), **chords}
@@ -98,18 +112,34 @@ def compare_sets(a: Sequence[dict], b: Sequence[dict], names: tuple[str, str] = 
             block[name] = {"mean_" + names[0]: _floats(ma), "mean_" + names[1]: _floats(mb), "discrepancy_pct": eps}
         out[key] = block
     out["phase_fractions"] = {
-        name: {s: {"mean": float(np.mean([d["phase_fractions"][name] for d in ds])), "std": float(np.std([d["phase_fractions"][name] for d in ds]))}
-               for s, ds in zip(names, (a, b))}
+        name: {
+            s: {
+                "mean": float(np.mean([d["phase_fractions"][name] for d in ds])),
+                "std": float(np.std([d["phase_fractions"][name] for d in ds])),
+            }
+            for s, ds in zip(names, (a, b))
+        }
         for name in CLASS_NAMES
     }
-    out["chords"] = {"bin_edges_px": a[0]["chords"]["bin_edges_px"], **{
-        name: {s: _floats(np.mean([d["chords"][name]["histogram"] for d in ds], axis=0)) for s, ds in zip(names, (a, b))}
-        for name in CLASS_NAMES}}
+    out["chords"] = {
+        "bin_edges_px": a[0]["chords"]["bin_edges_px"],
+        **{
+            name: {
+                s: _floats(np.mean([d["chords"][name]["histogram"] for d in ds], axis=0))
+                for s, ds in zip(names, (a, b))
+            }
+            for name in CLASS_NAMES
+        },
+    }
     images = [np.asarray(d["persistence"]["image"]) for d in [*a, *b]]
     if len(a) >= 2:  # Howland et al.: 3 components fitted on the reference set, the other projected into them
         scores, _, ratio = persistence_pca(images, 3, fit_count=len(a))
-        out["persistence_pca"] = {"scores": [_floats(s) for s in scores], "set": [names[0]] * len(a) + [names[1]] * len(b),
-                                  "fitted_on": names[0], "explained_variance_ratio": _floats(ratio)}
+        out["persistence_pca"] = {
+            "scores": [_floats(s) for s in scores],
+            "set": [names[0]] * len(a) + [names[1]] * len(b),
+            "fitted_on": names[0],
+            "explained_variance_ratio": _floats(ratio),
+        }
     if all("grey_histogram" in d for d in [*a, *b]):
         block: dict[str, Any] = {}
         for s, ds in zip(names, (a, b)):  # each set scaled on its own, as Howland et al. scale each condition

@@ -32,12 +32,16 @@ def image_figure(grey: np.ndarray, phase_map: np.ndarray, d: dict[str, Any], tit
         a.axis("off")
     for name in CLASS_NAMES:
         ax[2].plot(d["s2"]["r"], d["s2"][name], color=LINE_COLOURS[name], label=f"S2 {LABELS[name]}")
-        ax[2].plot(d["lineal_path"]["r"], d["lineal_path"][name], color=LINE_COLOURS[name], ls="--", label=f"L {LABELS[name]}")
+        ax[2].plot(
+            d["lineal_path"]["r"], d["lineal_path"][name], color=LINE_COLOURS[name], ls="--", label=f"L {LABELS[name]}"
+        )
     ax[2].set_xlabel("r [px]")
     ax[2].set_ylabel("probability")
     ax[2].set_title("two-point correlation (solid), lineal path (dashed)", fontsize=8)
     ax[2].legend(fontsize=6, ncol=2)
-    im = ax[3].imshow(np.asarray(d["persistence"]["image"]), origin="lower", extent=PI_RANGE, cmap="magma", aspect="auto")
+    im = ax[3].imshow(
+        np.asarray(d["persistence"]["image"]), origin="lower", extent=PI_RANGE, cmap="magma", aspect="auto"
+    )
     ax[3].set_xlabel("birth (grey level)")
     ax[3].set_ylabel("persistence")
     ax[3].set_title(f"H1 persistence image ({d['persistence']['h1_pairs']} pairs)", fontsize=8)
@@ -56,8 +60,13 @@ def compare_figure(c: dict[str, Any], out: str | Path) -> None:
         for name in CLASS_NAMES:
             eps = block[name]["discrepancy_pct"]
             ax[0, k].plot(block["r"], block[name][f"mean_{a}"], color=LINE_COLOURS[name], label=f"{LABELS[name]} {a}")
-            ax[0, k].plot(block["r"], block[name][f"mean_{b}"], color=LINE_COLOURS[name], ls="--",
-                          label=f"{LABELS[name]} {b} (ε {eps:.1f}%)" if eps is not None else f"{LABELS[name]} {b}")
+            ax[0, k].plot(
+                block["r"],
+                block[name][f"mean_{b}"],
+                color=LINE_COLOURS[name],
+                ls="--",
+                label=f"{LABELS[name]} {b} (ε {eps:.1f}%)" if eps is not None else f"{LABELS[name]} {b}",
+            )
         ax[0, k].set_title("two-point correlation S2" if key == "s2" else "lineal path L", fontsize=9)
         ax[0, k].set_xlabel("r [px]")
         ax[0, k].legend(fontsize=6)
@@ -82,7 +91,13 @@ def compare_figure(c: dict[str, Any], out: str | Path) -> None:
         sets = np.asarray(c["persistence_pca"]["set"])
         for s, marker in ((a, "o"), (b, "^")):
             sel = sets == s
-            ax[1, 2].scatter(scores[sel, 0], scores[sel, 1] if scores.shape[1] > 1 else np.zeros(sel.sum()), marker=marker, label=s, alpha=0.7)
+            ax[1, 2].scatter(
+                scores[sel, 0],
+                scores[sel, 1] if scores.shape[1] > 1 else np.zeros(sel.sum()),
+                marker=marker,
+                label=s,
+                alpha=0.7,
+            )
         ratio = c["persistence_pca"]["explained_variance_ratio"]
         ax[1, 2].set_title(f"PCA of persistence images (fitted on {a})", fontsize=9)
         ax[1, 2].set_xlabel(f"PC1 ({100 * ratio[0]:.0f}%)")

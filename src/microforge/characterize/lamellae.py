@@ -79,9 +79,12 @@ def lamella_stats(phase: np.ndarray, min_area: int = 12) -> LamellaStats:
     resultant = np.sum(w * np.exp(2j * theta))
     mean = (np.angle(resultant) / 2.0) % np.pi
     # abs(): for parallel laths -2 log|R| is -0.0, whose square root printed as "-0.0"
-    spread = np.sqrt(abs(-2.0 * np.log(min(max(abs(resultant), 1e-12), 1.0)))) / 2.0 if len(regions) > 1 else float("nan")
-    return LamellaStats(len(regions), float(np.degrees(mean)), float(np.degrees(spread)),
-                        float(width), float(np.sum(w * length)))
+    spread = (
+        np.sqrt(abs(-2.0 * np.log(min(max(abs(resultant), 1e-12), 1.0)))) / 2.0 if len(regions) > 1 else float("nan")
+    )
+    return LamellaStats(
+        len(regions), float(np.degrees(mean)), float(np.degrees(spread)), float(width), float(np.sum(w * length))
+    )
 
 
 def stripes(shape: tuple[int, int], angle_deg: float, width: float, period: float) -> np.ndarray:

@@ -50,8 +50,13 @@ def collect_images(paths: Sequence[str | Path]) -> list[ImageItem]:
         elif path.is_dir() and (path / MANIFEST_NAME).is_file():
             data = read_dataset(path)
             for tile, mask in zip(data.table["tile"], data.table["mask"]):
-                items.append(ImageItem(Path(tile).stem if len(paths) == 1 else f"{path.name}_{Path(tile).stem}",
-                                       path / tile, path / mask if mask else None))
+                items.append(
+                    ImageItem(
+                        Path(tile).stem if len(paths) == 1 else f"{path.name}_{Path(tile).stem}",
+                        path / tile,
+                        path / mask if mask else None,
+                    )
+                )
         elif path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
@@ -77,18 +82,28 @@ def load_segmenter(spec: str, modality: str) -> tuple[Segmenter, str]:
     return (lambda grey: predict_phase_map(model, grey)), f"attention U-Net {spec}"
 
 
-def _measure(items: list[ImageItem], segmenter: Segmenter, pixel_size_um: float | None, desc: str, progress: bool) -> Iterator[tuple[ImageItem, np.ndarray, np.ndarray, dict]]:
+def _measure(
+    items: list[ImageItem], segmenter: Segmenter, pixel_size_um: float | None, desc: str, progress: bool
+) -> Iterator[tuple[ImageItem, np.ndarray, np.ndarray, dict]]:
     for item in tqdm(items, desc=desc, disable=not progress, unit="image"):
         grey = read_grey(item.path).astype(np.float64) / 255.0
         phase = read_grey(item.mask) if item.mask else segmenter(grey)
         if phase.shape != grey.shape:
-            raise MicroforgeError(f"{item.mask}: mask is {phase.shape[::-1]} px but {item.path} is {grey.shape[::-1]} px")
+            raise MicroforgeError(
+                f"{item.mask}: mask is {phase.shape[::-1]} px but {item.path} is {grey.shape[::-1]} px"
+            )
         yield item, grey, phase, describe(grey, phase, pixel_size_um)
 
 
 def characterize(
-    paths: Sequence[str | Path], out: str | Path, segmenter: str = "classical", modality: str = "SEM",
-    pixel_size_um: float | None = None, figures: int = 20, overwrite: bool = False, progress: bool = True,
+    paths: Sequence[str | Path],
+    out: str | Path,
+    segmenter: str = "classical",
+    modality: str = "SEM",
+    pixel_size_um: float | None = None,
+    figures: int = 20,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> dict:
     """Measure every image and write ``out/descriptors.json`` and ``out/figures/*.png`` (the
     first ``figures`` images). Given exactly two folders, also compare them (the first is the
@@ -107,10 +122,19 @@ def characterize(
     results, per_group, drawn = [], [], 0
     for g, items in enumerate(groups):
         descs = []
-        for item, grey, phase, d in _measure(items, seg, pixel_size_um, f"characterize {Path(paths[g]).name if compare else ''}".strip(), progress):
+        for item, grey, phase, d in _measure(
+            items, seg, pixel_size_um, f"characterize {Path(paths[g]).name if compare else ''}".strip(), progress
+        ):
             source = "mask" if item.mask else seg_name
-            results.append({"name": item.name, "image": str(item.path), "set": Path(paths[g]).name if compare else None,
-                            "phase_map": source, "descriptors": d})
+            results.append(
+                {
+                    "name": item.name,
+                    "image": str(item.path),
+                    "set": Path(paths[g]).name if compare else None,
+                    "phase_map": source,
+                    "descriptors": d,
+                }
+            )
             descs.append(d)
             if drawn < figures:
                 label = f"{Path(paths[g]).name}_{item.name}" if compare else item.name
@@ -133,8 +157,12 @@ def characterize(
 
 
 def segment_images(
-    paths: Sequence[str | Path], out: str | Path, segmenter: str = "classical", modality: str = "SEM",
-    overwrite: bool = False, progress: bool = True,
+    paths: Sequence[str | Path],
+    out: str | Path,
+    segmenter: str = "classical",
+    modality: str = "SEM",
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> list[dict]:
     """Segment every image: ``out/<name>.png`` (class indices), ``out/<name>_rgb.png`` (colours)
     and ``out/fractions.csv`` (phase fractions per image)."""
@@ -148,8 +176,13 @@ def segment_images(
             phase = seg(read_grey(item.path).astype(np.float64) / 255.0)
             write_png(out / f"{item.name}.png", phase)
             write_png(out / f"{item.name}_rgb.png", to_pseudo_rgb(phase))
-            rows.append({"image": str(item.path), "map": f"{item.name}.png",
-                         **{n: round(float(f), 6) for n, f in zip(CLASS_NAMES, phase_fractions(phase))}})
+            rows.append(
+                {
+                    "image": str(item.path),
+                    "map": f"{item.name}.png",
+                    **{n: round(float(f), 6) for n, f in zip(CLASS_NAMES, phase_fractions(phase))},
+                }
+            )
     with open(out / "fractions.csv", "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

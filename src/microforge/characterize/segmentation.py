@@ -117,5 +117,9 @@ def segmentation_scores(pred: np.ndarray, truth: np.ndarray, merge_alpha: bool =
         ft.append(float(t.mean()))
     if merge_alpha:
         iou[SECONDARY_ALPHA] = fp[SECONDARY_ALPHA] = ft[SECONDARY_ALPHA] = float("nan")
-    return {"iou": iou, "fraction_pred": fp, "fraction_true": ft,
-            "fraction_error_pts": [100.0 * (a - b) for a, b in zip(fp, ft)]}
+    return {
+        "iou": iou,
+        "fraction_pred": fp,
+        "fraction_true": ft,
+        "fraction_error_pts": [100.0 * (a - b) for a, b in zip(fp, ft)],
+    }

@@ -58,7 +58,9 @@ def two_point_correlation_map(phase: np.ndarray, periodic: bool = False) -> np.n
     return auto[h - h // 2 : 2 * h - h // 2, w - w // 2 : 2 * w - w // 2]
 
 
-def two_point_correlation(phase: np.ndarray, r_max: int | None = None, periodic: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def two_point_correlation(
+    phase: np.ndarray, r_max: int | None = None, periodic: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Two-point correlation S2(r) of a phase, by FFT, radially averaged.
 
     S2(r) is the probability that two points a distance ``r`` apart both lie in the phase.
@@ -81,7 +83,9 @@ def two_point_correlation(phase: np.ndarray, r_max: int | None = None, periodic:
     return radial_average(two_point_correlation_map(phase, periodic), r_max)
 
 
-def lineal_path(phase: np.ndarray, r_max: int | None = None, axes: tuple[int, ...] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
+def lineal_path(
+    phase: np.ndarray, r_max: int | None = None, axes: tuple[int, ...] = (0, 1)
+) -> tuple[np.ndarray, np.ndarray]:
     """Lineal path function L(r): probability that a segment of length ``r`` px, dropped at
     random along the image axes, lies wholly in the phase.
 

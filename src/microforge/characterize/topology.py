@@ -37,7 +37,9 @@ def persistence_diagram(grey: np.ndarray, dimension: int = 1) -> np.ndarray:
 
 
 def persistence_image(
-    diagram: np.ndarray, resolution: tuple[int, int] = PI_RESOLUTION, bandwidth: float = PI_BANDWIDTH,
+    diagram: np.ndarray,
+    resolution: tuple[int, int] = PI_RESOLUTION,
+    bandwidth: float = PI_BANDWIDTH,
     im_range: tuple[float, float, float, float] = PI_RANGE,
 ) -> np.ndarray:
     """Persistence image of a diagram, ``(resolution[1], resolution[0])`` float64.
@@ -50,14 +52,17 @@ def persistence_image(
     from gudhi.representations import PersistenceImage
 
     diagram = np.asarray(diagram, dtype=np.float64).reshape(-1, 2)
-    pi = PersistenceImage(bandwidth=bandwidth, weight=lambda x: x[1], resolution=list(resolution), im_range=list(im_range))
+    pi = PersistenceImage(
+        bandwidth=bandwidth, weight=lambda x: x[1], resolution=list(resolution), im_range=list(im_range)
+    )
     # gudhi takes (birth, death) and converts to (birth, persistence) itself
     flat = pi.fit_transform([diagram]) if len(diagram) else np.zeros((1, resolution[0] * resolution[1]))
     return np.asarray(flat[0]).reshape(resolution[1], resolution[0])
 
 
-def persistence_pca(images: list[np.ndarray] | np.ndarray, n_components: int = 3,
-                    fit_count: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def persistence_pca(
+    images: list[np.ndarray] | np.ndarray, n_components: int = 3, fit_count: int | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PCA of a set of persistence images, fitted on the first ``fit_count`` of them (all when
     ``None``) and applied to all: Howland et al. fit the components on the experimental images and
     project the synthetic ones into them.

@@ -17,7 +17,12 @@ from .phase_map import to_pseudo_rgb  # noqa: E402
 
 
 def image_grid(
-    images: Sequence[np.ndarray | None], titles: Sequence[str], ncols: int, out: str | Path, row_labels: Sequence[str] = (), cell_inches: float = 1.6
+    images: Sequence[np.ndarray | None],
+    titles: Sequence[str],
+    ncols: int,
+    out: str | Path,
+    row_labels: Sequence[str] = (),
+    cell_inches: float = 1.6,
 ) -> None:
     """Save a grid of images (``(H, W)`` greyscale in [0, 255] or ``(H, W, 3)`` RGB) as a PNG.
 
@@ -36,7 +41,9 @@ def image_grid(
         ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=7)
     for r, label in enumerate(row_labels):
-        axes[r, 0].text(-0.08, 0.5, label, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8)
+        axes[r, 0].text(
+            -0.08, 0.5, label, transform=axes[r, 0].transAxes, rotation=90, ha="right", va="center", fontsize=8
+        )
     fig.tight_layout(pad=0.3)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import MicroforgeError
+from ..io import atomic_path
 
 
 def check_image_header(path: str | Path, min_side: int = 1) -> tuple[int, int]:
@@ -26,7 +26,9 @@ def check_image_header(path: str | Path, min_side: int = 1) -> tuple[int, int]:
     except (OSError, ValueError) as exc:
         raise MicroforgeError(f"{path}: not a readable image ({exc.__class__.__name__})") from None
     if min(size) < min_side:
-        raise MicroforgeError(f"{path}: {size[0]}x{size[1]} px is too small; images need at least {min_side}x{min_side} px")
+        raise MicroforgeError(
+            f"{path}: {size[0]}x{size[1]} px is too small; images need at least {min_side}x{min_side} px"
+        )
     return size
 
 
@@ -75,6 +77,5 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     """Write ``(H, W)`` or ``(H, W, 3)`` ``uint8`` as PNG, atomically (temp file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(array)).save(tmp, format="PNG")

@@ -21,10 +21,20 @@ from tqdm.auto import tqdm
 from ..errors import MicroforgeError
 from ..properties import TITANIUM_PROPERTIES, PropertySet, PropertySpec
 from .images import read_grey, read_image, write_png
-from .manifest import MASK_TYPE_COLUMN, MODALITIES, RESERVED_COLUMNS, DatasetTable, check_property_cell, line_of, read_dataset, write_manifest
+from .manifest import (
+    MASK_TYPE_COLUMN,
+    MODALITIES,
+    RESERVED_COLUMNS,
+    DatasetTable,
+    check_property_cell,
+    line_of,
+    read_dataset,
+    write_manifest,
+)
 from .outdir import PARTS_DIR, check_output_dir, cleaned_on_failure, prepare_output_dir, record_outputs
 from .phase_map import MASK_TYPES, mask_to_phase_map
-from .tiling import Crop, iter_tiles, normalise_grey, to_uint8
+from ..io import to_uint8
+from .tiling import Crop, iter_tiles, normalise_grey
 
 KEY_CANDIDATES = ("file", "image", "filename", "micrograph", "path")
 ASPECT_TOLERANCE = 0.01  # relative: a mask must show the same field of view as its image
@@ -99,18 +109,27 @@ def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], 
     key = opt.key_column or next((c for c in KEY_CANDIDATES if c in columns), None)
     if key is None:
         raise MicroforgeError(f"{opt.table}: no image column; name it with --key (columns: {', '.join(columns)})")
-    used = {"key": key, "specimen": opt.specimen_column, "mask": opt.mask_column,
-            "mask type": opt.mask_type_column, "modality": opt.modality_column}
+    used = {
+        "key": key,
+        "specimen": opt.specimen_column,
+        "mask": opt.mask_column,
+        "mask type": opt.mask_type_column,
+        "modality": opt.modality_column,
+    }
     named = [*(c for c in used.values() if c), *(opt.properties or []), *opt.categorical, *opt.meta_columns]
     unknown = [c for c in dict.fromkeys(named) if c not in columns]
     if unknown:
-        raise MicroforgeError(f"{opt.table}: unknown column(s) {', '.join(unknown)}; the table has: {', '.join(columns)}")
+        raise MicroforgeError(
+            f"{opt.table}: unknown column(s) {', '.join(unknown)}; the table has: {', '.join(columns)}"
+        )
     taken = {c for c in used.values() if c} | set(opt.meta_columns)
     props = opt.properties if opt.properties is not None else [c for c in columns if c not in taken]
     reserved = [c for c in dict.fromkeys([*opt.meta_columns, *props]) if c in RESERVED_COLUMNS]
     if reserved:
-        raise MicroforgeError(f"{opt.table}: column(s) {', '.join(reserved)} clash with the manifest's own columns "
-                              f"({', '.join(RESERVED_COLUMNS)}); rename them in the table")
+        raise MicroforgeError(
+            f"{opt.table}: column(s) {', '.join(reserved)} clash with the manifest's own columns "
+            f"({', '.join(RESERVED_COLUMNS)}); rename them in the table"
+        )
     stray = [c for c in opt.categorical if c not in props]
     if stray:
         raise MicroforgeError(f"--categorical {', '.join(stray)}: not among the properties {', '.join(props)}")
@@ -159,32 +178,48 @@ def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], 
         specimen = rec[opt.specimen_column] if opt.specimen_column else Path(name).stem
         if not specimen:
             raise MicroforgeError(f"{where}: empty specimen in column {opt.specimen_column}")
-        rows.append(_Row(line, image, specimen, modality, values, {c: rec[c] for c in opt.meta_columns}, mask, mask_type))
+        rows.append(
+            _Row(line, image, specimen, modality, values, {c: rec[c] for c in opt.meta_columns}, mask, mask_type)
+        )
 
     seen: dict[str, int] = {}
     for r in rows:
         if str(r.image) in seen:
-            warn(f"{opt.table} line {r.line}: image {r.image.name} is listed again (first on line {seen[str(r.image)]}); its tiles are imported twice")
+            warn(
+                f"{opt.table} line {r.line}: image {r.image.name} is listed again (first on line "
+                f"{seen[str(r.image)]}); its tiles are imported twice"
+            )
         seen.setdefault(str(r.image), r.line)
     known = {s.name: s for s in TITANIUM_PROPERTIES}
     specs = []
     for c in props:
         vals = [r.values[c] for r in rows]
         if min(vals) == max(vals):
-            warn(f"{opt.table}: property {c} has the same value ({min(vals):g}) on every row; it carries no information and "
-                 "normalises to a constant")
+            warn(
+                f"{opt.table}: property {c} has the same value ({min(vals):g}) on every row; it carries no "
+                "information and "
+                "normalises to a constant"
+            )
         base = known.get(c)
-        specs.append(PropertySpec(
-            name=c,
-            unit=opt.units.get(c, base.unit if base else ""),
-            min=min(vals), max=max(vals),
-            noise_std=opt.noise_std.get(c, base.noise_std if base else 0.0),
-            long_name=base.long_name if base else c,
-            categories=tuple(categories[c]) if c in categories else None,
-        ))
-    info = {"source": f"imported from {opt.table}", "tile_size": opt.tile_size, "overlap": opt.overlap,
-            "crop": [opt.crop.top, opt.crop.bottom, opt.crop.left, opt.crop.right], "scale": opt.scale,
-            "percentiles": [opt.lower_percentile, opt.upper_percentile]}
+        specs.append(
+            PropertySpec(
+                name=c,
+                unit=opt.units.get(c, base.unit if base else ""),
+                min=min(vals),
+                max=max(vals),
+                noise_std=opt.noise_std.get(c, base.noise_std if base else 0.0),
+                long_name=base.long_name if base else c,
+                categories=tuple(categories[c]) if c in categories else None,
+            )
+        )
+    info = {
+        "source": f"imported from {opt.table}",
+        "tile_size": opt.tile_size,
+        "overlap": opt.overlap,
+        "crop": [opt.crop.top, opt.crop.bottom, opt.crop.left, opt.crop.right],
+        "scale": opt.scale,
+        "percentiles": [opt.lower_percentile, opt.upper_percentile],
+    }
     meta = list(dict.fromkeys([*opt.meta_columns, MASK_TYPE_COLUMN])) if opt.mask_column else list(opt.meta_columns)
     return rows, PropertySet(specs, meta, info)
 
@@ -227,8 +262,12 @@ def import_dataset(opt: ImportOptions, progress: bool = True, warn: Callable[[st
     check_output_dir(opt.out)  # before reading the table: a refused folder gets its error first
     rows, props = _plan(opt, warn)
     # an unfinished import restarts from scratch (its tiles are cheap to cut again)
-    prepare_output_dir(opt.out, opt.overwrite or (opt.out / PARTS_DIR).is_dir(), command="data import",
-                       outputs=(PARTS_DIR, "tiles", "masks", "manifest.csv", "properties.json"))
+    prepare_output_dir(
+        opt.out,
+        opt.overwrite or (opt.out / PARTS_DIR).is_dir(),
+        command="data import",
+        outputs=(PARTS_DIR, "tiles", "masks", "manifest.csv", "properties.json"),
+    )
     (opt.out / PARTS_DIR).mkdir(parents=True, exist_ok=True)  # marks the folder as an unfinished import
     with cleaned_on_failure(opt.out, fresh=True):
         write_manifest(opt.out, _write_tiles(opt, rows, props, progress, warn), props)
@@ -237,7 +276,9 @@ def import_dataset(opt: ImportOptions, progress: bool = True, warn: Callable[[st
     return read_dataset(opt.out)
 
 
-def _write_tiles(opt: ImportOptions, rows: list, props: PropertySet, progress: bool, warn: Callable[[str], None]) -> pd.DataFrame:
+def _write_tiles(
+    opt: ImportOptions, rows: list, props: PropertySet, progress: bool, warn: Callable[[str], None]
+) -> pd.DataFrame:
     """Crop, rescale, normalise and tile every planned image into ``opt.out``; returns the manifest table."""
     records = []
     for row in tqdm(rows, desc="import images", disable=not progress, unit="image"):
@@ -252,7 +293,9 @@ def _write_tiles(opt: ImportOptions, rows: list, props: PropertySet, progress: b
             phase = _rescale(opt.crop.apply(phase), opt.scale, nearest=True)
         h, w = norm.shape
         if h < opt.tile_size or w < opt.tile_size:
-            raise MicroforgeError(f"{where}: after cropping and scaling the image is {w}x{h} px, smaller than one {opt.tile_size} px tile")
+            raise MicroforgeError(
+                f"{where}: after cropping and scaling the image is {w}x{h} px, smaller than one {opt.tile_size} px tile"
+            )
         stem = row.image.stem
         for y, x, tile in iter_tiles(norm, opt.tile_size, opt.overlap):
             tile_rel = f"tiles/{row.specimen}/{stem}_y{y:05d}_x{x:05d}.png"
@@ -261,9 +304,17 @@ def _write_tiles(opt: ImportOptions, rows: list, props: PropertySet, progress: b
             if phase is not None:
                 mask_rel = f"masks/{row.specimen}/{stem}_y{y:05d}_x{x:05d}.png"
                 write_png(opt.out / mask_rel, phase[y : y + opt.tile_size, x : x + opt.tile_size])
-            records.append({"tile": tile_rel, "specimen": row.specimen, "modality": row.modality,
-                            "mask": mask_rel, **row.values, **row.meta,
-                            MASK_TYPE_COLUMN: row.mask_type if phase is not None else ""})
+            records.append(
+                {
+                    "tile": tile_rel,
+                    "specimen": row.specimen,
+                    "modality": row.modality,
+                    "mask": mask_rel,
+                    **row.values,
+                    **row.meta,
+                    MASK_TYPE_COLUMN: row.mask_type if phase is not None else "",
+                }
+            )
     table = pd.DataFrame(records)
     if MASK_TYPE_COLUMN not in props.meta_columns:
         table = table.drop(columns=MASK_TYPE_COLUMN)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MicroforgeError
+from ..io import atomic_path
 from ..properties import PropertySet
 
 MANIFEST_NAME = "manifest.csv"
@@ -130,9 +131,7 @@ def write_manifest(root: str | Path, table: pd.DataFrame, props: PropertySet) ->
     missing = [c for c in columns if c not in table.columns]
     if missing:
         raise MicroforgeError(f"cannot write manifest: missing column(s) {', '.join(missing)}")
-    tmp = root / (MANIFEST_NAME + ".tmp")
-    table[columns].to_csv(tmp, index=False)
-    props_tmp = root / (PROPERTIES_NAME + ".tmp")
-    props.save(props_tmp)
-    props_tmp.replace(root / PROPERTIES_NAME)
-    tmp.replace(root / MANIFEST_NAME)
+    with atomic_path(root / MANIFEST_NAME) as tmp:
+        table[columns].to_csv(tmp, index=False)
+        with atomic_path(root / PROPERTIES_NAME) as props_tmp:  # the properties first: a manifest implies them
+            props.save(props_tmp)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import MicroforgeError
+from ..io import write_json_atomic
 
 PARTS_DIR = ".parts"  # per-unit results of an unfinished job; the job is done when the manifest exists
 DONE_MARKER = "manifest.csv"
@@ -30,16 +31,16 @@ def read_owner(out: Path) -> dict | None:
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
-        raise MicroforgeError(f"{path}: unreadable ownership record; remove the folder by hand or choose another") from None
+        raise MicroforgeError(
+            f"{path}: unreadable ownership record; remove the folder by hand or choose another"
+        ) from None
     if not isinstance(record, dict) or not isinstance(record.get("written"), list):
         raise MicroforgeError(f"{path}: not a microforge ownership record; remove the folder by hand or choose another")
     return record
 
 
 def _write_owner(out: Path, record: dict) -> None:
-    tmp = out / (OWNER_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out / OWNER_FILE)
+    write_json_atomic(out / OWNER_FILE, record)
 
 
 def _safe_name(out: Path, name: str) -> Path | None:
@@ -73,11 +74,18 @@ def check_output_dir(out: str | Path, markers: tuple[str, ...] = ()) -> None:
     if out.exists() and not out.is_dir():
         raise MicroforgeError(f"{out}: is a file, expected a folder")
     if out.is_dir() and any(out.iterdir()) and read_owner(out) is None and not any((out / m).exists() for m in markers):
-        raise MicroforgeError(f"{out}: folder is not empty and was not written by microforge; choose an empty or new folder")
+        raise MicroforgeError(
+            f"{out}: folder is not empty and was not written by microforge; choose an empty or new folder"
+        )
 
 
-def prepare_output_dir(out: str | Path, overwrite: bool, done_marker: str = DONE_MARKER, command: str = "microforge",
-                       outputs: tuple[str, ...] = ()) -> bool:
+def prepare_output_dir(
+    out: str | Path,
+    overwrite: bool,
+    done_marker: str = DONE_MARKER,
+    command: str = "microforge",
+    outputs: tuple[str, ...] = (),
+) -> bool:
     """Claim ``out`` for a result-writing job; return ``True`` when resuming unfinished work.
 
     * missing or empty: created and claimed, fresh start;
@@ -145,7 +153,9 @@ def check_output_file(out: str | Path, overwrite: bool, suffixes: tuple[str, ...
     if out.is_dir():
         raise MicroforgeError(f"{out}: is a folder; give a file name ending in {' or '.join(suffixes)}")
     if out.suffix.lower() not in suffixes:
-        raise MicroforgeError(f"{out}: unsupported file type {out.suffix or '(none)'}; give a file name ending in {' or '.join(suffixes)}")
+        raise MicroforgeError(
+            f"{out}: unsupported file type {out.suffix or '(none)'}; give a file name ending in {' or '.join(suffixes)}"
+        )
     if out.exists() and not overwrite:
         raise MicroforgeError(f"{out}: already exists; pass --overwrite to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)

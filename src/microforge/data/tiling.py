@@ -101,8 +101,3 @@ def normalise_grey(image: np.ndarray, upper_percentile: float = 90.0, lower_perc
     if hi <= lo:
         return np.zeros(image.shape, dtype=np.float32)
     return np.clip((image - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
-
-
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """Quantise a [0, 1] float image to ``uint8`` (0..255), rounding to nearest."""
-    return np.clip(np.rint(np.asarray(image) * 255.0), 0, 255).astype(np.uint8)

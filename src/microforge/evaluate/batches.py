@@ -4,7 +4,6 @@ more than one batch of images is ever held in memory."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -12,24 +11,27 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import MicroforgeError
+from ..io import atomic_path
 
 
 def batch_path(folder: Path, index: int) -> Path:
     return folder / f"batch_{index:05d}.npz"
 
 
-def run_batches(folder: str | Path, n_batches: int, make: Callable[[int], dict[str, np.ndarray]], desc: str, progress: bool = True) -> None:
+def run_batches(
+    folder: str | Path, n_batches: int, make: Callable[[int], dict[str, np.ndarray]], desc: str, progress: bool = True
+) -> None:
     """Call ``make(i)`` for every batch ``i < n_batches`` without a file yet, and write its
     arrays to ``folder/batch_<i>.npz`` (through a temporary file and a rename)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     todo = [i for i in range(n_batches) if not batch_path(folder, i).exists()]
-    for i in tqdm(todo, desc=desc, disable=not progress or not todo, unit="batch", initial=n_batches - len(todo), total=n_batches):
+    for i in tqdm(
+        todo, desc=desc, disable=not progress or not todo, unit="batch", initial=n_batches - len(todo), total=n_batches
+    ):
         arrays = make(i)
-        tmp = folder / f".tmp_batch_{i:05d}.npz"
-        with open(tmp, "wb") as fh:
+        with atomic_path(batch_path(folder, i)) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        os.replace(tmp, batch_path(folder, i))
 
 
 def load_arrays(folder: str | Path, keys: Sequence[str], limit: int | None = None) -> dict[str, np.ndarray]:

@@ -30,7 +30,9 @@ def nearest_training(generated: np.ndarray, training_batches: Iterable[np.ndarra
     for batch in training_batches:
         t = torch.from_numpy(np.asarray(batch, dtype=np.float64).reshape(len(batch), -1))
         if t.shape[1] != g.shape[1]:
-            raise MicroforgeError(f"training images have {t.shape[1]} pixels, generated ones {g.shape[1]}; use the same size")
+            raise MicroforgeError(
+                f"training images have {t.shape[1]} pixels, generated ones {g.shape[1]}; use the same size"
+            )
         d = (g2 + (t * t).sum(1)[None] - 2.0 * g @ t.T).clamp_min(0) / g.shape[1]
         m, i = d.min(dim=1)
         better = m < best

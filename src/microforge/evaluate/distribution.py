@@ -50,7 +50,9 @@ def frechet_distance(real: np.ndarray, fake: np.ndarray) -> float:
     return max(float(metric.compute()), 0.0)
 
 
-def kernel_distance(real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+def kernel_distance(
+    real: np.ndarray, fake: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> tuple[float, float]:
     """KID: the unbiased MMD^2 with the cubic polynomial kernel, mean and std over ``subsets``
     random subsets of ``min(subset_size, N, M)`` samples. Returns ``(mean, std)``."""
     from torchmetrics.image.kid import KernelInceptionDistance

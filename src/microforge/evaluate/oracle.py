@@ -61,7 +61,9 @@ def measure_params(phase_map: np.ndarray, pixel_size_um: float) -> SpecimenParam
     else:
         morphology = "lamellar" if lath_um >= LAMELLAR_MIN_LATH_UM else "basketweave"
     prior = _mid(morphology, "prior_beta_grain_um") if "prior_beta_grain_um" in PARAM_RANGES[morphology] else 0.0
-    return SpecimenParams(morphology, f_p, max(size_um, 0.1), lath_um, _mid(morphology, "colony_size_um"), prior, beta_share)
+    return SpecimenParams(
+        morphology, f_p, max(size_um, 0.1), lath_um, _mid(morphology, "colony_size_um"), prior, beta_share
+    )
 
 
 def oracle_properties(phase_maps: np.ndarray, pixel_size_um: float) -> np.ndarray:

@@ -28,21 +28,22 @@ from ..characterize.segmentation import segment_classical
 from ..data.dataset import MicrographDataset
 from ..data.manifest import DatasetTable, read_dataset
 from ..data.outdir import prepare_output_dir, record_outputs
-from ..data.phase_map import CLASS_NAMES
 from ..data.synth.relations import PROPERTY_NAMES
 from ..errors import MicroforgeError
-from ..models.property_regressor import PropertyRegressor, resize_batch
-from ..pipelines.generate import pixel_size_at, resolve_model
-from ..pipelines.baselines import load_pipeline
+from ..io import resize_batch, to_uint8, write_json_atomic
+from ..models.property_regressor import PropertyRegressor
+from ..pipelines.generate import pixel_size_at
+from ..pipelines.registry import load_pipeline, resolve_model
 from ..pipelines.tim3 import TiM3Pipeline
 from ..seeding import seed_from
-from .accuracy import accuracy_table
+from ..accuracy import accuracy_table
 from .batches import load_arrays, run_batches
 from .copying import nearest_training
 from .distribution import frechet_distance, kernel_distance, precision_recall
 from ..models.inception import InceptionFeatures, extract
-from .hull import sample_in_hull
+from ..hull import sample_in_hull
 from .oracle import oracle_properties
+from .scores import ScoreRow, discrepancy_summary
 
 BENCHMARK_SOURCE = "microforge synthetic titanium benchmark"
 STEPS_SWEEP = (1, 5, 10, 15, 20)  # DDIM steps of the paper's sweep
@@ -73,7 +74,9 @@ class EvaluationOptions:
             if getattr(self, name) < 1:
                 raise MicroforgeError(f"{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.n < 4 or self.n_reference < 4:
-            raise MicroforgeError("evaluation needs at least 4 generated and 4 reference images (precision/recall use k = 3)")
+            raise MicroforgeError(
+                "evaluation needs at least 4 generated and 4 reference images (precision/recall use k = 3)"
+            )
         if self.n_describe < 0:
             raise MicroforgeError(f"n-describe must be non-negative, got {self.n_describe}")
         if any(s < 1 for s in self.sweep_steps):
@@ -83,7 +86,9 @@ class EvaluationOptions:
 class Evaluator:
     """Holds the model, the judges and the reference data of one evaluation."""
 
-    def __init__(self, model: str, data: str | Path, report: Path, opts: EvaluationOptions, regressor: str | None, progress: bool) -> None:
+    def __init__(
+        self, model: str, data: str | Path, report: Path, opts: EvaluationOptions, regressor: str | None, progress: bool
+    ) -> None:
         self.model_spec, self.report, self.opts, self.progress = model, report, opts, progress
         self.pipe = load_pipeline(resolve_model(model))
         if torch.cuda.is_available():
@@ -120,14 +125,24 @@ class Evaluator:
             spec = str(folder)
         reg = PropertyRegressor.from_pretrained(resolve_model(spec))
         if reg.properties.names != list(self.pipe.condition_properties.names):
-            raise MicroforgeError(f"{spec}: the regressor predicts {reg.properties.names}, the model takes {self.pipe.condition_properties.names}")
+            raise MicroforgeError(
+                f"{spec}: the regressor predicts {reg.properties.names}, the model takes "
+                f"{self.pipe.condition_properties.names}"
+            )
         if torch.cuda.is_available():
             reg.net.to("cuda")
         return reg
 
     def _dataset(self, split: str | None) -> MicrographDataset:
-        return MicrographDataset(self.data, split=split, fractions=self.cfg.split_fractions, seed=self.cfg.train.seed,
-                                 modality=self.cfg.modality, augment=False, properties=self.pipe.condition_properties)
+        return MicrographDataset(
+            self.data,
+            split=split,
+            fractions=self.cfg.split_fractions,
+            seed=self.cfg.train.seed,
+            modality=self.cfg.modality,
+            augment=False,
+            properties=self.pipe.condition_properties,
+        )
 
     def _split_tiles(self, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """Tiles of a split at the model's resolution, uint8 ``(N, R, R)``, their raw properties
@@ -136,11 +151,15 @@ class Evaluator:
             ds = self._dataset(split)
             items = [ds[i] for i in range(len(ds))]
             if not items:
-                self._tiles[split] = (np.zeros((0, self.cfg.resolution, self.cfg.resolution), np.uint8), np.zeros((0, len(self.names))), [])
+                self._tiles[split] = (
+                    np.zeros((0, self.cfg.resolution, self.cfg.resolution), np.uint8),
+                    np.zeros((0, len(self.names))),
+                    [],
+                )
             else:
                 images = resize_batch(np.stack([it["image"][0].numpy() for it in items]), self.cfg.resolution)[:, 0]
                 targets = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
-                self._tiles[split] = (np.round(images.numpy() * 255).astype(np.uint8), targets, ds.specimens)
+                self._tiles[split] = (to_uint8(images.numpy()), targets, ds.specimens)
         return self._tiles[split]
 
     def _split_images(self, split: str) -> np.ndarray:
@@ -180,7 +199,9 @@ class Evaluator:
 
     def nearest(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Minimum pixel MSE of each image ``(B, R, R)`` in [0, 1] to the training tiles, and which tile."""
-        return nearest_training(images, (self.train_images[i : i + 512] / 255.0 for i in range(0, len(self.train_images), 512)))
+        return nearest_training(
+            images, (self.train_images[i : i + 512] / 255.0 for i in range(0, len(self.train_images), 512))
+        )
 
     def measure(self, images: np.ndarray, maps: np.ndarray | None, copying: bool = True) -> dict[str, np.ndarray]:
         """Everything measured on a batch of images ``(B, R, R)`` in [0, 1] (``copying``: also the
@@ -201,8 +222,16 @@ class Evaluator:
                 out["oracle_map"] = oracle_properties(maps, self.pixel_size_um)
         return out
 
-    def generate_into(self, folder: Path, targets: np.ndarray, desc: str, steps: int | None = None, brightness: float | None = None,
-                      pipe: TiM3Pipeline | None = None, measure: bool = True) -> None:
+    def generate_into(
+        self,
+        folder: Path,
+        targets: np.ndarray,
+        desc: str,
+        steps: int | None = None,
+        brightness: float | None = None,
+        pipe: TiM3Pipeline | None = None,
+        measure: bool = True,
+    ) -> None:
         """Generate one sample per target row into ``folder`` batch by batch (resumable)."""
         pipe = pipe or self.pipe
         bs = self.opts.batch_size
@@ -210,9 +239,15 @@ class Evaluator:
 
         def make(i: int) -> dict[str, np.ndarray]:
             rows = targets[i * bs : (i + 1) * bs]
-            g = pipe(rows, steps=steps or self.opts.steps, guidance_scale=self.opts.guidance_scale, batch_size=bs,
-                     seed=seed_from(self.opts.seed, 2, i), brightness=brightness)
-            arrays = {"images": np.round(g.images * 255).astype(np.uint8), "targets": rows}
+            g = pipe(
+                rows,
+                steps=steps or self.opts.steps,
+                guidance_scale=self.opts.guidance_scale,
+                batch_size=bs,
+                seed=seed_from(self.opts.seed, 2, i),
+                brightness=brightness,
+            )
+            arrays = {"images": to_uint8(g.images), "targets": rows}
             if g.maps is not None:
                 arrays["maps"] = g.maps
             if measure:
@@ -231,11 +266,19 @@ class Evaluator:
         def make(i: int) -> dict[str, np.ndarray]:
             items = [ds[int(j)] for j in pick[i * bs : (i + 1) * bs]]
             images = resize_batch(torch.stack([it["image"] for it in items]), self.cfg.resolution)[:, 0].numpy()
-            maps = torch.nn.functional.interpolate(torch.stack([it["mask"] for it in items])[:, None].float(),
-                                                   size=images.shape[-2:], mode="nearest")[:, 0].numpy().astype(np.uint8)
-            arrays = {"images": np.round(images * 255).astype(np.uint8), "maps": maps,
-                      "targets": np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64),
-                      "specimen": np.array([it["specimen"] for it in items])}
+            maps = (
+                torch.nn.functional.interpolate(
+                    torch.stack([it["mask"] for it in items])[:, None].float(), size=images.shape[-2:], mode="nearest"
+                )[:, 0]
+                .numpy()
+                .astype(np.uint8)
+            )
+            arrays = {
+                "images": to_uint8(images),
+                "maps": maps,
+                "targets": np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64),
+                "specimen": np.array([it["specimen"] for it in items]),
+            }
             return {**arrays, **self.measure(images, maps, copying=False)}
 
         run_batches(folder, -(-len(pick) // bs), make, "reference tiles", self.progress)
@@ -245,8 +288,12 @@ class Evaluator:
     def scores(self, folder: Path, ref: dict[str, np.ndarray], conditional: bool = True) -> dict[str, Any]:
         """Accuracy (for a ``conditional`` model) and distribution metrics of one generated folder
         against the reference."""
-        keys = ["targets", "copy_mse"] + (["inception"] if self.inception is not None else []) + (["pred", "domain"] if self.regressor is not None else []) \
+        keys = (
+            ["targets", "copy_mse"]
+            + (["inception"] if self.inception is not None else [])
+            + (["pred", "domain"] if self.regressor is not None else [])
             + (["fingerprint"] if self.fingerprint is not None else [])
+        )
         oracle = conditional and self.is_benchmark and bool(self.pixel_size_um)
         gen = load_arrays(folder, keys + (["oracle_segmented"] if oracle else []))
         out: dict[str, Any] = {"n": int(len(gen["targets"]))}
@@ -279,11 +326,18 @@ def _describe_set(images: np.ndarray, maps: np.ndarray, pixel_size_um: float | N
     return [describe(g / 255.0, m, pixel_size_um) for g, m in zip(images, maps)]
 
 
-def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationOptions = EvaluationOptions(), regressor: str | None = None,
-             overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    model: str,
+    data: str | Path,
+    report: str | Path,
+    opts: EvaluationOptions = EvaluationOptions(),
+    regressor: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Evaluate ``model`` against dataset ``data``; write ``report/metrics.json`` and
     ``report/index.html`` and return the metrics. An unfinished report folder is resumed."""
-    from .report import write_report
+    from .report import draw_figures, write_report
 
     opts.check()
     report = Path(report)
@@ -294,32 +348,53 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     record = {"model": model, "data": str(data), "regressor": regressor, **asdict(opts)}
     record["sweep_steps"] = list(opts.sweep_steps)
     if options_file.exists() and json.loads(options_file.read_text()) != record:
-        raise MicroforgeError(f"{report}: holds an unfinished evaluation with other options; pass --overwrite to restart it")
+        raise MicroforgeError(
+            f"{report}: holds an unfinished evaluation with other options; pass --overwrite to restart it"
+        )
     options_file.write_text(json.dumps(record, indent=1) + "\n")
     ev.reference_into(report / "reference")
-    ref = load_arrays(report / "reference", ["targets", "images", "maps"] + (["inception"] if opts.fid else []) + (["pred", "domain"] if ev.regressor else [])
-                      + (["fingerprint"] if ev.fingerprint is not None else [])
-                      + (["oracle_segmented", "oracle_map"] if ev.is_benchmark and ev.pixel_size_um else []))
+    ref = load_arrays(
+        report / "reference",
+        ["targets", "images", "maps"]
+        + (["inception"] if opts.fid else [])
+        + (["pred", "domain"] if ev.regressor else [])
+        + (["fingerprint"] if ev.fingerprint is not None else [])
+        + (["oracle_segmented", "oracle_map"] if ev.is_benchmark and ev.pixel_size_um else []),
+    )
     targets = ev.targets()
     ev.generate_into(report / "main", targets, "generate + measure")
-    metrics: dict[str, Any] = {"model": model, "data": str(data), "options": record, "properties": ev.pipe.condition_properties.to_json()["properties"],
-                               "pixel_size_um": ev.pixel_size_um}
+    metrics: dict[str, Any] = {
+        "model": model,
+        "data": str(data),
+        "options": record,
+        "properties": ev.pipe.condition_properties.to_json()["properties"],
+        "pixel_size_um": ev.pixel_size_um,
+    }
     metrics["main"] = ev.scores(report / "main", ref, ev.pipe.conditional)
     if ev.regressor is not None:
-        metrics["regressor_on_reference"] = accuracy_table(ref["pred"], ref["targets"], ev.names)  # training specimens included
+        metrics["regressor_on_reference"] = accuracy_table(
+            ref["pred"], ref["targets"], ev.names
+        )  # training specimens included
         metrics["regressor_on_held_out"] = ev.regressor_ceiling()
         metrics["regressor_own_metrics"] = _regressor_metrics(model, regressor)
     else:
         metrics["main"]["accuracy"] = None
-        metrics["notes"] = ["no property regressor: pass --regressor (microforge train regressor) for Acc_gamma and the domain Fréchet distance"]
+        metrics["notes"] = [
+            "no property regressor: pass --regressor (microforge train regressor) for Acc_gamma and the domain "
+            "Fréchet distance"
+        ]
     if not ev.pipe.conditional:
         metrics["main"]["accuracy"] = None
-        metrics.setdefault("notes", []).append("unconditional model: its samples do not follow targets, so property accuracy is not "
-                                               "reported; judge it by the distribution and microstructure statistics")
+        metrics.setdefault("notes", []).append(
+            "unconditional model: its samples do not follow targets, so property accuracy is not "
+            "reported; judge it by the distribution and microstructure statistics"
+        )
     if ev.is_benchmark and ev.pixel_size_um and ev.pipe.conditional:
-        oracle = {"segmented_generated": metrics["main"].pop("oracle_accuracy"),
-                  "ceiling_segmented_real": accuracy_table(ref["oracle_segmented"], ref["targets"], ev.names),
-                  "ceiling_true_maps": accuracy_table(ref["oracle_map"], ref["targets"], ev.names)}
+        oracle = {
+            "segmented_generated": metrics["main"].pop("oracle_accuracy"),
+            "ceiling_segmented_real": accuracy_table(ref["oracle_segmented"], ref["targets"], ev.names),
+            "ceiling_true_maps": accuracy_table(ref["oracle_map"], ref["targets"], ev.names),
+        }
         if ev.cfg.two_stage:
             gen = load_arrays(report / "main", ["targets", "oracle_map"])
             oracle["stage1_maps"] = accuracy_table(gen["oracle_map"], gen["targets"], ev.names)
@@ -332,13 +407,17 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
         real_d = ev.describe_segmented(ref["images"][:k])
         gen_d = ev.describe_segmented(gen_small["images"])
         metrics["microstructure"] = compare_sets(real_d, gen_d, ("real", "generated"))
-        metrics["main"].update(_discrepancy_summary(metrics["microstructure"]))
-        metrics["persistence_mean"] = {name: np.mean([d["persistence"]["image"] for d in ds], axis=0).round(6).tolist()
-                                       for name, ds in (("real", real_d), ("generated", gen_d))}
+        metrics["main"].update(discrepancy_summary(metrics["microstructure"]))
+        metrics["persistence_mean"] = {
+            name: np.mean([d["persistence"]["image"] for d in ds], axis=0).round(6).tolist()
+            for name, ds in (("real", real_d), ("generated", gen_d))
+        }
         if ev.cfg.two_stage and ref["maps"].max() <= 2:  # the dataset has phase maps
-            metrics["microstructure_maps"] = compare_sets(_describe_set(ref["images"][:k], ref["maps"][:k], ev.pixel_size_um),
-                                                          _describe_set(gen_small["images"], gen_small["maps"], ev.pixel_size_um),
-                                                          ("true maps", "stage-1 maps"))
+            metrics["microstructure_maps"] = compare_sets(
+                _describe_set(ref["images"][:k], ref["maps"][:k], ev.pixel_size_um),
+                _describe_set(gen_small["images"], gen_small["maps"], ev.pixel_size_um),
+                ("true maps", "stage-1 maps"),
+            )
     # data copying, calibrated by how close held-out real tiles come to the training set
     held_out = ev._split_images("test")
     if len(held_out):
@@ -347,10 +426,12 @@ def evaluate(model: str, data: str | Path, report: str | Path, opts: EvaluationO
     metrics["grid"] = _grid(ev, report)
     metrics["sweeps"] = _sweeps(ev, report, targets, ref, real_d)
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
-    write_report(report, metrics, ev)
-    tmp = report / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1, default=_jsonable) + "\n")
-    tmp.replace(report / "metrics.json")
+    metrics["table"] = [ScoreRow.from_scores("this model", metrics["main"]).to_dict()] + list(
+        metrics["sweeps"].get("ablation", [])
+    )
+    draw_figures(report, metrics, ev.train_images, ev.cfg.two_stage)
+    write_report(report, metrics)
+    write_json_atomic(report / "metrics.json", metrics, default=_jsonable)
     record_outputs(report)
     return metrics
 
@@ -383,12 +464,17 @@ def _grid(ev: Evaluator, report: Path) -> dict[str, Any]:
     targets = np.repeat(np.stack([r["props_raw"].numpy().astype(np.float64) for r in rows]), GRID_SAMPLES, axis=0)
     ev.generate_into(report / "grid", targets, "grid samples", measure=False)
     real = resize_batch(torch.stack([r["image"] for r in rows]), ev.cfg.resolution)[:, 0].numpy()
-    np.save(report / "grid_real.npy", np.round(real * 255).astype(np.uint8))
-    return {"specimens": specimens, "targets": [dict(zip(ev.names, map(float, r["props_raw"].numpy()))) for r in rows],
-            "samples_per_vector": GRID_SAMPLES}
+    np.save(report / "grid_real.npy", to_uint8(real))
+    return {
+        "specimens": specimens,
+        "targets": [dict(zip(ev.names, map(float, r["props_raw"].numpy()))) for r in rows],
+        "samples_per_vector": GRID_SAMPLES,
+    }
 
 
-def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.ndarray], real_d: list[dict]) -> dict[str, Any]:
+def _sweeps(
+    ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.ndarray], real_d: list[dict]
+) -> dict[str, Any]:
     """The optional experiments; ``real_d`` holds the :func:`describe` outputs of the reference
     tiles that the ablation rows' microstructure is compared with (empty: not compared)."""
     opts, out = ev.opts, {}
@@ -399,56 +485,56 @@ def _sweeps(ev: Evaluator, report: Path, targets: np.ndarray, ref: dict[str, np.
             folder = report / "sweeps" / f"steps_{s:03d}"
             ev.generate_into(folder, sub, f"sweep: {s} steps", steps=s)
             sc = ev.scores(folder, ref, ev.pipe.conditional)
-            rows.append({"steps": s, "mAcc": sc["accuracy"]["mAcc"] if sc.get("accuracy") else None, "fid": sc["fid"], "kid_mean": sc["kid_mean"]})
+            rows.append(
+                {
+                    "steps": s,
+                    "mAcc": sc["accuracy"]["mAcc"] if sc.get("accuracy") else None,
+                    "fid": sc["fid"],
+                    "kid_mean": sc["kid_mean"],
+                }
+            )
         out["steps"] = rows
     if opts.brightness:
         if not ev.cfg.brightness:
-            out["brightness"] = {"skipped": "the model was trained without the brightness condition (train with brightness: true)"}
+            out["brightness"] = {
+                "skipped": "the model was trained without the brightness condition (train with brightness: true)"
+            }
         else:
             levels = np.linspace(-1.0, 1.0, BRIGHTNESS_LEVELS)
             measured = []
             for j, b in enumerate(levels):
                 folder = report / "sweeps" / f"brightness_{j:02d}"
-                ev.generate_into(folder, targets[: opts.n_brightness], f"brightness {b:+.1f}", brightness=float(b), measure=False)
+                ev.generate_into(
+                    folder, targets[: opts.n_brightness], f"brightness {b:+.1f}", brightness=float(b), measure=False
+                )
                 imgs = load_arrays(folder, ["images"])["images"] / 255.0
                 measured.append(float(ev.pipe.brightness_of(imgs).mean()))  # in the condition's units
             measured_a = np.asarray(measured)
-            out["brightness"] = {"levels": levels.round(3).tolist(), "measured": measured_a.round(4).tolist(),
-                                 "pearson_r": float(np.corrcoef(levels, measured_a)[0, 1]),
-                                 "mean_abs_difference": float(np.abs(levels - measured_a).mean())}
+            out["brightness"] = {
+                "levels": levels.round(3).tolist(),
+                "measured": measured_a.round(4).tolist(),
+                "pearson_r": float(np.corrcoef(levels, measured_a)[0, 1]),
+                "mean_abs_difference": float(np.abs(levels - measured_a).mean()),
+            }
     if opts.ablation:
         rows = []
         for name, spec in opts.ablation.items():
             pipe = load_pipeline(resolve_model(spec))
             if pipe.condition_properties.names != ev.pipe.condition_properties.names:
-                raise MicroforgeError(f"ablation model {spec} takes {pipe.condition_properties.names}, not {ev.pipe.condition_properties.names}")
+                raise MicroforgeError(
+                    f"ablation model {spec} takes {pipe.condition_properties.names}, not "
+                    f"{ev.pipe.condition_properties.names}"
+                )
             folder = report / "ablation" / name
             ev.generate_into(folder, sub, f"ablation: {name}", pipe=pipe)
             sc = ev.scores(folder, ref, pipe.conditional)
             if real_d:
                 imgs = load_arrays(folder, ["images"], limit=len(real_d))["images"]
                 gen_d = ev.describe_segmented(imgs)
-                sc.update(_discrepancy_summary(compare_sets(real_d, gen_d, ("real", "generated"))))
+                sc.update(discrepancy_summary(compare_sets(real_d, gen_d, ("real", "generated"))))
             kind = pipe.cfg.encoder.kind if isinstance(pipe, TiM3Pipeline) else pipe.cfg.kind
-            rows.append({"name": name, "model": spec, "encoder": kind, "two_stage": pipe.cfg.two_stage, **_table_row(sc)})
+            rows.append(
+                ScoreRow.from_scores(name, sc, model=spec, encoder=kind, two_stage=pipe.cfg.two_stage).to_dict()
+            )
         out["ablation"] = rows
     return out
-
-
-def _discrepancy_summary(compared: dict[str, Any]) -> dict[str, float | None]:
-    """The mean over phases of the S2 and lineal-path discrepancies (percent) of one
-    :func:`compare_sets` result; None where no phase has a curve to compare."""
-    out: dict[str, float | None] = {}
-    for key in ("s2", "lineal_path"):
-        values = [compared[key][name]["discrepancy_pct"] for name in CLASS_NAMES if compared[key][name]["discrepancy_pct"] is not None]
-        out[f"{key}_discrepancy_pct"] = float(np.mean(values)) if values else None
-    return out
-
-
-def _table_row(sc: dict[str, Any]) -> dict[str, Any]:
-    acc = sc.get("accuracy") or {}
-    return {"acc_0.1": acc.get("acc", {}).get("0.1"), "acc_0.2": acc.get("acc", {}).get("0.2"), "acc_0.3": acc.get("acc", {}).get("0.3"),
-            "mAcc": acc.get("mAcc"), "oracle_mAcc": sc.get("oracle_mAcc"), "fid": sc["fid"], "kid_mean": sc["kid_mean"],
-            "precision": sc["precision"], "recall": sc["recall"], "domain_frechet": sc.get("domain_frechet"),
-            "fingerprint_frechet": sc.get("fingerprint_frechet"), "s2_discrepancy_pct": sc.get("s2_discrepancy_pct"),
-            "lineal_path_discrepancy_pct": sc.get("lineal_path_discrepancy_pct"), "copy_mse_median": sc.get("copy_mse_median")}

@@ -6,9 +6,31 @@ from .crossval import classify_cv, regress_cv
 from .encode import encode_images
 from .explore import GAMMAS, explore
 from .kinds import KINDS, make_kind
-from .vae import (MODEL_TYPE, RECONSTRUCTION_FILE, FingerprintTrainConfig, fingerprints, load_fingerprint_config, load_fingerprint_model,
-                  reconstruction_quality, train_fingerprints)
+from .vae import (
+    MODEL_TYPE,
+    RECONSTRUCTION_FILE,
+    FingerprintTrainConfig,
+    fingerprints,
+    load_fingerprint_config,
+    load_fingerprint_model,
+    reconstruction_quality,
+    train_fingerprints,
+)
 
-__all__ = ["GAMMAS", "KINDS", "MODEL_TYPE", "RECONSTRUCTION_FILE", "FingerprintTrainConfig", "classify_cv", "encode_images", "explore",
-           "fingerprints", "load_fingerprint_config", "load_fingerprint_model", "make_kind", "reconstruction_quality", "regress_cv",
-           "train_fingerprints"]
+__all__ = [
+    "GAMMAS",
+    "KINDS",
+    "MODEL_TYPE",
+    "RECONSTRUCTION_FILE",
+    "FingerprintTrainConfig",
+    "classify_cv",
+    "encode_images",
+    "explore",
+    "fingerprints",
+    "load_fingerprint_config",
+    "load_fingerprint_model",
+    "make_kind",
+    "reconstruction_quality",
+    "regress_cv",
+    "train_fingerprints",
+]

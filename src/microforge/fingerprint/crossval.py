@@ -30,7 +30,9 @@ SVM_C = 10.0  # scikit-learn's RBF SVC / SVR with C = 10 and gamma = "scale"
 def _splits(n: int, groups: np.ndarray, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     if len(np.unique(groups)) < 2:
         raise MicroforgeError(f"cross-validation by specimen needs at least 2 specimens, got {len(np.unique(groups))}")
-    return list(GroupShuffleSplit(n_splits=CV_SPLITS, test_size=TEST_SIZE, random_state=seed).split(np.zeros(n), groups=groups))
+    return list(
+        GroupShuffleSplit(n_splits=CV_SPLITS, test_size=TEST_SIZE, random_state=seed).split(np.zeros(n), groups=groups)
+    )
 
 
 def classify_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict[str, Any]:
@@ -54,10 +56,18 @@ def classify_cv(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, se
         for t, p in zip(labels[te], pred):
             confusion[index[t], index[p]] += 1
     if not acc:
-        raise MicroforgeError("no split had two classes on its training side; the label is too unbalanced to cross-validate")
+        raise MicroforgeError(
+            "no split had two classes on its training side; the label is too unbalanced to cross-validate"
+        )
     counts = np.array([np.sum(labels == c) for c in classes])
-    return {"accuracy_mean": float(np.mean(acc)), "accuracy_std": float(np.std(acc)), "splits": len(acc),
-            "chance": float(counts.max() / counts.sum()), "classes": classes, "confusion": confusion.tolist()}
+    return {
+        "accuracy_mean": float(np.mean(acc)),
+        "accuracy_std": float(np.std(acc)),
+        "splits": len(acc),
+        "chance": float(counts.max() / counts.sum()),
+        "classes": classes,
+        "confusion": confusion.tolist(),
+    }
 
 
 def regress_cv(features: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> dict[str, Any]:
@@ -82,6 +92,10 @@ def regress_cv(features: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: in
     p_all, y_all = np.concatenate(pred), np.concatenate(true)
     r2 = 1.0 - float(np.mean((p_all - y_all) ** 2)) / max(float(np.var(y_all)), 1e-12)
     whole = len(mpe) == len(mae)
-    return {"r2": r2, "mae_mean": float(np.mean(mae)), "mae_std": float(np.std(mae)),
-            "mpe_pct_mean": float(np.mean(mpe)) if whole else None, "mpe_pct_std": float(np.std(mpe)) if whole else None}
-
+    return {
+        "r2": r2,
+        "mae_mean": float(np.mean(mae)),
+        "mae_std": float(np.std(mae)),
+        "mpe_pct_mean": float(np.mean(mpe)) if whole else None,
+        "mpe_pct_std": float(np.std(mpe)) if whole else None,
+    }

@@ -10,12 +10,19 @@ import numpy as np
 
 from ..data.images import read_grey
 from ..errors import MicroforgeError
-from ..models.property_regressor import resize_batch
+from ..io import atomic_path, resize_batch
 from .kinds import make_kind
 
 
-def encode_images(paths: Sequence[str | Path], out_csv: str | Path, kind: str = "vae", model_dir: str | Path | None = None,
-                  pca: int | None = None, modality: str = "SEM", progress: bool = False) -> int:
+def encode_images(
+    paths: Sequence[str | Path],
+    out_csv: str | Path,
+    kind: str = "vae",
+    model_dir: str | Path | None = None,
+    pca: int | None = None,
+    modality: str = "SEM",
+    progress: bool = False,
+) -> int:
     """Write the ``kind`` fingerprint of every image in ``paths`` (files, folders, datasets) to a
     CSV: ``name, image`` and one column per feature (``f0 ...``; named descriptors for
     ``descriptors``). Returns the number of images.
@@ -37,14 +44,15 @@ def encode_images(paths: Sequence[str | Path], out_csv: str | Path, kind: str = 
         images = [resize_batch(im[None], size)[0, 0].numpy() for im in images]
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
-        raise MicroforgeError(f"--kind {kind} needs images of one size; got {len(shapes)} sizes ({', '.join(f'{w}x{h}' for h, w in sorted(shapes)[:3])} ...)")
+        raise MicroforgeError(
+            f"--kind {kind} needs images of one size; got {len(shapes)} sizes "
+            f"({', '.join(f'{w}x{h}' for h, w in sorted(shapes)[:3])} ...)"
+        )
     f = fingerprint.encode(np.stack(images), progress)
     out_csv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_csv.with_name(out_csv.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_path(out_csv) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["name", "image", *fingerprint.column_names()])
         for it, row in zip(items, f):
             w.writerow([it.name, str(it.path), *[f"{v:.6g}" for v in row]])
-    tmp.replace(out_csv)
     return len(items)

@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from ..data.contact_sheet import image_grid  # noqa: E402
 from ..data.dataset import MicrographDataset  # noqa: E402
 from ..data.phase_map import PRIMARY_ALPHA  # noqa: E402
-from ..data.tiling import to_uint8  # noqa: E402
+from ..io import to_uint8  # noqa: E402
 from ..errors import MicroforgeError  # noqa: E402
 from .crossval import CV_SPLITS, TEST_SIZE, classify_cv, regress_cv  # noqa: E402
 from .kinds import VAEKind, make_kind  # noqa: E402
@@ -72,7 +72,9 @@ def load_tiles(data: str | Path, labels: Sequence[str], modality: str | None, ma
     table = ds.table.iloc[pick]
     missing = [name for name in labels if name not in table.columns]
     if missing:
-        raise MicroforgeError(f"--label {', '.join(missing)}: no such column in {data}/manifest.csv; it has {', '.join(table.columns)}")
+        raise MicroforgeError(
+            f"--label {', '.join(missing)}: no such column in {data}/manifest.csv; it has {', '.join(table.columns)}"
+        )
     items = [ds[int(i)] for i in pick]
     out_labels: dict[str, np.ndarray] = {}
     continuous: dict[str, np.ndarray] = {}
@@ -103,9 +105,20 @@ def cross_validate(features: np.ndarray, tiles: Tiles, seed: int) -> dict[str, A
     return out
 
 
-def explore(data: str | Path, out: str | Path, kinds: Sequence[str] = ("vae",), model_dir: str | Path | None = None,
-            labels: Sequence[str] | None = None, gammas: Sequence[float] = GAMMAS, max_images: int = 1500, seed: int = 0,
-            pca: int | None = None, modality: str | None = None, overwrite: bool = False, progress: bool = False) -> dict[str, Any]:
+def explore(
+    data: str | Path,
+    out: str | Path,
+    kinds: Sequence[str] = ("vae",),
+    model_dir: str | Path | None = None,
+    labels: Sequence[str] | None = None,
+    gammas: Sequence[float] = GAMMAS,
+    max_images: int = 1500,
+    seed: int = 0,
+    pca: int | None = None,
+    modality: str | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Run the analyses of the module docstring on the tiles of dataset ``data`` (a seeded subset
     of at most ``max_images``) and write them into ``out``; return the summary (``summary.json``).
 
@@ -130,7 +143,9 @@ def explore(data: str | Path, out: str | Path, kinds: Sequence[str] = ("vae",), 
     if modality is None and table["modality"].nunique() == 1:
         modality = str(table["modality"].iloc[0])
     if modality is None and "descriptors" in kinds:
-        raise MicroforgeError(f"{data}: holds OM and SEM tiles; --kind descriptors needs --modality to know which phase is bright")
+        raise MicroforgeError(
+            f"{data}: holds OM and SEM tiles; --kind descriptors needs --modality to know which phase is bright"
+        )
     built = [make_kind(k, model_dir, pca, modality or "SEM") for k in kinds]
     if labels is None:
         labels = ["morphology"] if "morphology" in table.columns else []
@@ -144,10 +159,15 @@ def explore(data: str | Path, out: str | Path, kinds: Sequence[str] = ("vae",), 
         seconds[kind.name] = round(time.perf_counter() - t0, 1)
     np.savez_compressed(out / "fingerprints.npz", tile_index=tiles.index, **features)  # to reuse without encoding again
     cv = {name: cross_validate(f, tiles, seed) for name, f in features.items()}
-    summary: dict[str, Any] = {"images": int(len(tiles.index)), "kinds": list(kinds), "dims": {k: int(f.shape[1]) for k, f in features.items()},
-                               "encode_seconds": seconds,
-                               "labels": sorted(tiles.labels), "continuous": list(tiles.continuous),
-                               "cv": {"splits": CV_SPLITS, "test_size": TEST_SIZE, "grouped_by": "specimen", "kinds": cv}}
+    summary: dict[str, Any] = {
+        "images": int(len(tiles.index)),
+        "kinds": list(kinds),
+        "dims": {k: int(f.shape[1]) for k, f in features.items()},
+        "encode_seconds": seconds,
+        "labels": sorted(tiles.labels),
+        "continuous": list(tiles.continuous),
+        "cv": {"splits": CV_SPLITS, "test_size": TEST_SIZE, "grouped_by": "specimen", "kinds": cv},
+    }
     if any(c["classification"] or c["regression"] for c in cv.values()):
         write_cv(out, cv)
     embedding_figure(out, features, tiles, seed)
@@ -166,11 +186,23 @@ def cv_rows(cv: dict[str, Any]) -> list[dict[str, Any]]:
     first = cv[kinds[0]]
     rows = []
     for name in first["classification"]:
-        rows.append({"target": name, "measure": "SVM accuracy", **{k: cv[k]["classification"][name]["accuracy_mean"] for k in kinds},
-                     "chance": first["classification"][name]["chance"]})
+        rows.append(
+            {
+                "target": name,
+                "measure": "SVM accuracy",
+                **{k: cv[k]["classification"][name]["accuracy_mean"] for k in kinds},
+                "chance": first["classification"][name]["chance"],
+            }
+        )
     for name in first["regression"]:
         rows.append({"target": name, "measure": "SVR R²", **{k: cv[k]["regression"][name]["r2"] for k in kinds}})
-        rows.append({"target": name, "measure": "SVR mean % error", **{k: cv[k]["regression"][name]["mpe_pct_mean"] for k in kinds}})
+        rows.append(
+            {
+                "target": name,
+                "measure": "SVR mean % error",
+                **{k: cv[k]["regression"][name]["mpe_pct_mean"] for k in kinds},
+            }
+        )
     return rows
 
 
@@ -186,8 +218,12 @@ def write_cv(out: Path, cv: dict[str, Any]) -> None:
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
     acc = [r for r in rows if r["measure"] == "SVM accuracy"]
     r2 = [r for r in rows if r["measure"] == "SVR R²"]
-    fig, axes = plt.subplots(1, 2, figsize=(4 + 0.9 * len(r2) * len(kinds) ** 0.5, 3.6),
-                             gridspec_kw={"width_ratios": [max(1, len(acc)), max(1, len(r2))]})
+    fig, axes = plt.subplots(
+        1,
+        2,
+        figsize=(4 + 0.9 * len(r2) * len(kinds) ** 0.5, 3.6),
+        gridspec_kw={"width_ratios": [max(1, len(acc)), max(1, len(r2))]},
+    )
     width = 0.8 / len(kinds)
     for ax, group, ylabel in ((axes[0], acc, "SVM accuracy"), (axes[1], r2, "SVR R² (pooled)")):
         x = np.arange(len(group))
@@ -195,13 +231,18 @@ def write_cv(out: Path, cv: dict[str, Any]) -> None:
             ax.bar(x + (j - (len(kinds) - 1) / 2) * width, [r[k] for r in group], width, label=k, color=f"C{j}")
         for i, r in enumerate(group):
             if "chance" in r:
-                ax.hlines(r["chance"], i - 0.45, i + 0.45, colors="k", linestyles=":", label="chance" if i == 0 else None)
+                ax.hlines(
+                    r["chance"], i - 0.45, i + 0.45, colors="k", linestyles=":", label="chance" if i == 0 else None
+                )
         ax.set_xticks(x, [r["target"] for r in group], rotation=30, ha="right", fontsize=8)
         ax.set_ylabel(ylabel)
         ax.set_ylim(min(0.0, *[r[k] for r in group for k in kinds]) if group else 0.0, 1.0)
         ax.axhline(0, color="0.6", lw=0.5)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"fingerprints, {CV_SPLITS} specimen-grouped {int(100 * (1 - TEST_SIZE))}/{int(100 * TEST_SIZE)} splits", fontsize=9)
+    fig.suptitle(
+        f"fingerprints, {CV_SPLITS} specimen-grouped {int(100 * (1 - TEST_SIZE))}/{int(100 * TEST_SIZE)} splits",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(out / "cv.png", dpi=100)
     plt.close(fig)
@@ -217,15 +258,24 @@ def embedding_figure(out: Path, features: dict[str, np.ndarray], tiles: Tiles, s
 
     n = min(len(tiles.index), TSNE_MAX)
     label = sorted(tiles.labels)[0] if tiles.labels else None
-    colourings = [c for c in ("label", "alpha") if (c == "label" and label) or (c == "alpha" and tiles.alpha_fraction is not None)] or ["none"]
-    fig, axes = plt.subplots(len(features), 1 + len(colourings), figsize=(4.4 * (1 + len(colourings)), 4.0 * len(features)), squeeze=False)
+    colourings = [
+        c for c in ("label", "alpha") if (c == "label" and label) or (c == "alpha" and tiles.alpha_fraction is not None)
+    ] or ["none"]
+    fig, axes = plt.subplots(
+        len(features), 1 + len(colourings), figsize=(4.4 * (1 + len(colourings)), 4.0 * len(features)), squeeze=False
+    )
     record: dict[str, Any] = {"n": n, "label": label}
     for row, (name, f) in zip(axes, features.items()):
         std = StandardScaler().fit_transform(f)
         pca = PCA(2, random_state=seed).fit(std)
         emb = TSNE(2, init="pca", perplexity=min(30.0, (n - 1) / 3), random_state=seed).fit_transform(std[:n])
-        record[name] = {"pca_explained_variance_ratio": pca.explained_variance_ratio_.round(4).tolist(), "tsne": emb.round(3).tolist()}
-        panels = [(pca.transform(std)[:n], f"{name}: PCA", colourings[0])] + [(emb, f"{name}: t-SNE", c) for c in colourings]
+        record[name] = {
+            "pca_explained_variance_ratio": pca.explained_variance_ratio_.round(4).tolist(),
+            "tsne": emb.round(3).tolist(),
+        }
+        panels = [(pca.transform(std)[:n], f"{name}: PCA", colourings[0])] + [
+            (emb, f"{name}: t-SNE", c) for c in colourings
+        ]
         for ax, (xy, title, colour) in zip(row, panels):
             if colour == "label":
                 for k, cls in enumerate(sorted(set(tiles.labels[label]))):
@@ -249,18 +299,32 @@ def embedding_figure(out: Path, features: dict[str, np.ndarray], tiles: Tiles, s
     (out / "embeddings.json").write_text(json.dumps(record) + "\n")
 
 
-def vae_figures(out: Path, kind: VAEKind, f: np.ndarray, tiles: Tiles, gammas: Sequence[float], seed: int) -> dict[str, Any]:
+def vae_figures(
+    out: Path, kind: VAEKind, f: np.ndarray, tiles: Tiles, gammas: Sequence[float], seed: int
+) -> dict[str, Any]:
     """White et al.'s decoded figures (module docstring) for the VAE's fingerprints ``f``."""
     from sklearn.decomposition import PCA
 
     model = kind.model
-    decode = lambda a: [to_uint8(x) for x in model.decode(torch.from_numpy(np.asarray(a, dtype=np.float32)))[:, 0].detach().numpy()]  # noqa: E731
-    tile = lambda i: to_uint8(tiles.images[i])  # noqa: E731
+
+    def decode(a: np.ndarray) -> list[np.ndarray]:  # fingerprints (M, D) -> M uint8 images
+        return [
+            to_uint8(x) for x in model.decode(torch.from_numpy(np.asarray(a, dtype=np.float32)))[:, 0].detach().numpy()
+        ]
+
+    def tile(i: int) -> np.ndarray:
+        return to_uint8(tiles.images[i])
+
     order = np.argsort(f[:, 0])
     # reconstructions: eight tiles spread over the first fingerprint coordinate
     show = order[np.linspace(0, len(order) - 1, 8).astype(int)]
-    image_grid([tile(i) for i in show] + decode(f[show]), [f"tile {tiles.index[i]}" for i in show] + ["decoded"] * 8, 8,
-               out / "reconstructions.png", row_labels=["input", "reconstruction"])
+    image_grid(
+        [tile(i) for i in show] + decode(f[show]),
+        [f"tile {tiles.index[i]}" for i in show] + ["decoded"] * 8,
+        8,
+        out / "reconstructions.png",
+        row_labels=["input", "reconstruction"],
+    )
     # linear paths between fingerprints of different labels (or of distant tiles)
     ends = [(order[0], order[-1]), (order[len(order) // 4], order[3 * len(order) // 4])]
     label = sorted(tiles.labels)[0] if tiles.labels else None
@@ -273,7 +337,12 @@ def vae_figures(out: Path, kind: VAEKind, f: np.ndarray, tiles: Tiles, gammas: S
         cells += [tile(a)] + decode(np.stack([(1 - t) * f[a] + t * f[b] for t in steps])) + [tile(b)]
         titles += [f"tile {tiles.index[a]}"] + [f"t={t:.2f}" for t in steps] + [f"tile {tiles.index[b]}"]
     image_grid(cells, titles, len(steps) + 2, out / "paths.png")
-    (out / "paths.json").write_text(json.dumps({"pairs": [[int(tiles.index[a]), int(tiles.index[b])] for a, b in ends], "t": steps.tolist()}, indent=1) + "\n")
+    (out / "paths.json").write_text(
+        json.dumps(
+            {"pairs": [[int(tiles.index[a]), int(tiles.index[b])] for a, b in ends], "t": steps.tolist()}, indent=1
+        )
+        + "\n"
+    )
     # Gaussian clouds around three tiles, decoded, and their PCA
     mu_d, sd_d = f.mean(0), f.std(0)
     gen = np.random.default_rng(seed + 1)
@@ -286,8 +355,18 @@ def vae_figures(out: Path, kind: VAEKind, f: np.ndarray, tiles: Tiles, gammas: S
             cells += decode(cloud[:6])
             titles += [f"tile {tiles.index[s]} γ={g}"] + [""] * 5
     image_grid(cells, titles, 6, out / "clouds.png")
-    (out / "clouds.json").write_text(json.dumps({"seed_tiles": [int(tiles.index[s]) for s in seeds], "gammas": list(gammas), "per_cloud": 64,
-                                                 "noise": "N(mean, std of the dataset's fingerprints), per dimension"}, indent=1) + "\n")
+    (out / "clouds.json").write_text(
+        json.dumps(
+            {
+                "seed_tiles": [int(tiles.index[s]) for s in seeds],
+                "gammas": list(gammas),
+                "per_cloud": 64,
+                "noise": "N(mean, std of the dataset's fingerprints), per dimension",
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     pca = PCA(2, random_state=seed).fit(f)
     fig, ax = plt.subplots(figsize=(6, 5))
     ax.scatter(*pca.transform(f).T, s=4, c="0.75", label="data")
@@ -302,6 +381,9 @@ def vae_figures(out: Path, kind: VAEKind, f: np.ndarray, tiles: Tiles, gammas: S
     fig.tight_layout()
     fig.savefig(out / "pca.png", dpi=100)
     plt.close(fig)
-    pca_info = {"explained_variance_ratio": pca.explained_variance_ratio_.round(4).tolist(), "cloud_rms_spread_pc": spread}
+    pca_info = {
+        "explained_variance_ratio": pca.explained_variance_ratio_.round(4).tolist(),
+        "cloud_rms_spread_pc": spread,
+    }
     (out / "pca.json").write_text(json.dumps(pca_info, indent=1) + "\n")
     return {"pca": pca_info}

@@ -104,14 +104,18 @@ class DescriptorKind:
 
         images = np.asarray(images, dtype=np.float64)
         if len(images) < 2:
-            raise MicroforgeError(f"descriptor fingerprints fit a persistence-image PCA and need at least 2 images; got {len(images)}")
+            raise MicroforgeError(
+                f"descriptor fingerprints fit a persistence-image PCA and need at least 2 images; got {len(images)}"
+            )
         segment, _ = load_segmenter(self.segmenter, self.modality)
         rows, pis = [], []
         for grey in tqdm(images, desc="descriptors", disable=not progress, unit="image"):
             rows.append(descriptor_vector(segment(grey)))
             pis.append(persistence_image(persistence_diagram(grey, 1)))
         scores, _, _ = persistence_pca(pis, PERSISTENCE_COMPONENTS)
-        scores = np.pad(scores, ((0, 0), (0, PERSISTENCE_COMPONENTS - scores.shape[1])))  # fewer components than 3 fit: zeros
+        scores = np.pad(
+            scores, ((0, 0), (0, PERSISTENCE_COMPONENTS - scores.shape[1]))
+        )  # fewer components than 3 fit: zeros
         return np.concatenate([np.asarray(rows), scores], axis=1)
 
 
@@ -125,7 +129,9 @@ def descriptor_vector(phase_map: np.ndarray) -> np.ndarray:
     phase_map = np.asarray(phase_map)
     r_max = max(DESCRIPTOR_RADII)
     if phase_map.ndim != 2 or min(phase_map.shape) < 2 * r_max:
-        raise MicroforgeError(f"descriptor fingerprints need 2-D images of at least {2 * r_max} px a side; got {phase_map.shape}")
+        raise MicroforgeError(
+            f"descriptor fingerprints need 2-D images of at least {2 * r_max} px a side; got {phase_map.shape}"
+        )
     s2, lp, chords = [], [], []
     for c in range(N_CLASSES):
         phase = phase_map == c
@@ -139,8 +145,13 @@ def descriptor_vector(phase_map: np.ndarray) -> np.ndarray:
     return np.concatenate([phase_fractions(phase_map), *s2, *lp, *chords]).astype(np.float64)
 
 
-def make_kind(name: str, model_dir: str | Path | None = None, pca: int | None = None, modality: str = "SEM",
-              segmenter: str = "classical") -> VAEKind | InceptionKind | DescriptorKind:
+def make_kind(
+    name: str,
+    model_dir: str | Path | None = None,
+    pca: int | None = None,
+    modality: str = "SEM",
+    segmenter: str = "classical",
+) -> VAEKind | InceptionKind | DescriptorKind:
     """The fingerprint kind called ``name`` (one of :data:`KINDS`); ``model_dir`` is needed for ``vae``."""
     if name == "vae":
         if model_dir is None:

@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from ..characterize.segmentation import segment_classical
-from ..config import nested_config_from_dict, plain_data, read_yaml_mapping
+from ..config import nested_config_from_dict, plain_data
+from ..io import read_yaml_mapping
 from ..data.phase_map import PRIMARY_ALPHA
 from ..errors import MicroforgeError
 from ..models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss
-from ..models.property_regressor import resize_batch
+from ..io import resize_batch
 from ..models.weights import load_weights, read_config, save_weights
 from ..training.checkpoints import prepare_run_dir
 from ..training.data import load_split
@@ -46,17 +47,28 @@ class FingerprintTrainConfig:
 
 
 def load_fingerprint_config(path: str | Path | None) -> FingerprintTrainConfig:
-    return FingerprintTrainConfig() if path is None else nested_config_from_dict(FingerprintTrainConfig, read_yaml_mapping(path), str(path))
+    return (
+        FingerprintTrainConfig()
+        if path is None
+        else nested_config_from_dict(FingerprintTrainConfig, read_yaml_mapping(path), str(path))
+    )
 
 
 # ---------------------------------------------------------------------------------- train
 
 
-def train_fingerprints(data: str | Path, out: str | Path, cfg: FingerprintTrainConfig = FingerprintTrainConfig(), resume: bool = False,
-                       progress: bool = True) -> Path:
+def train_fingerprints(
+    data: str | Path,
+    out: str | Path,
+    cfg: FingerprintTrainConfig = FingerprintTrainConfig(),
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
     """Train the VAE on the train split of ``data`` into ``out`` (resumable; a finished ``out`` is refused)."""
     out = Path(out)
-    images, _, _ = load_split(data, "train", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)  # fails before writing
+    images, _, _ = load_split(
+        data, "train", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution
+    )  # fails before writing
     prepare_run_dir(out, "model.safetensors", "fingerprint model", resume, cfg.to_dict())
     torch.manual_seed(cfg.seed)
     model = FingerprintVAE(cfg.model)
@@ -70,13 +82,36 @@ def train_fingerprints(data: str | Path, out: str | Path, cfg: FingerprintTrainC
         opt.step()
         return parts
 
-    seconds = run_steps(out, cfg.steps, cfg.seed, cfg.checkpoint_every, {"vae": model}, {"opt": opt}, step, "train fingerprints", progress)
+    seconds = run_steps(
+        out,
+        cfg.steps,
+        cfg.seed,
+        cfg.checkpoint_every,
+        {"vae": model},
+        {"opt": opt},
+        step,
+        "train fingerprints",
+        progress,
+    )
     held_out, _, ds = load_split(data, "test", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)
     tile_px = int(ds[0]["image"].shape[-1])
-    quality = {"split": "test", "tiles": len(held_out), **reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM")}
+    quality = {
+        "split": "test",
+        "tiles": len(held_out),
+        **reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM"),
+    }
     (out / RECONSTRUCTION_FILE).write_text(json.dumps(quality, indent=1) + "\n")
-    save_weights(model, out, {"model_type": MODEL_TYPE, **dataclasses.asdict(cfg.model), "train": cfg.to_dict(),
-                              "train_tiles": len(images), "seconds_this_run": round(seconds, 1)})
+    save_weights(
+        model,
+        out,
+        {
+            "model_type": MODEL_TYPE,
+            **dataclasses.asdict(cfg.model),
+            "train": cfg.to_dict(),
+            "train_tiles": len(images),
+            "seconds_this_run": round(seconds, 1),
+        },
+    )
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return out
 
@@ -85,10 +120,14 @@ def train_fingerprints(data: str | Path, out: str | Path, cfg: FingerprintTrainC
 def reconstruct(model: FingerprintVAE, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Decoded posterior means ``(N, 1, R, R)`` in [0, 1] of images ``(N, 1, R, R)`` in [0, 1]."""
     model.eval()
-    return torch.cat([model.decode(model.encode(images[i : i + batch_size])[0]) for i in range(0, len(images), batch_size)])
+    return torch.cat(
+        [model.decode(model.encode(images[i : i + batch_size])[0]) for i in range(0, len(images), batch_size)]
+    )
 
 
-def reconstruction_quality(model: FingerprintVAE, images: torch.Tensor, tile_px: int, modality: str = "SEM") -> dict[str, float]:
+def reconstruction_quality(
+    model: FingerprintVAE, images: torch.Tensor, tile_px: int, modality: str = "SEM"
+) -> dict[str, float]:
     """How well ``model`` reconstructs ``images`` ``(N, 1, R, R)`` in [0, 1] (R: the model's resolution).
 
     Returns the pixel ``mse``; the mean ``ssim`` (scikit-image, data range 1); and the
@@ -103,12 +142,20 @@ def reconstruction_quality(model: FingerprintVAE, images: torch.Tensor, tile_px:
     rec = reconstruct(model, images)
     x, y = images[:, 0].double().numpy(), rec[:, 0].double().numpy()
     halfwidth = max(1, round(6 * x.shape[-1] / tile_px))  # the segmenter's 6 px laths at 128 px
-    errors = [abs(float(np.mean(segment_classical(a, modality, halfwidth) == PRIMARY_ALPHA))
-                  - float(np.mean(segment_classical(b, modality, halfwidth) == PRIMARY_ALPHA))) for a, b in zip(x, y)]
-    return {"mse": float(np.mean((x - y) ** 2)),
-            "ssim": float(np.mean([structural_similarity(a, b, data_range=1.0) for a, b in zip(x, y)])),
-            "alpha_fraction_abs_error_mean": float(np.mean(errors)), "alpha_fraction_abs_error_p90": float(np.percentile(errors, 90)),
-            "flat_share": float(np.mean(np.ptp(y.reshape(len(y), -1), axis=1) < 0.05))}
+    errors = [
+        abs(
+            float(np.mean(segment_classical(a, modality, halfwidth) == PRIMARY_ALPHA))
+            - float(np.mean(segment_classical(b, modality, halfwidth) == PRIMARY_ALPHA))
+        )
+        for a, b in zip(x, y)
+    ]
+    return {
+        "mse": float(np.mean((x - y) ** 2)),
+        "ssim": float(np.mean([structural_similarity(a, b, data_range=1.0) for a, b in zip(x, y)])),
+        "alpha_fraction_abs_error_mean": float(np.mean(errors)),
+        "alpha_fraction_abs_error_p90": float(np.percentile(errors, 90)),
+        "flat_share": float(np.mean(np.ptp(y.reshape(len(y), -1), axis=1) < 0.05)),
+    }
 
 
 def load_fingerprint_model(folder: str | Path) -> FingerprintVAE:
@@ -118,7 +165,12 @@ def load_fingerprint_model(folder: str | Path) -> FingerprintVAE:
         raise MicroforgeError(f"{folder}: fingerprint model folder not found")
     raw = read_config(folder, MODEL_TYPE, "a fingerprint model")
     names = {f.name for f in dataclasses.fields(FingerprintConfig)}
-    before_fidelity = {"encoder_pool": "mean", "spectral": "magnitude", "hidden_norm": False, "beta": 1e-3}  # what folders saved before these options hold
+    before_fidelity = {
+        "encoder_pool": "mean",
+        "spectral": "magnitude",
+        "hidden_norm": False,
+        "beta": 1e-3,
+    }  # what folders saved before these options hold
     kept = {**before_fidelity, **{k: v for k, v in raw.items() if k in names}}
     return load_weights(FingerprintVAE(FingerprintConfig(**kept)), folder)
 

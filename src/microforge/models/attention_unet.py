@@ -31,8 +31,12 @@ class AttentionUNetConfig:
 
 def _block(cin: int, cout: int, groups: int) -> nn.Sequential:
     return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.GroupNorm(groups, cout), nn.SiLU(),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.GroupNorm(groups, cout), nn.SiLU(),
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+        nn.GroupNorm(groups, cout),
+        nn.SiLU(),
+        nn.Conv2d(cout, cout, 3, padding=1, bias=False),
+        nn.GroupNorm(groups, cout),
+        nn.SiLU(),
     )
 
 
@@ -58,7 +62,9 @@ class AttentionUNet(nn.Module):
         super().__init__()
         self.config = config
         ch, g = config.channels, config.groups
-        self.encoders = nn.ModuleList([_block(config.in_channels if i == 0 else ch[i - 1], c, g) for i, c in enumerate(ch)])
+        self.encoders = nn.ModuleList(
+            [_block(config.in_channels if i == 0 else ch[i - 1], c, g) for i, c in enumerate(ch)]
+        )
         self.gates = nn.ModuleList([AttentionGate(ch[i], ch[i + 1], max(ch[i] // 2, 1)) for i in range(len(ch) - 1)])
         self.decoders = nn.ModuleList([_block(ch[i] + ch[i + 1], ch[i], g) for i in range(len(ch) - 1)])
         self.head = nn.Conv2d(ch[0], config.n_classes, 1)

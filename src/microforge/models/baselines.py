@@ -45,10 +45,16 @@ class BaselineTrain:
     lr: float = 2e-4
     checkpoint_every: int = 250
     seed: int = 0
-    vicinity_m: float = 2.0  # kappa = m x the largest gap between sorted unique label values, per dimension (m = 2: TiM3 Table 3's kappa)
+    # kappa = m x the largest gap between sorted unique label values, per dimension (m = 2: TiM3 Table 3's kappa)
+    vicinity_m: float = 2.0
     max_per_vector: int = 64  # CcGAN/CCDM: training images kept per unique property vector (TiM3 appendix A)
-    adam_betas: tuple[float, float] = (0.9, 0.999)  # CCDM and DDPM's Adam (TiM3 Table 3's CCDM: 0.9, 0.99); CcGAN uses SNGAN's 0.5, 0.999
-    ema_decay: float = 0.0  # CCDM and DDPM: EMA of the UNet's weights, saved in their place (0: none; Lee & Yun: 0.9999)
+    adam_betas: tuple[float, float] = (
+        0.9,
+        0.999,
+    )  # CCDM and DDPM's Adam (TiM3 Table 3's CCDM: 0.9, 0.99); CcGAN uses SNGAN's 0.5, 0.999
+    ema_decay: float = (
+        0.0  # CCDM and DDPM: EMA of the UNet's weights, saved in their place (0: none; Lee & Yun: 0.9999)
+    )
 
 
 @dataclass
@@ -67,7 +73,9 @@ class BaselineConfig:
     embed_dim: int = 128  # label-embedding width (CCDM: replaced by the UNet's time-embedding width)
     z_dim: int = 128  # CcGAN noise
     num_train_timesteps: int = 1000  # CCDM; DDPM uses 4000 (Lee & Yun)
-    vlb_weight: float = 0.001  # DDPM: lambda in L_simple + lambda L_vlb, L_vlb = sum over the T steps (Nichol & Dhariwal)
+    vlb_weight: float = (
+        0.001  # DDPM: lambda in L_simple + lambda L_vlb, L_vlb = sum over the T steps (Nichol & Dhariwal)
+    )
     sampling_steps: int = 50  # CCDM and DDPM: DDIM steps
     guidance_scale: float = 1.5  # CCDM classifier-free guidance (1: none)
     cond_dropout: float = 0.1  # CCDM: share of training samples with the null label
@@ -85,7 +93,10 @@ class BaselineConfig:
             raise MicroforgeError(f"resolution must be a power of two of at least 16, got {self.resolution}")
         sizes = [self.resolution >> i for i in range(len(self.channels))]
         if self.attention_resolution and self.attention_resolution not in sizes:
-            raise MicroforgeError(f"attention_resolution must be one of the UNet's feature-map sizes {sizes}, got {self.attention_resolution}")
+            raise MicroforgeError(
+                f"attention_resolution must be one of the UNet's feature-map sizes {sizes}, got "
+                f"{self.attention_resolution}"
+            )
 
     @property
     def attention_level(self) -> int:
@@ -110,7 +121,11 @@ class BaselineConfig:
 # Each kind's own defaults where they differ from the shared ones above (configs/<kind>-tiny.yaml
 # repeats them, and a test checks that each tiny config equals its kind's defaults).
 KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ddpm": {"num_train_timesteps": 4000, "guidance_scale": 1.0, "cond_dropout": 0.0},  # Lee & Yun: T = 4000; unconditional
+    "ddpm": {
+        "num_train_timesteps": 4000,
+        "guidance_scale": 1.0,
+        "cond_dropout": 0.0,
+    },  # Lee & Yun: T = 4000; unconditional
     "acwgan-gp": {"embed_dim": 20, "z_dim": 100},  # Howland et al.: 20-d condition embeddings, 100-d noise
 }
 
@@ -155,9 +170,17 @@ def build_ccdm_unet(cfg: BaselineConfig) -> UNet2DModel:
     up = tuple("AttnUpBlock2D" if i == n - 1 - at else "UpBlock2D" for i in range(n))
     head_dim = cfg.channels[at] // cfg.attention_heads if cfg.attention_heads else 8
     return UNet2DModel(
-        sample_size=cfg.resolution, in_channels=1, out_channels=2 if cfg.kind == "ddpm" else 1, block_out_channels=tuple(cfg.channels),
-        down_block_types=down, up_block_types=up, layers_per_block=cfg.layers_per_block, dropout=cfg.dropout,
-        attention_head_dim=head_dim, norm_num_groups=min(8, cfg.channels[0]), class_embed_type=None if cfg.kind == "ddpm" else "identity",
+        sample_size=cfg.resolution,
+        in_channels=1,
+        out_channels=2 if cfg.kind == "ddpm" else 1,
+        block_out_channels=tuple(cfg.channels),
+        down_block_types=down,
+        up_block_types=up,
+        layers_per_block=cfg.layers_per_block,
+        dropout=cfg.dropout,
+        attention_head_dim=head_dim,
+        norm_num_groups=min(8, cfg.channels[0]),
+        class_embed_type=None if cfg.kind == "ddpm" else "identity",
     )
 
 
@@ -177,7 +200,9 @@ class CcGANGenerator(nn.Module):
         blocks = []
         for cin, cout in zip(widths[:-1], widths[1:]):
             blocks += [nn.BatchNorm2d(cin), nn.ReLU(), nn.Upsample(scale_factor=2), nn.Conv2d(cin, cout, 3, padding=1)]
-        self.blocks = nn.Sequential(*blocks, nn.BatchNorm2d(widths[-1]), nn.ReLU(), nn.Conv2d(widths[-1], 1, 3, padding=1), nn.Tanh())
+        self.blocks = nn.Sequential(
+            *blocks, nn.BatchNorm2d(widths[-1]), nn.ReLU(), nn.Conv2d(widths[-1], 1, 3, padding=1), nn.Tanh()
+        )
         self.width0 = widths[0]
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

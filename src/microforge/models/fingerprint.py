@@ -28,15 +28,20 @@ from .resnet import ResNet18
 
 @dataclass(frozen=True)
 class FingerprintConfig:
-    resolution: int = 128  # px; tiles are area-resized to it (64 px erases the benchmark's 1-4 px laths: morphology accuracy 0.76 against 0.83)
+    # px; tiles are area-resized to it (64 px erases the benchmark's 1-4 px laths: morphology accuracy 0.76, not 0.83)
+    resolution: int = 128
     width: int = 8  # ResNet-18 first-stage channels (64: the full network; 8 at 128 px costs what 16 costs at 64 px)
     hidden: int = 512  # the tanh layer
     latent: int = 256  # fingerprint dimension
     alpha: float = 0.7  # weight of the BCE term; 1 - alpha weights the spectral term
-    beta: float = 1e-6  # weight of the KL term (summed over the latent) against the pixel-averaged BCE: 1e-3 collapsed the posterior to the mean grey
+    # weight of the KL term (summed over the latent) against the pixel-averaged BCE: 1e-3 collapsed the posterior to the
+    # mean grey
+    beta: float = 1e-6
     encoder_pool: str = "flatten"  # White et al.: flatten the last convolution output; "mean": average it over space
     spectral: str = "complex"  # White et al.'s L_f on real and imaginary parts; "magnitude": FFT magnitudes only
-    hidden_norm: bool = True  # LayerNorm before each tanh layer: without it Adam drives the 8 192-input tanh into saturation
+    hidden_norm: bool = (
+        True  # LayerNorm before each tanh layer: without it Adam drives the 8 192-input tanh into saturation
+    )
 
     def __post_init__(self) -> None:
         if self.encoder_pool not in ("flatten", "mean"):
@@ -60,8 +65,14 @@ class FingerprintVAE(nn.Module):
         self.hidden_norm = nn.LayerNorm(cfg.hidden) if cfg.hidden_norm else nn.Identity()
         self.mu = nn.Linear(cfg.hidden, cfg.latent)
         self.logvar = nn.Linear(cfg.hidden, cfg.latent)
-        self.from_latent = nn.Sequential(*[nn.Linear(cfg.latent, cfg.hidden), *([nn.LayerNorm(cfg.hidden)] if cfg.hidden_norm else []), nn.Tanh(),
-                                           nn.Linear(cfg.hidden, feat * self.side**2)])
+        self.from_latent = nn.Sequential(
+            *[
+                nn.Linear(cfg.latent, cfg.hidden),
+                *([nn.LayerNorm(cfg.hidden)] if cfg.hidden_norm else []),
+                nn.Tanh(),
+                nn.Linear(cfg.hidden, feat * self.side**2),
+            ]
+        )
         ups, c = [], feat
         for _ in range(3):  # mirror of the three strided stages
             ups += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1), nn.BatchNorm2d(c // 2), nn.ReLU()]
@@ -71,7 +82,11 @@ class FingerprintVAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         maps = self.encoder.feature_maps(x)  # (B, 8 * width, R / 8, R / 8)
-        h = torch.tanh(self.hidden_norm(self.to_hidden(maps.flatten(1) if self.cfg.encoder_pool == "flatten" else maps.mean(dim=(2, 3)))))
+        h = torch.tanh(
+            self.hidden_norm(
+                self.to_hidden(maps.flatten(1) if self.cfg.encoder_pool == "flatten" else maps.mean(dim=(2, 3)))
+            )
+        )
         return self.mu(h), self.logvar(h).clamp(-20, 10)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
@@ -81,7 +96,9 @@ class FingerprintVAE(nn.Module):
         """Fingerprints ``(B, latent)`` -> images ``(B, 1, R, R)`` in [0, 1]."""
         return torch.sigmoid(self.decode_logits(z))
 
-    def forward(self, x: torch.Tensor, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, gen: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encode(x)
         eps = torch.randn(mu.shape, generator=gen).to(mu.device)
         return self.decode_logits(mu + torch.exp(0.5 * logvar) * eps), mu, logvar
@@ -98,7 +115,9 @@ def spectral_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "complex") -> to
     return ((fa - fb).abs() ** 2).mean()
 
 
-def fingerprint_loss(model: FingerprintVAE, x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+def fingerprint_loss(
+    model: FingerprintVAE, x: torch.Tensor, gen: torch.Generator
+) -> tuple[torch.Tensor, dict[str, float]]:
     """White et al.'s loss on a batch ``x`` in [0, 1]; returns the loss and its parts."""
     logits, mu, logvar = model(x, gen)
     bce = F.binary_cross_entropy_with_logits(logits, x)

@@ -38,7 +38,9 @@ def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log
     return torch.where(x < -0.999, log_cdf_plus, torch.where(x > 0.999, log_one_minus_cdf_min, log_delta))
 
 
-def vlb_loss(scheduler: DDPMScheduler, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def vlb_loss(
+    scheduler: DDPMScheduler, x0: torch.Tensor, xt: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     """``L_vlb`` per sample ``(B,)`` in bits per dimension: the KL between the true posterior
     ``q(x_{t-1} | x_t, x_0)`` and the model's ``p(x_{t-1} | x_t)`` for ``t > 0``, and the
     discretised decoder NLL for ``t = 0``. ``eps`` should be detached by the caller."""

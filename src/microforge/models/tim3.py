@@ -25,7 +25,8 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from torch import nn
 
-from ..config import nested_config_from_dict, plain_data, read_yaml_mapping
+from ..config import nested_config_from_dict, plain_data
+from ..io import read_yaml_mapping
 from ..errors import MicroforgeError
 
 
@@ -90,7 +91,8 @@ class EncoderConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = 8000  # per diffusion stage (0.2 s per step for the tiny UNet on 2 CPU cores); at 2 000 the maps followed the target weakly
+    # per diffusion stage (0.2 s a step for the tiny UNet on 2 CPU cores); at 2 000 the maps followed the target weakly
+    steps: int = 8000
     stage2_steps: int | None = 6000  # stage 2 alone, when the micrograph needs more than the map (None: steps)
     batch_size: int = 16
     lr: float = 3e-4  # AdamW, constant after a 100-step warm-up
@@ -126,10 +128,14 @@ class TiM3Config:
     timestep_spacing: str = "leading"
     sampler: str = "ddim"  # "ddim" or "dpm++"
     sampling_steps: int = 20  # DDIM steps (TiM3's default)
-    guidance_scale: float = 4.0  # classifier-free guidance at sampling (1 = none); at 4 the maps follow the target best (docs/tim3.md)
+    guidance_scale: float = (
+        4.0  # classifier-free guidance at sampling (1 = none); at 4 the maps follow the target best (docs/tim3.md)
+    )
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # by specimen
     # micrograph <-> stage-2 latent: f = 2 (4 x 32 x 32 at 64 px; f = 4 lost the 1-3 px laths), with the edge loss
-    vae_image: AutoencoderConfig = field(default_factory=lambda: AutoencoderConfig(block_out_channels=(16, 32), gradient_weight=0.5))
+    vae_image: AutoencoderConfig = field(
+        default_factory=lambda: AutoencoderConfig(block_out_channels=(16, 32), gradient_weight=0.5)
+    )
     # one-hot map <-> stage-1 latent: f = 4; at 1 500 steps of batch 8 it lost half the 1 px beta films
     vae_map: AutoencoderConfig = field(default_factory=lambda: AutoencoderConfig(steps=4000, batch_size=16))
     unet: UNetConfig = field(default_factory=UNetConfig)
@@ -145,25 +151,39 @@ class TiM3Config:
                 raise MicroforgeError(f"{name} factor must be a power of 2, got {ae.factor}")
         unet_f = 2 ** (len(self.unet.block_out_channels) - 1)
         if not set(self.unet.global_condition) <= {1, 2}:
-            raise MicroforgeError(f"unet global_condition names stages 1 and 2 only, got {list(self.unet.global_condition)}")
+            raise MicroforgeError(
+                f"unet global_condition names stages 1 and 2 only, got {list(self.unet.global_condition)}"
+            )
         for name in ("vae_image", "vae_map"):
             if self.resolution % (downsampling(getattr(self, name)) * unet_f):
-                raise MicroforgeError(f"resolution {self.resolution} must be divisible by the {name} and UNet downsampling")
+                raise MicroforgeError(
+                    f"resolution {self.resolution} must be divisible by the {name} and UNet downsampling"
+                )
             if not self.unet.levels_with_attention(self.resolution // downsampling(getattr(self, name))):
-                raise MicroforgeError(f"unet attention_max_size {self.unet.attention_max_size} leaves the {name} latent's UNet "
-                                      "without attention, and the properties enter through cross-attention")
+                raise MicroforgeError(
+                    f"unet attention_max_size {self.unet.attention_max_size} leaves the {name} latent's UNet "
+                    "without attention, and the properties enter through cross-attention"
+                )
         if self.map_condition not in MAP_CONDITIONS:
-            raise MicroforgeError(f"map_condition must be one of {', '.join(MAP_CONDITIONS)}, got {self.map_condition!r}")
+            raise MicroforgeError(
+                f"map_condition must be one of {', '.join(MAP_CONDITIONS)}, got {self.map_condition!r}"
+            )
         if self.prediction_type not in PREDICTION_TYPES:
-            raise MicroforgeError(f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}")
+            raise MicroforgeError(
+                f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}"
+            )
         if self.beta_schedule not in BETA_SCHEDULES:
-            raise MicroforgeError(f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {self.beta_schedule!r}")
+            raise MicroforgeError(
+                f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {self.beta_schedule!r}"
+            )
         if not self.schedule_shift > 0:
             raise MicroforgeError(f"schedule_shift must be positive, got {self.schedule_shift}")
         if self.snr_gamma is not None and not self.snr_gamma > 0:
             raise MicroforgeError(f"snr_gamma must be positive (or null for none), got {self.snr_gamma}")
         if self.timestep_spacing not in ("leading", "trailing", "linspace"):
-            raise MicroforgeError(f"timestep_spacing must be leading, trailing or linspace, got {self.timestep_spacing!r}")
+            raise MicroforgeError(
+                f"timestep_spacing must be leading, trailing or linspace, got {self.timestep_spacing!r}"
+            )
         if self.sampler not in ("ddim", "dpm++"):
             raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
         if self.modality not in ("OM", "SEM"):
@@ -205,7 +225,9 @@ class SpaceToDepth(ModelMixin, ConfigMixin):
 
     def encode(self, x: torch.Tensor) -> AutoencoderKLOutput:
         mean = F.pixel_unshuffle(x, self.config.factor)
-        return AutoencoderKLOutput(latent_dist=DiagonalGaussianDistribution(torch.cat([mean, torch.zeros_like(mean)], 1), deterministic=True))
+        return AutoencoderKLOutput(
+            latent_dist=DiagonalGaussianDistribution(torch.cat([mean, torch.zeros_like(mean)], 1), deterministic=True)
+        )
 
     def decode(self, z: torch.Tensor) -> DecoderOutput:
         return DecoderOutput(sample=F.pixel_shuffle(z, self.config.factor))
@@ -251,10 +273,15 @@ def build_autoencoder(cfg: AutoencoderConfig, channels: int) -> AutoencoderKL | 
         return SpaceToDepth(channels, cfg.factor)
     n = len(cfg.block_out_channels)
     return AutoencoderKL(
-        in_channels=channels, out_channels=channels,
-        down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=tuple(cfg.block_out_channels), layers_per_block=cfg.layers_per_block,
-        latent_channels=cfg.latent_channels, norm_num_groups=cfg.norm_num_groups, sample_size=64,
+        in_channels=channels,
+        out_channels=channels,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.block_out_channels),
+        layers_per_block=cfg.layers_per_block,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=cfg.norm_num_groups,
+        sample_size=64,
         mid_block_add_attention=cfg.mid_attention,
     )
 
@@ -270,19 +297,31 @@ def build_unet(cfg: TiM3Config, stage: int) -> UNet2DConditionModel:
         size, out_channels = cfg.image_latent_size, latent_channels(cfg.vae_image, 1)
         in_channels = out_channels + map_condition_channels(cfg)
     attn = set(cfg.unet.levels_with_attention(size))
-    global_kw = {"class_embed_type": "projection", "projection_class_embeddings_input_dim": cfg.encoder.dim} if stage in cfg.unet.global_condition else {}
+    global_kw = (
+        {"class_embed_type": "projection", "projection_class_embeddings_input_dim": cfg.encoder.dim}
+        if stage in cfg.unet.global_condition
+        else {}
+    )
     return UNet2DConditionModel(
-        **global_kw, sample_size=size, in_channels=in_channels, out_channels=out_channels,
+        **global_kw,
+        sample_size=size,
+        in_channels=in_channels,
+        out_channels=out_channels,
         down_block_types=tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n)),
         up_block_types=tuple("CrossAttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(n))),
-        block_out_channels=tuple(cfg.unet.block_out_channels), layers_per_block=cfg.unet.layers_per_block,
-        cross_attention_dim=cfg.encoder.dim, attention_head_dim=cfg.unet.attention_head_dim,
+        block_out_channels=tuple(cfg.unet.block_out_channels),
+        layers_per_block=cfg.unet.layers_per_block,
+        cross_attention_dim=cfg.encoder.dim,
+        attention_head_dim=cfg.unet.attention_head_dim,
         norm_num_groups=cfg.unet.norm_num_groups,
     )
 
 
-def predict_noise(unet: UNet2DConditionModel, x: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor) -> torch.Tensor:
-    """The denoiser's output (the noise, or the velocity for ``prediction_type: v_prediction``) for latents ``x`` ``(B, C, S, S)`` at timesteps ``t`` given the
+def predict_noise(
+    unet: UNet2DConditionModel, x: torch.Tensor, t: torch.Tensor | int, context: torch.Tensor
+) -> torch.Tensor:
+    """The denoiser's output (the noise, or the velocity for ``prediction_type: v_prediction``) for latents
+    ``x`` ``(B, C, S, S)`` at timesteps ``t`` given the
     property context ``(B, n_tokens, dim)``; a UNet built with global conditioning also gets the
     tokens' mean ``(B, dim)`` through its timestep embedding. ``unet`` may be wrapped for
     distributed training (its ``module`` then holds the config)."""
@@ -325,7 +364,9 @@ def onehot_map(phase_map: torch.Tensor) -> torch.Tensor:
     return F.one_hot(phase_map.long().clamp(0, 2), 3).permute(0, 3, 1, 2).float()
 
 
-def map_condition(onehot: torch.Tensor, latent_size: int, encoder: MapEncoder | None, lossless: bool = False) -> torch.Tensor:
+def map_condition(
+    onehot: torch.Tensor, latent_size: int, encoder: MapEncoder | None, lossless: bool = False
+) -> torch.Tensor:
     """The stage-2 map condition of a one-hot map ``(B, 3, R, R)``: the map area-resized to the
     latent grid (each channel is then the class's local share), the learned encoder's output, or
     (``lossless``) the map pixel-unshuffled onto the latent grid, ``(B, 3 f^2, S, S)``, every

@@ -76,8 +76,9 @@ def hard_vicinity(labels: np.ndarray, target: np.ndarray, kappa: np.ndarray) -> 
     return np.flatnonzero((np.abs(labels - target) <= kappa + 1e-12).all(axis=1))
 
 
-def vicinal_batch(labels: np.ndarray, batch: int, sigma: np.ndarray, kappa: np.ndarray, gen: torch.Generator,
-                  max_tries: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def vicinal_batch(
+    labels: np.ndarray, batch: int, sigma: np.ndarray, kappa: np.ndarray, gen: torch.Generator, max_tries: int = 100
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A training batch for the hard vicinal losses (HVDL).
 
     For each of ``batch`` draws: a unique label vector chosen uniformly, perturbed by
@@ -98,7 +99,9 @@ def vicinal_batch(labels: np.ndarray, batch: int, sigma: np.ndarray, kappa: np.n
             if len(near):
                 break
         else:
-            raise MicroforgeError("no real image lies in the hard vicinity of the drawn labels; raise the vicinity multiplier m")
+            raise MicroforgeError(
+                "no real image lies in the hard vicinity of the drawn labels; raise the vicinity multiplier m"
+            )
         targets.append(y)
         picks.append(int(near[int(torch.randint(0, len(near), (1,), generator=gen))]))
         fakes.append(y + kappa * (2.0 * torch.rand(labels.shape[1], generator=gen, dtype=torch.float64).numpy() - 1.0))

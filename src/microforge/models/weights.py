@@ -6,13 +6,12 @@ truncated, tampered, wrong shapes) is a :class:`MicroforgeError` that names the 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import read_json_file
+from ..io import atomic_path, read_json_file, write_json_atomic
 from ..errors import MicroforgeError
 
 CONFIG_NAME = "config.json"
@@ -26,12 +25,9 @@ def save_weights(module: torch.nn.Module, folder: str | Path, config: dict[str, 
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (WEIGHTS_NAME + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp))
-    tmp.replace(folder / WEIGHTS_NAME)
-    tmp = folder / (CONFIG_NAME + ".tmp")
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(folder / CONFIG_NAME)
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp))
+    write_json_atomic(folder / CONFIG_NAME, config, indent=2)
 
 
 def read_config(folder: str | Path, model_type: str, what: str) -> dict[str, Any]:

@@ -36,7 +36,9 @@ def check_targets(targets: np.ndarray, props: PropertySet) -> np.ndarray:
     the errors list the expected names and units. Returns ``(N, K)`` float64."""
     targets = np.atleast_2d(np.asarray(targets, dtype=np.float64))
     if targets.shape[1] != len(props):
-        raise MicroforgeError(f"a target needs {len(props)} values, got {targets.shape[1]}; expected {props.describe()}")
+        raise MicroforgeError(
+            f"a target needs {len(props)} values, got {targets.shape[1]}; expected {props.describe()}"
+        )
     if not np.isfinite(targets).all():
         raise MicroforgeError(f"targets must be finite numbers; expected {props.describe()}")
     return targets
@@ -52,8 +54,17 @@ class SamplingPipeline:
     def condition_properties(self) -> PropertySet:
         raise NotImplementedError
 
-    def iter_batches(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                     batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Iterator[Generated]:
+    def iter_batches(
+        self,
+        targets: np.ndarray,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        sampler: str | None = None,
+        batch_size: int = 16,
+        seed: int = 0,
+        brightness: float | None = None,
+        progress: bool = False,
+    ) -> Iterator[Generated]:
         raise NotImplementedError
 
     def to(self, device: str | torch.device) -> "SamplingPipeline":
@@ -62,13 +73,21 @@ class SamplingPipeline:
             m.to(device)
         return self
 
-    def check_options(self, steps: int | None = None, guidance_scale: float | None = None, seed: int = 0, batch_size: int = 16,
-                      brightness: float | None = None) -> None:
+    def check_options(
+        self,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int = 0,
+        batch_size: int = 16,
+        brightness: float | None = None,
+    ) -> None:
         """Validate sampling options before anything is written; each error names the option
         (``--steps``, ``--guidance``, ``--seed``, ``--batch-size``, ``--brightness``)."""
         if steps is not None and (isinstance(steps, bool) or not 1 <= steps <= 10_000):
             raise MicroforgeError(f"--steps must be a whole number in 1..10000, got {steps}")
-        if guidance_scale is not None and (isinstance(guidance_scale, bool) or not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= 100):
+        if guidance_scale is not None and (
+            isinstance(guidance_scale, bool) or not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= 100
+        ):
             raise MicroforgeError(f"--guidance must be a finite number in 0..100, got {guidance_scale}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
             raise MicroforgeError(f"--seed must be a whole number in 0..2^63-1, got {seed}")
@@ -85,7 +104,18 @@ class SamplingPipeline:
         return check_targets(targets, self.condition_properties)
 
     @torch.no_grad()
-    def __call__(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                 batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Generated:
+    def __call__(
+        self,
+        targets: np.ndarray,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        sampler: str | None = None,
+        batch_size: int = 16,
+        seed: int = 0,
+        brightness: float | None = None,
+        progress: bool = False,
+    ) -> Generated:
         """Sample one micrograph (and map, where the model has one) per target row; see :meth:`iter_batches`."""
-        return Generated.concatenate(list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress)))
+        return Generated.concatenate(
+            list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress))
+        )

@@ -12,9 +12,16 @@ import torch
 from diffusers import DDIMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
-from ..config import read_json_file
+from ..io import read_json_file, write_json_atomic
 from ..errors import MicroforgeError
-from ..models.baselines import ACGANGenerator, BaselineConfig, CcGANGenerator, LabelEmbedding, baseline_config_from_dict, ccdm_embed_dim
+from ..models.baselines import (
+    ACGANGenerator,
+    BaselineConfig,
+    CcGANGenerator,
+    LabelEmbedding,
+    baseline_config_from_dict,
+    ccdm_embed_dim,
+)
 from ..models.weights import load_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
@@ -27,8 +34,21 @@ class BaselinePipeline(SamplingPipeline):
     """A trained CCDM, CcGAN or DDPM; build it with :meth:`from_pretrained`. The DDPM ignores
     the targets (it is unconditional) but takes them, so the same calls work."""
 
-    def __init__(self, folder: Path, cfg: BaselineConfig, properties: PropertySet, modules: dict[str, torch.nn.Module], scheduler_config: dict | None) -> None:
-        self.folder, self.cfg, self.properties, self.modules, self.scheduler_config = folder, cfg, properties, modules, scheduler_config
+    def __init__(
+        self,
+        folder: Path,
+        cfg: BaselineConfig,
+        properties: PropertySet,
+        modules: dict[str, torch.nn.Module],
+        scheduler_config: dict | None,
+    ) -> None:
+        self.folder, self.cfg, self.properties, self.modules, self.scheduler_config = (
+            folder,
+            cfg,
+            properties,
+            modules,
+            scheduler_config,
+        )
         for m in modules.values():
             m.eval()
 
@@ -54,17 +74,30 @@ class BaselinePipeline(SamplingPipeline):
                 raise MicroforgeError(f"{unet_dir}: cannot be loaded ({exc.__class__.__name__})") from None
             modules = {"unet": unet}
             if cfg.kind == "ccdm":
-                modules["label_embedding"] = load_weights(LabelEmbedding(k, ccdm_embed_dim(cfg)), folder / "label_embedding")
+                modules["label_embedding"] = load_weights(
+                    LabelEmbedding(k, ccdm_embed_dim(cfg)), folder / "label_embedding"
+                )
             sched = read_json_file(folder / "scheduler" / "scheduler_config.json", "a diffusion scheduler")
         elif cfg.kind == "acwgan-gp":
             if "acgan" not in raw:
                 raise MicroforgeError(f"{folder / 'config.json'}: lacks the 'acgan' section (categories and bins)")
-            modules = {"generator": load_weights(ACGANGenerator(cfg, len(raw["acgan"]["categories"])), folder / "generator")}
+            modules = {
+                "generator": load_weights(ACGANGenerator(cfg, len(raw["acgan"]["categories"])), folder / "generator")
+            }
         else:
             modules = {"generator": load_weights(CcGANGenerator(cfg, k), folder / "generator")}
         pipe = cls(folder, cfg, props, modules, sched)
         pipe.acgan = raw.get("acgan")
         return pipe
+
+    @staticmethod
+    def write_config(folder: Path, cfg: BaselineConfig, record: dict) -> Path:
+        """Write the model folder's ``config.json`` (format, config and ``record``: tile count,
+        the vicinity's sigma and kappa, ACWGAN-GP's conditions). The one writer of the format; the
+        trainer calls it last, so a folder with config.json is a complete model."""
+        return write_json_atomic(
+            Path(folder) / "config.json", {"format": FORMAT, "config": cfg.to_dict(), **record}, indent=2
+        )
 
     def acgan_conditions(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """ACWGAN-GP's two conditions for raw property targets ``(N, K)``: the category of the
@@ -86,8 +119,17 @@ class BaselinePipeline(SamplingPipeline):
         return self.properties
 
     @torch.no_grad()
-    def iter_batches(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                     batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Iterator[Generated]:
+    def iter_batches(
+        self,
+        targets: np.ndarray,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        sampler: str | None = None,
+        batch_size: int = 16,
+        seed: int = 0,
+        brightness: float | None = None,
+        progress: bool = False,
+    ) -> Iterator[Generated]:
         """One micrograph per target row, in batches; batch ``i`` is seeded by ``(seed, i)``."""
         targets = self.check_targets(targets)
         if batch_size < 1:
@@ -96,7 +138,9 @@ class BaselinePipeline(SamplingPipeline):
             raise MicroforgeError(f"the baselines sample with DDIM (CCDM) or in one pass (CcGAN), not {sampler!r}")
         y_all = torch.tensor(self.properties.normalise(targets), dtype=torch.float32)
         device = next(self.modules[next(iter(self.modules))].parameters()).device
-        for i, start in enumerate(tqdm(range(0, len(y_all), batch_size), desc="generate", disable=not progress, unit="batch")):
+        for i, start in enumerate(
+            tqdm(range(0, len(y_all), batch_size), desc="generate", disable=not progress, unit="batch")
+        ):
             gen = seeded_generator(seed, i)
             y = y_all[start : start + batch_size].to(device)
             if self.cfg.kind == "ccgan":
@@ -106,7 +150,12 @@ class BaselinePipeline(SamplingPipeline):
                 z = torch.randn(len(y), self.cfg.z_dim, generator=gen).to(device)
                 x = self.modules["generator"](z, torch.from_numpy(cats).to(device), torch.from_numpy(bins).to(device))
             else:
-                x = self._ccdm(y, gen, steps or self.cfg.sampling_steps, self.cfg.guidance_scale if guidance_scale is None else guidance_scale)
+                x = self._ccdm(
+                    y,
+                    gen,
+                    steps or self.cfg.sampling_steps,
+                    self.cfg.guidance_scale if guidance_scale is None else guidance_scale,
+                )
             images = ((x[:, 0].clamp(-1, 1) + 1.0) / 2.0).cpu().numpy().astype(np.float32)
             yield Generated(None, images, targets[start : start + batch_size])
 
@@ -135,21 +184,3 @@ class BaselinePipeline(SamplingPipeline):
                 eps = unet(x, t, class_labels=cond).sample
             x = sched.step(eps, t, x).prev_sample
         return x
-
-
-def load_pipeline(folder: str | Path):
-    """A TiM3 or baseline model folder -> its pipeline (decided by ``config.json``'s format)."""
-    from .tim3 import FORMAT as TIM3_FORMAT
-    from .tim3 import TiM3Pipeline
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MicroforgeError(f"{folder}: model folder not found")
-    fmt = read_json_file(folder / "config.json", "a trained model").get("format")
-    if fmt == FORMAT:
-        return BaselinePipeline.from_pretrained(folder)
-    if fmt == TIM3_FORMAT:
-        return TiM3Pipeline.from_pretrained(folder)
-    raise MicroforgeError(f"{folder / 'config.json'}: unknown model format {fmt!r}")
-
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -13,29 +12,15 @@ from ..data.contact_sheet import image_grid
 from ..data.images import write_png
 from ..data.outdir import prepare_output_dir, record_outputs
 from ..data.phase_map import phase_fractions, to_pseudo_rgb
-from ..data.tiling import to_uint8
+from ..io import to_uint8, write_json_atomic
 from ..errors import MicroforgeError
-from ..evaluate.hull import in_hull, nearest_in_hull
+from ..hull import in_hull, nearest_in_hull
 from ..properties import category_name
-from .baselines import load_pipeline
+from .registry import load_pipeline, resolve_model
 from .tim3 import TiM3Pipeline
 
-BUNDLED_PREFIX = "bundled:"
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "checkpoints"
 DEFAULT_MODEL = "bundled:ti-sem-tiny"
 MAX_SAMPLES = 100_000
-
-
-def resolve_model(spec: str) -> Path:
-    """``bundled:NAME`` -> the checkpoint shipped in the package; anything else is a folder."""
-    if spec.startswith(BUNDLED_PREFIX):
-        name = spec[len(BUNDLED_PREFIX):]
-        path = BUNDLED_DIR / name
-        if not path.is_dir():
-            known = sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir()) if BUNDLED_DIR.is_dir() else []
-            raise MicroforgeError(f"no bundled model {name!r}; bundled: {', '.join(known) or 'none'}")
-        return path
-    return Path(spec)
 
 
 def hull_check(pipe: TiM3Pipeline, targets: np.ndarray) -> np.ndarray:
@@ -60,18 +45,27 @@ def project_target(pipe: TiM3Pipeline, target: np.ndarray, locked: Sequence[str]
         raise MicroforgeError("the model's properties.json has no hull_points, so there is no hull to project onto")
     unknown = [name for name in locked if name not in props.names]
     if unknown:
-        raise MicroforgeError(f"--lock {unknown[0]}: the model has no property of that name; it has {', '.join(props.names)}")
-    locked = list(dict.fromkeys([*locked, *(s.name for s in props.specs if s.categories is not None)]))  # a category cannot move
+        raise MicroforgeError(
+            f"--lock {unknown[0]}: the model has no property of that name; it has {', '.join(props.names)}"
+        )
+    locked = list(
+        dict.fromkeys([*locked, *(s.name for s in props.specs if s.categories is not None)])
+    )  # a category cannot move
     idx = [props.names.index(name) for name in locked]
     proj = nearest_in_hull(np.asarray(points), props.normalise(np.asarray(target, dtype=np.float64)[None])[0], idx)
     if proj.target is None:
-        raise MicroforgeError(f"no target inside the training hull keeps {', '.join(locked)} at the requested value(s); unlock one")
+        raise MicroforgeError(
+            f"no target inside the training hull keeps {', '.join(locked)} at the requested value(s); unlock one"
+        )
     projected = props.denormalise(proj.target[None])[0]
     projected[idx] = np.asarray(target, dtype=np.float64)[idx]
-    record = {"requested": dict(zip(props.names, np.round(np.asarray(target, dtype=np.float64), 6).tolist())),
-              "projected": dict(zip(props.names, np.round(projected, 6).tolist())),
-              "moved": {n: round(float(b - a), 6) for n, a, b in zip(props.names, target, projected) if abs(b - a) > 1e-9},
-              "locked": list(locked), "distance_normalised": round(proj.distance, 6)}
+    record = {
+        "requested": dict(zip(props.names, np.round(np.asarray(target, dtype=np.float64), 6).tolist())),
+        "projected": dict(zip(props.names, np.round(projected, 6).tolist())),
+        "moved": {n: round(float(b - a), 6) for n, a, b in zip(props.names, target, projected) if abs(b - a) > 1e-9},
+        "locked": list(locked),
+        "distance_normalised": round(proj.distance, 6),
+    }
     return projected, record
 
 
@@ -85,9 +79,23 @@ def pixel_size_at(info: dict, resolution: int) -> float | None:
     return float(info["pixel_size_um"]) * tile / resolution
 
 
-def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: int | None = None, guidance_scale: float | None = None,
-             sampler: str | None = None, seed: int = 0, batch_size: int = 16, brightness: float | None = None,
-             overwrite: bool = False, progress: bool = True, pipe: TiM3Pipeline | None = None, *, record: dict | None = None) -> dict:
+def generate(
+    model: str,
+    targets: np.ndarray,
+    n: int,
+    out: str | Path,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    sampler: str | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    brightness: float | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    pipe: TiM3Pipeline | None = None,
+    *,
+    record: dict | None = None,
+) -> dict:
     """Generate ``n`` samples per target row and write, under ``out``: ``images/`` (micrographs),
     ``maps/`` (class indices and colour maps), ``contact_sheet.png`` and ``run.json``.
 
@@ -102,7 +110,13 @@ def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: in
     pipe.check_options(steps, guidance_scale, seed, batch_size, brightness)
     inside = hull_check(pipe, targets)
     out = Path(out)
-    prepare_output_dir(out, overwrite, done_marker="run.json", command="generate", outputs=("images", "maps", "contact_sheet.png", "run.json"))
+    prepare_output_dir(
+        out,
+        overwrite,
+        done_marker="run.json",
+        command="generate",
+        outputs=("images", "maps", "contact_sheet.png", "run.json"),
+    )
     rows = np.repeat(targets, n, axis=0)
     start = time.perf_counter()
     sheet, titles, records, k = [], [], [], 0
@@ -127,14 +141,18 @@ def generate(model: str, targets: np.ndarray, n: int, out: str | Path, steps: in
     seconds = time.perf_counter() - start
     image_grid(sheet, titles, 8 if batch.maps is not None else 4, out / "contact_sheet.png")
     run = {
-        "model": model, "targets": [{s.name: category_name(s, v) for s, v in zip(pipe.condition_properties.specs, t)} for t in targets],
-        "in_training_hull": inside.tolist(), "samples_per_target": n, "seed": seed,
-        "steps": steps or pipe.cfg.sampling_steps, "sampler": sampler or pipe.cfg.sampler,
+        "model": model,
+        "targets": [{s.name: category_name(s, v) for s, v in zip(pipe.condition_properties.specs, t)} for t in targets],
+        "in_training_hull": inside.tolist(),
+        "samples_per_target": n,
+        "seed": seed,
+        "steps": steps or pipe.cfg.sampling_steps,
+        "sampler": sampler or pipe.cfg.sampler,
         "guidance_scale": pipe.cfg.guidance_scale if guidance_scale is None else guidance_scale,
-        "seconds": round(seconds, 2), "samples": records, **(record or {}),
+        "seconds": round(seconds, 2),
+        "samples": records,
+        **(record or {}),
     }
-    tmp = out / "run.json.tmp"
-    tmp.write_text(json.dumps(run, indent=1) + "\n")
-    tmp.replace(out / "run.json")
+    write_json_atomic(out / "run.json", run)
     record_outputs(out)
     return run

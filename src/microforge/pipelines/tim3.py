@@ -17,10 +17,18 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
-from ..config import read_json_file
+from ..io import read_json_file, write_json_atomic
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
-from ..models.tim3 import TiM3Config, build_map_encoder, codec_class, map_condition, onehot_map, predict_noise, tim3_config_from_dict
+from ..models.tim3 import (
+    TiM3Config,
+    build_map_encoder,
+    codec_class,
+    map_condition,
+    onehot_map,
+    predict_noise,
+    tim3_config_from_dict,
+)
 from ..models.weights import load_weights, save_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
@@ -32,8 +40,17 @@ FORMAT = "microforge-tim3/1"
 class TiM3Pipeline(SamplingPipeline):
     """A trained TiM3 model, ready to sample. Build it with :meth:`from_pretrained`."""
 
-    def __init__(self, folder: Path, cfg: TiM3Config, properties: PropertySet, scaling: dict[str, float], brightness_mean: float,
-                 modules: dict[str, torch.nn.Module], scheduler_config: dict, record: dict | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        cfg: TiM3Config,
+        properties: PropertySet,
+        scaling: dict[str, float],
+        brightness_mean: float,
+        modules: dict[str, torch.nn.Module],
+        scheduler_config: dict,
+        record: dict | None = None,
+    ) -> None:
         self.folder, self.cfg, self.properties = folder, cfg, properties
         self.scaling, self.brightness_mean = scaling, brightness_mean
         self.modules = modules
@@ -65,9 +82,15 @@ class TiM3Pipeline(SamplingPipeline):
             raise MicroforgeError(f"{config_path}: format {raw.get('format')!r} is not {FORMAT!r}")
         cfg = tim3_config_from_dict(raw["config"], str(config_path))
         props = PropertySet.load(folder / "properties.json")
-        parts = {"vae_image": codec_class(cfg.vae_image), "encoder_stage2": PropertyEncoder, "unet_stage2": UNet2DConditionModel}
+        parts = {
+            "vae_image": codec_class(cfg.vae_image),
+            "encoder_stage2": PropertyEncoder,
+            "unet_stage2": UNet2DConditionModel,
+        }
         if cfg.two_stage:
-            parts.update(vae_map=codec_class(cfg.vae_map), encoder_stage1=PropertyEncoder, unet_stage1=UNet2DConditionModel)
+            parts.update(
+                vae_map=codec_class(cfg.vae_map), encoder_stage1=PropertyEncoder, unet_stage1=UNet2DConditionModel
+            )
         modules: dict[str, torch.nn.Module] = {name: _load(cls, folder / name) for name, cls in parts.items()}
         if cfg.two_stage and cfg.map_condition == "learned":
             modules["map_encoder"] = load_weights(build_map_encoder(cfg), folder / "map_encoder")
@@ -75,14 +98,23 @@ class TiM3Pipeline(SamplingPipeline):
         if not sched_path.is_file():
             raise MicroforgeError(f"{sched_path}: not found")
         record = {k: v for k, v in raw.items() if k not in ("format", "config", "scaling_factors", "brightness_mean")}
-        return cls(folder, cfg, props, raw["scaling_factors"], float(raw.get("brightness_mean", 0.0)), modules, json.loads(sched_path.read_text()),
-                   record)
+        return cls(
+            folder,
+            cfg,
+            props,
+            raw["scaling_factors"],
+            float(raw.get("brightness_mean", 0.0)),
+            modules,
+            json.loads(sched_path.read_text()),
+            record,
+        )
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Write this model as a model folder that :meth:`from_pretrained` reads back exactly.
 
         Every network goes through diffusers' ``save_pretrained`` as safetensors (the learned map
-        encoder, a plain module, through :func:`~microforge.models.weights.save_weights`); ``config.json``, ``properties.json``
+        encoder, a plain module, through :func:`~microforge.models.weights.save_weights`); ``config.json``,
+        ``properties.json``
         (with the hull points) and ``scheduler/`` are written beside them. The loaded folder's
         ``logs/``, ``metrics.json`` and ``regressor/``, where present, are copied along. A folder that
         already holds a model is refused, so nothing is overwritten. Returns the folder.
@@ -97,14 +129,34 @@ class TiM3Pipeline(SamplingPipeline):
             else:  # the learned map encoder, a plain module, as the trainer writes it
                 save_weights(module, folder / name, {"model_type": f"tim3-{name}"})
         self.properties.save(folder / "properties.json")
-        DDPMScheduler.from_config(self.scheduler_config).save_config(folder / "scheduler")  # the training schedule, as the trainer writes it
+        DDPMScheduler.from_config(self.scheduler_config).save_config(
+            folder / "scheduler"
+        )  # the training schedule, as the trainer writes it
         for extra in ("logs", "metrics.json", "regressor"):
             source = self.folder / extra
             if source.exists() and not (folder / extra).exists():
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / extra)
-        config = {"format": FORMAT, "config": self.cfg.to_dict(), "scaling_factors": self.scaling, "brightness_mean": self.brightness_mean, **self.record}
-        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")  # last: a folder with config.json is complete
+        self.write_config(
+            folder, self.cfg, self.scaling, self.brightness_mean, self.record
+        )  # last: a folder with config.json is complete
         return folder
+
+    @staticmethod
+    def write_config(
+        folder: Path, cfg: TiM3Config, scaling: dict[str, float], brightness_mean: float, record: dict
+    ) -> Path:
+        """Write the model folder's ``config.json`` (format, config, latent scaling factors, the
+        brightness condition's mean and ``record``: training times, tile count). The one writer of
+        the format, for :meth:`save_pretrained` and the trainer alike; it is written last, so a
+        folder with config.json is a complete model."""
+        config = {
+            "format": FORMAT,
+            "config": cfg.to_dict(),
+            "scaling_factors": scaling,
+            "brightness_mean": brightness_mean,
+            **record,
+        }
+        return write_json_atomic(Path(folder) / "config.json", config, indent=2)
 
     conditional = True  # the samples follow the targets (the DDPM baseline's do not)
 
@@ -122,8 +174,17 @@ class TiM3Pipeline(SamplingPipeline):
             return DPMSolverMultistepScheduler.from_config(self.scheduler_config, algorithm_type="dpmsolver++")
         raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {sampler!r}")
 
-    def _denoise(self, unet, encoder, y: torch.Tensor, extra: torch.Tensor | None, steps: int, guidance: float,
-                 sampler: str, gen: torch.Generator) -> torch.Tensor:
+    def _denoise(
+        self,
+        unet,
+        encoder,
+        y: torch.Tensor,
+        extra: torch.Tensor | None,
+        steps: int,
+        guidance: float,
+        sampler: str,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
         """Run the sampler from noise to a latent ``(B, C, S, S)``, C and S being the UNet's output
         channels and sample size."""
         sched = self._scheduler(sampler)
@@ -131,7 +192,9 @@ class TiM3Pipeline(SamplingPipeline):
         sched.set_timesteps(steps, device=device)
         b = y.shape[0]
         shape = (b, unet.config.out_channels, unet.config.sample_size, unet.config.sample_size)
-        z = (torch.randn(shape, generator=gen) * sched.init_noise_sigma).to(device)  # drawn on the CPU: same on any device
+        z = (torch.randn(shape, generator=gen) * sched.init_noise_sigma).to(
+            device
+        )  # drawn on the CPU: same on any device
         y = y.to(device)
         extra = None if extra is None else extra.to(device)
         ctx = encoder(y, sample=True, generator=gen)
@@ -149,8 +212,17 @@ class TiM3Pipeline(SamplingPipeline):
         return z
 
     @torch.no_grad()
-    def iter_batches(self, targets: np.ndarray, steps: int | None = None, guidance_scale: float | None = None, sampler: str | None = None,
-                     batch_size: int = 16, seed: int = 0, brightness: float | None = None, progress: bool = False) -> Iterator[Generated]:
+    def iter_batches(
+        self,
+        targets: np.ndarray,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        sampler: str | None = None,
+        batch_size: int = 16,
+        seed: int = 0,
+        brightness: float | None = None,
+        progress: bool = False,
+    ) -> Iterator[Generated]:
         """Sample in batches of ``batch_size``, yielding each batch (memory stays bounded).
 
         Parameters
@@ -187,11 +259,18 @@ class TiM3Pipeline(SamplingPipeline):
                 zm = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
                 logits = m["vae_map"].decode(zm / self.scaling["vae_map"]).sample
                 maps_t = logits.argmax(1)
-                extra = map_condition(onehot_map(maps_t), cfg.image_latent_size, m.get("map_encoder"), lossless=cfg.map_condition == "space_to_depth")
+                extra = map_condition(
+                    onehot_map(maps_t),
+                    cfg.image_latent_size,
+                    m.get("map_encoder"),
+                    lossless=cfg.map_condition == "space_to_depth",
+                )
                 maps = maps_t.cpu().numpy().astype(np.uint8)
             zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
             images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
-            yield Generated(maps, images.float().cpu().numpy(), targets[start : start + batch_size])  # float(): autocast may give bf16
+            yield Generated(
+                maps, images.float().cpu().numpy(), targets[start : start + batch_size]
+            )  # float(): autocast may give bf16
 
 
 def _load(cls, path: Path):
@@ -202,4 +281,6 @@ def _load(cls, path: Path):
     except MicroforgeError:
         raise
     except Exception as exc:  # diffusers raises several types for bad files; name the folder
-        raise MicroforgeError(f"{path}: cannot be loaded ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})") from None
+        raise MicroforgeError(
+            f"{path}: cannot be loaded ({exc.__class__.__name__}: {str(exc).splitlines()[0][:200]})"
+        ) from None

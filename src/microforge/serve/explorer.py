@@ -25,14 +25,14 @@ from ..characterize.statistics import chord_lengths
 from ..data.images import write_png
 from ..data.outdir import OWNER_FILE, prepare_output_dir, read_owner, record_outputs, remove_owned
 from ..data.phase_map import CLASS_NAMES, PRIMARY_ALPHA, SECONDARY_ALPHA, phase_fractions, to_pseudo_rgb
-from ..data.tiling import to_uint8
+from ..io import to_uint8
 from ..errors import MicroforgeError
-from ..evaluate.hull import feasible_interval, sample_in_hull
+from ..hull import feasible_interval, sample_in_hull
 from ..models.property_regressor import PropertyRegressor
 from ..pipelines.base import Generated
-from ..pipelines.generate import hull_check, pixel_size_at, project_target, resolve_model
+from ..pipelines.generate import hull_check, pixel_size_at, project_target
+from ..pipelines.registry import load_pipeline, resolve_model
 from ..properties import category_name, check_target_range, parse_property_mapping
-from ..pipelines.baselines import load_pipeline
 
 DEFAULT_MAX_SAMPLES = 16  # per request: a page of results that a CPU draws in seconds
 PROGRESS_BATCH = 4  # samples drawn per batch, so that the page can show progress between batches
@@ -50,12 +50,16 @@ class Explorer:
     max_samples : the most samples one request may ask for.
     """
 
-    def __init__(self, model: str, runs_dir: str | Path, regressor: str | None = None, max_samples: int = DEFAULT_MAX_SAMPLES) -> None:
+    def __init__(
+        self, model: str, runs_dir: str | Path, regressor: str | None = None, max_samples: int = DEFAULT_MAX_SAMPLES
+    ) -> None:
         folder = resolve_model(model)
         if not folder.is_dir():
             raise MicroforgeError(f"{folder}: model folder not found")
         if not (folder / "properties.json").is_file():
-            raise MicroforgeError(f"{folder / 'properties.json'}: not found; a model needs its properties.json to bound the sliders")
+            raise MicroforgeError(
+                f"{folder / 'properties.json'}: not found; a model needs its properties.json to bound the sliders"
+            )
         self.model_name = model
         self.pipe = load_pipeline(folder)
         self.props = self.pipe.condition_properties
@@ -63,7 +67,10 @@ class Explorer:
             regressor = str(folder / "regressor")
         self.regressor = PropertyRegressor.from_pretrained(regressor) if regressor else None
         if self.regressor is not None and self.regressor.properties.names != self.props.names:
-            raise MicroforgeError(f"{regressor}: the regressor predicts {self.regressor.properties.names}, the model takes {self.props.names}")
+            raise MicroforgeError(
+                f"{regressor}: the regressor predicts {self.regressor.properties.names}, the model takes "
+                f"{self.props.names}"
+            )
         self.hull = np.asarray(self.pipe.properties.info.get("hull_points") or [], dtype=np.float64)
         self.max_samples = max_samples
         self.runs_dir = Path(runs_dir)
@@ -80,14 +87,31 @@ class Explorer:
     def describe_model(self) -> dict[str, Any]:
         """What the page needs to draw its controls: one entry per property with unit, bounds and
         a default (the centre of the training hull), and the limits."""
-        centre = self.props.denormalise(self.hull.mean(0)) if len(self.hull) else (self.props.mins + self.props.maxs) / 2
+        centre = (
+            self.props.denormalise(self.hull.mean(0)) if len(self.hull) else (self.props.mins + self.props.maxs) / 2
+        )
         return {
-            "model": self.model_name, "resolution": self.pipe.cfg.resolution, "two_stage": self.pipe.cfg.two_stage,
-            "modality": self.pipe.cfg.modality, "max_samples": self.max_samples, "has_regressor": self.regressor is not None,
-            "has_hull": bool(len(self.hull)), "pixel_size_um": self.pixel_size_um,
-            "properties": [{"name": s.name, "unit": s.unit, "long_name": s.long_name, "min": s.min, "max": s.max,
-                            "step": _step(s.min, s.max), "default": float(c), "categories": list(s.categories) if s.categories else None}
-                           for s, c in zip(self.props.specs, centre)],
+            "model": self.model_name,
+            "resolution": self.pipe.cfg.resolution,
+            "two_stage": self.pipe.cfg.two_stage,
+            "modality": self.pipe.cfg.modality,
+            "max_samples": self.max_samples,
+            "has_regressor": self.regressor is not None,
+            "has_hull": bool(len(self.hull)),
+            "pixel_size_um": self.pixel_size_um,
+            "properties": [
+                {
+                    "name": s.name,
+                    "unit": s.unit,
+                    "long_name": s.long_name,
+                    "min": s.min,
+                    "max": s.max,
+                    "step": _step(s.min, s.max),
+                    "default": float(c),
+                    "categories": list(s.categories) if s.categories else None,
+                }
+                for s, c in zip(self.props.specs, centre)
+            ],
         }
 
     def parse_target(self, raw: Any, allow_extrapolation: Any = False) -> np.ndarray:
@@ -152,8 +176,11 @@ class Explorer:
         if not isinstance(locked, list) or not all(isinstance(name, str) for name in locked):
             raise MicroforgeError(f"locked must be a list of property names, got {locked!r}")
         projected, record = project_target(self.pipe, y, [name.strip() for name in locked])
-        return {"target": {s.name: category_name(s, v) for s, v in zip(self.props.specs, projected)},
-                "moved": record["moved"], "locked": record["locked"]}
+        return {
+            "target": {s.name: category_name(s, v) for s, v in zip(self.props.specs, projected)},
+            "moved": record["moved"],
+            "locked": record["locked"],
+        }
 
     def random_target(self, seed: int | None = None) -> dict[str, float]:
         """A target drawn uniformly inside the training hull (Algorithm 1)."""
@@ -203,9 +230,18 @@ class Explorer:
             if pred is not None:
                 rec["predicted"] = {name: float(v) for name, v in zip(self.props.names, pred[i])}
             samples.append(rec)
-        run = {"run": run_id, "model": self.model_name, "target": {s.name: category_name(s, v) for s, v in zip(self.props.specs, y)},
-               "units": {s.name: s.unit for s in self.props.specs}, "in_hull": inside, "seed": seed, "n": n,
-               "seconds": round(seconds, 2), "samples": samples, "download": f"runs/{run_id}/run.zip"}
+        run = {
+            "run": run_id,
+            "model": self.model_name,
+            "target": {s.name: category_name(s, v) for s, v in zip(self.props.specs, y)},
+            "units": {s.name: s.unit for s in self.props.specs},
+            "in_hull": inside,
+            "seed": seed,
+            "n": n,
+            "seconds": round(seconds, 2),
+            "samples": samples,
+            "download": f"runs/{run_id}/run.zip",
+        }
         (folder / "run.json").write_text(json.dumps(run, indent=1) + "\n")
         self._zip(folder)
         record_outputs(folder)
@@ -225,7 +261,9 @@ class Explorer:
         scale, unit = (self.pixel_size_um, "um") if self.pixel_size_um else (1.0, "px")
         out[f"primary_alpha_mean_chord_{unit}"] = round(float(chords.mean()) * scale, 3) if chords.size else None
         out[f"lath_width_{unit}"] = round(float(lam.width_px) * scale, 3) if np.isfinite(lam.width_px) else None
-        out["lath_orientation_spread_deg"] = round(float(lam.orientation_spread_deg), 1) if np.isfinite(lam.orientation_spread_deg) else None
+        out["lath_orientation_spread_deg"] = (
+            round(float(lam.orientation_spread_deg), 1) if np.isfinite(lam.orientation_spread_deg) else None
+        )
         return out
 
     # ------------------------------------------------------------------ files
@@ -257,7 +295,13 @@ class Explorer:
     def run_file(self, relative: str) -> Path:
         """The file of a run named by ``runs/<id>/<name>``; anything else is refused."""
         parts = relative.split("/")
-        if len(parts) != 3 or parts[0] != "runs" or not parts[1].isalnum() or "/" in parts[2] or parts[2].startswith("."):
+        if (
+            len(parts) != 3
+            or parts[0] != "runs"
+            or not parts[1].isalnum()
+            or "/" in parts[2]
+            or parts[2].startswith(".")
+        ):
             raise FileNotFoundError(relative)
         path = self.runs_dir / parts[1] / parts[2]
         if not path.is_file():
@@ -273,4 +317,3 @@ def _step(lo: float, hi: float) -> float:
     raw = span / 200.0
     power = 10.0 ** math.floor(math.log10(raw))
     return float(min((m * power for m in (1, 2, 5, 10) if m * power >= raw), default=raw))
-

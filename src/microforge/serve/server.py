@@ -87,7 +87,9 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
                 return self._json(HTTPStatus.NOT_FOUND, {"error": f"no endpoint {self.path}"})
             try:
                 text = (self.headers.get("Content-Length") or "0").strip()
-                if not text.isdigit():  # refuses "abc" and "-1" (a negative length would read until the client hangs up)
+                if (
+                    not text.isdigit()
+                ):  # refuses "abc" and "-1" (a negative length would read until the client hangs up)
                     raise MicroforgeError(f"Content-Length must be a non-negative whole number, got {text!r}")
                 length = int(text)
                 if length > MAX_BODY:
@@ -103,7 +105,9 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
             except MicroforgeError as exc:
                 self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc)})
             except Exception as exc:  # keep serving; say what broke
-                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {exc.__class__.__name__}: {exc}"})
+                self._json(
+                    HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"internal error: {exc.__class__.__name__}: {exc}"}
+                )
 
     return Handler
 
@@ -113,7 +117,9 @@ def _no_constant(name: str) -> None:
     raise ValueError(name)
 
 
-def start_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 7860) -> tuple[ThreadingHTTPServer, threading.Thread]:
+def start_server(
+    explorer: Explorer, host: str = "127.0.0.1", port: int = 7860
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """Serve in a background thread; ``port=0`` picks a free port (read ``server.server_port``)."""
     try:
         server = ThreadingHTTPServer((host, port), make_handler(explorer))

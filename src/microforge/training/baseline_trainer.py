@@ -9,7 +9,6 @@ interrupted run exactly. The finished folder holds ``config.json`` (format
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -21,15 +20,23 @@ from diffusers.training_utils import EMAModel
 
 from ..data.dataset import d4_batch
 from ..errors import MicroforgeError
+from ..pipelines.baselines import BaselinePipeline
 from ..models.hybrid_loss import hybrid_loss, vlb_loss
-from ..models.baselines import ACGANGenerator, ACWGANCritic, BaselineConfig, CcGANDiscriminator, CcGANGenerator, LabelEmbedding, build_ccdm_unet, ccdm_embed_dim
+from ..models.baselines import (
+    ACGANGenerator,
+    ACWGANCritic,
+    BaselineConfig,
+    CcGANDiscriminator,
+    CcGANGenerator,
+    LabelEmbedding,
+    build_ccdm_unet,
+    ccdm_embed_dim,
+)
 from ..models.vicinity import cap_per_vector, kernel_sigma, vicinal_batch, vicinity_kappa
 from ..models.weights import save_weights
 from .checkpoints import prepare_run_dir
 from .data import load_split, properties_with_hull
 from .loop import CHECKPOINT_DIR, random_batch, run_steps
-
-FORMAT = "microforge-baseline/1"
 
 
 def ccdm_scheduler(cfg: BaselineConfig) -> DDPMScheduler:
@@ -38,8 +45,14 @@ def ccdm_scheduler(cfg: BaselineConfig) -> DDPMScheduler:
     on pure noise); DDPM learns the variance (Lee & Yun)."""
     variance = "learned_range" if cfg.kind == "ddpm" else "fixed_small"
     scale = 1000.0 / cfg.num_train_timesteps
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, beta_schedule="linear", beta_start=1e-4 * scale, beta_end=0.02 * scale,
-                         prediction_type="epsilon", variance_type=variance)
+    return DDPMScheduler(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_schedule="linear",
+        beta_start=1e-4 * scale,
+        beta_end=0.02 * scale,
+        prediction_type="epsilon",
+        variance_type=variance,
+    )
 
 
 class BaselineTrainer:
@@ -75,13 +88,17 @@ class BaselineTrainer:
             n = len(self.categories)
             self.modules = {"generator": ACGANGenerator(cfg, n), "discriminator": ACWGANCritic(cfg, n)}
             betas = (0.5, 0.9)  # WGAN-GP's Adam settings, with AdamW's decoupled weight decay
-            self.states = {"opt_g": torch.optim.AdamW(self.modules["generator"].parameters(), lr=cfg.train.lr, betas=betas),
-                           "opt_d": torch.optim.AdamW(self.modules["discriminator"].parameters(), lr=cfg.train.lr, betas=betas)}
+            self.states = {
+                "opt_g": torch.optim.AdamW(self.modules["generator"].parameters(), lr=cfg.train.lr, betas=betas),
+                "opt_d": torch.optim.AdamW(self.modules["discriminator"].parameters(), lr=cfg.train.lr, betas=betas),
+            }
         else:
             self.modules = {"generator": CcGANGenerator(cfg, k), "discriminator": CcGANDiscriminator(cfg, k)}
             betas = (0.5, 0.999)  # SNGAN's Adam settings
-            self.states = {"opt_g": torch.optim.Adam(self.modules["generator"].parameters(), lr=cfg.train.lr, betas=betas),
-                           "opt_d": torch.optim.Adam(self.modules["discriminator"].parameters(), lr=cfg.train.lr, betas=betas)}
+            self.states = {
+                "opt_g": torch.optim.Adam(self.modules["generator"].parameters(), lr=cfg.train.lr, betas=betas),
+                "opt_d": torch.optim.Adam(self.modules["discriminator"].parameters(), lr=cfg.train.lr, betas=betas),
+            }
 
     def _acgan_labels(self, ds) -> None:
         """Category codes of each tile (manifest column ``cfg.category``) and low/mid/high bins of
@@ -90,7 +107,10 @@ class BaselineTrainer:
         if cfg.category not in ds.table.columns:
             raise MicroforgeError(f"the dataset has no column {cfg.category!r} for ACWGAN-GP's categorical condition")
         if cfg.scalar not in self.props.names:
-            raise MicroforgeError(f"ACWGAN-GP bins the property {cfg.scalar!r}, which the dataset lacks; it has {', '.join(self.props.names)}")
+            raise MicroforgeError(
+                f"ACWGAN-GP bins the property {cfg.scalar!r}, which the dataset lacks; it has "
+                f"{', '.join(self.props.names)}"
+            )
         names = ds.table[cfg.category].astype(str).to_numpy()
         self.categories = sorted(set(names))
         self.category_codes = torch.tensor([self.categories.index(n) for n in names])
@@ -191,8 +211,17 @@ class BaselineTrainer:
 
     def run(self) -> Path:
         cfg = self.cfg.train
-        seconds = run_steps(self.out, cfg.steps, cfg.seed, cfg.checkpoint_every, self.modules, self.states, self.step,
-                            f"train {self.cfg.kind}", self.progress)
+        seconds = run_steps(
+            self.out,
+            cfg.steps,
+            cfg.seed,
+            cfg.checkpoint_every,
+            self.modules,
+            self.states,
+            self.step,
+            f"train {self.cfg.kind}",
+            self.progress,
+        )
         if "ema" in self.states:  # the EMA weights are the ones saved
             self.states["ema"].copy_to(self.modules["unet"].parameters())
         for name, module in self.modules.items():
@@ -203,21 +232,31 @@ class BaselineTrainer:
         if self.cfg.kind in ("ccdm", "ddpm"):
             self.scheduler.save_pretrained(self.out / "scheduler")
         properties_with_hull(self.props, self.specimens, self.raw).save(self.out / "properties.json")
-        config = {"format": FORMAT, "config": self.cfg.to_dict(), "train_tiles": len(self.images),
-                  "sigma": self.sigma.round(6).tolist(), "kappa": self.kappa.round(6).tolist(),
-                  "seconds_this_run": round(seconds, 1)}
+        record = {
+            "train_tiles": len(self.images),
+            "sigma": self.sigma.round(6).tolist(),
+            "kappa": self.kappa.round(6).tolist(),
+            "seconds_this_run": round(seconds, 1),
+        }
         if self.cfg.kind == "acwgan-gp":  # how property targets map to the two conditions at sampling
             by_specimen: dict[str, tuple[list[float], int]] = {}
             for s, y, c in zip(self.specimens, self.labels, self.category_codes.tolist()):
                 by_specimen.setdefault(s, (np.round(y, 6).tolist(), c))
-            config["acgan"] = {"categories": self.categories, "scalar": self.cfg.scalar, "bin_edges": self.bin_edges.tolist(),
-                               "specimen_labels": [v[0] for v in by_specimen.values()], "specimen_categories": [v[1] for v in by_specimen.values()]}
-        (self.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+            record["acgan"] = {
+                "categories": self.categories,
+                "scalar": self.cfg.scalar,
+                "bin_edges": self.bin_edges.tolist(),
+                "specimen_labels": [v[0] for v in by_specimen.values()],
+                "specimen_categories": [v[1] for v in by_specimen.values()],
+            }
+        BaselinePipeline.write_config(self.out, self.cfg, record)
         shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         return self.out
 
 
-def train_baseline(data: str | Path, out: str | Path, cfg: BaselineConfig, resume: bool = False, progress: bool = True) -> Path:
+def train_baseline(
+    data: str | Path, out: str | Path, cfg: BaselineConfig, resume: bool = False, progress: bool = True
+) -> Path:
     """Train CCDM, CcGAN, DDPM or ACWGAN-GP (``cfg.kind``) on dataset ``data`` into ``out``; returns ``out``.
 
     A finished ``out`` is refused; an unfinished one is continued only with ``resume``."""
@@ -225,4 +264,3 @@ def train_baseline(data: str | Path, out: str | Path, cfg: BaselineConfig, resum
     trainer = BaselineTrainer(data, out, cfg, progress)  # bad data fails before anything is written
     prepare_run_dir(out, "config.json", "model", resume, cfg.to_dict())
     return trainer.run()
-

@@ -20,7 +20,9 @@ from ..errors import MicroforgeError
 from ..models.weights import load_weights, save_weights
 
 
-def save_checkpoint(ckdir: Path, step: int, modules: Mapping[str, torch.nn.Module], states: Mapping[str, Any], keep: int = 1) -> None:
+def save_checkpoint(
+    ckdir: Path, step: int, modules: Mapping[str, torch.nn.Module], states: Mapping[str, Any], keep: int = 1
+) -> None:
     """Write ``ckdir/step_<step>`` with every module's weights and the ``states`` (optimisers,
     schedules: anything with ``state_dict``), then delete all but the newest ``keep``."""
     tmp, final = ckdir / f".tmp_step_{step:07d}", ckdir / f"step_{step:07d}"

@@ -10,12 +10,18 @@ import torch
 
 from ..data.dataset import MicrographDataset
 from ..errors import MicroforgeError
-from ..models.property_regressor import resize_batch
+from ..io import resize_batch
 from ..properties import PropertySet, PropertySpec
 
 
-def load_split(data: str | Path, split: str, fractions: tuple[float, float, float], seed: int, modality: str | None,
-               resolution: int) -> tuple[torch.Tensor, np.ndarray, MicrographDataset]:
+def load_split(
+    data: str | Path,
+    split: str,
+    fractions: tuple[float, float, float],
+    seed: int,
+    modality: str | None,
+    resolution: int,
+) -> tuple[torch.Tensor, np.ndarray, MicrographDataset]:
     """The tiles of one split: images ``(N, 1, R, R)`` in [0, 1] at ``resolution`` px, raw
     properties ``(N, K)`` in their units, and the dataset object (specimens, properties)."""
     ds = MicrographDataset(data, split=split, fractions=fractions, seed=seed, modality=modality, augment=False)
@@ -25,7 +31,9 @@ def load_split(data: str | Path, split: str, fractions: tuple[float, float, floa
     return images, ds._raw.astype(np.float64), ds
 
 
-def properties_with_hull(props: PropertySet, specimens: list[str], raw: np.ndarray, extra: list[PropertySpec] = ()) -> PropertySet:
+def properties_with_hull(
+    props: PropertySet, specimens: list[str], raw: np.ndarray, extra: list[PropertySpec] = ()
+) -> PropertySet:
     """``props`` (plus ``extra`` condition specs) with ``info.hull_points``: one normalised
     property vector per training specimen, the points whose convex hull bounds the targets a
     model can be trusted with."""
@@ -33,5 +41,9 @@ def properties_with_hull(props: PropertySet, specimens: list[str], raw: np.ndarr
     for s, row in zip(specimens, np.asarray(raw)):
         by_specimen.setdefault(s, row)
     hull = props.normalise(np.array(list(by_specimen.values())))
-    info = {**props.info, "hull_points": np.round(hull, 6).tolist(), "hull_space": "normalised [-1, 1], dataset properties only"}
+    info = {
+        **props.info,
+        "hull_points": np.round(hull, 6).tolist(),
+        "hull_space": "normalised [-1, 1], dataset properties only",
+    }
     return PropertySet([*props.specs, *extra], [], info)

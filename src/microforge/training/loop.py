@@ -22,8 +22,17 @@ CHECKPOINT_DIR = "checkpoints"
 LOG_EVERY = 10  # steps
 
 
-def run_steps(out: Path, steps: int, seed: int, checkpoint_every: int, modules: Mapping[str, torch.nn.Module], states: Mapping[str, Any],
-              step_fn: Callable[[torch.Generator], dict[str, float]], desc: str, progress: bool = True) -> float:
+def run_steps(
+    out: Path,
+    steps: int,
+    seed: int,
+    checkpoint_every: int,
+    modules: Mapping[str, torch.nn.Module],
+    states: Mapping[str, Any],
+    step_fn: Callable[[torch.Generator], dict[str, float]],
+    desc: str,
+    progress: bool = True,
+) -> float:
     """Resume from ``out/checkpoints`` (if any) and run ``step_fn(generator)`` up to ``steps``.
 
     ``modules`` (weights) and ``states`` (optimisers, schedules) are what a checkpoint holds.

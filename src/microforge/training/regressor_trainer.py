@@ -7,7 +7,6 @@ Every step draws its batch, symmetries and augmentation from a generator seeded 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 from dataclasses import dataclass
@@ -19,17 +18,21 @@ import torch.nn.functional as F
 
 from ..config import config_to_dict
 from ..data.dataset import MicrographDataset
-from ..evaluate.accuracy import accuracy_table
+from ..io import write_json_atomic
+from ..accuracy import accuracy_table
 from ..models.property_regressor import PropertyRegressor, min_max_stretch
 from ..models.resnet import ResNet18
 from .checkpoints import prepare_run_dir
 from .data import load_split
 from .loop import CHECKPOINT_DIR, random_batch, run_steps
 
+
 @dataclass(frozen=True)
 class RegressorTrainConfig:
     resolution: int = 64  # px; the bundled TiM3 model's output size (tiles are area-averaged to it)
-    width: int = 16  # first-stage channels; 64 is the paper's ResNet-18 (11.2 M), 16 gives 0.7 M (0.3 s/step on 2 cores)
+    width: int = (
+        16  # first-stage channels; 64 is the paper's ResNet-18 (11.2 M), 16 gives 0.7 M (0.3 s/step on 2 cores)
+    )
     steps: int = 2500  # optimiser steps (36 epochs of the 2,250 SEM training tiles at batch 32)
     batch_size: int = 32
     lr: float = 2e-3  # AdamW peak rate, cosine decay to 0 after a 100-step warm-up
@@ -42,7 +45,9 @@ class RegressorTrainConfig:
     checkpoint_every: int = 250  # steps
 
 
-def gamma_contrast(x: torch.Tensor, gen: torch.Generator, sigma_eta: float, contrast: tuple[float, float]) -> torch.Tensor:
+def gamma_contrast(
+    x: torch.Tensor, gen: torch.Generator, sigma_eta: float, contrast: tuple[float, float]
+) -> torch.Tensor:
     """Eq. 12 on a batch ``(B, 1, H, W)`` in [0, 1]: ``clip(alpha * ((x - min) / (max - min)) ** eta)``
     per image, with ``eta ~ N(1, sigma_eta^2)`` (kept in [0.3, 3]) and ``alpha ~ U(contrast)``."""
     b = x.shape[0]
@@ -51,7 +56,9 @@ def gamma_contrast(x: torch.Tensor, gen: torch.Generator, sigma_eta: float, cont
     return (alpha * min_max_stretch(x).pow(eta)).clamp(0.0, 1.0)
 
 
-def _split(data: str | Path, cfg: RegressorTrainConfig, split: str) -> tuple[torch.Tensor, np.ndarray, MicrographDataset]:
+def _split(
+    data: str | Path, cfg: RegressorTrainConfig, split: str
+) -> tuple[torch.Tensor, np.ndarray, MicrographDataset]:
     return load_split(data, split, cfg.split_fractions, cfg.seed, cfg.modality, cfg.resolution)
 
 
@@ -67,12 +74,20 @@ def held_out_metrics(regressor: PropertyRegressor, data: str | Path, cfg: Regres
     out = {}
     for split in ("val", "test"):
         x, y, sds = _split(data, cfg, split)
-        out[split] = {"specimens": sds.specimens, **accuracy_table(regressor.predict(x[:, 0].numpy()), y, regressor.properties.names)}
+        out[split] = {
+            "specimens": sds.specimens,
+            **accuracy_table(regressor.predict(x[:, 0].numpy()), y, regressor.properties.names),
+        }
     return out
 
 
-def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig = RegressorTrainConfig(), resume: bool = False,
-                    progress: bool = True) -> dict:
+def train_regressor(
+    data: str | Path,
+    out: str | Path,
+    cfg: RegressorTrainConfig = RegressorTrainConfig(),
+    resume: bool = False,
+    progress: bool = True,
+) -> dict:
     """Train F on the train split of dataset ``data`` into ``out``; return (and write) its metrics.
 
     Writes ``out/config.json``, ``model.safetensors``, ``properties.json``, ``metrics.json``
@@ -102,14 +117,21 @@ def train_regressor(data: str | Path, out: str | Path, cfg: RegressorTrainConfig
         sched.step()
         return {"loss": loss.item()}
 
-    seconds = run_steps(out, cfg.steps, cfg.seed, cfg.checkpoint_every, {"net": net}, {"optimizer": opt, "scheduler": sched}, step,
-                        "train regressor", progress)
+    seconds = run_steps(
+        out,
+        cfg.steps,
+        cfg.seed,
+        cfg.checkpoint_every,
+        {"net": net},
+        {"optimizer": opt, "scheduler": sched},
+        step,
+        "train regressor",
+        progress,
+    )
     regressor = PropertyRegressor(net.eval(), props, cfg.resolution)
     metrics: dict = {"train_tiles": len(images), "seconds_this_run": round(seconds, 1), "config": config_to_dict(cfg)}
     metrics.update(held_out_metrics(regressor, data, cfg))
     regressor.save_pretrained(out, {"train_config": config_to_dict(cfg)})
-    tmp = out / "metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n")
-    tmp.replace(out / "metrics.json")
+    write_json_atomic(out / "metrics.json", metrics, indent=2)
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     return metrics

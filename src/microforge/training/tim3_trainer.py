@@ -36,13 +36,22 @@ from ..data.manifest import read_dataset
 from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
-from ..models.tim3 import TiM3Config, build_autoencoder, codec_class, build_map_encoder, build_unet, map_condition, onehot_map, predict_noise
+from ..models.tim3 import (
+    TiM3Config,
+    build_autoencoder,
+    codec_class,
+    build_map_encoder,
+    build_unet,
+    map_condition,
+    onehot_map,
+    predict_noise,
+)
 from ..models.weights import save_weights
+from ..pipelines.tim3 import TiM3Pipeline
 from ..properties import PropertySet, PropertySpec
 from .data import properties_with_hull
 from ..seeding import seed_from, seeded_generator
 
-FORMAT = "microforge-tim3/1"
 DONE_DIR = ".done"
 CHECKPOINT_DIR = "checkpoints"
 
@@ -55,8 +64,14 @@ def make_scheduler(cfg: TiM3Config) -> DDPMScheduler:
     """The training noise schedule (the sampler is built from its saved config). A
     ``schedule_shift`` s divides the base schedule's signal-to-noise ratio by s^2 at every step
     and stores the resulting betas explicitly (diffusers' ``trained_betas``)."""
-    kw = dict(num_train_timesteps=cfg.num_train_timesteps, beta_start=0.00085, beta_end=0.012, clip_sample=False,
-              prediction_type=cfg.prediction_type, timestep_spacing=cfg.timestep_spacing)
+    kw = dict(
+        num_train_timesteps=cfg.num_train_timesteps,
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        prediction_type=cfg.prediction_type,
+        timestep_spacing=cfg.timestep_spacing,
+    )
     base = DDPMScheduler(beta_schedule=cfg.beta_schedule, **kw)
     if cfg.schedule_shift == 1.0:
         return base
@@ -106,10 +121,20 @@ class TrainingData:
     def load(cls, root: str | Path, cfg: TiM3Config) -> "TrainingData":
         data = read_dataset(root)
         data.properties.require(str(root), "train tim3")
-        ds = MicrographDataset(data, split="train", fractions=cfg.split_fractions, seed=cfg.train.seed, modality=cfg.modality, augment=False)
+        ds = MicrographDataset(
+            data,
+            split="train",
+            fractions=cfg.split_fractions,
+            seed=cfg.train.seed,
+            modality=cfg.modality,
+            augment=False,
+        )
         table = ds.table
         if cfg.two_stage and (table["mask"] == "").any():
-            raise MicroforgeError(f"{root}: two-stage TiM3 needs a phase map for every tile; {int((table['mask'] == '').sum())} tiles have none")
+            raise MicroforgeError(
+                f"{root}: two-stage TiM3 needs a phase map for every tile; {int((table['mask'] == '').sum())} "
+                "tiles have none"
+            )
         images, maps = [], []
         for tile, mask in zip(table["tile"], table["mask"]):
             img = torch.from_numpy(read_grey(data.root / tile).astype(np.float32) / 127.5 - 1.0)[None, None]
@@ -131,7 +156,14 @@ class TrainingData:
 class TiM3Trainer:
     """Trains every phase of TiM3 into ``out`` (see the module docstring)."""
 
-    def __init__(self, data_root: str | Path, out: str | Path, cfg: TiM3Config, accelerator: Accelerator | None = None, progress: bool = True) -> None:
+    def __init__(
+        self,
+        data_root: str | Path,
+        out: str | Path,
+        cfg: TiM3Config,
+        accelerator: Accelerator | None = None,
+        progress: bool = True,
+    ) -> None:
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.data = TrainingData.load(data_root, cfg)
@@ -173,8 +205,16 @@ class TiM3Trainer:
             y = torch.cat([y, self.brightness[idx, None]], dim=1)
         return y
 
-    def _loop(self, phase_index: int, phase: str, modules: dict[str, torch.nn.Module], loss_fn: Callable, steps: int,
-              lr: float, ema: bool) -> dict[str, torch.nn.Module]:
+    def _loop(
+        self,
+        phase_index: int,
+        phase: str,
+        modules: dict[str, torch.nn.Module],
+        loss_fn: Callable,
+        steps: int,
+        lr: float,
+        ema: bool,
+    ) -> dict[str, torch.nn.Module]:
         """The generic resumable training loop; returns the trained (unwrapped) modules.
 
         Each phase gets its own Accelerator, so its checkpoints hold exactly this phase's
@@ -194,7 +234,13 @@ class TiM3Trainer:
         log_path = self.out / "logs" / f"{phase}.jsonl"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        bar = tqdm(range(start, steps), desc=f"train {phase}", disable=not (self.progress and acc.is_main_process), initial=start, total=steps)
+        bar = tqdm(
+            range(start, steps),
+            desc=f"train {phase}",
+            disable=not (self.progress and acc.is_main_process),
+            initial=start,
+            total=steps,
+        )
         for step in bar:
             gen = seeded_generator(cfg.seed, phase_index, step, self.rank)
             loss = loss_fn(wrapped, gen)
@@ -233,7 +279,9 @@ class TiM3Trainer:
         """Write ``.done/<phase>.json``: the phase is finished, with its steps and this run's time."""
         done = self.out / DONE_DIR
         done.mkdir(exist_ok=True)
-        (done / f"{phase}.json").write_text(json.dumps({"steps": steps, "seconds_this_run": round(seconds, 1), "processes": self.acc.num_processes}))
+        (done / f"{phase}.json").write_text(
+            json.dumps({"steps": steps, "seconds_this_run": round(seconds, 1), "processes": self.acc.num_processes})
+        )
 
     def _save_checkpoint(self, acc: Accelerator, ckdir: Path, step: int, ema: EMAModel | None) -> None:
         """Write ``ckdir/step_<n>`` atomically (a temp folder, renamed), keep the newest few."""
@@ -296,7 +344,9 @@ class TiM3Trainer:
                 loss = loss + cfg.gradient_weight * gradient_l1(rec, x)
             return loss
 
-        self._loop(i, "vae_image", {"vae_image": VAETraining(build_autoencoder(cfg, 1))}, loss_fn, cfg.steps, cfg.lr, ema=False)
+        self._loop(
+            i, "vae_image", {"vae_image": VAETraining(build_autoencoder(cfg, 1))}, loss_fn, cfg.steps, cfg.lr, ema=False
+        )
 
     def _train_vae_map(self, i: int) -> None:
         cfg = self.cfg.vae_map
@@ -309,7 +359,9 @@ class TiM3Trainer:
             logits, kl = m["vae_map"](onehot_map(maps) * 2.0 - 1.0, gen)
             return F.cross_entropy(logits, maps) + cfg.kl_weight * kl
 
-        self._loop(i, "vae_map", {"vae_map": VAETraining(build_autoencoder(cfg, 3))}, loss_fn, cfg.steps, cfg.lr, ema=False)
+        self._loop(
+            i, "vae_map", {"vae_map": VAETraining(build_autoencoder(cfg, 3))}, loss_fn, cfg.steps, cfg.lr, ema=False
+        )
 
     @torch.no_grad()
     def _encode_all(self, which: str) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -341,7 +393,9 @@ class TiM3Trainer:
             return F.pixel_unshuffle(d4_batch(x, ks), codec.factor) * scale
         return d4_batch((mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale, ks)
 
-    def _diffusion_loss(self, unet, encoder, z0: torch.Tensor, y: torch.Tensor, gen: torch.Generator, extra: torch.Tensor | None) -> torch.Tensor:
+    def _diffusion_loss(
+        self, unet, encoder, z0: torch.Tensor, y: torch.Tensor, gen: torch.Generator, extra: torch.Tensor | None
+    ) -> torch.Tensor:
         b = z0.shape[0]
         dev = self.acc.device
         drop = torch.rand(b, generator=gen) < self.cfg.train.cond_dropout
@@ -372,7 +426,9 @@ class TiM3Trainer:
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             z0 = self._latents("vae_map", idx, ks, gen)
-            return self._diffusion_loss(m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen), gen, None)
+            return self._diffusion_loss(
+                m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen), gen, None
+            )
 
         modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
         self._loop(i, "stage1", modules, loss_fn, cfg.steps, cfg.lr, ema=True)
@@ -390,8 +446,12 @@ class TiM3Trainer:
             extra = None
             if c.two_stage:
                 onehot = onehot_map(d4_batch(self.data.maps[idx], ks)).to(self.acc.device)
-                extra = map_condition(onehot, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth")
-            return self._diffusion_loss(m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra)
+                extra = map_condition(
+                    onehot, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth"
+                )
+            return self._diffusion_loss(
+                m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra
+            )
 
         self._loop(i, "stage2", modules, loss_fn, cfg.stage2_steps or cfg.steps, cfg.lr, ema=True)
 
@@ -403,18 +463,32 @@ class TiM3Trainer:
 
     def _finalise(self) -> None:
         """config.json, properties.json (with the hull points), scheduler/ and training times."""
-        scales = {w: self._encode_all(w)[2] for w in (["vae_image", "vae_map"] if self.cfg.two_stage else ["vae_image"])}
-        extra = [PropertySpec("brightness", "", -1.0, 1.0, 0.0, "mean grey level, -1 black .. 1 white")] if self.cfg.brightness else []
-        properties_with_hull(self.props, self.data.specimens, self.data.props_raw.numpy(), extra).save(self.out / "properties.json")
+        scales = {
+            w: self._encode_all(w)[2] for w in (["vae_image", "vae_map"] if self.cfg.two_stage else ["vae_image"])
+        }
+        extra = (
+            [PropertySpec("brightness", "", -1.0, 1.0, 0.0, "mean grey level, -1 black .. 1 white")]
+            if self.cfg.brightness
+            else []
+        )
+        properties_with_hull(self.props, self.data.specimens, self.data.props_raw.numpy(), extra).save(
+            self.out / "properties.json"
+        )
         make_scheduler(self.cfg).save_pretrained(self.out / "scheduler")
         times = {p.stem: json.loads(p.read_text()) for p in sorted((self.out / DONE_DIR).glob("*.json"))}
-        config = {"format": FORMAT, "config": self.cfg.to_dict(), "scaling_factors": scales,
-                  "brightness_mean": float(self.brightness.mean()), "brightness_range": list(self.brightness_range), "training": times, "train_tiles": len(self.data)}
-        (self.out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        TiM3Pipeline.write_config(
+            self.out,
+            self.cfg,
+            scales,
+            float(self.brightness.mean()),
+            {"brightness_range": list(self.brightness_range), "training": times, "train_tiles": len(self.data)},
+        )
         shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
 
 
-def train_tim3(data_root: str | Path, out: str | Path, cfg: TiM3Config, resume: bool = False, progress: bool = True) -> Path:
+def train_tim3(
+    data_root: str | Path, out: str | Path, cfg: TiM3Config, resume: bool = False, progress: bool = True
+) -> Path:
     """Train TiM3 on a dataset folder into ``out``.
 
     ``out`` holding a finished model is refused; an unfinished run is continued only with
@@ -436,4 +510,3 @@ def train_tim3(data_root: str | Path, out: str | Path, cfg: TiM3Config, resume: 
         (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
     trainer.acc.wait_for_everyone()
     return trainer.run()
-

@@ -9,7 +9,6 @@ atomically), and the manifest is assembled from the parts at the end.
 from __future__ import annotations
 
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +17,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ...config import SynthConfig, config_to_dict
+from ...config import config_to_dict
+from .config import SynthConfig
 from ...errors import MicroforgeError
 from ...properties import TITANIUM_PROPERTIES, PropertySet, PropertySpec
 from ..images import write_png
 from ..manifest import DatasetTable, read_dataset, write_manifest
 from ..outdir import PARTS_DIR, prepare_output_dir, record_outputs
-from ..tiling import tile_origins, to_uint8
+from ...io import to_uint8, write_json_atomic
+from ..tiling import tile_origins
 from .morphology import Microstructure, generate_microstructure
 from .params import MORPHOLOGIES, SpecimenParams, sample_params
 from .relations import noiseless_properties, specimen_properties
@@ -74,10 +75,19 @@ def make_specimen(config: SynthConfig, index: int, morphology: str | None = None
     rng = np.random.default_rng([config.seed, index])
     params = sample_params(rng, morphology)
     structure = generate_microstructure(params, (config.field_px, config.field_px), config.pixel_size_um, rng)
-    images = {m: render(structure, m, np.random.default_rng([config.seed, index, i + 1])) for i, m in enumerate(("OM", "SEM")) if m in config.modalities}
+    images = {
+        m: render(structure, m, np.random.default_rng([config.seed, index, i + 1]))
+        for i, m in enumerate(("OM", "SEM"))
+        if m in config.modalities
+    }
     noise_rng = np.random.default_rng([config.seed, index, 99]) if config.specimen_noise else None
     return Specimen(
-        specimen_id(index), params, specimen_properties(params, noise_rng), noiseless_properties(params), structure, images
+        specimen_id(index),
+        params,
+        specimen_properties(params, noise_rng),
+        noiseless_properties(params),
+        structure,
+        images,
     )
 
 
@@ -92,13 +102,27 @@ def _write_specimen(out: Path, config: SynthConfig, index: int, morphology: str)
         for modality, image in sp.images.items():
             tile_rel = f"tiles/{sp.id}/{modality}_y{y:04d}_x{x:04d}.png"
             write_png(out / tile_rel, to_uint8(image[window]))
-            rows.append({"tile": tile_rel, "specimen": sp.id, "modality": modality, "mask": mask_rel,
-                         **sp.properties, "morphology": morphology, "y": y, "x": x})
-    part = {"rows": rows, "specimen": {"specimen": sp.id, **sp.params.as_dict(),
-                                       **{f"true_{k}": v for k, v in sp.true_properties.items()}}}
-    tmp = out / PARTS_DIR / f"{sp.id}.json.tmp"
-    tmp.write_text(json.dumps(part))
-    os.replace(tmp, out / PARTS_DIR / f"{sp.id}.json")
+            rows.append(
+                {
+                    "tile": tile_rel,
+                    "specimen": sp.id,
+                    "modality": modality,
+                    "mask": mask_rel,
+                    **sp.properties,
+                    "morphology": morphology,
+                    "y": y,
+                    "x": x,
+                }
+            )
+    part = {
+        "rows": rows,
+        "specimen": {
+            "specimen": sp.id,
+            **sp.params.as_dict(),
+            **{f"true_{k}": v for k, v in sp.true_properties.items()},
+        },
+    }
+    write_json_atomic(out / PARTS_DIR / f"{sp.id}.json", part, indent=None)
 
 
 def _write_specimen_star(args: tuple[Path, SynthConfig, int, str]) -> None:
@@ -106,7 +130,11 @@ def _write_specimen_star(args: tuple[Path, SynthConfig, int, str]) -> None:
 
 
 def build_benchmark(
-    out: str | Path, config: SynthConfig = SynthConfig(), workers: int = 1, overwrite: bool = False, progress: bool = True
+    out: str | Path,
+    config: SynthConfig = SynthConfig(),
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
 ) -> DatasetTable:
     """Build the benchmark into the folder ``out`` and return the validated dataset.
 
@@ -128,8 +156,18 @@ def build_benchmark(
         raise MicroforgeError(f"{out}: holds an unfinished benchmark with another config; pass --overwrite to restart")
     config_file.write_text(config_json)
     schedule = morphology_schedule(config)
-    todo = [(out, config, i, schedule[i]) for i in range(config.n_specimens) if not (parts / f"{specimen_id(i)}.json").exists()]
-    bar = tqdm(total=config.n_specimens, initial=config.n_specimens - len(todo), desc="synth specimens", disable=not progress, unit="specimen")
+    todo = [
+        (out, config, i, schedule[i])
+        for i in range(config.n_specimens)
+        if not (parts / f"{specimen_id(i)}.json").exists()
+    ]
+    bar = tqdm(
+        total=config.n_specimens,
+        initial=config.n_specimens - len(todo),
+        desc="synth specimens",
+        disable=not progress,
+        unit="specimen",
+    )
     if workers > 1 and len(todo) > 1:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for _ in pool.map(_write_specimen_star, todo):
@@ -154,9 +192,15 @@ def _assemble(out: Path, config: SynthConfig) -> DatasetTable:
     specs = []
     for base in TITANIUM_PROPERTIES:
         values = table[base.name].to_numpy()
-        specs.append(PropertySpec(base.name, base.unit, float(values.min()), float(values.max()), base.noise_std, base.long_name))
-    info = {"source": "microforge synthetic titanium benchmark", "pixel_size_um": config.pixel_size_um,
-            "config": config_to_dict(config), "specimens_file": SPECIMENS_NAME}
+        specs.append(
+            PropertySpec(base.name, base.unit, float(values.min()), float(values.max()), base.noise_std, base.long_name)
+        )
+    info = {
+        "source": "microforge synthetic titanium benchmark",
+        "pixel_size_um": config.pixel_size_um,
+        "config": config_to_dict(config),
+        "specimens_file": SPECIMENS_NAME,
+    }
     props = PropertySet(specs, META_COLUMNS, info)
     write_manifest(out, table, props)
     dataset = read_dataset(out)
@@ -165,4 +209,3 @@ def _assemble(out: Path, config: SynthConfig) -> DatasetTable:
     synth_contact_sheet(dataset, out / "contact_sheet.png")
     record_outputs(out)
     return dataset
-

@@ -84,7 +84,9 @@ def voronoi(coords: np.ndarray, seeds: np.ndarray, k: int) -> tuple[np.ndarray, 
     return dist, idx
 
 
-def lath_profile(coords: np.ndarray, theta: np.ndarray, phase: np.ndarray, spacing: float, wobble: np.ndarray) -> np.ndarray:
+def lath_profile(
+    coords: np.ndarray, theta: np.ndarray, phase: np.ndarray, spacing: float, wobble: np.ndarray
+) -> np.ndarray:
     """Cosine lath profile ``(P,)`` in [-1, 1]: ``cos(2 pi u / spacing + phase + wobble)``, with
     ``u`` the coordinate across laths of direction ``theta`` (radians, per point)."""
     u = coords[:, 1] * np.sin(theta) - coords[:, 0] * np.cos(theta)
@@ -120,8 +122,15 @@ def elongated_cells(coords: np.ndarray, seeds: np.ndarray, theta: np.ndarray, as
 
 
 def _transformed_beta(
-    shape: tuple[int, int], coords: np.ndarray, transformed: np.ndarray, p: SpecimenParams, px: float,
-    rng: np.random.Generator, grains: tuple[np.ndarray, np.ndarray] | None, aspect: float, wobble_strength: float,
+    shape: tuple[int, int],
+    coords: np.ndarray,
+    transformed: np.ndarray,
+    p: SpecimenParams,
+    px: float,
+    rng: np.random.Generator,
+    grains: tuple[np.ndarray, np.ndarray] | None,
+    aspect: float,
+    wobble_strength: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Split the transformed-beta points into retained beta and secondary-alpha laths.
 
@@ -209,7 +218,9 @@ def generate_microstructure(
     contrast = np.where(primary, grain_contrast[grain], 0.5 * grain_contrast[grain] + colony_contrast[cidx])
     etch_key = np.where(primary, grain, -1) if p.morphology in ("equiaxed", "bimodal") else grain
     boundary = region_boundaries(etch_key.reshape(h, w))
-    return Microstructure(classes.reshape(h, w), region.reshape(h, w), contrast.astype(np.float32).reshape(h, w), boundary)
+    return Microstructure(
+        classes.reshape(h, w), region.reshape(h, w), contrast.astype(np.float32).reshape(h, w), boundary
+    )
 
 
 def region_boundaries(region: np.ndarray) -> np.ndarray:

@@ -7,13 +7,16 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import MicroforgeError
+from .errors import MicroforgeError
 
 GAMMAS = (0.1, 0.2, 0.3)  # relative tolerances of TiM3's Table 1
 
 
 def _pair(pred: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pred, target = np.atleast_2d(np.asarray(pred, dtype=np.float64)), np.atleast_2d(np.asarray(target, dtype=np.float64))
+    pred, target = (
+        np.atleast_2d(np.asarray(pred, dtype=np.float64)),
+        np.atleast_2d(np.asarray(target, dtype=np.float64)),
+    )
     if pred.shape != target.shape:
         raise MicroforgeError(f"predictions {pred.shape} and targets {target.shape} differ in shape")
     if pred.size == 0:
@@ -57,5 +60,9 @@ def accuracy_table(pred: np.ndarray, target: np.ndarray, names: Sequence[str]) -
             "r2": float(1.0 - np.mean(err[:, j] ** 2) / var) if var > 0 else None,
             "within_10pct": float((np.abs(err[:, j]) <= 0.1 * np.abs(target[:, j])).mean()),
         }
-    return {"n": int(len(pred)), "acc": {str(g): acc_gamma(pred, target, g) for g in GAMMAS},
-            "mAcc": mean_accuracy(pred, target), "per_property": per}
+    return {
+        "n": int(len(pred)),
+        "acc": {str(g): acc_gamma(pred, target, g) for g in GAMMAS},
+        "mAcc": mean_accuracy(pred, target),
+        "per_property": per,
+    }

@@ -52,14 +52,22 @@ def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor, merge_alpha: tor
     return (per_pixel * valid).sum() / valid.sum().clamp(min=1)
 
 
-def _load_split(data: DatasetTable, cfg: SegmenterTrainConfig, split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    ds = MicrographDataset(data, split=split, fractions=cfg.split_fractions, seed=cfg.split_seed, modality=cfg.modality, augment=False)
+def _load_split(
+    data: DatasetTable, cfg: SegmenterTrainConfig, split: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ds = MicrographDataset(
+        data, split=split, fractions=cfg.split_fractions, seed=cfg.split_seed, modality=cfg.modality, augment=False
+    )
     rows = ds.table[ds.table["mask"] != ""]
     if rows.empty:
         raise MicroforgeError(f"{data.root}: no {split} tiles with masks to train a segmenter on")
     images = np.stack([read_grey(data.root / t) for t in rows["tile"]]).astype(np.float32) / 255.0
     masks = np.stack([read_grey(data.root / m) for m in rows["mask"]]).astype(np.int64)
-    merge = (rows[MASK_TYPE_COLUMN] == "binary_white_is_beta").to_numpy() if MASK_TYPE_COLUMN in rows else np.zeros(len(rows), bool)
+    merge = (
+        (rows[MASK_TYPE_COLUMN] == "binary_white_is_beta").to_numpy()
+        if MASK_TYPE_COLUMN in rows
+        else np.zeros(len(rows), bool)
+    )
     return torch.from_numpy(images)[:, None], torch.from_numpy(masks), torch.from_numpy(np.array(merge, dtype=bool))
 
 
@@ -70,7 +78,10 @@ def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[to
 
 
 def train_segmenter(
-    datasets: Sequence[str | Path], out: str | Path, cfg: SegmenterTrainConfig = SegmenterTrainConfig(), progress: bool = True
+    datasets: Sequence[str | Path],
+    out: str | Path,
+    cfg: SegmenterTrainConfig = SegmenterTrainConfig(),
+    progress: bool = True,
 ) -> AttentionUNet:
     """Train an attention U-Net on the train split of one or more datasets and save it to ``out``.
 
@@ -106,16 +117,24 @@ def train_segmenter(
         if step % 10 == 0 or step == cfg.steps - 1:
             log.append({"step": step, "loss": round(loss.item(), 5)})
     model.eval()
-    meta = {"trained_on": [str(d) for d in datasets], "train_config": asdict(cfg), "train_tiles": n,
-            "train_seconds": round(time.perf_counter() - start, 1)}
+    meta = {
+        "trained_on": [str(d) for d in datasets],
+        "train_config": asdict(cfg),
+        "train_tiles": n,
+        "train_seconds": round(time.perf_counter() - start, 1),
+    }
     model.save_pretrained(out, {"training": meta})
     Path(out, "train_log.json").write_text(json.dumps(log) + "\n")
     return model
 
 
 def evaluate_segmentation(
-    predict: Callable[[np.ndarray], np.ndarray], dataset: str | Path | DatasetTable, split: str | None = "test",
-    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2), seed: int = 0, modality: str | None = None,
+    predict: Callable[[np.ndarray], np.ndarray],
+    dataset: str | Path | DatasetTable,
+    split: str | None = "test",
+    fractions: tuple[float, float, float] = (0.7, 0.1, 0.2),
+    seed: int = 0,
+    modality: str | None = None,
 ) -> dict:
     """Score a segmenter (a function: grey ``(H, W)`` in [0, 1] -> phase map) on a split.
 
@@ -138,7 +157,9 @@ def evaluate_segmentation(
             pred = predict(read_grey(data.root / tile).astype(np.float32) / 255.0).astype(np.intp)
             if merge:
                 pred = np.where(pred == SECONDARY_ALPHA, PRIMARY_ALPHA, pred)
-            conf += np.bincount(truth.ravel() * N_CLASSES + pred.ravel(), minlength=N_CLASSES**2).reshape(N_CLASSES, N_CLASSES)
+            conf += np.bincount(truth.ravel() * N_CLASSES + pred.ravel(), minlength=N_CLASSES**2).reshape(
+                N_CLASSES, N_CLASSES
+            )
         specimens[specimen] = {**_scores(conf, merge), "merged_alpha": bool(merge)}
         if not merge:
             total += conf
@@ -158,5 +179,9 @@ def _scores(conf: np.ndarray, merged: bool) -> dict:
     if merged:
         iou[SECONDARY_ALPHA] = np.nan
     clean = lambda a: [None if not np.isfinite(v) else round(float(v), 4) for v in a]  # noqa: E731
-    return {"iou": clean(iou), "fraction_true_pct": clean(true), "fraction_pred_pct": clean(pred),
-            "fraction_error_pts": clean(pred - true)}
+    return {
+        "iou": clean(iou),
+        "fraction_true_pct": clean(true),
+        "fraction_pred_pct": clean(pred),
+        "fraction_error_pts": clean(pred - true),
+    }

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 from scipy.optimize import linprog
 
-from ..errors import MicroforgeError
+from .errors import MicroforgeError
 
 TOLERANCE = 1e-6  # in normalised units: points on the boundary count as inside
 
@@ -39,7 +39,9 @@ def in_hull(points: np.ndarray, targets: np.ndarray, tol: float = TOLERANCE) -> 
     a_eq = np.concatenate([np.ones(n), np.zeros(k)])[None]
     out = []
     for x in targets:
-        res = linprog(c, A_ub=a_ub, b_ub=np.concatenate([x, -x]), A_eq=a_eq, b_eq=[1.0], bounds=(0, None), method="highs")
+        res = linprog(
+            c, A_ub=a_ub, b_ub=np.concatenate([x, -x]), A_eq=a_eq, b_eq=[1.0], bounds=(0, None), method="highs"
+        )
         out.append(bool(res.status == 0 and res.fun <= tol * k))
     return np.array(out)
 
@@ -107,7 +109,9 @@ class Projection:
     locked: tuple[int, ...]
 
 
-def nearest_in_hull(points: np.ndarray, target: np.ndarray, locked: Sequence[int] = (), tol: float = TOLERANCE) -> Projection:
+def nearest_in_hull(
+    points: np.ndarray, target: np.ndarray, locked: Sequence[int] = (), tol: float = TOLERANCE
+) -> Projection:
     """Project ``target`` ``(K,)`` onto the convex hull of ``points`` ``(N, K)`` (same normalised
     units), moving only the properties not in ``locked`` (indices).
 
@@ -157,8 +161,9 @@ def feasible_interval(points: np.ndarray, target: np.ndarray, j: int) -> tuple[f
     return min(ends), max(ends)
 
 
-def _feasible_weights(points: np.ndarray, x: np.ndarray, fixed: Sequence[int], objective: np.ndarray | None = None,
-                      tol: float = TOLERANCE) -> np.ndarray | None:
+def _feasible_weights(
+    points: np.ndarray, x: np.ndarray, fixed: Sequence[int], objective: np.ndarray | None = None, tol: float = TOLERANCE
+) -> np.ndarray | None:
     """Hull weights ``w (N,)`` with ``(P^T w)_i`` within ``tol`` of ``x_i`` for every ``i`` in
     ``fixed``, minimising ``objective . w`` (any such weights when ``None``); ``None`` if there are none."""
     n, fixed = len(points), list(fixed)
