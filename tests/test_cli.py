@@ -171,4 +171,21 @@ def test_segment_run_train_evaluate(tmp_path, tiny_bench):
     )
     assert r.exit_code == 1 and "not found" in r.output
     r = run("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 30)
-    assert r.exit_code == 1 and "--overwrite" in r.output
+    assert r.exit_code == 1 and "crop must be a multiple of 8" in r.output
+    r = run("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 32)
+    assert r.exit_code == 1 and "already holds a trained segmenter" in r.output
+    r = run(
+        "segment",
+        "train",
+        "--data",
+        tiny_bench.root,
+        "--out",
+        tmp_path / "unet",
+        "--steps",
+        3,
+        "--crop",
+        32,
+        "--overwrite",
+        "--quiet",
+    )
+    assert r.exit_code == 0, r.output

@@ -95,6 +95,27 @@ def test_unet_shapes_round_trip_and_bad_files(tmp_path):
         AttentionUNet.from_pretrained(tmp_path / "missing")
 
 
+def test_segmenter_training_resumes_exactly(tiny_bench, tmp_path, monkeypatch):
+    """Killed after its step-4 checkpoint and resumed, the segmenter ends with the same weights as
+    an uninterrupted run; an unfinished folder needs --resume, a finished one is refused."""
+    from .conftest import interrupted_at_step
+
+    cfg = replace(SegmenterTrainConfig(), steps=6, batch_size=2, crop=32, channels=(8, 16, 32, 64), checkpoint_every=2)
+    train_segmenter([tiny_bench.root], tmp_path / "full", cfg, progress=False)
+    with interrupted_at_step(monkeypatch, 5), pytest.raises(KeyboardInterrupt):
+        train_segmenter([tiny_bench.root], tmp_path / "cut", cfg, progress=False)
+    with pytest.raises(MicroforgeError, match="--resume"):
+        train_segmenter([tiny_bench.root], tmp_path / "cut", cfg, progress=False)
+    train_segmenter([tiny_bench.root], tmp_path / "cut", cfg, resume=True, progress=False)
+    full, cut = (
+        (tmp_path / "full" / "model.safetensors").read_bytes(),
+        (tmp_path / "cut" / "model.safetensors").read_bytes(),
+    )
+    assert full == cut and not (tmp_path / "cut" / "checkpoints").exists()
+    with pytest.raises(MicroforgeError, match="already holds a trained segmenter"):
+        train_segmenter([tiny_bench.root], tmp_path / "cut", cfg, resume=True, progress=False)
+
+
 def test_unet_learns_the_real_ti_set_and_matches_labels(ti_ab, tmp_path):
     """Trained on 6 real images, the U-Net's beta fraction on the 2 held-out images lies within
     4 points of the fraction recorded in labels.csv."""

@@ -868,6 +868,7 @@ def segment_run(
 @click.option("--modality", type=click.Choice(["SEM", "OM"]), help="Train on one modality only.")
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace a model in --out.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def segment_train(
     datasets: tuple[Path, ...],
@@ -878,17 +879,23 @@ def segment_train(
     modality: str | None,
     seed: int,
     overwrite: bool,
+    resume: bool,
     quiet: bool,
 ) -> None:
     """Train the attention U-Net on the train split (by specimen) of datasets with masks."""
     from dataclasses import replace
 
-    from .training.segmenter_trainer import SegmenterTrainConfig, train_segmenter
     from .data.outdir import prepare_output_dir, record_outputs
+    from .training.segmenter_trainer import SegmenterTrainConfig, train_segmenter
 
-    prepare_output_dir(out, overwrite, done_marker="model.safetensors", command="segment train")
+    if overwrite and resume:
+        raise MicroforgeError(
+            "--overwrite and --resume exclude each other: one restarts the run, the other continues it"
+        )
+    if overwrite:  # remove what an earlier run wrote (the folder must be microforge's)
+        prepare_output_dir(out, True, done_marker="model.safetensors", command="train segmenter")
     cfg = replace(SegmenterTrainConfig(), steps=steps, batch_size=batch_size, crop=crop, modality=modality, seed=seed)
-    train_segmenter(list(datasets), out, cfg, progress=not quiet)
+    train_segmenter(list(datasets), out, cfg, resume=resume, progress=not quiet)
     record_outputs(out)
     click.echo(f"saved the segmenter to {out}")
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import time
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -11,14 +10,16 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..data.dataset import IGNORE_INDEX, MicrographDataset, d4_batch
 from ..data.images import read_grey
 from ..data.manifest import MASK_TYPE_COLUMN, DatasetTable, read_dataset
 from ..data.phase_map import N_CLASSES, PRIMARY_ALPHA, SECONDARY_ALPHA
 from ..errors import MicroforgeError
+from ..config import config_to_dict
 from ..models.attention_unet import AttentionUNet, AttentionUNetConfig
+from .checkpoints import prepare_run_dir
+from .loop import CHECKPOINT_DIR, run_steps
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class SegmenterTrainConfig:
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)  # by specimen: whole images held out
     split_seed: int = 0
     seed: int = 0
+    checkpoint_every: int = 100  # steps between checkpoints of an interrupted run (--resume)
 
 
 def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor, merge_alpha: torch.Tensor) -> torch.Tensor:
@@ -81,29 +83,31 @@ def train_segmenter(
     datasets: Sequence[str | Path],
     out: str | Path,
     cfg: SegmenterTrainConfig = SegmenterTrainConfig(),
+    resume: bool = False,
     progress: bool = True,
 ) -> AttentionUNet:
     """Train an attention U-Net on the train split of one or more datasets and save it to ``out``.
 
     Each dataset is split by specimen (``cfg.split_fractions``), so val and test hold whole
     specimens the network never saw. Writes ``out/config.json``, ``out/model.safetensors`` and
-    ``out/train_log.json`` (loss every 10 steps).
+    ``out/log.jsonl`` (loss every 10 steps). A finished ``out`` is refused; an unfinished one is
+    continued only with ``resume``, from its last checkpoint, as an uninterrupted run would go on.
     """
     if cfg.crop % 8:
         raise MicroforgeError(f"crop must be a multiple of 8, got {cfg.crop}")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    parts = [_load_split(read_dataset(d), cfg, "train") for d in datasets]
+    out = Path(out)
+    parts = [_load_split(read_dataset(d), cfg, "train") for d in datasets]  # bad data fails before anything is written
     images, masks, merge = (torch.cat(p) for p in zip(*parts))
     n, _, h, w = images.shape
     if min(h, w) < cfg.crop:
         raise MicroforgeError(f"tiles of {w}x{h} px are smaller than the {cfg.crop} px crop")
+    prepare_run_dir(out, "model.safetensors", "segmenter", resume, config_to_dict(cfg))
+    torch.manual_seed(cfg.seed)
     model = AttentionUNet(AttentionUNetConfig(channels=tuple(cfg.channels)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    log, start = [], time.perf_counter()
-    model.train()
-    for step in tqdm(range(cfg.steps), desc="train segmenter", disable=not progress):
+
+    def step(gen: torch.Generator) -> dict[str, float]:
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         y0 = int(torch.randint(0, h - cfg.crop + 1, (1,), generator=gen))
         x0 = int(torch.randint(0, w - cfg.crop + 1, (1,), generator=gen))
@@ -114,17 +118,28 @@ def train_segmenter(
         loss.backward()
         opt.step()
         sched.step()
-        if step % 10 == 0 or step == cfg.steps - 1:
-            log.append({"step": step, "loss": round(loss.item(), 5)})
+        return {"loss": loss.item()}
+
+    seconds = run_steps(
+        out,
+        cfg.steps,
+        cfg.seed,
+        cfg.checkpoint_every,
+        {"model": model},
+        {"opt": opt, "sched": sched},
+        step,
+        "train segmenter",
+        progress,
+    )
     model.eval()
     meta = {
         "trained_on": [str(d) for d in datasets],
         "train_config": asdict(cfg),
         "train_tiles": n,
-        "train_seconds": round(time.perf_counter() - start, 1),
+        "train_seconds_this_run": round(seconds, 1),
     }
     model.save_pretrained(out, {"training": meta})
-    Path(out, "train_log.json").write_text(json.dumps(log) + "\n")
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)
     return model
 
 
