@@ -9,6 +9,7 @@ import pytest
 from contextlib import contextmanager
 
 from microforge.data.synth.config import SynthConfig
+from microforge.training.regressor_trainer import RegressorTrainConfig
 from microforge.data.synth.benchmark import build_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
@@ -17,6 +18,10 @@ TI_AB = SHARED_DATA / "ti_ab_heat_treatment"
 MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
 
 # 4 specimens (one per morphology), 256 px fields, 64 px tiles: 16 tiles per modality each.
+# a regressor that trains in a second on the tiny benchmark (checkpoints every 3 of 6 steps)
+TINY_REGRESSOR = RegressorTrainConfig(
+    resolution=32, width=8, steps=6, batch_size=8, split_fractions=(0.5, 0.25, 0.25), checkpoint_every=3
+)
 TINY = SynthConfig(n_specimens=4, field_px=256, tile_size=64)
 
 

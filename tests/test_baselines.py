@@ -200,7 +200,8 @@ def test_cli_trains_a_baseline_and_generate_uses_it(tiny_bench, tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_scores_a_baseline_beside_tim3(micro_model, tiny_bench, tmp_path):
-    from microforge.evaluate.run import EvaluationOptions, evaluate
+    from microforge.evaluate.options import EvaluationOptions
+    from microforge.evaluate.run import evaluate
 
     gan = train_baseline(tiny_bench.root, tmp_path / "ccgan", micro("ccgan"), progress=False)
     opts = EvaluationOptions(n=4, n_reference=4, n_describe=2, batch_size=4, n_sweep=4, ablation={"CcGAN": str(gan)})

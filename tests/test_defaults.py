@@ -47,3 +47,23 @@ def test_a_partial_section_keeps_the_section_defaults():
     cfg = load_tim3_config("tests/data/tim3-micro.yaml")
     # the micro config gives vae_map's steps but not its lr: the map section's own default applies
     assert cfg.vae_map.lr == TiM3Config().vae_map.lr and cfg.vae_map.steps == 8
+
+
+def test_cli_defaults_are_the_dataclasses():
+    """The help of `evaluate` and `segment train` shows the dataclasses' defaults, not copies."""
+    from microforge.cli import cli
+    from microforge.evaluate.options import EvaluationOptions
+    from microforge.training.segmenter_config import SegmenterTrainConfig
+
+    def defaults(*path: str) -> dict:
+        command = cli
+        for name in path:
+            command = command.commands[name]
+        return {p.name: p.default for p in command.params}
+
+    ev, opts = defaults("evaluate"), EvaluationOptions()
+    for name in ("n", "n_reference", "n_describe", "batch_size", "seed", "n_sweep"):
+        assert ev[name] == getattr(opts, name), name
+    seg, cfg = defaults("segment", "train"), SegmenterTrainConfig()
+    for name in ("steps", "batch_size", "crop", "seed"):
+        assert seg[name] == getattr(cfg, name), name

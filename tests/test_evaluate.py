@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from microforge.cli import cli
@@ -12,41 +11,17 @@ from microforge.data.dataset import MicrographDataset
 from microforge.data.synth.morphology import generate_microstructure
 from microforge.data.synth.params import SpecimenParams
 from microforge.errors import MicroforgeError
-from microforge.accuracy import acc_gamma, accuracy_table, mean_accuracy
+from microforge.accuracy import accuracy_table
 from microforge.evaluate.copying import nearest_training
 from microforge.evaluate.distribution import frechet_distance, kernel_distance, precision_recall
 from microforge.models.inception import InceptionFeatures, extract
 from microforge.evaluate.oracle import measure_params, oracle_properties
-from microforge.evaluate.run import EvaluationOptions, evaluate
+from microforge.evaluate.options import EvaluationOptions
+from microforge.evaluate.run import evaluate
 from microforge.evaluate.scores import ScoreRow
-from microforge.models.property_regressor import PropertyRegressor
-from microforge.training.regressor_trainer import RegressorTrainConfig, gamma_contrast, train_regressor
+from microforge.training.regressor_trainer import train_regressor
 
-from .conftest import interrupted_at_step
-
-# ------------------------------------------------------------------------------ accuracy
-
-
-def test_acc_gamma_on_hand_made_predictions():
-    target = np.array([[100.0, 10.0], [100.0, 10.0], [100.0, 10.0], [200.0, -4.0]])
-    pred = np.array(
-        [
-            [105.0, 10.5],  # 5 %, 5 %: inside 0.1
-            [115.0, 10.0],  # 15 %: inside 0.2 only
-            [100.0, 12.5],  # 25 % on the second property: inside 0.3 only
-            [200.0, -5.0],
-        ]
-    )  # |-5 - -4| = 1 = 25 % of |-4|: inside 0.3 only
-    assert acc_gamma(pred, target, 0.1) == 0.25
-    assert acc_gamma(pred, target, 0.2) == 0.5
-    assert acc_gamma(pred, target, 0.3) == 1.0
-    assert mean_accuracy(pred, target) == pytest.approx((0.25 + 0.5 + 1.0) / 3)
-    table = accuracy_table(pred, target, ["A", "B"])
-    assert table["per_property"]["A"]["mae"] == pytest.approx(5.0)
-    assert table["per_property"]["B"]["mae"] == pytest.approx((0.5 + 0 + 2.5 + 1.0) / 4)
-    with pytest.raises(MicroforgeError, match="differ in shape"):
-        acc_gamma(pred[:, :1], target, 0.1)
-
+from .conftest import TINY_REGRESSOR
 
 # --------------------------------------------------------------------- distribution metrics
 
@@ -138,51 +113,6 @@ def test_oracle_properties_on_true_maps_of_the_benchmark(tiny_bench):
     assert accuracy_table(pred, truth, tiny_bench.properties.names)["acc"]["0.2"] >= 0.5
 
 
-# ----------------------------------------------------------------------------- regressor
-
-
-def test_gamma_contrast_is_eq12():
-    x = torch.linspace(0.2, 0.6, 16).view(1, 1, 4, 4).repeat(3, 1, 1, 1)
-    y = gamma_contrast(x, torch.Generator().manual_seed(0), 0.0, (1.0, 1.0))  # eta = alpha = 1: min-max only
-    assert torch.allclose(y, (x - 0.2) / 0.4, atol=1e-6)
-    z = gamma_contrast(x, torch.Generator().manual_seed(0), 0.3, (0.8, 1.2))
-    assert z.min() >= 0 and z.max() <= 1 and not torch.allclose(z[0], z[1])
-
-
-REG = RegressorTrainConfig(
-    resolution=32, width=8, steps=6, batch_size=8, split_fractions=(0.5, 0.25, 0.25), checkpoint_every=3
-)
-
-
-def test_fidelity_regressor_reads_stretched_images_and_trains_saves_loads_resumes(tiny_bench, tmp_path, monkeypatch):
-    metrics = train_regressor(tiny_bench.root, tmp_path / "full", REG, progress=False)
-    assert set(metrics["test"]["acc"]) == {"0.1", "0.2", "0.3"}
-    assert json.loads((tmp_path / "full" / "metrics.json").read_text())["train_tiles"] == metrics["train_tiles"]
-    reg = PropertyRegressor.from_pretrained(tmp_path / "full")
-    images = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
-    pred = reg.predict(images)
-    assert pred.shape == (3, 7)
-    assert np.array_equal(PropertyRegressor.from_pretrained(tmp_path / "full").predict(images), pred)
-    # eq. 12 at inference: the judge reads each image min-max stretched, as it was trained
-    assert np.allclose(reg.predict(0.3 + 0.5 * images), pred, rtol=1e-4, atol=1e-3)
-
-    with interrupted_at_step(monkeypatch, 4), pytest.raises(KeyboardInterrupt):  # after the step-3 checkpoint
-        train_regressor(tiny_bench.root, tmp_path / "cut", REG, progress=False)
-    with pytest.raises(MicroforgeError, match="--resume"):
-        train_regressor(tiny_bench.root, tmp_path / "cut", REG, progress=False)
-    train_regressor(tiny_bench.root, tmp_path / "cut", REG, resume=True, progress=False)
-    a = (tmp_path / "full" / "model.safetensors").read_bytes()
-    assert a == (tmp_path / "cut" / "model.safetensors").read_bytes()
-
-
-def test_regressor_load_errors_name_the_file(tmp_path, tiny_bench):
-    train_regressor(tiny_bench.root, tmp_path / "r", REG, progress=False)
-    weights = tmp_path / "r" / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(MicroforgeError, match="model.safetensors"):
-        PropertyRegressor.from_pretrained(tmp_path / "r")
-
-
 # ----------------------------------------------------------------------- end to end report
 
 
@@ -191,7 +121,7 @@ OPTS = EvaluationOptions(n=8, n_reference=8, n_describe=3, batch_size=4)
 
 def test_evaluate_writes_report_and_resumes(micro_model, tiny_bench, tmp_path):
     reg = tmp_path / "reg"
-    train_regressor(tiny_bench.root, reg, REG, progress=False)
+    train_regressor(tiny_bench.root, reg, TINY_REGRESSOR, progress=False)
     report = tmp_path / "report"
     m = evaluate(str(micro_model), tiny_bench.root, report, OPTS, regressor=str(reg), progress=False)
     main = m["main"]

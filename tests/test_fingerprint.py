@@ -107,7 +107,8 @@ def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_p
         explore(tiny_bench.root, tmp_path / "ex", model_dir=full)
     with pytest.raises(MicroforgeError, match="fingerprint model folder not found"):
         load_fingerprint_model(tmp_path / "none")
-    from microforge.evaluate.run import EvaluationOptions, evaluate
+    from microforge.evaluate.options import EvaluationOptions
+    from microforge.evaluate.run import evaluate
 
     m = evaluate(
         str(micro_model),

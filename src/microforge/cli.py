@@ -14,6 +14,8 @@ import click
 
 
 from .errors import MicroforgeError
+from .evaluate.options import STEPS_SWEEP, EvaluationOptions
+from .training.segmenter_config import SegmenterTrainConfig
 
 
 class _Group(click.Group):
@@ -385,6 +387,9 @@ def train_regressor_cmd(data: Path, config_path: Path | None, out: Path, resume:
     )
 
 
+_EVAL = EvaluationOptions()  # the source of evaluate's defaults
+
+
 @cli.command("evaluate")
 @click.option("--model", default="bundled:ti-sem-tiny", show_default=True, help="TiM3 model folder, or bundled:NAME.")
 @click.option(
@@ -400,36 +405,40 @@ def train_regressor_cmd(data: Path, config_path: Path | None, out: Path, resume:
 @click.option(
     "-n",
     "n",
-    default=500,
+    default=_EVAL.n,
     show_default=True,
     type=click.IntRange(4, 10**6),
     help="Generated samples (targets drawn inside the training hull).",
 )
 @click.option(
     "--n-reference",
-    default=500,
+    default=_EVAL.n_reference,
     show_default=True,
     type=click.IntRange(4, 10**6),
     help="Real tiles in the reference set.",
 )
 @click.option(
     "--n-describe",
-    default=100,
+    default=_EVAL.n_describe,
     show_default=True,
     type=click.IntRange(0, 10**6),
     help="Samples per set measured with every descriptor.",
 )
-@click.option("--batch-size", default=16, show_default=True, type=BATCH)
+@click.option("--batch-size", default=_EVAL.batch_size, show_default=True, type=BATCH)
 @click.option("--steps", type=STEPS, help="Sampling steps [the model's, 20].")
 @click.option("--guidance", "guidance_scale", type=GUIDANCE, help="Classifier-free guidance scale [the model's].")
-@click.option("--seed", default=0, show_default=True, type=SEED)
-@click.option("--sweep-steps", is_flag=True, help="Also the DDIM-steps sweep (1, 5, 10, 15, 20).")
+@click.option("--seed", default=_EVAL.seed, show_default=True, type=SEED)
+@click.option("--sweep-steps", is_flag=True, help=f"Also the DDIM-steps sweep ({', '.join(map(str, STEPS_SWEEP))}).")
 @click.option(
     "--brightness", is_flag=True, help="Also the 21-level brightness experiment (models trained with brightness)."
 )
 @click.option("--ablation", multiple=True, help="NAME=MODEL: another model scored on the same targets, repeatable.")
 @click.option(
-    "--n-sweep", default=100, show_default=True, type=COUNT, help="Samples per sweep point and per ablation model."
+    "--n-sweep",
+    default=_EVAL.n_sweep,
+    show_default=True,
+    type=COUNT,
+    help="Samples per sweep point and per ablation model.",
 )
 @click.option("--fingerprint", help="Fingerprint VAE folder: adds the Fréchet distance on its fingerprints.")
 @click.option(
@@ -463,7 +472,7 @@ def evaluate_cmd(
     Writes REPORT/index.html and REPORT/metrics.json. An interrupted run continues when started
     again with the same options.
     """
-    from .evaluate.run import STEPS_SWEEP, EvaluationOptions, evaluate
+    from .evaluate.run import evaluate
 
     opts = EvaluationOptions(
         n=n,
@@ -852,6 +861,9 @@ def segment_run(
     click.echo(f"segmented {len(rows)} images -> {out / 'fractions.csv'}")
 
 
+_SEGMENTER = SegmenterTrainConfig()  # the source of segment train's defaults
+
+
 @segment.command("train")
 @click.option(
     "--data",
@@ -862,11 +874,11 @@ def segment_run(
     help="Dataset with masks (repeatable).",
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Model folder to write.")
-@click.option("--steps", default=600, show_default=True, type=COUNT, help="Optimiser steps.")
-@click.option("--batch-size", default=8, show_default=True, type=BATCH)
-@click.option("--crop", default=96, show_default=True, help="Training crop side, px (multiple of 8).")
+@click.option("--steps", default=_SEGMENTER.steps, show_default=True, type=COUNT, help="Optimiser steps.")
+@click.option("--batch-size", default=_SEGMENTER.batch_size, show_default=True, type=BATCH)
+@click.option("--crop", default=_SEGMENTER.crop, show_default=True, help="Training crop side, px (multiple of 8).")
 @click.option("--modality", type=click.Choice(["SEM", "OM"]), help="Train on one modality only.")
-@click.option("--seed", default=0, show_default=True, type=SEED)
+@click.option("--seed", default=_SEGMENTER.seed, show_default=True, type=SEED)
 @click.option("--overwrite", is_flag=True, help="Replace a model in --out.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its last checkpoint.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -886,7 +898,7 @@ def segment_train(
     from dataclasses import replace
 
     from .data.outdir import prepare_output_dir, record_outputs
-    from .training.segmenter_trainer import SegmenterTrainConfig, train_segmenter
+    from .training.segmenter_trainer import train_segmenter
 
     if overwrite and resume:
         raise MicroforgeError(
@@ -913,7 +925,7 @@ def segment_evaluate(dataset: Path, segmenter: str, split: str, modality: str, j
     import json
 
     from .characterize.run import load_segmenter
-    from .training.segmenter_trainer import SegmenterTrainConfig, evaluate_segmentation
+    from .training.segmenter_trainer import evaluate_segmentation
 
     seg, name = load_segmenter(segmenter, modality)
     cfg = SegmenterTrainConfig()

@@ -1,0 +1,28 @@
+"""Property accuracy (TiM3 eqs. 9-11): Acc_gamma, mAcc and the per-property table."""
+
+import numpy as np
+import pytest
+
+from microforge.accuracy import acc_gamma, accuracy_table, mean_accuracy
+from microforge.errors import MicroforgeError
+
+
+def test_acc_gamma_on_hand_made_predictions():
+    target = np.array([[100.0, 10.0], [100.0, 10.0], [100.0, 10.0], [200.0, -4.0]])
+    pred = np.array(
+        [
+            [105.0, 10.5],  # 5 %, 5 %: inside 0.1
+            [115.0, 10.0],  # 15 %: inside 0.2 only
+            [100.0, 12.5],  # 25 % on the second property: inside 0.3 only
+            [200.0, -5.0],
+        ]
+    )  # |-5 - -4| = 1 = 25 % of |-4|: inside 0.3 only
+    assert acc_gamma(pred, target, 0.1) == 0.25
+    assert acc_gamma(pred, target, 0.2) == 0.5
+    assert acc_gamma(pred, target, 0.3) == 1.0
+    assert mean_accuracy(pred, target) == pytest.approx((0.25 + 0.5 + 1.0) / 3)
+    table = accuracy_table(pred, target, ["A", "B"])
+    assert table["per_property"]["A"]["mae"] == pytest.approx(5.0)
+    assert table["per_property"]["B"]["mae"] == pytest.approx((0.5 + 0 + 2.5 + 1.0) / 4)
+    with pytest.raises(MicroforgeError, match="differ in shape"):
+        acc_gamma(pred[:, :1], target, 0.1)
