@@ -2,12 +2,12 @@
 it (:mod:`.kinds`), their cross-validated reading of labels (:mod:`.crossval`), and the
 ``encode`` and ``explore`` jobs (:mod:`.encode`, :mod:`.explore`)."""
 
+from ..models.fingerprint import MODEL_TYPE
 from .crossval import classify_cv, regress_cv
 from .encode import encode_images
 from .explore import GAMMAS, explore
 from .kinds import KINDS, make_kind
 from .vae import (
-    MODEL_TYPE,
     RECONSTRUCTION_FILE,
     FingerprintTrainConfig,
     fingerprints,

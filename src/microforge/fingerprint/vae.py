@@ -17,17 +17,13 @@ import torch
 
 from ..characterize.segmentation import segment_classical
 from ..config import nested_config_from_dict, plain_data
-from ..io import read_yaml_mapping
 from ..data.phase_map import PRIMARY_ALPHA
-from ..errors import MicroforgeError
 from ..models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss
-from ..io import resize_batch
-from ..models.weights import load_weights, read_config, save_weights
+from ..io import read_yaml_mapping, resize_batch
 from ..training.checkpoints import prepare_run_dir
 from ..training.data import load_split
 from ..training.loop import random_batch, run_steps
 
-MODEL_TYPE = "microforge-fingerprint-vae"
 RECONSTRUCTION_FILE = "reconstruction.json"
 
 
@@ -101,16 +97,8 @@ def train_fingerprints(
         **reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM"),
     }
     (out / RECONSTRUCTION_FILE).write_text(json.dumps(quality, indent=1) + "\n")
-    save_weights(
-        model,
-        out,
-        {
-            "model_type": MODEL_TYPE,
-            **dataclasses.asdict(cfg.model),
-            "train": cfg.to_dict(),
-            "train_tiles": len(images),
-            "seconds_this_run": round(seconds, 1),
-        },
+    model.save_pretrained(
+        out, {"train": cfg.to_dict(), "train_tiles": len(images), "seconds_this_run": round(seconds, 1)}
     )
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
     return out
@@ -159,20 +147,8 @@ def reconstruction_quality(
 
 
 def load_fingerprint_model(folder: str | Path) -> FingerprintVAE:
-    """A trained fingerprint VAE (safetensors only; errors name the file)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MicroforgeError(f"{folder}: fingerprint model folder not found")
-    raw = read_config(folder, MODEL_TYPE, "a fingerprint model")
-    names = {f.name for f in dataclasses.fields(FingerprintConfig)}
-    before_fidelity = {
-        "encoder_pool": "mean",
-        "spectral": "magnitude",
-        "hidden_norm": False,
-        "beta": 1e-3,
-    }  # what folders saved before these options hold
-    kept = {**before_fidelity, **{k: v for k, v in raw.items() if k in names}}
-    return load_weights(FingerprintVAE(FingerprintConfig(**kept)), folder)
+    """A trained fingerprint VAE (:meth:`FingerprintVAE.from_pretrained`)."""
+    return FingerprintVAE.from_pretrained(folder)
 
 
 @torch.no_grad()

@@ -17,13 +17,22 @@ the pixels do not align.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import MicroforgeError
 from .resnet import ResNet18
+from .weights import load_weights, read_config, save_weights
+
+MODEL_TYPE = "microforge-fingerprint-vae"  # config.json's model_type of a fingerprint model folder
+# what folders saved before these options existed hold (they load as they were trained)
+BEFORE_FIDELITY = {"encoder_pool": "mean", "spectral": "magnitude", "hidden_norm": False, "beta": 1e-3}
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,23 @@ class FingerprintVAE(nn.Module):
         mu, logvar = self.encode(x)
         eps = torch.randn(mu.shape, generator=gen).to(mu.device)
         return self.decode_logits(mu + torch.exp(0.5 * logvar) * eps), mu, logvar
+
+    def save_pretrained(self, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write ``folder/config.json`` (the config, ``model_type`` and ``extra``: training record)
+        and ``folder/model.safetensors``."""
+        save_weights(self, folder, {"model_type": MODEL_TYPE, **dataclasses.asdict(self.cfg), **(extra or {})})
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> FingerprintVAE:
+        """Load a folder of :meth:`save_pretrained` (safetensors only; errors name the file).
+        Folders saved before the fidelity options existed load as they were trained."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MicroforgeError(f"{folder}: fingerprint model folder not found")
+        raw = read_config(folder, MODEL_TYPE, "a fingerprint model")
+        names = {f.name for f in dataclasses.fields(FingerprintConfig)}
+        kept = {**BEFORE_FIDELITY, **{k: v for k, v in raw.items() if k in names}}
+        return load_weights(cls(FingerprintConfig(**kept)), folder)
 
 
 def spectral_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "complex") -> torch.Tensor:
