@@ -1,0 +1,135 @@
+"""Where a two-stage TiM3 model's FID goes: the same held-out tiles scored four ways against one
+reference set of training tiles.
+
+    python benchmarks/fid_budget.py MODEL DATA [--n 160] [--n-reference 500] [--out JSON]
+
+Rows, each n images against the reference (FID on Inception pool features, and the mean
+absolute horizontal grey-level step in 0..255, a sharpness measure):
+
+1. ``real``: the held-out (test-split) tiles themselves: the floor at this sample size;
+2. ``autoencoder``: those tiles encoded and decoded by the model's micrograph autoencoder;
+3. ``stage2_true_maps``: stage 2 drawing from the tiles' true phase maps and properties;
+4. ``two_stage``: the full model sampling at the tiles' properties (stage-1 maps, then stage 2).
+
+Each step down the list adds one stage's error. MODEL: a two-stage TiM3 folder or bundled:NAME.
+Writes benchmarks/results/fid_budget_<model name>.json unless --out says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from _record import write_record
+
+from microforge.data.dataset import MicrographDataset
+from microforge.evaluate.distribution import frechet_distance
+from microforge.io import resize_batch
+from microforge.models.inception import InceptionFeatures, extract
+from microforge.models.tim3 import map_condition, onehot_map
+from microforge.pipelines.registry import resolve_model
+from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.seeding import seeded_generator
+
+
+def _tiles(pipe: TiM3Pipeline, data: str, split: str, n: int, seed: int) -> list[dict]:
+    cfg = pipe.cfg
+    ds = MicrographDataset(
+        data,
+        split=split,
+        fractions=tuple(cfg.split_fractions),
+        seed=cfg.train.seed,
+        modality=cfg.modality,
+        augment=False,
+    )
+    idx = np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False)
+    return [ds[int(i)] for i in np.sort(idx)]
+
+
+def _sharpness(images: np.ndarray) -> float:
+    """Mean absolute step between horizontal neighbours, grey levels 0..255."""
+    return float(np.abs(np.diff(np.asarray(images, dtype=np.float64), axis=-1)).mean() * 255)
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("data")
+    ap.add_argument("--n", type=int, default=160, help="held-out tiles scored per row")
+    ap.add_argument("--n-reference", type=int, default=500, help="training tiles in the reference set")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
+    cfg, m = pipe.cfg, pipe.modules
+    if not cfg.two_stage:
+        raise SystemExit(f"{args.model}: not a two-stage model")
+    res = cfg.resolution
+    inception = InceptionFeatures()
+    ref_items = _tiles(pipe, args.data, "train", args.n_reference, args.seed)
+    ref = resize_batch(np.stack([it["image"][0].numpy() for it in ref_items]), res)[:, 0].numpy()
+    ref_features = extract(inception, ref)
+    items = _tiles(pipe, args.data, "test", args.n, args.seed + 1)
+    rows: dict[str, list[np.ndarray]] = {"real": [], "autoencoder": [], "stage2_true_maps": [], "two_stage": []}
+    vae = m["vae_image"]
+    for b, start in enumerate(range(0, len(items), args.batch_size)):
+        batch = items[start : start + args.batch_size]
+        real = resize_batch(np.stack([it["image"][0].numpy() for it in batch]), res)
+        rows["real"].append(real[:, 0].numpy())
+        z = vae.encode(real * 2 - 1).latent_dist.mode() if hasattr(vae, "encode") else None
+        if z is not None:
+            rows["autoencoder"].append(((vae.decode(z).sample[:, 0].clamp(-1, 1) + 1) / 2).numpy())
+        masks = torch.stack([it["mask"] for it in batch])[:, None].float()
+        maps = F.interpolate(masks, size=(res, res), mode="nearest")[:, 0].long()
+        raw = np.stack([it["props_raw"].numpy() for it in batch])
+        y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
+        extra = map_condition(
+            onehot_map(maps),
+            cfg.image_latent_size,
+            m.get("map_encoder"),
+            lossless=cfg.map_condition == "space_to_depth",
+        )
+        zi = pipe._denoise(
+            m["unet_stage2"],
+            m["encoder_stage2"],
+            y,
+            extra,
+            cfg.sampling_steps,
+            cfg.guidance_scale,
+            cfg.sampler,
+            seeded_generator(args.seed, b),
+        )
+        rows["stage2_true_maps"].append(
+            ((vae.decode(zi / pipe.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1) / 2).numpy()
+        )
+        rows["two_stage"].append(pipe(raw, batch_size=len(batch), seed=args.seed + b).images)
+    result = {}
+    for name, parts in rows.items():
+        if parts:
+            images = np.concatenate(parts)
+            result[name] = {
+                "fid": round(frechet_distance(ref_features, extract(inception, images)), 1),
+                "sharpness": round(_sharpness(images), 2),
+            }
+    result["reference_sharpness"] = round(_sharpness(ref), 2)
+    record = {
+        "benchmark": "fid_budget",
+        "command": f"python benchmarks/fid_budget.py {args.model} {args.data} --n {args.n} "
+        f"--n-reference {args.n_reference}",
+        "model": args.model,
+        "n": len(items),
+        "n_reference": len(ref),
+        "resolution": res,
+        "rows": result,
+    }
+    name = Path(str(resolve_model(args.model))).name
+    write_record(record, args.out or Path(__file__).parent / "results" / f"fid_budget_{name}.json")
+
+
+if __name__ == "__main__":
+    main()
