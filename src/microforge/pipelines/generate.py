@@ -84,6 +84,7 @@ def generate(
     targets: np.ndarray,
     n: int,
     out: str | Path,
+    *,
     steps: int | None = None,
     guidance_scale: float | None = None,
     sampler: str | None = None,
@@ -93,7 +94,6 @@ def generate(
     overwrite: bool = False,
     progress: bool = True,
     pipe: TiM3Pipeline | None = None,
-    *,
     record: dict | None = None,
 ) -> dict:
     """Generate ``n`` samples per target row and write, under ``out``: ``images/`` (micrographs),
