@@ -300,7 +300,8 @@ BRIGHT_STEPS, BRIGHT_MIN_R = 1500, 0.8
 @pytest.mark.xfail(
     strict=True,
     reason="measured dead: after 1 500 stage-2 steps the micro model's samples span 0.001 of the "
-    "brightness range for requests from -1 to 1 (r 0.74); the old assertions passed this. Open in issue 20.",
+    "brightness range for requests from -1 to 1 (r 0.74); the old assertions passed this. "
+    "The known gap of docs/tim3.md (Brightness).",
 )
 def test_brightness_experiment_on_a_model_trained_with_brightness(tiny_bench, tmp_path):
     from microforge.models.tim3 import load_tim3_config
