@@ -89,8 +89,8 @@ def _warn(message: str) -> None:
     warnings.warn(message, stacklevel=3)
 
 
-def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], PropertySet]:
-    """Read and check the table; return the rows to import and the dataset's properties."""
+def _read_table(opt: ImportOptions) -> pd.DataFrame:
+    """Check the folders and read the property table as strings; errors name the file."""
     if opt.images.is_file():
         raise MicroforgeError(f"{opt.images}: is a file, expected the images folder (--images)")
     if not opt.images.is_dir():
@@ -105,6 +105,11 @@ def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], 
         raise MicroforgeError(f"{opt.table}: cannot be parsed as CSV ({exc})") from None
     if table.empty:
         raise MicroforgeError(f"{opt.table}: the table has no rows")
+    return table
+
+
+def _columns(opt: ImportOptions, table: pd.DataFrame) -> tuple[str, list[str]]:
+    """The image column and the property columns of ``table``, every named column checked."""
     columns = list(table.columns)
     key = opt.key_column or next((c for c in KEY_CANDIDATES if c in columns), None)
     if key is None:
@@ -143,45 +148,56 @@ def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], 
     if opt.modality not in MODALITIES:
         raise MicroforgeError(f"--modality {opt.modality!r}: expected one of {', '.join(MODALITIES)}")
 
-    categories = {c: sorted(set(table[c])) for c in opt.categorical}
-    masks_dir = opt.masks_dir or opt.images
-    rows: list[_Row] = []
-    for i, rec in table.iterrows():
-        line = line_of(int(i))
-        name = rec[key]
-        where = _where(opt.table, line, name)
-        if not name:
-            raise MicroforgeError(f"{opt.table} line {line}: empty image path in column {key}")
-        image = opt.images / name
-        if not image.is_file():
-            raise MicroforgeError(f"{where}: image {image} not found")
-        values = {}
-        for c in props:
-            if c in categories:
-                if rec[c] == "":
-                    raise MicroforgeError(f"{where}: categorical property {c} is empty")
-                values[c] = float(categories[c].index(rec[c]))
-            else:
-                values[c] = check_property_cell(rec[c], c, where)
-        modality = rec[opt.modality_column] if opt.modality_column else opt.modality
-        if modality not in MODALITIES:
-            raise MicroforgeError(f"{where}: modality {modality!r} is not one of {', '.join(MODALITIES)}")
-        mask, mask_type = None, opt.mask_type
-        if opt.mask_column and rec[opt.mask_column]:
-            mask = masks_dir / rec[opt.mask_column]
-            if not mask.is_file():
-                raise MicroforgeError(f"{where}: mask {mask} not found")
-            if opt.mask_type_column:
-                mask_type = rec[opt.mask_type_column]
-                if mask_type not in MASK_TYPES:
-                    raise MicroforgeError(f"{where}: mask type {mask_type!r} is not one of {', '.join(MASK_TYPES)}")
-        specimen = rec[opt.specimen_column] if opt.specimen_column else Path(name).stem
-        if not specimen:
-            raise MicroforgeError(f"{where}: empty specimen in column {opt.specimen_column}")
-        rows.append(
-            _Row(line, image, specimen, modality, values, {c: rec[c] for c in opt.meta_columns}, mask, mask_type)
-        )
+    return key, props
 
+
+def _row(
+    opt: ImportOptions, rec: pd.Series, line: int, key: str, props: list[str], categories: dict[str, list[str]]
+) -> _Row:
+    """One table row checked: its image, properties, modality, mask and specimen exist and parse."""
+    masks_dir = opt.masks_dir or opt.images
+    name = rec[key]
+    where = _where(opt.table, line, name)
+    if not name:
+        raise MicroforgeError(f"{opt.table} line {line}: empty image path in column {key}")
+    image = opt.images / name
+    if not image.is_file():
+        raise MicroforgeError(f"{where}: image {image} not found")
+    values = {}
+    for c in props:
+        if c in categories:
+            if rec[c] == "":
+                raise MicroforgeError(f"{where}: categorical property {c} is empty")
+            values[c] = float(categories[c].index(rec[c]))
+        else:
+            values[c] = check_property_cell(rec[c], c, where)
+    modality = rec[opt.modality_column] if opt.modality_column else opt.modality
+    if modality not in MODALITIES:
+        raise MicroforgeError(f"{where}: modality {modality!r} is not one of {', '.join(MODALITIES)}")
+    mask, mask_type = None, opt.mask_type
+    if opt.mask_column and rec[opt.mask_column]:
+        mask = masks_dir / rec[opt.mask_column]
+        if not mask.is_file():
+            raise MicroforgeError(f"{where}: mask {mask} not found")
+        if opt.mask_type_column:
+            mask_type = rec[opt.mask_type_column]
+            if mask_type not in MASK_TYPES:
+                raise MicroforgeError(f"{where}: mask type {mask_type!r} is not one of {', '.join(MASK_TYPES)}")
+    specimen = rec[opt.specimen_column] if opt.specimen_column else Path(name).stem
+    if not specimen:
+        raise MicroforgeError(f"{where}: empty specimen in column {opt.specimen_column}")
+    return _Row(line, image, specimen, modality, values, {c: rec[c] for c in opt.meta_columns}, mask, mask_type)
+
+
+def _properties(
+    opt: ImportOptions,
+    rows: list[_Row],
+    props: list[str],
+    categories: dict[str, list[str]],
+    warn: Callable[[str], None],
+) -> PropertySet:
+    """The dataset's property specs (ranges from the rows, units and noise from the options or the
+    titanium defaults), warning on repeated images and constant properties."""
     seen: dict[str, int] = {}
     for r in rows:
         if str(r.image) in seen:
@@ -197,8 +213,7 @@ def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], 
         if min(vals) == max(vals):
             warn(
                 f"{opt.table}: property {c} has the same value ({min(vals):g}) on every row; it carries no "
-                "information and "
-                "normalises to a constant"
+                "information and normalises to a constant"
             )
         base = known.get(c)
         specs.append(
@@ -221,7 +236,16 @@ def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], 
         "percentiles": [opt.lower_percentile, opt.upper_percentile],
     }
     meta = list(dict.fromkeys([*opt.meta_columns, MASK_TYPE_COLUMN])) if opt.mask_column else list(opt.meta_columns)
-    return rows, PropertySet(specs, meta, info)
+    return PropertySet(specs, meta, info)
+
+
+def _plan(opt: ImportOptions, warn: Callable[[str], None]) -> tuple[list[_Row], PropertySet]:
+    """Read and check the table; return the rows to import and the dataset's properties."""
+    table = _read_table(opt)
+    key, props = _columns(opt, table)
+    categories = {c: sorted(set(table[c])) for c in opt.categorical}
+    rows = [_row(opt, rec, line_of(int(i)), key, props, categories) for i, rec in table.iterrows()]
+    return rows, _properties(opt, rows, props, categories, warn)
 
 
 def load_mask_for(image_shape: tuple[int, int], mask_path: Path, mask_type: str, where: str) -> np.ndarray:
