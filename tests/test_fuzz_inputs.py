@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from microforge.cli import cli
@@ -134,6 +134,7 @@ def _post(url: str, body: str) -> tuple[int, dict]:
     value=st.sampled_from(JSON_BAD),
     endpoint=st.sampled_from(["/api/generate", "/api/check", "/api/random-target"]),
 )
+@example(field="seed", value=None, endpoint="/api/random-target")  # an explicit null seed once passed as "no seed"
 def test_every_api_field_gets_a_400(api, field, value, endpoint):
     if field == "allow_extrapolation" and isinstance(value, bool):
         return  # the two values it takes

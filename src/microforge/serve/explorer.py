@@ -34,6 +34,7 @@ from ..pipelines.generate import hull_check, pixel_size_at, project_target
 from ..pipelines.registry import load_pipeline, resolve_model
 from ..properties import category_name, check_target_range, parse_property_mapping
 
+_NEXT_DRAW = object()  # random_target without a seed: the next draw
 DEFAULT_MAX_SAMPLES = 16  # per request: a page of results that a CPU draws in seconds
 PROGRESS_BATCH = 4  # samples drawn per batch, so that the page can show progress between batches
 KEPT_RUNS = 20  # finished runs kept for download; older ones are deleted
@@ -182,11 +183,12 @@ class Explorer:
             "locked": record["locked"],
         }
 
-    def random_target(self, seed: int | None = None) -> dict[str, float]:
-        """A target drawn uniformly inside the training hull (Algorithm 1)."""
+    def random_target(self, seed: Any = _NEXT_DRAW) -> dict[str, float]:
+        """A target drawn uniformly inside the training hull (Algorithm 1); without ``seed``, the
+        next of this explorer's draws. A given seed, ``None`` included, must be a valid seed."""
         if not len(self.hull):
             raise MicroforgeError("this model's properties.json has no hull points to sample from")
-        if seed is None:
+        if seed is _NEXT_DRAW:
             self._random_draws += 1
             seed = self._random_draws
         seed = self.parse_seed(seed)

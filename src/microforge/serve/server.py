@@ -43,7 +43,10 @@ def make_handler(explorer: Explorer) -> type[BaseHTTPRequestHandler]:
     posts: dict[str, Callable[[dict[str, Any]], Any]] = {
         "/api/check": lambda body: explorer.check(body.get("target")),
         "/api/nearest": lambda body: explorer.nearest(body.get("target"), body.get("locked")),
-        "/api/random-target": lambda body: explorer.random_target(body.get("seed")),
+        # an absent seed draws the next target; an explicit one, null included, must be a valid seed
+        "/api/random-target": lambda body: (
+            explorer.random_target(body["seed"]) if "seed" in body else explorer.random_target()
+        ),
         "/api/generate": explorer.generate,
     }
 
