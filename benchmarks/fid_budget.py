@@ -29,7 +29,6 @@ from microforge.data.dataset import MicrographDataset
 from microforge.evaluate.distribution import frechet_distance
 from microforge.io import resize_batch
 from microforge.models.inception import InceptionFeatures, extract
-from microforge.models.tim3 import map_condition, onehot_map
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
@@ -88,25 +87,9 @@ def main() -> None:
         maps = F.interpolate(masks, size=(res, res), mode="nearest")[:, 0].long()
         raw = np.stack([it["props_raw"].numpy() for it in batch])
         y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
-        extra = map_condition(
-            onehot_map(maps),
-            cfg.image_latent_size,
-            m.get("map_encoder"),
-            lossless=cfg.map_condition == "space_to_depth",
-        )
-        zi = pipe._denoise(
-            m["unet_stage2"],
-            m["encoder_stage2"],
-            y,
-            extra,
-            cfg.sampling_steps,
-            cfg.guidance_scale,
-            cfg.sampler,
-            seeded_generator(args.seed, b),
-        )
-        rows["stage2_true_maps"].append(
-            ((vae.decode(zi / pipe.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1) / 2).numpy()
-        )
+        gen = seeded_generator(args.seed, b)
+        drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
+        rows["stage2_true_maps"].append(drawn.cpu().numpy())
         rows["two_stage"].append(pipe(raw, batch_size=len(batch), seed=args.seed + b).images)
     result = {}
     for name, parts in rows.items():

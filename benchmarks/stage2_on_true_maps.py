@@ -22,7 +22,6 @@ import torch.nn.functional as F  # noqa: E402
 
 from microforge.data.dataset import MicrographDataset  # noqa: E402
 from microforge.data.phase_map import to_pseudo_rgb  # noqa: E402
-from microforge.models.tim3 import map_condition, onehot_map  # noqa: E402
 from microforge.pipelines.registry import resolve_model  # noqa: E402
 from microforge.pipelines.tim3 import TiM3Pipeline  # noqa: E402
 from microforge.seeding import seeded_generator  # noqa: E402
@@ -55,23 +54,9 @@ def main() -> None:
     y = torch.tensor(
         pipe.condition_properties.normalise(np.stack([it["props_raw"].numpy() for it in items])), dtype=torch.float32
     )
-    extra = map_condition(
-        onehot_map(maps),
-        cfg.image_latent_size,
-        pipe.modules.get("map_encoder"),
-        lossless=cfg.map_condition == "space_to_depth",
-    )
-    z = pipe._denoise(
-        pipe.modules["unet_stage2"],
-        pipe.modules["encoder_stage2"],
-        y,
-        extra,
-        cfg.sampling_steps,
-        cfg.guidance_scale,
-        cfg.sampler,
-        seeded_generator(args.seed, 0),
-    )
-    drawn = (pipe.modules["vae_image"].decode(z / pipe.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
+    drawn = pipe.draw_micrographs(
+        y, maps, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, seeded_generator(args.seed, 0)
+    ).cpu()
     fig, axes = plt.subplots(3, args.n, figsize=(2.2 * args.n, 6.8), squeeze=False)
     for j, it in enumerate(items):
         axes[0, j].imshow(it["image"][0], cmap="gray", vmin=0, vmax=1)

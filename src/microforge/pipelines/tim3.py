@@ -212,6 +212,27 @@ class TiM3Pipeline(SamplingPipeline):
         return z
 
     @torch.no_grad()
+    def draw_micrographs(
+        self,
+        y: torch.Tensor,
+        maps: torch.Tensor | None,
+        steps: int,
+        guidance: float,
+        sampler: str,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        """The micrograph stage: images ``(B, R, R)`` in [0, 1] for normalised conditions ``y``
+        ``(B, K)`` and, for a two-stage model, class maps ``maps`` ``(B, R, R)`` (long; stage 1's,
+        or true maps); ``maps`` is None for a single-stage model."""
+        cfg, m = self.cfg, self.modules
+        extra = None
+        if maps is not None:
+            lossless = cfg.map_condition == "space_to_depth"
+            extra = map_condition(onehot_map(maps), cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
+        zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
+        return (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
+
+    @torch.no_grad()
     def iter_batches(
         self,
         targets: np.ndarray,
@@ -254,20 +275,12 @@ class TiM3Pipeline(SamplingPipeline):
         for i, start in enumerate(tqdm(starts, desc="generate", disable=not progress, unit="batch")):
             gen = seeded_generator(seed, i)
             y = y_all[start : start + batch_size]
-            maps, extra = None, None
+            maps, maps_t = None, None
             if cfg.two_stage:
                 zm = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
-                logits = m["vae_map"].decode(zm / self.scaling["vae_map"]).sample
-                maps_t = logits.argmax(1)
-                extra = map_condition(
-                    onehot_map(maps_t),
-                    cfg.image_latent_size,
-                    m.get("map_encoder"),
-                    lossless=cfg.map_condition == "space_to_depth",
-                )
+                maps_t = m["vae_map"].decode(zm / self.scaling["vae_map"]).sample.argmax(1)
                 maps = maps_t.cpu().numpy().astype(np.uint8)
-            zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
-            images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
+            images = self.draw_micrographs(y, maps_t, steps, guidance, sampler, gen)
             yield Generated(
                 maps, images.float().cpu().numpy(), targets[start : start + batch_size]
             )  # float(): autocast may give bf16
