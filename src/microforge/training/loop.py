@@ -1,7 +1,10 @@
-"""The resumable step loop shared by the plain-PyTorch trainers (regressor, baselines,
-fingerprints): every step draws its randomness from a generator seeded by ``(seed, step)``, the
-losses go to ``log.jsonl`` and a progress bar, and an atomic checkpoint is written every
-``checkpoint_every`` steps, so a run resumed after a kill continues exactly as an uninterrupted one.
+"""The one resumable step loop of every trainer (TiM3's phases, the baselines, the regressor, the
+fingerprint VAE, the segmenter): every step draws its randomness from a generator seeded by the
+run's seed key and the step (and, with several processes, the process), the losses go to a
+JSON-lines log and a progress bar, and an atomic checkpoint is written every ``checkpoint_every``
+steps, so a run resumed after a kill continues exactly as an uninterrupted one. With an
+``accelerate.Accelerator`` only the main process writes logs and checkpoints; every process
+reads them back.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 from tqdm.auto import tqdm
@@ -18,6 +21,9 @@ from ..data.dataset import d4_batch
 from ..seeding import seeded_generator
 from .checkpoints import load_checkpoint, save_checkpoint
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 CHECKPOINT_DIR = "checkpoints"
 LOG_EVERY = 10  # steps
 
@@ -25,34 +31,53 @@ LOG_EVERY = 10  # steps
 def run_steps(
     out: Path,
     steps: int,
-    seed: int,
+    seed: int | tuple[int, ...],
     checkpoint_every: int,
     modules: Mapping[str, torch.nn.Module],
     states: Mapping[str, Any],
     step_fn: Callable[[torch.Generator], dict[str, float]],
     desc: str,
     progress: bool = True,
+    *,
+    log_path: Path | None = None,
+    checkpoint_dir: Path | None = None,
+    keep: int = 1,
+    accelerator: Accelerator | None = None,
 ) -> float:
-    """Resume from ``out/checkpoints`` (if any) and run ``step_fn(generator)`` up to ``steps``.
+    """Resume from the newest checkpoint (if any) and run ``step_fn(generator)`` up to ``steps``.
 
-    ``modules`` (weights) and ``states`` (optimisers, schedules) are what a checkpoint holds.
-    ``step_fn`` does one optimisation step and returns its losses. Returns the seconds spent.
+    ``modules`` (unwrapped networks) and ``states`` (optimisers, schedules, EMA: anything with
+    ``state_dict``) are what a checkpoint holds. ``step_fn`` does one optimisation step and
+    returns its losses. Step ``s`` draws from ``seeded_generator(*seed, s)``, and from
+    ``seeded_generator(*seed, s, rank)`` when an ``accelerator`` is given. The log defaults to
+    ``out/log.jsonl`` and the checkpoints to ``out/checkpoints``, keeping the newest ``keep``.
+    Returns the seconds spent.
     """
-    ckdir = out / CHECKPOINT_DIR
+    key = (seed,) if isinstance(seed, int) else tuple(seed)
+    rank = () if accelerator is None else (accelerator.process_index,)
+    main = accelerator is None or accelerator.is_main_process
+    log_path = log_path or out / "log.jsonl"
+    ckdir = checkpoint_dir or out / CHECKPOINT_DIR
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     start = load_checkpoint(ckdir, modules, states)
     for m in modules.values():
         m.train()
     t0 = time.perf_counter()
-    bar = tqdm(range(start, steps), desc=desc, disable=not progress, initial=start, total=steps)
+    bar = tqdm(range(start, steps), desc=desc, disable=not (progress and main), initial=start, total=steps)
     for step in bar:
-        losses = step_fn(seeded_generator(seed, step))
-        if step % LOG_EVERY == 0 or step == steps - 1:
-            with open(out / "log.jsonl", "a") as fh:
+        losses = step_fn(seeded_generator(*key, step, *rank))
+        if main and (step % LOG_EVERY == 0 or step == steps - 1):
+            with open(log_path, "a") as fh:
                 fh.write(json.dumps({"step": step, **{k: round(v, 6) for k, v in losses.items()}}) + "\n")
             bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:2]})
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
-            save_checkpoint(ckdir, step + 1, modules, states)
+            if main:
+                save_checkpoint(ckdir, step + 1, modules, states, keep)
+            if accelerator is not None:
+                accelerator.wait_for_everyone()
     bar.close()
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return time.perf_counter() - t0
 
 

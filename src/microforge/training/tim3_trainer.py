@@ -15,12 +15,10 @@ Run on several processes or machines with ``accelerate launch -m microforge trai
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,7 +26,6 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel, compute_snr
-from tqdm.auto import tqdm
 
 from ..data.dataset import MicrographDataset, d4_batch
 from ..data.images import read_grey
@@ -49,11 +46,12 @@ from ..models.tim3 import (
 from ..models.weights import save_weights
 from ..pipelines.tim3 import TiM3Pipeline
 from ..properties import PropertySet, PropertySpec
+from ..seeding import seed_from
 from .data import properties_with_hull
-from ..seeding import seed_from, seeded_generator
+from .loop import run_steps
 
 DONE_DIR = ".done"
-CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_DIR = "checkpoints"  # one folder per phase beneath it
 
 
 def phases(cfg: TiM3Config) -> list[str]:
@@ -179,7 +177,6 @@ class TiM3Trainer:
         self.scheduler = make_scheduler(cfg)
         self.n_cond = len(self.props) + (1 if cfg.brightness else 0)
         self.latents: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
-        self.rank = self.acc.process_index
 
     # ------------------------------------------------------------------ orchestration
 
@@ -215,34 +212,26 @@ class TiM3Trainer:
         lr: float,
         ema: bool,
     ) -> dict[str, torch.nn.Module]:
-        """The generic resumable training loop; returns the trained (unwrapped) modules.
+        """One phase on the shared resumable loop (``training/loop.run_steps``); returns the
+        trained (unwrapped) modules, with the EMA weights where ``ema``.
 
-        Each phase gets its own Accelerator, so its checkpoints hold exactly this phase's
-        modules and a resumed process (which prepares only this phase) can load them.
+        Each phase gets its own Accelerator and its own checkpoint folder, so its checkpoints
+        hold exactly this phase's modules and a resumed process can load them.
         """
         acc, cfg = Accelerator(cpu=self.acc.device.type == "cpu"), self.cfg.train
         params = [p for m in modules.values() for p in m.parameters()]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))  # 100-step warm-up
         names = list(modules)
         prepared = acc.prepare(*modules.values(), opt, sched)
         wrapped = dict(zip(names, prepared[: len(names)]))
         opt, sched = prepared[len(names)], prepared[len(names) + 1]
+        states: dict[str, Any] = {"optimizer": opt, "scheduler": sched}
         ema_model = EMAModel(params, decay=cfg.ema_decay) if ema else None
-        ckdir = self.out / CHECKPOINT_DIR / phase
-        start = self._load_checkpoint(acc, ckdir, ema_model)
-        log_path = self.out / "logs" / f"{phase}.jsonl"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        bar = tqdm(
-            range(start, steps),
-            desc=f"train {phase}",
-            disable=not (self.progress and acc.is_main_process),
-            initial=start,
-            total=steps,
-        )
-        for step in bar:
-            gen = seeded_generator(cfg.seed, phase_index, step, self.rank)
+        if ema_model is not None:
+            states["ema"] = ema_model
+
+        def step_fn(gen: torch.Generator) -> dict[str, float]:
             loss = loss_fn(wrapped, gen)
             acc.backward(loss)
             acc.clip_grad_norm_(params, 1.0)
@@ -251,14 +240,24 @@ class TiM3Trainer:
             opt.zero_grad()
             if ema_model is not None:
                 ema_model.step(params)
-            if acc.is_main_process and (step % 10 == 0 or step == steps - 1):
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps({"step": step, "loss": round(loss.item(), 6)}) + "\n")
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
-                self._save_checkpoint(acc, ckdir, step + 1, ema_model)
-        bar.close()
-        acc.wait_for_everyone()
+            return {"loss": loss.item()}
+
+        ckdir = self.out / CHECKPOINT_DIR / phase
+        seconds = run_steps(
+            self.out,
+            steps,
+            (cfg.seed, phase_index),
+            cfg.checkpoint_every,
+            modules,
+            states,
+            step_fn,
+            f"train {phase}",
+            self.progress,
+            log_path=self.out / "logs" / f"{phase}.jsonl",
+            checkpoint_dir=ckdir,
+            keep=cfg.keep_checkpoints,
+            accelerator=acc,
+        )
         if ema_model is not None:
             ema_model.copy_to(params)
         trained = {n: acc.unwrap_model(m) for n, m in wrapped.items()}
@@ -270,7 +269,7 @@ class TiM3Trainer:
                     module.save_pretrained(self.out / name)
                 else:  # the learned map encoder, a plain module
                     save_weights(module, self.out / name, {"model_type": f"tim3-{name}"})
-            self._mark_done(phase, steps, time.perf_counter() - t0)
+            self._mark_done(phase, steps, seconds)
             shutil.rmtree(ckdir, ignore_errors=True)
         acc.wait_for_everyone()
         return trained
@@ -282,34 +281,6 @@ class TiM3Trainer:
         (done / f"{phase}.json").write_text(
             json.dumps({"steps": steps, "seconds_this_run": round(seconds, 1), "processes": self.acc.num_processes})
         )
-
-    def _save_checkpoint(self, acc: Accelerator, ckdir: Path, step: int, ema: EMAModel | None) -> None:
-        """Write ``ckdir/step_<n>`` atomically (a temp folder, renamed), keep the newest few."""
-        final = ckdir / f"step_{step:07d}"
-        tmp = ckdir / f".tmp_step_{step:07d}"
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        acc.save_state(str(tmp))
-        if acc.is_main_process:
-            if ema is not None:
-                torch.save(ema.state_dict(), tmp / "ema.pt")
-            (tmp / "step.json").write_text(json.dumps({"step": step}))
-            os.replace(tmp, final)
-            for old in sorted(ckdir.glob("step_*"))[: -self.cfg.train.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        acc.wait_for_everyone()
-
-    def _load_checkpoint(self, acc: Accelerator, ckdir: Path, ema: EMAModel | None) -> int:
-        done = sorted(ckdir.glob("step_*"))
-        if not done:
-            return 0
-        latest = done[-1]
-        acc.load_state(str(latest))
-        if ema is not None:
-            ema.load_state_dict(torch.load(latest / "ema.pt", weights_only=True))
-        return int(json.loads((latest / "step.json").read_text())["step"])
 
     # ------------------------------------------------------------------ phases
 
