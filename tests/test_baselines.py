@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from microforge.cli import cli
 from microforge.errors import MicroforgeError
-from microforge.models.baselines import BaselineConfig, BaselineTrain
+from microforge.models.baselines import BASELINE_CONFIGS, ACWGANGPConfig, BaselineConfig, BaselineTrain, DDPMConfig
 from microforge.models.vicinity import cap_per_vector, hard_vicinity, kernel_sigma, vicinal_batch, vicinity_kappa
 from microforge.pipelines.baselines import BaselinePipeline
 from microforge.pipelines.registry import load_pipeline
@@ -89,17 +89,18 @@ def test_fidelity_hvdl_targets_come_from_unique_labels_and_fakes_from_the_vicini
 
 
 def micro(kind: str, steps: int = 4) -> BaselineConfig:
-    return BaselineConfig(
-        kind=kind,
+    own = {
+        "ccgan": {"embed_dim": 16, "z_dim": 16},
+        "acwgan-gp": {"embed_dim": 16, "z_dim": 16, "critic_steps": 2},
+        "ccdm": {"num_train_timesteps": 50, "sampling_steps": 3},
+        "ddpm": {"num_train_timesteps": 50, "sampling_steps": 3},
+    }[kind]
+    return BASELINE_CONFIGS[kind](
         resolution=32,
         channels=(8, 16, 16),
-        embed_dim=16,
-        z_dim=16,
-        num_train_timesteps=50,
-        sampling_steps=3,
         split_fractions=(0.5, 0.25, 0.25),
-        critic_steps=2,
         train=BaselineTrain(steps=steps, batch_size=4, checkpoint_every=2, vicinity_m=2.0),
+        **own,
     )
 
 
@@ -232,11 +233,10 @@ def test_evaluate_scores_a_baseline_beside_tim3(micro_model, tiny_bench, tmp_pat
 def test_hybrid_loss_vlb_is_zero_for_the_true_posterior():
     """With the true noise and v = -1 (variance = the posterior's), the KL term vanishes for t > 0;
     a wrong variance or a wrong mean costs bits; t = 0 gives the decoder NLL."""
-    from microforge.models.baselines import BaselineConfig
     from microforge.models.hybrid_loss import vlb_loss
     from microforge.training.baseline_trainer import ccdm_scheduler
 
-    sched = ccdm_scheduler(BaselineConfig(kind="ddpm", num_train_timesteps=4000))
+    sched = ccdm_scheduler(DDPMConfig(num_train_timesteps=4000))
     assert sched.config.variance_type == "learned_range" and sched.config.beta_schedule == "linear"
     g = torch.Generator().manual_seed(0)
     x0 = torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
@@ -277,7 +277,7 @@ def test_fidelity_acwgan_bins_are_thirds_of_the_range_and_conditions_follow_them
         train_baseline(
             tiny_bench.root,
             tmp_path / "bad",
-            BaselineConfig(kind="acwgan-gp", category="grade", resolution=32),
+            ACWGANGPConfig(category="grade", resolution=32),
             progress=False,
         )
 
@@ -290,16 +290,14 @@ def test_fidelity_conditional_baselines_respond_to_their_label(kind, tiny_bench,
 
     from microforge.training.baseline_trainer import BaselineTrainer
 
-    cfg = BaselineConfig(
-        kind=kind,
+    own = {"ccdm": {"num_train_timesteps": 100}, "ccgan": {"embed_dim": 16, "z_dim": 16}}
+    own["acwgan-gp"] = {**own["ccgan"], "critic_steps": 2}
+    cfg = BASELINE_CONFIGS[kind](
         resolution=16,
         channels=(16, 32),
-        embed_dim=16,
-        z_dim=16,
-        num_train_timesteps=100,
-        critic_steps=2,
         split_fractions=(0.5, 0.25, 0.25),
         train=BaselineTrain(steps=1, batch_size=16, lr=1e-3),
+        **own[kind],
     )
     trainer = BaselineTrainer(tiny_bench.root, tmp_path, cfg, progress=False)
     k, bright = len(trainer.props), torch.arange(64) % 2
@@ -330,3 +328,41 @@ def test_fidelity_conditional_baselines_respond_to_their_label(kind, tiny_bench,
             means.append(float(x.mean()))
     # measured: CcGAN and ACWGAN-GP about 1.4 (the full -0.7 to 0.7); CCDM, slower to learn its label, 0.23
     assert means[1] - means[0] > (0.1 if kind == "ccdm" else 0.5), means
+
+
+def test_each_baseline_has_its_own_config_class_and_settings():
+    """A CcGAN config has no diffusion settings, a DDPM config no label embedding: a setting of
+    another kind is a named error, and each class refuses another kind's name."""
+    from microforge.models.baselines import CcGANConfig, baseline_config_from_dict
+
+    assert type(baseline_config_from_dict({"kind": "ccgan"})) is CcGANConfig
+    assert not hasattr(CcGANConfig(), "num_train_timesteps") and CcGANConfig().sampling_steps is None
+    with pytest.raises(MicroforgeError, match="guidance_scale is not a setting of ccgan"):
+        baseline_config_from_dict({"kind": "ccgan", "guidance_scale": 2.0}, "my.yaml")
+    with pytest.raises(MicroforgeError, match="embed_dim, z_dim are not a setting of ddpm"):
+        baseline_config_from_dict({"kind": "ddpm", "embed_dim": 8, "z_dim": 8})
+    with pytest.raises(MicroforgeError, match="configured by DDPMConfig"):
+        CcGANConfig(kind="ddpm")
+    assert DDPMConfig().guidance_scale == 1.0 and DDPMConfig().num_train_timesteps == 4000
+
+
+def test_a_model_folder_with_the_old_shared_config_still_loads():
+    """Folders written when the four kinds shared one config carry every kind's settings; they
+    load, dropping the settings of other kinds (an unknown key is still an error)."""
+    from microforge.models.baselines import baseline_config_from_dict
+
+    old = {
+        "kind": "ccgan",
+        "embed_dim": 16,
+        "z_dim": 16,
+        "num_train_timesteps": 1000,
+        "guidance_scale": 1.5,
+        "cond_dropout": 0.1,
+        "critic_steps": 5,
+        "category": "morphology",
+        "vlb_weight": 0.001,
+    }
+    cfg = baseline_config_from_dict(old, "config.json", legacy=True)
+    assert (cfg.kind, cfg.embed_dim, cfg.z_dim) == ("ccgan", 16, 16)
+    with pytest.raises(MicroforgeError, match="colour is not a setting"):
+        baseline_config_from_dict({**old, "colour": 1}, "config.json", legacy=True)

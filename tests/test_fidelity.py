@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from microforge.io import read_yaml_mapping
-from microforge.models.baselines import BaselineConfig, BaselineTrain, baseline_config_from_dict, build_ccdm_unet
+from microforge.models.baselines import BaselineTrain, DDPMConfig, baseline_config_from_dict, build_ccdm_unet
 from microforge.models.hybrid_loss import hybrid_loss
 from microforge.training.baseline_trainer import BaselineTrainer, ccdm_scheduler
 
@@ -18,8 +18,7 @@ def test_fidelity_hybrid_loss_weights_the_sum_over_t():
 
 
 def test_fidelity_ddpm_step_uses_the_unbiased_vlb(tiny_bench, tmp_path):
-    cfg = BaselineConfig(
-        kind="ddpm",
+    cfg = DDPMConfig(
         resolution=32,
         channels=(8, 16, 16),
         num_train_timesteps=50,
@@ -32,8 +31,8 @@ def test_fidelity_ddpm_step_uses_the_unbiased_vlb(tiny_bench, tmp_path):
 
 
 def test_fidelity_linear_schedule_scales_with_T():
-    ac_4000 = ccdm_scheduler(BaselineConfig(kind="ddpm", num_train_timesteps=4000)).alphas_cumprod
-    ac_1000 = ccdm_scheduler(BaselineConfig(kind="ddpm", num_train_timesteps=1000)).alphas_cumprod
+    ac_4000 = ccdm_scheduler(DDPMConfig(num_train_timesteps=4000)).alphas_cumprod
+    ac_1000 = ccdm_scheduler(DDPMConfig(num_train_timesteps=1000)).alphas_cumprod
     assert float(ac_1000[500]) == pytest.approx(0.0778, abs=5e-4)  # DDPM's linear 1e-4..0.02 at T = 1000
     assert float(ac_4000[2000]) == pytest.approx(float(ac_1000[500]), rel=0.02)  # unscaled it would be < 1e-4
     assert float(ac_4000[-1]) == pytest.approx(float(ac_1000[-1]), rel=0.1)  # both end at pure noise

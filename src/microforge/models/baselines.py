@@ -59,38 +59,55 @@ class BaselineTrain:
 
 @dataclass
 class BaselineConfig:
-    """One config for both conditional baselines; ``kind`` picks the model."""
+    """What every baseline's config holds; each kind has its own subclass with its own settings
+    and defaults (:class:`CCDMConfig`, :class:`DDPMConfig`, :class:`CcGANConfig`,
+    :class:`ACWGANGPConfig`), and ``kind`` names it."""
 
-    kind: str = "ccdm"  # "ccdm", "ccgan", "ddpm" or "acwgan-gp"
+    kind: str = "ccdm"  # "ccdm", "ccgan", "ddpm" or "acwgan-gp": the subclass's own
     resolution: int = 64  # px; tiles are area-resized to it
     modality: str = "SEM"
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # TiM3's: the same test specimens
-    channels: tuple[int, ...] = (32, 64, 64)  # CCDM UNet blocks; CcGAN: the first entry is the base width
-    layers_per_block: int = 1  # CCDM and DDPM: residual blocks per UNet level (Lee & Yun: 3)
-    dropout: float = 0.0  # CCDM and DDPM: UNet dropout (Lee & Yun: 0.1)
-    attention_resolution: int = 0  # CCDM and DDPM: feature-map size (px) of the UNet's attention level; 0: the coarsest
-    attention_heads: int = 0  # heads of that attention; 0: diffusers' 8 channels per head (Lee & Yun: 1)
-    embed_dim: int = 128  # label-embedding width (CCDM: replaced by the UNet's time-embedding width)
-    z_dim: int = 128  # CcGAN noise
-    num_train_timesteps: int = 1000  # CCDM; DDPM uses 4000 (Lee & Yun)
-    vlb_weight: float = (
-        0.001  # DDPM: lambda in L_simple + lambda L_vlb, L_vlb = sum over the T steps (Nichol & Dhariwal)
-    )
-    sampling_steps: int = 50  # CCDM and DDPM: DDIM steps
-    guidance_scale: float = 1.5  # CCDM classifier-free guidance (1: none)
-    cond_dropout: float = 0.1  # CCDM: share of training samples with the null label
-    category: str = "morphology"  # ACWGAN-GP: the categorical condition (a manifest column)
-    scalar: str = "YS"  # ACWGAN-GP: the property binned into the low/mid/high thirds of its range
-    critic_steps: int = 5  # ACWGAN-GP: critic updates per generator update
-    gp_weight: float = 10.0  # ACWGAN-GP gradient penalty
-    cls_weight: float = 5.0  # ACWGAN-GP auxiliary classification
+    channels: tuple[int, ...] = (32, 64, 64)  # UNet blocks (CCDM, DDPM); the GANs: the first entry is the base width
     train: BaselineTrain = field(default_factory=BaselineTrain)
 
+    # the surface the generate/evaluate code reads from TiM3 configs
+    two_stage = False
+    brightness = False
+    sampler = None  # the GANs draw in one forward pass: no sampler, steps or guidance
+    sampling_steps = None
+    guidance_scale = None
+
     def __post_init__(self) -> None:
-        if self.kind not in BASELINE_KINDS:
+        own = BASELINE_CONFIGS.get(self.kind)
+        if own is None:
             raise MicroforgeError(f"kind must be one of {', '.join(BASELINE_KINDS)}, got {self.kind!r}")
+        if own is not type(self):
+            raise MicroforgeError(f"kind {self.kind!r} is configured by {own.__name__}, not {type(self).__name__}")
         if self.resolution < 16 or self.resolution & (self.resolution - 1):
             raise MicroforgeError(f"resolution must be a power of two of at least 16, got {self.resolution}")
+
+    @property
+    def conditional(self) -> bool:
+        return self.kind != "ddpm"
+
+    def to_dict(self) -> dict[str, Any]:
+        return plain_data(dataclasses.asdict(self))
+
+
+@dataclass
+class DiffusionBaselineConfig(BaselineConfig):
+    """The pixel-space UNet and schedule that CCDM and DDPM share."""
+
+    layers_per_block: int = 1  # residual blocks per UNet level (Lee & Yun: 3)
+    dropout: float = 0.0  # UNet dropout (Lee & Yun: 0.1)
+    attention_resolution: int = 0  # feature-map size (px) of the UNet's attention level; 0: the coarsest
+    attention_heads: int = 0  # heads of that attention; 0: diffusers' 8 channels per head (Lee & Yun: 1)
+    num_train_timesteps: int = 1000  # T
+    sampling_steps: int = 50  # DDIM steps
+    sampler = "ddim"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         sizes = [self.resolution >> i for i in range(len(self.channels))]
         if self.attention_resolution and self.attention_resolution not in sizes:
             raise MicroforgeError(
@@ -105,36 +122,77 @@ class BaselineConfig:
             return len(self.channels) - 1
         return [self.resolution >> i for i in range(len(self.channels))].index(self.attention_resolution)
 
-    # the surface the generate/evaluate code reads from TiM3 configs
-    two_stage = False
-    brightness = False
-    sampler = "ddim"
 
-    @property
-    def conditional(self) -> bool:
-        return self.kind != "ddpm"
+@dataclass
+class CCDMConfig(DiffusionBaselineConfig):
+    """CCDM (Ding et al. 2024): the label embedding is the UNet's time-embedding width."""
 
-    def to_dict(self) -> dict[str, Any]:
-        return plain_data(dataclasses.asdict(self))
+    kind: str = "ccdm"
+    guidance_scale: float = 1.5  # classifier-free guidance at sampling (1: none)
+    cond_dropout: float = 0.1  # share of training samples with the null label
 
 
-# Each kind's own defaults where they differ from the shared ones above (configs/<kind>-tiny.yaml
-# repeats them, and a test checks that each tiny config equals its kind's defaults).
-KIND_DEFAULTS: dict[str, dict[str, Any]] = {
-    "ddpm": {
-        "num_train_timesteps": 4000,
-        "guidance_scale": 1.0,
-        "cond_dropout": 0.0,
-    },  # Lee & Yun: T = 4000; unconditional
-    "acwgan-gp": {"embed_dim": 20, "z_dim": 100},  # Howland et al.: 20-d condition embeddings, 100-d noise
+@dataclass
+class DDPMConfig(DiffusionBaselineConfig):
+    """Lee & Yun's unconditional DDPM (improved DDPM's hybrid loss)."""
+
+    kind: str = "ddpm"
+    num_train_timesteps: int = 4000  # Lee & Yun: T = 4000
+    vlb_weight: float = 0.001  # lambda in L_simple + lambda L_vlb, L_vlb = sum over the T steps (Nichol & Dhariwal)
+    guidance_scale = 1.0  # unconditional: no guidance
+
+
+@dataclass
+class CcGANConfig(BaselineConfig):
+    """CcGAN (Ding et al. 2021), SNGAN-style, with K continuous labels."""
+
+    kind: str = "ccgan"
+    embed_dim: int = 128  # label-embedding width
+    z_dim: int = 128  # generator noise
+
+
+@dataclass
+class ACWGANGPConfig(BaselineConfig):
+    """Howland et al.'s ACWGAN-GP: a categorical condition and the low/mid/high bin of one property."""
+
+    kind: str = "acwgan-gp"
+    embed_dim: int = 20  # Howland et al.: 20-d embeddings of the category and of the bin
+    z_dim: int = 100  # Howland et al.: 100-d noise
+    category: str = "morphology"  # the categorical condition (a manifest column)
+    scalar: str = "YS"  # the property binned into the low/mid/high thirds of its range
+    critic_steps: int = 5  # critic updates per generator update
+    gp_weight: float = 10.0  # gradient penalty
+    cls_weight: float = 5.0  # auxiliary classification
+
+
+BASELINE_CONFIGS: dict[str, type[BaselineConfig]] = {
+    "ccgan": CcGANConfig,
+    "ccdm": CCDMConfig,
+    "ddpm": DDPMConfig,
+    "acwgan-gp": ACWGANGPConfig,
 }
 
 
-def baseline_config_from_dict(data: dict[str, Any], where: str = "config") -> BaselineConfig:
-    """A :class:`BaselineConfig` from plain data; keys left out take the defaults of the data's
-    ``kind`` (``ccdm`` when none is given). Unknown keys are named errors."""
+def baseline_config_from_dict(data: dict[str, Any], where: str = "config", legacy: bool = False) -> BaselineConfig:
+    """The config of ``data["kind"]`` (``ccdm`` when none is given) from plain data; keys left out
+    take that kind's defaults, and a key the kind does not have is a named error. ``legacy``
+    (model folders written before each kind had its own config) drops the settings of other
+    kinds that those folders' one shared config carried."""
     kind = data.get("kind", "ccdm")
-    return nested_config_from_dict(BaselineConfig, {**KIND_DEFAULTS.get(kind, {}), **data}, where)
+    cls = BASELINE_CONFIGS.get(kind)
+    if cls is None:
+        raise MicroforgeError(f"{where}: kind must be one of {', '.join(BASELINE_KINDS)}, got {kind!r}")
+    own = {f.name for f in dataclasses.fields(cls)}
+    if legacy:
+        others = {f.name for c in BASELINE_CONFIGS.values() for f in dataclasses.fields(c)}
+        data = {k: v for k, v in data.items() if k in own or k not in others}
+    stray = sorted(set(data) - own)
+    if stray:
+        raise MicroforgeError(
+            f"{where}: {', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not a setting of {kind}; "
+            f"its settings: {', '.join(sorted(own))}"
+        )
+    return nested_config_from_dict(cls, {"kind": kind, **data}, where)
 
 
 def baseline_defaults(kind: str) -> BaselineConfig:

@@ -60,7 +60,7 @@ class BaselinePipeline(SamplingPipeline):
         raw = read_json_file(folder / "config.json", "a trained baseline model")
         if raw.get("format") != FORMAT:
             raise MicroforgeError(f"{folder / 'config.json'}: format {raw.get('format')!r} is not {FORMAT!r}")
-        cfg = baseline_config_from_dict(raw["config"], str(folder / "config.json"))
+        cfg = baseline_config_from_dict(raw["config"], str(folder / "config.json"), legacy=True)
         props = PropertySet.load(folder / "properties.json")
         k = len(props)
         sched = None
