@@ -19,7 +19,7 @@ import numpy as np
 from _record import write_record  # benchmarks/_record.py (the script's folder is on sys.path)
 
 from microforge.models.vicinity import cap_per_vector, hard_vicinity, kernel_sigma, vicinity_kappa
-from microforge.training.data import load_split
+from microforge.data.dataset import load_split
 
 
 def main() -> None:
@@ -27,7 +27,8 @@ def main() -> None:
     parser.add_argument("data")
     parser.add_argument("--draws", type=int, default=2000)
     args = parser.parse_args()
-    _, raw, ds = load_split(args.data, "train", (0.9, 0.05, 0.05), 0, "SEM", 16)
+    split = load_split(args.data, "train", (0.9, 0.05, 0.05), 0, "SEM", 16)
+    raw, ds = split.raw, split.dataset
     labels = ds.properties.normalise(raw)
     labels = labels[cap_per_vector(labels, 64, 0)]
     unique = np.unique(labels, axis=0)

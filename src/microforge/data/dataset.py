@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -140,3 +141,87 @@ class MicrographDataset(Dataset):
             "index": int(self.table.index[i]),
             "merge_alpha": bool(row.get(MASK_TYPE_COLUMN, "") == "binary_white_is_beta"),
         }
+
+
+@dataclass
+class TileSplit:
+    """One split's tiles in memory, in manifest order (what every trainer and the evaluator read).
+
+    ``images`` float32 ``(N, 1, R, R)`` in [0, 1], area-resized to the requested resolution;
+    ``masks`` int64 ``(N, R, R)`` phase classes, nearest-resized (``None`` unless asked for);
+    ``raw`` float64 ``(N, K)`` properties in their units; ``merge_alpha`` bool ``(N,)``: the
+    tile's mask is binary (alpha/beta); ``dataset`` the split's :class:`MicrographDataset`.
+    """
+
+    images: torch.Tensor
+    masks: torch.Tensor | None
+    raw: np.ndarray
+    merge_alpha: np.ndarray
+    dataset: MicrographDataset
+
+    @property
+    def specimens(self) -> list[str]:
+        """The specimen of each tile, ``N`` names."""
+        return list(self.dataset.table["specimen"])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def load_split(
+    source: str | Path | DatasetTable,
+    split: str | None,
+    fractions: tuple[float, float, float],
+    seed: int,
+    modality: str | None = None,
+    resolution: int | None = None,
+    *,
+    masks: bool = False,
+    masked_only: bool = False,
+    properties: PropertySet | None = None,
+    allow_empty: bool = False,
+) -> TileSplit:
+    """Read the tiles of one specimen split (:func:`split_specimens`) into a :class:`TileSplit`.
+
+    ``resolution`` px (``None``: the tiles' own size); ``masks`` also reads the phase maps (a
+    tile without one gets class 0 everywhere); ``masked_only`` keeps only tiles with a mask;
+    ``properties`` orders and checks the properties as a model's; an empty split is an error
+    unless ``allow_empty``.
+    """
+    import torch.nn.functional as F
+
+    from ..io import resize_batch
+
+    ds = MicrographDataset(
+        source, split=split, fractions=fractions, seed=seed, modality=modality, augment=False, properties=properties
+    )
+    if masked_only:
+        keep = (ds.table["mask"] != "").to_numpy()
+        ds.table, ds._raw, ds._norm = ds.table[keep], ds._raw[keep], ds._norm[keep]
+    root, table = ds.data.root, ds.table
+    if len(table) == 0 and not allow_empty:
+        if masked_only:
+            raise MicroforgeError(f"{root}: no {split} tiles with masks")
+        raise MicroforgeError(f"{root}: the {split} split is empty; the dataset needs more specimens")
+    if len(table) == 0:
+        size = resolution or 1
+        empty = torch.zeros((0, 1, size, size))
+        return TileSplit(
+            empty, empty[:, 0].long() if masks else None, np.zeros((0, len(ds.properties))), np.zeros(0, bool), ds
+        )
+    grey = np.stack([read_grey(root / t) for t in table["tile"]]).astype(np.float32) / 255.0
+    size = resolution or grey.shape[-1]
+    images = resize_batch(grey, size)
+    maps = None
+    if masks:
+        m = np.stack([read_grey(root / p) if p else np.zeros(grey.shape[1:], np.uint8) for p in table["mask"]])
+        maps = torch.from_numpy(m.astype(np.int64))
+        if maps.shape[-1] != size:
+            maps = F.interpolate(maps[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
+    merge = (
+        (table[MASK_TYPE_COLUMN] == "binary_white_is_beta").to_numpy()
+        if MASK_TYPE_COLUMN in table
+        else np.zeros(len(table), bool)
+    )
+    raw = table[ds.properties.names].to_numpy(dtype=np.float64)
+    return TileSplit(images, maps, raw, np.asarray(merge, bool), ds)

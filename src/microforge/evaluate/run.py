@@ -25,7 +25,7 @@ import torch
 
 from ..characterize.descriptors import compare_sets, describe
 from ..characterize.segmentation import segment_classical
-from ..data.dataset import MicrographDataset
+from ..data.dataset import MicrographDataset, load_split
 from ..data.manifest import DatasetTable, read_dataset
 from ..data.outdir import prepare_output_dir, record_outputs
 from ..data.synth.relations import PROPERTY_NAMES
@@ -117,18 +117,18 @@ class Evaluator:
         """Tiles of a split at the model's resolution, uint8 ``(N, R, R)``, their raw properties
         ``(N, K)`` and the split's specimens; read once per split."""
         if split not in self._tiles:
-            ds = self._dataset(split)
-            items = [ds[i] for i in range(len(ds))]
-            if not items:
-                self._tiles[split] = (
-                    np.zeros((0, self.cfg.resolution, self.cfg.resolution), np.uint8),
-                    np.zeros((0, len(self.names))),
-                    [],
-                )
-            else:
-                images = resize_batch(np.stack([it["image"][0].numpy() for it in items]), self.cfg.resolution)[:, 0]
-                targets = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
-                self._tiles[split] = (to_uint8(images.numpy()), targets, ds.specimens)
+            c = self.cfg
+            tiles = load_split(
+                self.data,
+                split,
+                c.split_fractions,
+                c.train.seed,
+                c.modality,
+                c.resolution,
+                properties=self.pipe.condition_properties,
+                allow_empty=True,
+            )
+            self._tiles[split] = (to_uint8(tiles.images[:, 0].numpy()), tiles.raw, tiles.dataset.specimens)
         return self._tiles[split]
 
     def _split_images(self, split: str) -> np.ndarray:

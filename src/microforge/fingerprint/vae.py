@@ -17,11 +17,11 @@ import torch
 
 from ..characterize.segmentation import segment_classical
 from ..config import nested_config_from_dict, plain_data
+from ..data.dataset import load_split
 from ..data.phase_map import PRIMARY_ALPHA
 from ..models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss
 from ..io import read_yaml_mapping, resize_batch
 from ..training.checkpoints import prepare_run_dir
-from ..training.data import load_split
 from ..training.loop import random_batch, run_steps
 
 RECONSTRUCTION_FILE = "reconstruction.json"
@@ -62,9 +62,9 @@ def train_fingerprints(
 ) -> Path:
     """Train the VAE on the train split of ``data`` into ``out`` (resumable; a finished ``out`` is refused)."""
     out = Path(out)
-    images, _, _ = load_split(
+    images = load_split(
         data, "train", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution
-    )  # fails before writing
+    ).images  # fails before writing
     prepare_run_dir(out, "model.safetensors", "fingerprint model", resume, cfg.to_dict())
     torch.manual_seed(cfg.seed)
     model = FingerprintVAE(cfg.model)
@@ -89,7 +89,8 @@ def train_fingerprints(
         "train fingerprints",
         progress,
     )
-    held_out, _, ds = load_split(data, "test", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)
+    test = load_split(data, "test", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)
+    held_out, ds = test.images, test.dataset
     tile_px = int(ds[0]["image"].shape[-1])
     quality = {
         "split": "test",

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel
 
-from ..data.dataset import d4_batch
+from ..data.dataset import d4_batch, load_split
 from ..errors import MicroforgeError
 from ..pipelines.baselines import BaselinePipeline
 from ..models.hybrid_loss import hybrid_loss, vlb_loss
@@ -35,7 +35,7 @@ from ..models.baselines import (
 from ..models.vicinity import cap_per_vector, kernel_sigma, vicinal_batch, vicinity_kappa
 from ..models.weights import save_weights
 from .checkpoints import prepare_run_dir
-from .data import load_split, properties_with_hull
+from .data import properties_with_hull
 from .loop import CHECKPOINT_DIR, random_batch, run_steps
 
 
@@ -60,7 +60,8 @@ class BaselineTrainer:
 
     def __init__(self, data: str | Path, out: Path, cfg: BaselineConfig, progress: bool) -> None:
         self.cfg, self.out, self.progress = cfg, out, progress
-        images, raw, ds = load_split(data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution)
+        split = load_split(data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution)
+        images, raw, ds = split.images, split.raw, split.dataset
         if cfg.kind != "ddpm":  # the unconditional DDPM trains on unlabelled sets too
             ds.properties.require(str(data), f"train {cfg.kind}")
         specimens = np.asarray(ds.table["specimen"])

@@ -17,13 +17,12 @@ import torch
 import torch.nn.functional as F
 
 from ..config import config_to_dict
-from ..data.dataset import MicrographDataset
+from ..data.dataset import MicrographDataset, load_split
 from ..io import write_json_atomic
 from ..accuracy import accuracy_table
 from ..models.property_regressor import PropertyRegressor, min_max_stretch
 from ..models.resnet import ResNet18
 from .checkpoints import prepare_run_dir
-from .data import load_split
 from .loop import CHECKPOINT_DIR, random_batch, run_steps
 
 
@@ -59,7 +58,8 @@ def gamma_contrast(
 def _split(
     data: str | Path, cfg: RegressorTrainConfig, split: str
 ) -> tuple[torch.Tensor, np.ndarray, MicrographDataset]:
-    return load_split(data, split, cfg.split_fractions, cfg.seed, cfg.modality, cfg.resolution)
+    tiles = load_split(data, split, cfg.split_fractions, cfg.seed, cfg.modality, cfg.resolution)
+    return tiles.images, tiles.raw, tiles.dataset
 
 
 def _lr_factor(step: int, steps: int, warmup: int = 100) -> float:

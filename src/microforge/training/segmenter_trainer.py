@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.dataset import IGNORE_INDEX, MicrographDataset, d4_batch
+from ..data.dataset import IGNORE_INDEX, MicrographDataset, d4_batch, load_split
 from ..data.images import read_grey
 from ..data.manifest import MASK_TYPE_COLUMN, DatasetTable, read_dataset
 from ..data.phase_map import N_CLASSES, PRIMARY_ALPHA, SECONDARY_ALPHA
@@ -43,20 +43,10 @@ def segmentation_loss(logits: torch.Tensor, mask: torch.Tensor, merge_alpha: tor
 def _load_split(
     data: DatasetTable, cfg: SegmenterTrainConfig, split: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    ds = MicrographDataset(
-        data, split=split, fractions=cfg.split_fractions, seed=cfg.split_seed, modality=cfg.modality, augment=False
-    )
-    rows = ds.table[ds.table["mask"] != ""]
-    if rows.empty:
-        raise MicroforgeError(f"{data.root}: no {split} tiles with masks to train a segmenter on")
-    images = np.stack([read_grey(data.root / t) for t in rows["tile"]]).astype(np.float32) / 255.0
-    masks = np.stack([read_grey(data.root / m) for m in rows["mask"]]).astype(np.int64)
-    merge = (
-        (rows[MASK_TYPE_COLUMN] == "binary_white_is_beta").to_numpy()
-        if MASK_TYPE_COLUMN in rows
-        else np.zeros(len(rows), bool)
-    )
-    return torch.from_numpy(images)[:, None], torch.from_numpy(masks), torch.from_numpy(np.array(merge, dtype=bool))
+    tiles = load_split(
+        data, split, cfg.split_fractions, cfg.split_seed, cfg.modality, masks=True, masked_only=True
+    )  # the tiles' own size: the segmenter trains on random crops of them
+    return tiles.images, tiles.masks, torch.from_numpy(tiles.merge_alpha)
 
 
 def _augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,15 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel, compute_snr
 
-from ..data.dataset import MicrographDataset, d4_batch
-from ..data.images import read_grey
+from ..data.dataset import d4_batch, load_split
 from ..data.manifest import read_dataset
 from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
@@ -119,33 +117,13 @@ class TrainingData:
     def load(cls, root: str | Path, cfg: TiM3Config) -> "TrainingData":
         data = read_dataset(root)
         data.properties.require(str(root), "train tim3")
-        ds = MicrographDataset(
-            data,
-            split="train",
-            fractions=cfg.split_fractions,
-            seed=cfg.train.seed,
-            modality=cfg.modality,
-            augment=False,
-        )
-        table = ds.table
-        if cfg.two_stage and (table["mask"] == "").any():
+        split = load_split(data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution, masks=True)
+        unmapped = int((split.dataset.table["mask"] == "").sum())
+        if cfg.two_stage and unmapped:
             raise MicroforgeError(
-                f"{root}: two-stage TiM3 needs a phase map for every tile; {int((table['mask'] == '').sum())} "
-                "tiles have none"
+                f"{root}: two-stage TiM3 needs a phase map for every tile; {unmapped} tiles have none"
             )
-        images, maps = [], []
-        for tile, mask in zip(table["tile"], table["mask"]):
-            img = torch.from_numpy(read_grey(data.root / tile).astype(np.float32) / 127.5 - 1.0)[None, None]
-            if img.shape[-1] != cfg.resolution or img.shape[-2] != cfg.resolution:
-                img = F.interpolate(img, size=(cfg.resolution, cfg.resolution), mode="area")
-            images.append(img[0])
-            if mask:
-                m = torch.from_numpy(read_grey(data.root / mask).astype(np.int64))[None, None].float()
-                maps.append(F.interpolate(m, size=(cfg.resolution, cfg.resolution), mode="nearest")[0, 0].long())
-            else:
-                maps.append(torch.zeros(cfg.resolution, cfg.resolution, dtype=torch.long))
-        raw = torch.tensor(table[data.properties.names].to_numpy(dtype=np.float64))
-        return cls(torch.stack(images), torch.stack(maps), raw, data.properties, list(table["specimen"]))
+        return cls(split.images * 2.0 - 1.0, split.masks, torch.from_numpy(split.raw), data.properties, split.specimens)
 
     def __len__(self) -> int:
         return len(self.images)
