@@ -1,6 +1,8 @@
 """Evaluation suite: accuracy, distribution distances, copying, oracle, regressor, report."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,59 +121,85 @@ def test_oracle_properties_on_true_maps_of_the_benchmark(tiny_bench):
 OPTS = EvaluationOptions(n=8, n_reference=8, n_describe=3, batch_size=4)
 
 
-def test_evaluate_writes_report_and_resumes(micro_model, tiny_bench, tmp_path):
-    reg = tmp_path / "reg"
+@pytest.fixture(scope="module")
+def evaluated(micro_model, tiny_bench, tmp_path_factory):
+    """One finished evaluation of the micro model with a tiny regressor: (report folder,
+    metrics, regressor folder). Tests that change the folder work on a copy."""
+    root = tmp_path_factory.mktemp("evaluated")
+    reg = root / "reg"
     train_regressor(tiny_bench.root, reg, TINY_REGRESSOR, progress=False)
-    report = tmp_path / "report"
-    m = evaluate(str(micro_model), tiny_bench.root, report, OPTS, regressor=str(reg), progress=False)
-    main = m["main"]
+    m = evaluate(str(micro_model), tiny_bench.root, root / "report", OPTS, regressor=str(reg), progress=False)
+    return root / "report", m, reg
+
+
+def copy_of(report, tmp_path):
+    return Path(shutil.copytree(report, tmp_path / "report"))
+
+
+def test_evaluate_scores_the_samples(evaluated):
+    main = evaluated[1]["main"]
     assert main["n"] == 8 and main["fid"] > 0 and 0 <= main["precision"] <= 1
     assert set(main["accuracy"]["acc"]) == {"0.1", "0.2", "0.3"}
-    assert m["oracle"]["ceiling_true_maps"]["n"] == 8
-    # the regressor's ceiling is read on the held-out specimens' tiles only
-    held = m["regressor_on_held_out"]
+    assert evaluated[1]["oracle"]["ceiling_true_maps"]["n"] == 8
+    assert "s2" in evaluated[1]["microstructure"] and "microstructure_maps" in evaluated[1]
+
+
+def test_the_regressor_ceiling_is_read_on_held_out_specimens_only(evaluated, tiny_bench):
+    held = evaluated[1]["regressor_on_held_out"]
     test_split = MicrographDataset(tiny_bench.root, split="test", fractions=(0.5, 0.25, 0.25), seed=0, modality="SEM")
     assert held["specimens"] == test_split.specimens and held["n"] == len(test_split)
     train_split = MicrographDataset(tiny_bench.root, split="train", fractions=(0.5, 0.25, 0.25), seed=0, modality="SEM")
     assert not set(held["specimens"]) & set(train_split.specimens)
-    assert "s2" in m["microstructure"] and "microstructure_maps" in m
+
+
+def test_evaluate_writes_the_page_and_its_figures(evaluated):
+    report = evaluated[0]
     page = (report / "index.html").read_text()
     assert "Table 1" in page and "figures/samples_vs_ground_truth.png" in page
     for fig in ("samples_vs_ground_truth", "property_scatter", "microstructure", "persistence", "data_copying"):
         assert (report / "figures" / f"{fig}.png").is_file()
+
+
+def test_metrics_json_table_reads_back_as_score_rows(evaluated):
+    report, main = evaluated[0], evaluated[1]["main"]
     saved = json.loads((report / "metrics.json").read_text())
     assert saved["main"]["fid"] == pytest.approx(main["fid"])
-    # typed rows: metrics.json's table reads back as ScoreRow with the main block's numbers
     row = ScoreRow.from_dict(saved["table"][0])
     assert row.name == "this model" and row.fid == pytest.approx(main["fid"]) and row.mAcc == main["accuracy"]["mAcc"]
     assert row.acc_01 == main["accuracy"]["acc"]["0.1"] and ScoreRow.from_dict(row.to_dict()) == row
-    # `microforge report` re-renders the same page from metrics.json and the figures alone
+
+
+def test_report_command_re_renders_the_same_page_from_metrics_json(evaluated, tmp_path):
+    report = copy_of(evaluated[0], tmp_path)
+    page = (report / "index.html").read_text()
     (report / "index.html").unlink()
     r = CliRunner().invoke(cli, ["report", str(report)])
     assert r.exit_code == 0, r.output
     assert (report / "index.html").read_text() == page
-    # finished: refused without --overwrite
+
+
+def test_a_finished_report_is_refused_without_overwrite(evaluated, micro_model, tiny_bench):
     with pytest.raises(MicroforgeError, match="--overwrite"):
-        evaluate(str(micro_model), tiny_bench.root, report, OPTS, regressor=str(reg), progress=False)
-    # interrupted: drop the result and one generated batch; the rerun recomputes only that batch
+        evaluate(str(micro_model), tiny_bench.root, evaluated[0], OPTS, regressor=str(evaluated[2]), progress=False)
+
+
+def test_an_interrupted_evaluation_recomputes_only_the_missing_batch(evaluated, micro_model, tiny_bench, tmp_path):
+    report, main = copy_of(evaluated[0], tmp_path), evaluated[1]["main"]
     (report / "metrics.json").unlink()
     kept = (report / "main" / "batch_00000.npz").stat().st_mtime_ns
     (report / "main" / "batch_00001.npz").unlink()
-    again = evaluate(str(micro_model), tiny_bench.root, report, OPTS, regressor=str(reg), progress=False)
+    again = evaluate(str(micro_model), tiny_bench.root, report, OPTS, regressor=str(evaluated[2]), progress=False)
     assert (report / "main" / "batch_00000.npz").stat().st_mtime_ns == kept
     assert again["main"]["fid"] == pytest.approx(main["fid"], rel=1e-6)
     assert again["main"]["accuracy"]["mAcc"] == main["accuracy"]["mAcc"]
-    # other options on an unfinished report are refused
+
+
+def test_an_unfinished_report_with_other_options_is_refused(evaluated, micro_model, tiny_bench, tmp_path):
+    report = copy_of(evaluated[0], tmp_path)
     (report / "metrics.json").unlink()
+    other = EvaluationOptions(n=12, n_reference=8, n_describe=3, batch_size=4)
     with pytest.raises(MicroforgeError, match="other options"):
-        evaluate(
-            str(micro_model),
-            tiny_bench.root,
-            report,
-            EvaluationOptions(n=12, n_reference=8, n_describe=3, batch_size=4),
-            regressor=str(reg),
-            progress=False,
-        )
+        evaluate(str(micro_model), tiny_bench.root, report, other, regressor=str(evaluated[2]), progress=False)
 
 
 def test_evaluate_sweeps_and_ablation(micro_model, tiny_bench, tmp_path):

@@ -66,35 +66,35 @@ def test_fidelity_encoder_flattens_the_last_convolution():
     assert pooled.to_hidden.in_features == 64
 
 
-def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_path, monkeypatch):
-    full = train_fingerprints(tiny_bench.root, tmp_path / "full", MICRO, progress=False)
+@pytest.fixture(scope="module")
+def fp_model(tiny_bench, tmp_path_factory):
+    """The micro fingerprint VAE, trained once for this module's tests."""
+    return train_fingerprints(tiny_bench.root, tmp_path_factory.mktemp("fp") / "full", MICRO, progress=False)
+
+
+def test_train_resumed_after_an_interrupt_gives_the_same_weights(tiny_bench, fp_model, tmp_path, monkeypatch):
     with interrupted_at_step(monkeypatch, 4), pytest.raises(KeyboardInterrupt):  # after the step-3 checkpoint
         train_fingerprints(tiny_bench.root, tmp_path / "cut", MICRO, progress=False)
     train_fingerprints(tiny_bench.root, tmp_path / "cut", MICRO, resume=True, progress=False)
-    assert (full / "model.safetensors").read_bytes() == (tmp_path / "cut" / "model.safetensors").read_bytes()
+    assert (fp_model / "model.safetensors").read_bytes() == (tmp_path / "cut" / "model.safetensors").read_bytes()
 
-    model = load_fingerprint_model(full)
+
+def test_fingerprints_are_the_same_from_two_loads(fp_model):
     imgs = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
-    assert np.array_equal(fingerprints(model, imgs), fingerprints(load_fingerprint_model(full), imgs))
+    first = fingerprints(load_fingerprint_model(fp_model), imgs)
+    assert first.shape == (3, 16) and np.array_equal(first, fingerprints(load_fingerprint_model(fp_model), imgs))
 
-    r = CliRunner().invoke(
-        cli,
-        [
-            "fingerprint",
-            "encode",
-            str(tiny_bench.root),
-            "--model",
-            str(full),
-            "--out",
-            str(tmp_path / "f.csv"),
-            "--quiet",
-        ],
-    )
+
+def test_encode_cli_writes_one_row_per_tile(tiny_bench, fp_model, tmp_path):
+    args = ["fingerprint", "encode", str(tiny_bench.root), "--model", str(fp_model), "--out", str(tmp_path / "f.csv")]
+    r = CliRunner().invoke(cli, [*args, "--quiet"])
     assert r.exit_code == 0, r.output
     rows = list(csv.reader(open(tmp_path / "f.csv")))
     assert rows[0][:3] == ["name", "image", "f0"] and len(rows[0]) == 2 + 16 and len(rows) == 1 + len(tiny_bench.table)
 
-    summary = explore(tiny_bench.root, tmp_path / "ex", model_dir=full, gammas=(0.5, 1.0))
+
+def test_explore_writes_every_figure_and_specimen_grouped_cross_validation(tiny_bench, fp_model, tmp_path):
+    summary = explore(tiny_bench.root, tmp_path / "ex", model_dir=fp_model, gammas=(0.5, 1.0))
     for name in ("paths", "clouds", "pca", "embeddings", "cv"):
         assert (tmp_path / "ex" / f"{name}.png").stat().st_size > 1000 and (tmp_path / "ex" / f"{name}.json").is_file()
     assert summary["cv"]["splits"] == 10 and summary["cv"]["grouped_by"] == "specimen"
@@ -104,9 +104,15 @@ def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_p
         tiny_bench.table[tiny_bench.table["modality"] == "SEM"]
     )
     with pytest.raises(MicroforgeError, match="already holds results"):
-        explore(tiny_bench.root, tmp_path / "ex", model_dir=full)
+        explore(tiny_bench.root, tmp_path / "ex", model_dir=fp_model)
+
+
+def test_a_missing_fingerprint_model_is_a_named_error(tmp_path):
     with pytest.raises(MicroforgeError, match="fingerprint model folder not found"):
         load_fingerprint_model(tmp_path / "none")
+
+
+def test_evaluate_reports_the_fingerprint_distance(tiny_bench, micro_model, fp_model, tmp_path):
     from microforge.evaluate.options import EvaluationOptions
     from microforge.evaluate.run import evaluate
 
@@ -114,7 +120,7 @@ def test_train_resume_encode_explore_and_evaluate(tiny_bench, micro_model, tmp_p
         str(micro_model),
         tiny_bench.root,
         tmp_path / "r",
-        EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4, fingerprint=str(full)),
+        EvaluationOptions(n=4, n_reference=4, n_describe=0, batch_size=4, fingerprint=str(fp_model)),
         progress=False,
     )
     assert m["main"]["fingerprint_frechet"] > 0 and "Fingerprint FD" in (tmp_path / "r" / "index.html").read_text()
