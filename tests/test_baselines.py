@@ -133,69 +133,38 @@ def test_ccgan_resume_after_interruption_is_bit_identical(tiny_bench, tmp_path, 
         ).read_bytes()
 
 
-def test_cli_trains_a_baseline_and_generate_uses_it(tiny_bench, tmp_path):
-    (tmp_path / "c.yaml").write_text(
+@pytest.fixture(scope="module")
+def cli_ccgan(tiny_bench, tmp_path_factory):
+    """A micro CcGAN trained through `microforge train ccgan` (the CliRunner's result, the folder)."""
+    root = tmp_path_factory.mktemp("cli_ccgan")
+    (root / "c.yaml").write_text(
         "resolution: 32\nchannels: [8, 16, 16]\nsplit_fractions: [0.5, 0.25, 0.25]\n"
         "train: {steps: 2, batch_size: 2, vicinity_m: 2.0}\n"
     )
-    r = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            "ccgan",
-            "--data",
-            str(tiny_bench.root),
-            "--config",
-            str(tmp_path / "c.yaml"),
-            "--out",
-            str(tmp_path / "m"),
-            "--quiet",
-        ],
-    )
-    assert r.exit_code == 0, r.output
-    r = CliRunner().invoke(
-        cli,
-        [
-            "generate",
-            "--model",
-            str(tmp_path / "m"),
-            "--prop",
-            "YS=1000",
-            "--prop",
-            "TS=1080",
-            "--prop",
-            "EF=12",
-            "--prop",
-            "RH=37",
-            "--prop",
-            "IT=30",
-            "--prop",
-            "DCS=1450",
-            "--prop",
-            "CFS=0.2",
-            "-n",
-            "3",
-            "--out",
-            str(tmp_path / "g"),
-            "--quiet",
-        ],
-    )
+    args = ["train", "ccgan", "--data", str(tiny_bench.root), "--config", str(root / "c.yaml")]
+    return CliRunner().invoke(cli, [*args, "--out", str(root / "m"), "--quiet"]), root / "m"
+
+
+def test_cli_trains_a_baseline(cli_ccgan):
+    result, folder = cli_ccgan
+    assert result.exit_code == 0, result.output
+    assert json.loads((folder / "config.json").read_text())["config"]["kind"] == "ccgan"
+
+
+def test_generate_draws_from_a_cli_trained_baseline(cli_ccgan, tmp_path):
+    props = ["YS=1000", "TS=1080", "EF=12", "RH=37", "IT=30", "DCS=1450", "CFS=0.2"]
+    args = ["generate", "--model", str(cli_ccgan[1]), *[a for p in props for a in ("--prop", p)], "-n", "3"]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "g"), "--quiet"])
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "g" / "images").glob("*.png"))) == 3
+    run = json.loads((tmp_path / "g" / "run.json").read_text())
+    assert run["sampler"] is None and run["steps"] is None and run["guidance_scale"] is None  # a GAN: one pass
+
+
+def test_train_refuses_another_kinds_config(tiny_bench, tmp_path):
     (tmp_path / "bad.yaml").write_text("kind: ccdm\n")
-    r = CliRunner().invoke(
-        cli,
-        [
-            "train",
-            "ccgan",
-            "--data",
-            str(tiny_bench.root),
-            "--config",
-            str(tmp_path / "bad.yaml"),
-            "--out",
-            str(tmp_path / "x"),
-        ],
-    )
+    args = ["train", "ccgan", "--data", str(tiny_bench.root), "--config", str(tmp_path / "bad.yaml")]
+    r = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "x")])
     assert r.exit_code == 1 and "is a ccdm config, not ccgan" in r.output
 
 

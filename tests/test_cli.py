@@ -145,47 +145,44 @@ def test_characterize_images_and_compare_folders(tmp_path, tiny_bench):
     assert r.exit_code == 1 and "no such file or folder" in r.output
 
 
-def test_segment_run_train_evaluate(tmp_path, tiny_bench):
+def test_segment_run_writes_maps_and_fractions(tmp_path, tiny_bench):
     r = run("segment", "run", tiny_bench.root / "tiles" / "S0000", "--out", tmp_path / "maps", "--quiet")
     assert r.exit_code == 0, r.output
     assert (tmp_path / "maps" / "fractions.csv").read_text().startswith("image,map,primary_alpha,beta,secondary_alpha")
-    r = run(
-        "segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 32, "--quiet"
-    )
-    assert r.exit_code == 0, r.output
-    r = run(
-        "segment",
-        "evaluate",
-        "--data",
-        tiny_bench.root,
-        "--model",
-        tmp_path / "unet",
-        "--split",
-        "all",
-        "--json",
-        tmp_path / "s.json",
-    )
+
+
+@pytest.fixture(scope="module")
+def cli_segmenter(tiny_bench, tmp_path_factory):
+    """A 3-step attention U-Net trained through `microforge segment train` (result, folder)."""
+    out = tmp_path_factory.mktemp("segmenter") / "unet"
+    return run("segment", "train", "--data", tiny_bench.root, "--out", out, "--steps", 3, "--crop", 32, "--quiet"), out
+
+
+def test_segment_train_writes_a_segmenter(cli_segmenter):
+    assert cli_segmenter[0].exit_code == 0, cli_segmenter[0].output
+
+
+def test_segment_evaluate_scores_a_trained_segmenter_per_specimen(cli_segmenter, tiny_bench, tmp_path):
+    args = ("--model", cli_segmenter[1], "--split", "all", "--json", tmp_path / "s.json")
+    r = run("segment", "evaluate", "--data", tiny_bench.root, *args)
     assert r.exit_code == 0 and "S0000" in r.output and (tmp_path / "s.json").exists()
-    r = run(
-        "segment", "run", tiny_bench.root / "tiles" / "S0000", "--out", tmp_path / "m2", "--model", tmp_path / "nope"
-    )
+
+
+def test_segment_run_names_a_missing_model(tmp_path, tiny_bench):
+    r = run("segment", "run", tiny_bench.root / "tiles" / "S0000", "--out", tmp_path / "m2", "--model", tmp_path / "x")
     assert r.exit_code == 1 and "not found" in r.output
-    r = run("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 30)
+
+
+def test_segment_train_refuses_a_bad_crop_and_a_finished_folder(cli_segmenter, tiny_bench):
+    base = ("segment", "train", "--data", tiny_bench.root, "--out", cli_segmenter[1], "--steps", 3)
+    r = run(*base, "--crop", 30)
     assert r.exit_code == 1 and "crop must be a multiple of 8" in r.output
-    r = run("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 32)
+    r = run(*base, "--crop", 32)
     assert r.exit_code == 1 and "already holds a trained segmenter" in r.output
-    r = run(
-        "segment",
-        "train",
-        "--data",
-        tiny_bench.root,
-        "--out",
-        tmp_path / "unet",
-        "--steps",
-        3,
-        "--crop",
-        32,
-        "--overwrite",
-        "--quiet",
-    )
+
+
+def test_segment_train_overwrite_retrains_its_own_folder(tiny_bench, tmp_path):
+    base = ("segment", "train", "--data", tiny_bench.root, "--out", tmp_path / "unet", "--steps", 3, "--crop", 32)
+    assert run(*base, "--quiet").exit_code == 0
+    r = run(*base, "--overwrite", "--quiet")
     assert r.exit_code == 0, r.output

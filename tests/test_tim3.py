@@ -259,65 +259,42 @@ def test_two_process_training(tiny_bench, tmp_path):
     )
 
 
-def test_generate_cli_writes_outputs_and_warns_outside_the_hull(micro_model, tmp_path):
-    runner = CliRunner()
-    r = runner.invoke(
-        cli,
-        [
-            "generate",
-            "--model",
-            str(micro_model),
-            *sum((["--prop", p] for p in TARGET), []),
-            "-n",
-            "3",
-            "--out",
-            str(tmp_path / "g"),
-            "--steps",
-            "2",
-            "--quiet",
-        ],
-    )
+def _generate(model, props, out, *extra):
+    args = ["generate", "--model", str(model), *sum((["--prop", p] for p in props), []), "--out", str(out)]
+    return CliRunner().invoke(cli, [*args, *extra])
+
+
+def test_generate_cli_writes_images_maps_sheet_and_run_json(micro_model, tmp_path):
+    r = _generate(micro_model, TARGET, tmp_path / "g", "-n", "3", "--steps", "2", "--quiet")
     assert r.exit_code == 0, r.output
     run = json.loads((tmp_path / "g" / "run.json").read_text())
     assert len(run["samples"]) == 3 and (tmp_path / "g" / "contact_sheet.png").exists()
     assert (tmp_path / "g" / "maps" / "t000_s0000_rgb.png").exists()
+
+
+def test_generate_warns_for_a_target_outside_the_hull(micro_model, tmp_path):
     far = [p.replace("YS=1000", "YS=5000") for p in TARGET]
-    r = runner.invoke(
-        cli,
-        [
-            "generate",
-            "--model",
-            str(micro_model),
-            *sum((["--prop", p] for p in far), []),
-            "-n",
-            "1",
-            "--out",
-            str(tmp_path / "far"),
-            "--steps",
-            "2",
-            "--quiet",
-            "--allow-extrapolation",
-        ],
-    )
+    r = _generate(micro_model, far, tmp_path / "far", "-n", "1", "--steps", "2", "--quiet", "--allow-extrapolation")
     assert r.exit_code == 0 and "outside the convex hull" in r.output
-    for bad, msg in (
-        (["--prop", "YS=1"], "missing properties"),
-        (["--prop", "XX=1"], "unknown property 'XX'"),
-        ([*sum((["--prop", p] for p in TARGET), []), "-n", "0"], "'-n': 0 is not in the range"),
-    ):
-        r = runner.invoke(cli, ["generate", "--model", str(micro_model), *bad, "--out", str(tmp_path / "x")])
-        assert r.exit_code == 1 and msg in r.output, r.output
-    r = runner.invoke(
-        cli,
-        [
-            "generate",
-            "--model",
-            str(micro_model),
-            *sum((["--prop", p] for p in TARGET), []),
-            "--out",
-            str(tmp_path / "g"),
-        ],
-    )
+
+
+@pytest.mark.parametrize(
+    "props, extra, msg",
+    [
+        (["YS=1"], [], "missing properties"),
+        (["XX=1"], [], "unknown property 'XX'"),
+        (TARGET, ["-n", "0"], "'-n': 0 is not in the range"),
+    ],
+)
+def test_generate_names_a_bad_option_in_one_line(micro_model, tmp_path, props, extra, msg):
+    r = _generate(micro_model, props, tmp_path / "x", *extra)
+    assert r.exit_code == 1 and msg in r.output, r.output
+    assert r.output.count("\n") == 1 and not (tmp_path / "x").exists()
+
+
+def test_generate_refuses_a_folder_it_already_wrote_without_overwrite(micro_model, tmp_path):
+    assert _generate(micro_model, TARGET, tmp_path / "g", "-n", "1", "--steps", "2", "--quiet").exit_code == 0
+    r = _generate(micro_model, TARGET, tmp_path / "g")
     assert r.exit_code == 1 and "--overwrite" in r.output
 
 
