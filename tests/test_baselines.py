@@ -117,6 +117,11 @@ def test_trains_samples_and_round_trips(kind, tiny_bench, tmp_path):
     assert 0 <= g.images.min() and g.images.max() <= 1
     again = BaselinePipeline.from_pretrained(out)(np.repeat(targets, 3, axis=0), batch_size=4, seed=5)
     assert np.array_equal(g.images, again.images)
+    # the pipeline owns its folder format: saved anew, the copy samples the same images
+    copy = pipe.save_pretrained(tmp_path / "copy", {k: v for k, v in saved.items() if k not in ("format", "config")})
+    assert json.loads((copy / "config.json").read_text()) == saved
+    third = BaselinePipeline.from_pretrained(copy)(np.repeat(targets, 3, axis=0), batch_size=4, seed=5)
+    assert np.array_equal(g.images, third.images)
     with pytest.raises(MicroforgeError, match="needs 7 values"):
         pipe(targets[:, :3])
 

@@ -9,7 +9,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from diffusers import DDIMScheduler, UNet2DModel
+from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
 from ..io import read_json_file, write_json_atomic
@@ -22,7 +22,7 @@ from ..models.baselines import (
     baseline_config_from_dict,
     ccdm_embed_dim,
 )
-from ..models.weights import load_weights
+from ..models.weights import load_weights, save_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
 from .base import Generated, SamplingPipeline
@@ -89,6 +89,25 @@ class BaselinePipeline(SamplingPipeline):
         pipe = cls(folder, cfg, props, modules, sched)
         pipe.acgan = raw.get("acgan")
         return pipe
+
+    def save_pretrained(self, folder: str | Path, record: dict) -> Path:
+        """Write this model as a model folder that :meth:`from_pretrained` reads back: the UNet
+        through diffusers' ``save_pretrained``, the other networks as safetensors
+        (:func:`~microforge.models.weights.save_weights`), ``scheduler/`` for the diffusion kinds,
+        ``properties.json`` (with the hull points), then ``config.json`` with ``record`` (tile
+        count, the vicinity's sigma and kappa, ACWGAN-GP's conditions), last, so that a folder
+        with config.json is a complete model. Returns the folder."""
+        folder = Path(folder)
+        for name, module in self.modules.items():
+            if isinstance(module, UNet2DModel):
+                module.save_pretrained(folder / name, safe_serialization=True)
+            else:
+                save_weights(module, folder / name, {"model_type": f"{self.cfg.kind}-{name}"})
+        if self.scheduler_config is not None:
+            DDPMScheduler.from_config(self.scheduler_config).save_pretrained(folder / "scheduler")
+        self.properties.save(folder / "properties.json")
+        self.write_config(folder, self.cfg, record)
+        return folder
 
     @staticmethod
     def write_config(folder: Path, cfg: BaselineConfig, record: dict) -> Path:

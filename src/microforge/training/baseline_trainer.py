@@ -225,14 +225,10 @@ class BaselineTrainer:
         )
         if "ema" in self.states:  # the EMA weights are the ones saved
             self.states["ema"].copy_to(self.modules["unet"].parameters())
+        sampling = {"unet", "label_embedding", "generator"}  # what the pipeline samples with
         for name, module in self.modules.items():
-            if name == "unet":
-                module.save_pretrained(self.out / name, safe_serialization=True)
-            else:
+            if name not in sampling:  # the discriminator or critic: kept beside the model
                 save_weights(module, self.out / name, {"model_type": f"{self.cfg.kind}-{name}"})
-        if self.cfg.kind in ("ccdm", "ddpm"):
-            self.scheduler.save_pretrained(self.out / "scheduler")
-        properties_with_hull(self.props, self.specimens, self.raw).save(self.out / "properties.json")
         record = {
             "train_tiles": len(self.images),
             "sigma": self.sigma.round(6).tolist(),
@@ -250,7 +246,13 @@ class BaselineTrainer:
                 "specimen_labels": [v[0] for v in by_specimen.values()],
                 "specimen_categories": [v[1] for v in by_specimen.values()],
             }
-        BaselinePipeline.write_config(self.out, self.cfg, record)
+        BaselinePipeline(
+            self.out,
+            self.cfg,
+            properties_with_hull(self.props, self.specimens, self.raw),
+            {n: m for n, m in self.modules.items() if n in sampling},
+            dict(self.scheduler.config) if self.cfg.kind in ("ccdm", "ddpm") else None,
+        ).save_pretrained(self.out, record)
         shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         return self.out
 
