@@ -66,3 +66,27 @@ def test_resize_batch_area_averages_and_checks_shape():
     assert out.shape == (1, 1, 2, 2) and torch.equal(out[0, 0], torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
     with pytest.raises(MicroforgeError, match="greyscale"):
         resize_batch(np.zeros((1, 3, 4, 4)), 2)
+
+
+def test_checkpoints_round_trip_and_an_older_format_is_a_named_error(tmp_path):
+    """A checkpoint restores weights and optimiser state exactly; a step folder in the format
+    TiM3 runs wrote through accelerate (no optimizer.pt) is refused with the folder to delete."""
+    from microforge.training.checkpoints import load_checkpoint, save_checkpoint
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.AdamW(net.parameters(), lr=0.1)
+    net(torch.ones(4, 3)).sum().backward()
+    opt.step()
+    save_checkpoint(tmp_path / "ck", 7, {"net": net}, {"opt": opt})
+    fresh = torch.nn.Linear(3, 2)
+    fresh_opt = torch.optim.AdamW(fresh.parameters(), lr=0.1)
+    assert load_checkpoint(tmp_path / "ck", {"net": fresh}, {"opt": fresh_opt}) == 7
+    assert torch.equal(fresh.weight, net.weight)
+    assert torch.equal(fresh_opt.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    old = tmp_path / "old" / "step_0000250"
+    old.mkdir(parents=True)
+    (old / "step.json").write_text(json.dumps({"step": 250}))
+    (old / "model.safetensors").write_bytes(b"")
+    with pytest.raises(MicroforgeError, match="older format .* delete"):
+        load_checkpoint(tmp_path / "old", {"net": fresh}, {"opt": fresh_opt})

@@ -44,6 +44,11 @@ def load_checkpoint(ckdir: Path, modules: Mapping[str, torch.nn.Module], states:
     if not done:
         return 0
     latest = done[-1]
+    if not (latest / "optimizer.pt").is_file():  # TiM3 runs checkpointed through accelerate's save_state before
+        raise MicroforgeError(
+            f"{latest}: a checkpoint in an older format (no optimizer.pt) that this version cannot resume; "
+            f"delete {ckdir} to train this phase again from its start"
+        )
     for name, module in modules.items():
         load_weights(module, latest / name)
         module.train()
