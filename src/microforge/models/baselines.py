@@ -35,8 +35,6 @@ from torch.nn.utils import spectral_norm
 from ..config import nested_config_from_dict, plain_data
 from ..errors import MicroforgeError
 
-BASELINE_KINDS = ("ccgan", "ccdm", "ddpm", "acwgan-gp")
-
 
 @dataclass
 class BaselineTrain:
@@ -171,6 +169,7 @@ BASELINE_CONFIGS: dict[str, type[BaselineConfig]] = {
     "ddpm": DDPMConfig,
     "acwgan-gp": ACWGANGPConfig,
 }
+BASELINE_KINDS = tuple(BASELINE_CONFIGS)  # "ccgan", "ccdm", "ddpm", "acwgan-gp"
 
 
 def baseline_config_from_dict(data: dict[str, Any], where: str = "config", legacy: bool = False) -> BaselineConfig:
