@@ -122,6 +122,8 @@ def test_trains_samples_and_round_trips(kind, tiny_bench, tmp_path):
     assert json.loads((copy / "config.json").read_text()) == saved
     third = BaselinePipeline.from_pretrained(copy)(np.repeat(targets, 3, axis=0), batch_size=4, seed=5)
     assert np.array_equal(g.images, third.images)
+    with pytest.raises(MicroforgeError, match="already holds a model"):
+        pipe.save_pretrained(copy, {})
     with pytest.raises(MicroforgeError, match="needs 7 values"):
         pipe(targets[:, :3])
 

@@ -96,8 +96,11 @@ class BaselinePipeline(SamplingPipeline):
         (:func:`~microforge.models.weights.save_weights`), ``scheduler/`` for the diffusion kinds,
         ``properties.json`` (with the hull points), then ``config.json`` with ``record`` (tile
         count, the vicinity's sigma and kappa, ACWGAN-GP's conditions), last, so that a folder
-        with config.json is a complete model. Returns the folder."""
+        with config.json is a complete model. A folder that already holds a model is refused, so
+        nothing is overwritten. Returns the folder."""
         folder = Path(folder)
+        if (folder / "config.json").exists():
+            raise MicroforgeError(f"{folder}: already holds a model; choose another folder")
         for name, module in self.modules.items():
             if isinstance(module, UNet2DModel):
                 module.save_pretrained(folder / name, safe_serialization=True)
