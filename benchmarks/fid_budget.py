@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from _record import write_record
 
 from microforge.data.dataset import MicrographDataset
@@ -83,8 +82,7 @@ def main() -> None:
         z = vae.encode(real * 2 - 1).latent_dist.mode() if hasattr(vae, "encode") else None
         if z is not None:
             rows["autoencoder"].append(((vae.decode(z).sample[:, 0].clamp(-1, 1) + 1) / 2).numpy())
-        masks = torch.stack([it["mask"] for it in batch])[:, None].float()
-        maps = F.interpolate(masks, size=(res, res), mode="nearest")[:, 0].long()
+        maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
         raw = np.stack([it["props_raw"].numpy() for it in batch])
         y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
         gen = seeded_generator(args.seed, b)

@@ -18,7 +18,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 
 from microforge.data.dataset import MicrographDataset  # noqa: E402
 from microforge.data.phase_map import to_pseudo_rgb  # noqa: E402
@@ -47,10 +46,7 @@ def main() -> None:
         augment=False,
     )
     items = [ds[int(i)] for i in np.linspace(0, len(ds) - 1, args.n).astype(int)]
-    size = (cfg.resolution, cfg.resolution)
-    maps = F.interpolate(torch.stack([it["mask"] for it in items])[:, None].float(), size=size, mode="nearest")[
-        :, 0
-    ].long()
+    maps = pipe.model_maps(torch.stack([it["mask"] for it in items]))
     y = torch.tensor(
         pipe.condition_properties.normalise(np.stack([it["props_raw"].numpy() for it in items])), dtype=torch.float32
     )
@@ -60,7 +56,7 @@ def main() -> None:
     fig, axes = plt.subplots(3, args.n, figsize=(2.2 * args.n, 6.8), squeeze=False)
     for j, it in enumerate(items):
         axes[0, j].imshow(it["image"][0], cmap="gray", vmin=0, vmax=1)
-        axes[1, j].imshow(to_pseudo_rgb(maps[j].numpy()))
+        axes[1, j].imshow(to_pseudo_rgb((maps[j].argmax(0) if maps.dim() == 4 else maps[j]).numpy()))
         axes[2, j].imshow(drawn[j].numpy(), cmap="gray", vmin=0, vmax=1)
         for ax in axes[:, j]:
             ax.set_xticks([])

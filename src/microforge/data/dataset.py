@@ -150,7 +150,9 @@ class TileSplit:
     ``images`` float32 ``(N, 1, R, R)`` in [0, 1], area-resized to the requested resolution;
     ``masks`` int64 ``(N, R, R)`` phase classes, nearest-resized (``None`` unless asked for);
     ``raw`` float64 ``(N, K)`` properties in their units; ``merge_alpha`` bool ``(N,)``: the
-    tile's mask is binary (alpha/beta); ``dataset`` the split's :class:`MicrographDataset`.
+    tile's mask is binary (alpha/beta); ``dataset`` the split's :class:`MicrographDataset`;
+    ``shares`` float32 ``(N, 3, R, R)``: each class's area share of every pixel, box-averaged
+    from the mask at its own resolution (:func:`class_fractions`; ``None`` unless asked for).
     """
 
     images: torch.Tensor
@@ -158,6 +160,7 @@ class TileSplit:
     raw: np.ndarray
     merge_alpha: np.ndarray
     dataset: MicrographDataset
+    shares: torch.Tensor | None = None
 
     @property
     def specimens(self) -> list[str]:
@@ -177,6 +180,7 @@ def load_split(
     resolution: int | None = None,
     *,
     masks: bool = False,
+    shares: bool = False,
     masked_only: bool = False,
     properties: PropertySet | None = None,
     allow_empty: bool = False,
@@ -184,7 +188,8 @@ def load_split(
     """Read the tiles of one specimen split (:func:`split_specimens`) into a :class:`TileSplit`.
 
     ``resolution`` px (``None``: the tiles' own size); ``masks`` also reads the phase maps (a
-    tile without one gets class 0 everywhere); ``masked_only`` keeps only tiles with a mask;
+    tile without one gets class 0 everywhere); ``shares`` also gives each class's area share per
+    pixel (:func:`class_fractions` of the masks at their own size); ``masked_only`` keeps only tiles with a mask;
     ``properties`` orders and checks the properties as a model's; an empty split is an error
     unless ``allow_empty``.
     """
@@ -212,10 +217,12 @@ def load_split(
     grey = np.stack([read_grey(root / t) for t in table["tile"]]).astype(np.float32) / 255.0
     size = resolution or grey.shape[-1]
     images = resize_batch(grey, size)
-    maps = None
-    if masks:
+    maps, class_shares = None, None
+    if masks or shares:
         m = np.stack([read_grey(root / p) if p else np.zeros(grey.shape[1:], np.uint8) for p in table["mask"]])
         maps = torch.from_numpy(m.astype(np.int64))
+        if shares:
+            class_shares = class_fractions(maps, size)
         if maps.shape[-1] != size:
             maps = F.interpolate(maps[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
     merge = (
@@ -224,4 +231,19 @@ def load_split(
         else np.zeros(len(table), bool)
     )
     raw = table[ds.properties.names].to_numpy(dtype=np.float64)
-    return TileSplit(images, maps, raw, np.asarray(merge, bool), ds)
+    return TileSplit(images, maps if masks else None, raw, np.asarray(merge, bool), ds, class_shares)
+
+
+def class_fractions(maps: torch.Tensor, size: int, chunk: int = 256) -> torch.Tensor:
+    """Each class's area share of every pixel: phase maps ``(N, H, W)`` (class indices 0..2) ->
+    ``(N, 3, size, size)`` float32, summing to 1 over the class axis, by box-averaging the one-hot
+    map (adaptive average pooling where ``size`` does not divide ``H``). Unlike a
+    nearest-resized map it keeps a colony of laths thinner than the new pixel as straight bands of
+    partial share, where nearest sampling aliases them into rows of dashes."""
+    import torch.nn.functional as F
+
+    out = torch.empty((len(maps), 3, size, size), dtype=torch.float32)
+    for start in range(0, len(maps), chunk):  # the full-size one-hot of a whole split can be GBs
+        part = F.one_hot(maps[start : start + chunk].long().clamp(0, 2), 3).permute(0, 3, 1, 2).float()
+        out[start : start + chunk] = F.interpolate(part, size=(size, size), mode="area")
+    return out

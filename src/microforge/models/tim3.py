@@ -34,6 +34,7 @@ CODECS = ("kl", "space_to_depth")
 PREDICTION_TYPES = ("epsilon", "v_prediction")
 BETA_SCHEDULES = ("scaled_linear", "linear", "squaredcos_cap_v2")
 MAP_CONDITIONS = ("onehot", "learned", "space_to_depth")
+MAP_REPRESENTATIONS = ("hard", "soft")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,12 @@ class TiM3Config:
     two_stage: bool = True  # False: the one-stage ablation
     map_condition: str = "onehot"  # "onehot" (default) or "learned" (a small conv encoder)
     map_condition_channels: int = 8  # width of the learned map encoder's output
+    # how a phase map is shown to the model at its resolution. "hard": one class per pixel, the
+    # mask nearest-resized (at 64 px a colony of 1-2 px laths aliases into rows of dashes, which
+    # stage 1 then learns to draw). "soft": each class's area share of every pixel, box-averaged
+    # from the mask at its own size, so thin laths stay straight bands; the map autoencoder learns
+    # to output these shares (cross-entropy against them) and stage 2 reads its softmax.
+    map_representation: str = "hard"
     brightness: bool = False  # the optional extra condition: mean grey level in [-1, 1]
     num_train_timesteps: int = 1000
     beta_schedule: str = "scaled_linear"  # latent-diffusion schedule, beta 0.00085 .. 0.012
@@ -167,6 +174,10 @@ class TiM3Config:
         if self.map_condition not in MAP_CONDITIONS:
             raise MicroforgeError(
                 f"map_condition must be one of {', '.join(MAP_CONDITIONS)}, got {self.map_condition!r}"
+            )
+        if self.map_representation not in MAP_REPRESENTATIONS:
+            raise MicroforgeError(
+                f"map_representation must be one of {', '.join(MAP_REPRESENTATIONS)}, got {self.map_representation!r}"
             )
         if self.prediction_type not in PREDICTION_TYPES:
             raise MicroforgeError(

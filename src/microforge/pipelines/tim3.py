@@ -14,9 +14,11 @@ from typing import Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
+from ..data.dataset import class_fractions
 from ..io import read_json_file, write_json_atomic
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
@@ -211,6 +213,27 @@ class TiM3Pipeline(SamplingPipeline):
             z = sched.step(eps, t, z).prev_sample
         return z
 
+    def _decode_map(self, zm: torch.Tensor) -> torch.Tensor:
+        """Stage 1's latent ``(B, C, S, S)`` -> class indices ``(B, R, R)`` (hard maps) or class
+        shares ``(B, 3, R, R)`` (soft maps: the decoder's softmax, or a lossless codec's output
+        mapped back from [-1, 1])."""
+        decoded = self.modules["vae_map"].decode(zm / self.scaling["vae_map"]).sample
+        if self.cfg.map_representation != "soft":
+            return decoded.argmax(1)
+        if self.cfg.vae_map.kind == "space_to_depth":
+            shares = ((decoded + 1.0) / 2.0).clamp_min(0.0)
+            return shares / shares.sum(1, keepdim=True).clamp_min(1e-6)
+        return decoded.softmax(1)
+
+    def model_maps(self, masks: torch.Tensor) -> torch.Tensor:
+        """True phase maps ``(B, H, W)`` (class indices, any size) as this model reads them at its
+        resolution R: nearest-resized indices ``(B, R, R)``, or, for a soft-map model, each
+        class's area share ``(B, 3, R, R)``."""
+        res = self.cfg.resolution
+        if self.cfg.map_representation == "soft":
+            return class_fractions(masks, res)
+        return F.interpolate(masks[:, None].float(), size=(res, res), mode="nearest")[:, 0].long()
+
     @torch.no_grad()
     def draw_micrographs(
         self,
@@ -222,13 +245,16 @@ class TiM3Pipeline(SamplingPipeline):
         gen: torch.Generator,
     ) -> torch.Tensor:
         """The micrograph stage: images ``(B, R, R)`` in [0, 1] for normalised conditions ``y``
-        ``(B, K)`` and, for a two-stage model, class maps ``maps`` ``(B, R, R)`` (long; stage 1's,
-        or true maps); ``maps`` is None for a single-stage model."""
+        ``(B, K)`` and, for a two-stage model, maps ``maps`` (stage 1's, or true maps as
+        :meth:`model_maps` gives them): class indices ``(B, R, R)`` (long), or class shares
+        ``(B, 3, R, R)`` (float; what a soft-map model reads); ``maps`` is None for a
+        single-stage model."""
         cfg, m = self.cfg, self.modules
         extra = None
         if maps is not None:
             lossless = cfg.map_condition == "space_to_depth"
-            extra = map_condition(onehot_map(maps), cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
+            shares = maps.float() if maps.dim() == 4 else onehot_map(maps)
+            extra = map_condition(shares, cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
         zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
         return (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
 
@@ -278,8 +304,8 @@ class TiM3Pipeline(SamplingPipeline):
             maps, maps_t = None, None
             if cfg.two_stage:
                 zm = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
-                maps_t = m["vae_map"].decode(zm / self.scaling["vae_map"]).sample.argmax(1)
-                maps = maps_t.cpu().numpy().astype(np.uint8)
+                maps_t = self._decode_map(zm)
+                maps = (maps_t.argmax(1) if maps_t.dim() == 4 else maps_t).cpu().numpy().astype(np.uint8)
             images = self.draw_micrographs(y, maps_t, steps, guidance, sampler, gen)
             yield Generated(
                 maps, images.float().cpu().numpy(), targets[start : start + batch_size]

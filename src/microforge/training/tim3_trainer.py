@@ -105,25 +105,37 @@ class VAETraining(torch.nn.Module):
 @dataclass
 class TrainingData:
     """The training split in memory: images ``(N, 1, R, R)`` in [-1, 1], maps ``(N, R, R)``,
-    raw properties ``(N, K)``, and the dataset's properties."""
+    raw properties ``(N, K)``, the dataset's properties, and (soft maps only) each class's
+    area share per pixel ``(N, 3, R, R)``."""
 
     images: torch.Tensor
     maps: torch.Tensor
     props_raw: torch.Tensor
     properties: PropertySet
     specimens: list[str]
+    shares: torch.Tensor | None = None
 
     @classmethod
     def load(cls, root: str | Path, cfg: TiM3Config) -> "TrainingData":
         data = read_dataset(root)
         data.properties.require(str(root), "train tim3")
-        split = load_split(data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution, masks=True)
+        soft = cfg.two_stage and cfg.map_representation == "soft"
+        split = load_split(
+            data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution, masks=True, shares=soft
+        )
         unmapped = int((split.dataset.table["mask"] == "").sum())
         if cfg.two_stage and unmapped:
             raise MicroforgeError(
                 f"{root}: two-stage TiM3 needs a phase map for every tile; {unmapped} tiles have none"
             )
-        return cls(split.images * 2.0 - 1.0, split.masks, torch.from_numpy(split.raw), data.properties, split.specimens)
+        return cls(
+            split.images * 2.0 - 1.0,
+            split.masks,
+            torch.from_numpy(split.raw),
+            data.properties,
+            split.specimens,
+            split.shares,
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -152,6 +164,8 @@ class TiM3Trainer:
         self.brightness = 2.0 * (grey - grey.min()) / (grey.max() - grey.min()).clamp_min(1e-6) - 1.0
         if self.acc.device.type != "cpu":  # batches are indexed, augmented and unshuffled on the GPU
             self.data.images, self.data.maps = self.data.images.to(self.acc.device), self.data.maps.to(self.acc.device)
+            if self.data.shares is not None:
+                self.data.shares = self.data.shares.to(self.acc.device)
         self.scheduler = make_scheduler(cfg)
         self.n_cond = len(self.props) + (1 if cfg.brightness else 0)
         self.latents: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
@@ -267,6 +281,15 @@ class TiM3Trainer:
         ks = torch.randint(0, 8 if self.cfg.train.augment else 1, (batch,), generator=gen)
         return idx, ks
 
+    def _map_shares(self, idx: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
+        """The maps of tiles ``idx`` as class shares ``(B, 3, R, R)`` in [0, 1], under the
+        symmetries ``ks`` (none when ``None``): one-hot for hard maps, area shares for soft."""
+        if self.data.shares is not None:
+            shares = self.data.shares[idx]
+        else:
+            shares = onehot_map(self.data.maps[idx])
+        return shares if ks is None else d4_batch(shares, ks)
+
     def _save_lossless_codec(self, phase: str, channels: int) -> bool:
         """A space-to-depth codec has nothing to train: write it and mark its phase done.
         Returns whether the phase's codec is one."""
@@ -304,9 +327,11 @@ class TiM3Trainer:
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
-            maps = d4_batch(self.data.maps[idx], ks).to(self.acc.device)
-            logits, kl = m["vae_map"](onehot_map(maps) * 2.0 - 1.0, gen)
-            return F.cross_entropy(logits, maps) + cfg.kl_weight * kl
+            shares = self._map_shares(idx, ks).to(self.acc.device)
+            logits, kl = m["vae_map"](shares * 2.0 - 1.0, gen)
+            # hard maps: the class index; soft: the shares themselves, so the softmax learns them
+            target = shares if self.data.shares is not None else shares.argmax(1)
+            return F.cross_entropy(logits, target) + cfg.kl_weight * kl
 
         self._loop(
             i, "vae_map", {"vae_map": VAETraining(build_autoencoder(cfg, 3))}, loss_fn, cfg.steps, cfg.lr, ema=False
@@ -322,7 +347,11 @@ class TiM3Trainer:
         means, stds = [], []
         for start in range(0, len(self.data), 64):
             sl = slice(start, start + 64)
-            x = self.data.images[sl] if which == "vae_image" else onehot_map(self.data.maps[sl]) * 2.0 - 1.0
+            x = (
+                self.data.images[sl]
+                if which == "vae_image"
+                else self._map_shares(torch.arange(len(self.data))[sl]) * 2 - 1
+            )
             post = vae.encode(x.cpu()).latent_dist
             means.append(post.mean)
             stds.append(post.std)
@@ -338,7 +367,7 @@ class TiM3Trainer:
         mean, std, scale = self._encode_all(which)
         codec = getattr(self.cfg, which)
         if codec.kind == "space_to_depth":
-            x = self.data.images[idx] if which == "vae_image" else onehot_map(self.data.maps[idx]) * 2.0 - 1.0
+            x = self.data.images[idx] if which == "vae_image" else self._map_shares(idx) * 2.0 - 1.0
             return F.pixel_unshuffle(d4_batch(x, ks), codec.factor) * scale
         return d4_batch((mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale, ks)
 
@@ -394,9 +423,9 @@ class TiM3Trainer:
             z0 = self._latents("vae_image", idx, ks, gen)
             extra = None
             if c.two_stage:
-                onehot = onehot_map(d4_batch(self.data.maps[idx], ks)).to(self.acc.device)
+                shares = self._map_shares(idx, ks).to(self.acc.device)
                 extra = map_condition(
-                    onehot, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth"
+                    shares, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth"
                 )
             return self._diffusion_loss(
                 m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra
