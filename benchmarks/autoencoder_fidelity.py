@@ -23,13 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from _record import write_record
-from microforge.data.dataset import MicrographDataset
+from microforge.data.dataset import MicrographDataset, nearest_maps, onehot_map
 from microforge.io import resize_batch
 from microforge.data.manifest import read_dataset
 from microforge.data.phase_map import CLASS_NAMES
 from microforge.evaluate.distribution import frechet_distance, precision_recall
 from microforge.models.inception import InceptionFeatures, extract
-from microforge.models.tim3 import onehot_map
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seed_from
@@ -44,8 +43,7 @@ def real_tiles(data: str, modality: str, resolution: int, n: int, seed: int) -> 
     pick = np.random.default_rng(seed_from(seed, 7)).choice(len(ds), size=2 * n, replace=False)
     items = [ds[int(i)] for i in pick]
     images = torch.stack([it["image"] for it in items])
-    masks = torch.stack([it["mask"] for it in items])[:, None].float()
-    maps = torch.nn.functional.interpolate(masks, size=(resolution, resolution), mode="nearest")[:, 0].long()
+    maps = nearest_maps(torch.stack([it["mask"] for it in items]), resolution)
     return resize_batch(images, resolution)[:, 0].numpy(), maps.numpy()
 
 

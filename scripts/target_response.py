@@ -87,8 +87,8 @@ def measure_model(pipe: TiM3Pipeline, n: int, seeds: list[int], guidance: float 
 def measure_truth(data_root: Path, resolution: int) -> dict:
     """The same measures on the true maps of each morphology's specimens, at ``resolution`` px."""
     import torch
-    import torch.nn.functional as F
 
+    from microforge.data.dataset import nearest_maps
     from microforge.data.images import read_grey
     from microforge.data.manifest import read_dataset
 
@@ -99,12 +99,8 @@ def measure_truth(data_root: Path, resolution: int) -> dict:
         rows = table[table["morphology"] == name]
         values = []
         for mask in rows["mask"]:
-            m = torch.from_numpy(read_grey(data.root / mask).astype(np.float32))[None, None]
-            values.append(
-                map_measures(
-                    F.interpolate(m, size=(resolution, resolution), mode="nearest")[0, 0].numpy().astype(np.uint8)
-                )
-            )
+            m = torch.from_numpy(read_grey(data.root / mask).astype(np.int64))[None]
+            values.append(map_measures(nearest_maps(m, resolution)[0].numpy().astype(np.uint8)))
         a = np.array(values)
         out[name] = {
             "primary_alpha": round(float(a[:, 0].mean()), 3),

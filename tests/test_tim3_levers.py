@@ -9,11 +9,13 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler
 
-from microforge.data.dataset import d4_batch
+from microforge.data.dataset import d4_batch, onehot_map
 from microforge.errors import MicroforgeError
-from microforge.models.tim3 import SpaceToDepth, build_unet, map_condition, onehot_map, tim3_config_from_dict
+from microforge.models.tim3 import SpaceToDepth, build_unet, map_condition, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.training.tim3_trainer import TiM3Trainer, make_scheduler, shifted_betas, train_tim3
+
+from .conftest import assert_micro_samples_reproduce
 
 LEVERS = {
     "resolution": 32,
@@ -141,12 +143,7 @@ def test_model_with_every_lever_trains_samples_and_round_trips(tiny_bench, tmp_p
     )  # nothing to train for the codecs
     assert sorted(p.name for p in (out / "vae_map").iterdir()) == ["config.json"]
     pipe = TiM3Pipeline.from_pretrained(out)
-    targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 2)
-    a = pipe(targets, steps=3, seed=1)
-    assert a.maps.shape == a.images.shape == (2, 32, 32) and set(np.unique(a.maps)) <= {0, 1, 2}
-    assert np.array_equal(a.images, pipe(targets, steps=3, seed=1).images)
-    again = TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))(targets, steps=3, seed=1)
-    assert np.array_equal(a.images, again.images) and np.array_equal(a.maps, again.maps)
+    assert_micro_samples_reproduce(pipe, tmp_path)
 
 
 def test_every_shipped_tim3_config_loads_and_builds_its_unets():

@@ -193,7 +193,6 @@ def load_split(
     ``properties`` orders and checks the properties as a model's; an empty split is an error
     unless ``allow_empty``.
     """
-    import torch.nn.functional as F
 
     from ..io import resize_batch
 
@@ -223,8 +222,7 @@ def load_split(
         maps = torch.from_numpy(m.astype(np.int64))
         if shares:
             class_shares = class_fractions(maps, size)
-        if maps.shape[-1] != size:
-            maps = F.interpolate(maps[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
+        maps = nearest_maps(maps, size)
     merge = (
         (table[MASK_TYPE_COLUMN] == "binary_white_is_beta").to_numpy()
         if MASK_TYPE_COLUMN in table
@@ -232,6 +230,23 @@ def load_split(
     )
     raw = table[ds.properties.names].to_numpy(dtype=np.float64)
     return TileSplit(images, maps if masks else None, raw, np.asarray(merge, bool), ds, class_shares)
+
+
+def onehot_map(phase_map: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` class indices -> ``(B, 3, H, W)`` float one-hot."""
+    import torch.nn.functional as F
+
+    return F.one_hot(phase_map.long().clamp(0, 2), 3).permute(0, 3, 1, 2).float()
+
+
+def nearest_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
+    """Phase maps ``(N, H, W)`` (class indices) nearest-resized to ``(N, size, size)`` int64: one
+    source pixel per new pixel, so classes are never mixed (unchanged when already that size)."""
+    import torch.nn.functional as F
+
+    if maps.shape[-1] == size:
+        return maps.long()
+    return F.interpolate(maps[:, None].float(), size=(size, size), mode="nearest")[:, 0].long()
 
 
 def class_fractions(maps: torch.Tensor, size: int, chunk: int = 256) -> torch.Tensor:
@@ -244,6 +259,7 @@ def class_fractions(maps: torch.Tensor, size: int, chunk: int = 256) -> torch.Te
 
     out = torch.empty((len(maps), 3, size, size), dtype=torch.float32)
     for start in range(0, len(maps), chunk):  # the full-size one-hot of a whole split can be GBs
-        part = F.one_hot(maps[start : start + chunk].long().clamp(0, 2), 3).permute(0, 3, 1, 2).float()
-        out[start : start + chunk] = F.interpolate(part, size=(size, size), mode="area")
+        out[start : start + chunk] = F.interpolate(
+            onehot_map(maps[start : start + chunk]), size=(size, size), mode="area"
+        )
     return out

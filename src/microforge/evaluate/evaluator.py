@@ -13,7 +13,7 @@ import torch
 
 from ..characterize.descriptors import describe
 from ..characterize.segmentation import segment_classical
-from ..data.dataset import MicrographDataset, load_split
+from ..data.dataset import MicrographDataset, load_split, nearest_maps
 from ..data.manifest import DatasetTable, read_dataset
 from ..data.synth.relations import PROPERTY_NAMES
 from ..errors import MicroforgeError
@@ -219,13 +219,7 @@ class Evaluator:
         def make(i: int) -> dict[str, np.ndarray]:
             items = [ds[int(j)] for j in pick[i * bs : (i + 1) * bs]]
             images = resize_batch(torch.stack([it["image"] for it in items]), self.cfg.resolution)[:, 0].numpy()
-            maps = (
-                torch.nn.functional.interpolate(
-                    torch.stack([it["mask"] for it in items])[:, None].float(), size=images.shape[-2:], mode="nearest"
-                )[:, 0]
-                .numpy()
-                .astype(np.uint8)
-            )
+            maps = nearest_maps(torch.stack([it["mask"] for it in items]), images.shape[-1]).numpy().astype(np.uint8)
             arrays = {
                 "images": to_uint8(images),
                 "maps": maps,

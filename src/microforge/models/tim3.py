@@ -370,11 +370,6 @@ class MapEncoder(nn.Module):
         return self.net(onehot)
 
 
-def onehot_map(phase_map: torch.Tensor) -> torch.Tensor:
-    """``(B, H, W)`` class indices -> ``(B, 3, H, W)`` float one-hot."""
-    return F.one_hot(phase_map.long().clamp(0, 2), 3).permute(0, 3, 1, 2).float()
-
-
 def map_condition(
     onehot: torch.Tensor, latent_size: int, encoder: MapEncoder | None, lossless: bool = False
 ) -> torch.Tensor:

@@ -14,11 +14,10 @@ from typing import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
-from ..data.dataset import class_fractions
+from ..data.dataset import class_fractions, nearest_maps, onehot_map
 from ..io import read_json_file, write_json_atomic
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
@@ -27,7 +26,6 @@ from ..models.tim3 import (
     build_map_encoder,
     codec_class,
     map_condition,
-    onehot_map,
     predict_noise,
     tim3_config_from_dict,
 )
@@ -229,10 +227,9 @@ class TiM3Pipeline(SamplingPipeline):
         """True phase maps ``(B, H, W)`` (class indices, any size) as this model reads them at its
         resolution R: nearest-resized indices ``(B, R, R)``, or, for a soft-map model, each
         class's area share ``(B, 3, R, R)``."""
-        res = self.cfg.resolution
         if self.cfg.map_representation == "soft":
-            return class_fractions(masks, res)
-        return F.interpolate(masks[:, None].float(), size=(res, res), mode="nearest")[:, 0].long()
+            return class_fractions(masks, self.cfg.resolution)
+        return nearest_maps(masks, self.cfg.resolution)
 
     @torch.no_grad()
     def draw_micrographs(

@@ -26,7 +26,7 @@ from accelerate import Accelerator
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel, compute_snr
 
-from ..data.dataset import d4_batch, load_split
+from ..data.dataset import d4_batch, load_split, onehot_map
 from ..data.manifest import read_dataset
 from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
@@ -38,7 +38,6 @@ from ..models.tim3 import (
     build_map_encoder,
     build_unet,
     map_condition,
-    onehot_map,
     predict_noise,
 )
 from ..models.weights import save_weights
@@ -281,8 +280,8 @@ class TiM3Trainer:
         ks = torch.randint(0, 8 if self.cfg.train.augment else 1, (batch,), generator=gen)
         return idx, ks
 
-    def _map_shares(self, idx: torch.Tensor, ks: torch.Tensor | None = None) -> torch.Tensor:
-        """The maps of tiles ``idx`` as class shares ``(B, 3, R, R)`` in [0, 1], under the
+    def _map_shares(self, idx: torch.Tensor | slice, ks: torch.Tensor | None = None) -> torch.Tensor:
+        """The maps of tiles ``idx`` (indices or a slice) as class shares ``(B, 3, R, R)`` in [0, 1], under the
         symmetries ``ks`` (none when ``None``): one-hot for hard maps, area shares for soft."""
         if self.data.shares is not None:
             shares = self.data.shares[idx]
@@ -347,11 +346,7 @@ class TiM3Trainer:
         means, stds = [], []
         for start in range(0, len(self.data), 64):
             sl = slice(start, start + 64)
-            x = (
-                self.data.images[sl]
-                if which == "vae_image"
-                else self._map_shares(torch.arange(len(self.data))[sl]) * 2 - 1
-            )
+            x = self.data.images[sl] if which == "vae_image" else self._map_shares(sl) * 2.0 - 1.0
             post = vae.encode(x.cpu()).latent_dist
             means.append(post.mean)
             stds.append(post.std)
