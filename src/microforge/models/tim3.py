@@ -57,6 +57,14 @@ class AutoencoderConfig:
     # 1-3 px laths that a pixel MSE alone averages away. Latent diffusion uses LPIPS and a GAN for
     # this; both need pretrained or extra networks, this costs nothing. 0: MSE only.
     gradient_weight: float = 0.0
+    # steps of decoder fine-tuning against a patch discriminator once the autoencoder has trained
+    # (micrograph autoencoder only; docs/tim3.md "Adversarial decoder"). The encoder stays frozen,
+    # so every latent, the scaling factor and the diffusion stages trained on them are unchanged;
+    # the decoder learns to draw the shot-noise grain and sharp lath edges that the MSE averages
+    # away (latent diffusion trains its autoencoder with a patch GAN for this). 0: none.
+    adversarial_steps: int = 0
+    adversarial_weight: float = 0.1  # of the hinge generator loss, beside the MSE and edge loss
+    adversarial_lr: float = 1e-4  # Adam(0.5, 0.9), decoder and discriminator alike, as GANs are trained
 
 
 @dataclass(frozen=True)
@@ -156,6 +164,10 @@ class TiM3Config:
                 raise MicroforgeError(f"{name} kind must be one of {', '.join(CODECS)}, got {ae.kind!r}")
             if ae.kind == "space_to_depth" and (ae.factor < 1 or ae.factor & (ae.factor - 1)):
                 raise MicroforgeError(f"{name} factor must be a power of 2, got {ae.factor}")
+            if ae.adversarial_steps < 0 or ae.adversarial_weight < 0:
+                raise MicroforgeError(f"{name} adversarial_steps and adversarial_weight must not be negative")
+        if self.vae_map.adversarial_steps:
+            raise MicroforgeError("vae_map adversarial_steps must be 0: the map decoder draws class shares, not images")
         unet_f = 2 ** (len(self.unet.block_out_channels) - 1)
         if not set(self.unet.global_condition) <= {1, 2}:
             raise MicroforgeError(

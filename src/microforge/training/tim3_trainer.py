@@ -2,8 +2,10 @@
 
 Phases, in order: ``vae_image`` and ``vae_map`` (the autoencoders; no map VAE in the one-stage
 variant), then ``stage1`` (properties -> map latent) and ``stage2`` (map + properties ->
-micrograph latent). A finished phase leaves its modules under ``out/<module>/`` and a marker
-``out/.done/<phase>.json``; an interrupted one resumes from ``out/checkpoints/<phase>/``.
+micrograph latent), and, where the config asks for it, ``vae_image_adversarial`` (the micrograph
+decoder fine-tuned against a patch discriminator, its encoder and so every latent unchanged).
+A finished phase leaves its modules under ``out/<module>/`` and a marker ``out/.done/<phase>.json``;
+an interrupted one resumes from ``out/checkpoints/<phase>/``.
 
 Every step draws its batch, noise, timesteps and dropout from a generator seeded by
 ``(seed, phase, step, process)``, so a resumed run replays exactly the batches an uninterrupted
@@ -30,6 +32,7 @@ from ..data.dataset import d4_batch, load_split, onehot_map
 from ..data.manifest import read_dataset
 from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
+from ..models.patch_discriminator import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import (
     TiM3Config,
@@ -52,7 +55,13 @@ CHECKPOINT_DIR = "checkpoints"  # one folder per phase beneath it
 
 
 def phases(cfg: TiM3Config) -> list[str]:
-    return ["vae_image", "vae_map", "stage1", "stage2"] if cfg.two_stage else ["vae_image", "stage2"]
+    """The phases ``cfg`` trains, in order. The adversarial decoder fine-tune comes last, so that
+    adding it leaves every other phase's index, and so its seeds, as they were; it changes no
+    latent (the encoder is frozen), so nothing before it depends on it."""
+    order = ["vae_image", "vae_map", "stage1", "stage2"] if cfg.two_stage else ["vae_image", "stage2"]
+    if cfg.vae_image.kind == "kl" and cfg.vae_image.adversarial_steps:
+        order.append("vae_image_adversarial")
+    return order
 
 
 def make_scheduler(cfg: TiM3Config) -> DDPMScheduler:
@@ -99,6 +108,20 @@ class VAETraining(torch.nn.Module):
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         post = self.vae.encode(x).latent_dist
         return self.vae.decode(post.sample(generator=generator)).sample, post.kl().mean()
+
+
+class DecoderTraining(torch.nn.Module):
+    """An AutoencoderKL whose forward encodes without gradients (the encoder is frozen) and decodes
+    a posterior sample with them, so that the decoder's step runs inside one forward call."""
+
+    def __init__(self, vae) -> None:
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        with torch.no_grad():
+            z = self.vae.encode(x).latent_dist.sample(generator=generator)
+        return self.vae.decode(z).sample
 
 
 @dataclass
@@ -335,6 +358,59 @@ class TiM3Trainer:
         self._loop(
             i, "vae_map", {"vae_map": VAETraining(build_autoencoder(cfg, 3))}, loss_fn, cfg.steps, cfg.lr, ema=False
         )
+
+    def _train_vae_image_adversarial(self, i: int) -> None:
+        """Fine-tune the micrograph decoder against a patch discriminator (hinge losses), beside the
+        autoencoder's own MSE and edge loss; the encoder is frozen, so the latents stay as they were.
+        Step ``s`` draws its batch and the latent sample from the step's generator, as every phase."""
+        cfg, acc = self.cfg.vae_image, Accelerator(cpu=self.acc.device.type == "cpu")
+        vae = codec_class(cfg).from_pretrained(self.out / "vae_image", use_safetensors=True)
+        vae.encoder.requires_grad_(False)
+        vae.quant_conv.requires_grad_(False)
+        disc = PatchDiscriminator(in_channels=1)
+        decoder_params = [p for p in vae.parameters() if p.requires_grad]
+        opt_g = torch.optim.Adam(decoder_params, lr=cfg.adversarial_lr, betas=(0.5, 0.9))
+        opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.adversarial_lr, betas=(0.5, 0.9))
+        dec_w, disc_w, opt_g, opt_d = acc.prepare(DecoderTraining(vae), disc, opt_g, opt_d)
+
+        def step_fn(gen: torch.Generator) -> dict[str, float]:
+            idx, ks = self._sample_idx(gen, cfg.batch_size)
+            x = d4_batch(self.data.images[idx], ks).to(acc.device)
+            rec = dec_w(x, gen)
+            pixel = F.mse_loss(rec, x) + cfg.gradient_weight * gradient_l1(rec, x)
+            adversarial = hinge_generator_loss(disc_w(rec))
+            acc.backward(pixel + cfg.adversarial_weight * adversarial)
+            opt_g.step()
+            opt_g.zero_grad()
+            opt_d.zero_grad()  # the decoder's loss also reached the discriminator: drop that
+            d_loss = hinge_discriminator_loss(disc_w(x), disc_w(rec.detach()))
+            acc.backward(d_loss)
+            opt_d.step()
+            opt_d.zero_grad()
+            return {"pixel": pixel.item(), "adversarial": adversarial.item(), "discriminator": d_loss.item()}
+
+        phase, tcfg = "vae_image_adversarial", self.cfg.train
+        ckdir = self.out / CHECKPOINT_DIR / phase
+        seconds = run_steps(
+            self.out,
+            cfg.adversarial_steps,
+            (tcfg.seed, i),
+            tcfg.checkpoint_every,
+            {"vae_image": vae, "discriminator": disc},
+            {"optimizer_decoder": opt_g, "optimizer_discriminator": opt_d},
+            step_fn,
+            f"train {phase}",
+            self.progress,
+            log_path=self.out / "logs" / f"{phase}.jsonl",
+            checkpoint_dir=ckdir,
+            keep=tcfg.keep_checkpoints,
+            accelerator=acc,
+        )
+        if acc.is_main_process:
+            vae.save_pretrained(self.out / "vae_image")
+            self._mark_done(phase, cfg.adversarial_steps, seconds)
+            shutil.rmtree(ckdir, ignore_errors=True)
+        acc.wait_for_everyone()
 
     @torch.no_grad()
     def _encode_all(self, which: str) -> tuple[torch.Tensor, torch.Tensor, float]:
