@@ -27,7 +27,7 @@ def main() -> None:
     config, sem, om = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     plan = tim3_config_from_dict(yaml.safe_load(config.read_text()), str(config))
     bundled = {
-        name: tim3_config_from_dict(json.loads((CHECKPOINTS / name / "config.json").read_text())["config"])
+        name: tim3_config_from_dict(json.loads((CHECKPOINTS / name / "config.json").read_text())["config"], saved=True)
         for name in ("ti-sem-tiny", "ti-om-tiny")
     }
     for out, image_from in ((sem, "ti-sem-tiny"), (om, "ti-om-tiny")):

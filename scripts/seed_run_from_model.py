@@ -39,7 +39,7 @@ def main() -> None:
         raise SystemExit("usage: python scripts/seed_run_from_model.py MODEL CONFIG RUN")
     model, config, run = Path(resolve_model(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3])
     record = json.loads((model / "config.json").read_text())
-    have = tim3_config_from_dict(record["config"], str(model / "config.json"))
+    have = tim3_config_from_dict(record["config"], str(model / "config.json"), saved=True)
     plan = tim3_config_from_dict(yaml.safe_load(config.read_text()), str(config))
     if _without_adversarial(have) != _without_adversarial(plan):
         raise SystemExit(f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields")

@@ -51,17 +51,18 @@ def ti_ab() -> Path:
 
 
 @contextmanager
-def interrupted_at_step(monkeypatch: pytest.MonkeyPatch, step: int):
+def interrupted_at_step(monkeypatch: pytest.MonkeyPatch, step: int, key_length: int = 1):
     """Inside the block, a trainer built on ``training.loop.run_steps`` dies (KeyboardInterrupt,
-    as from Ctrl+C) when it reaches ``step``, leaving its checkpoints as a killed run would."""
+    as from Ctrl+C) when it reaches ``step``, leaving its checkpoints as a killed run would.
+    ``key_length``: how many numbers the trainer's seed key has (TiM3's phases: 2, seed and phase)."""
     from microforge.training import loop
 
     real = loop.seeded_generator
 
-    def dying(seed: int, at: int, *rest: int):
-        if at == step:
+    def dying(*key: int):
+        if key[key_length] == step:
             raise KeyboardInterrupt
-        return real(seed, at, *rest)
+        return real(*key)
 
     monkeypatch.setattr(loop, "seeded_generator", dying)
     try:

@@ -4,7 +4,8 @@ Latent diffusion (Rombach et al. 2022, sec. 3.1) trains its autoencoder with "a 
 and a patch-based adversarial objective", so that decoded images keep local texture that a pixel
 loss averages away. diffusers ships no discriminator, so this one is written by hand after
 Isola et al.'s PatchGAN (pix2pix, the ``NLayerDiscriminator`` latent diffusion uses), narrowed for a
-CPU: every output logit judges one overlapping patch of the input (34 x 34 px with the defaults).
+CPU: the convolutions behind every output logit see one overlapping 34 x 34 px patch of the input
+(GroupNorm's statistics are the whole image's).
 """
 
 from __future__ import annotations

@@ -80,7 +80,7 @@ class TiM3Pipeline(SamplingPipeline):
         raw = read_json_file(config_path, "a trained TiM3 model")
         if raw.get("format") != FORMAT:
             raise MicroforgeError(f"{config_path}: format {raw.get('format')!r} is not {FORMAT!r}")
-        cfg = tim3_config_from_dict(raw["config"], str(config_path))
+        cfg = tim3_config_from_dict(raw["config"], str(config_path), saved=True)
         props = PropertySet.load(folder / "properties.json")
         parts = {
             "vae_image": codec_class(cfg.vae_image),

@@ -1,0 +1,134 @@
+"""The adversarial fine-tune of TiM3's micrograph decoder (``vae_image.adversarial_steps``): the
+patch discriminator and its hinge losses, the phase's place, and a run seeded from a finished model
+that trains only the decoder, leaving the encoder, every latent and the other phases as they were."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from diffusers import AutoencoderKL
+
+from microforge.errors import MicroforgeError
+from microforge.models.patch_discriminator import (
+    PatchDiscriminator,
+    hinge_discriminator_loss,
+    hinge_generator_loss,
+)
+from microforge.models.tim3 import load_tim3_config, tim3_config_from_dict
+from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.training.tim3_trainer import phases, train_tim3
+
+from .conftest import MICRO, REPO, assert_micro_samples_reproduce, interrupted_at_step
+
+SEED_SCRIPT = REPO / "scripts" / "seed_run_from_model.py"
+
+
+def _micro(**vae_image) -> dict:
+    d = load_tim3_config(MICRO).to_dict()
+    d["vae_image"] = {**d["vae_image"], **vae_image}
+    return d
+
+
+def test_patch_discriminator_judges_34px_patches():
+    d = PatchDiscriminator(in_channels=1, width=32)
+    assert d(torch.zeros(2, 1, 64, 64)).shape == (2, 1, 14, 14)
+    assert d(torch.zeros(1, 1, 128, 128)).shape == (1, 1, 30, 30)
+    assert sum(p.numel() for p in d.parameters()) == 167_009
+    # the convolutions' receptive field: logit (5, 5) sees the 34 x 34 px from (9, 9) (stride 4, and
+    # the paddings shift the field by 11 px) (GroupNorm's
+    # statistics, taken over the whole image, are left out here)
+    d.net = torch.nn.Sequential(*[torch.nn.Identity() if isinstance(m, torch.nn.GroupNorm) else m for m in d.net])
+    x = torch.rand(1, 1, 64, 64, requires_grad=True)
+    d(x)[0, 0, 5, 5].backward()
+    reached = x.grad[0, 0].abs() > 0
+    rows, cols = reached.any(1).nonzero()[:, 0], reached.any(0).nonzero()[:, 0]
+    assert (rows.min().item(), rows.max().item(), cols.min().item(), cols.max().item()) == (9, 42, 9, 42)
+
+
+def test_hinge_losses_exact_values():
+    zeros = torch.zeros(4, 1, 3, 3)
+    assert hinge_discriminator_loss(zeros, zeros).item() == 2.0  # an undecided discriminator
+    assert hinge_discriminator_loss(zeros + 1.5, zeros - 1.5).item() == 0.0  # past both margins
+    assert hinge_discriminator_loss(zeros + 0.5, zeros + 0.5).item() == 0.5 + 1.5
+    assert hinge_generator_loss(torch.tensor([[1.0, -3.0]])).item() == 1.0
+
+
+def test_the_adversarial_phase_runs_last_and_only_when_asked():
+    plain = tim3_config_from_dict(_micro())
+    assert phases(plain) == ["vae_image", "vae_map", "stage1", "stage2"]
+    adv = tim3_config_from_dict(_micro(adversarial_steps=4))
+    assert phases(adv) == ["vae_image", "vae_map", "stage1", "stage2", "vae_image_adversarial"]
+    one_stage = tim3_config_from_dict({**_micro(adversarial_steps=4), "two_stage": False})
+    assert phases(one_stage) == ["vae_image", "stage2", "vae_image_adversarial"]
+    lossless = tim3_config_from_dict(_micro(adversarial_steps=4, kind="space_to_depth"))
+    assert "vae_image_adversarial" not in phases(lossless)  # nothing to fine-tune
+
+
+def test_bad_adversarial_settings_are_refused():
+    with pytest.raises(MicroforgeError, match="vae_image adversarial_steps and adversarial_weight must not be"):
+        tim3_config_from_dict(_micro(adversarial_steps=-1))
+    d = _micro()
+    d["vae_map"] = {**d["vae_map"], "adversarial_steps": 5}
+    with pytest.raises(MicroforgeError, match="vae_map adversarial_steps must be 0"):
+        tim3_config_from_dict(d)
+
+
+def _seed(model, config, run) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SEED_SCRIPT), str(model), str(config), str(run)], capture_output=True, text=True
+    )
+
+
+def test_seeded_run_fine_tunes_only_the_decoder(micro_model, tiny_bench, tmp_path, monkeypatch):
+    config = tmp_path / "adv.yaml"
+    config.write_text(yaml.safe_dump(_micro(adversarial_steps=6)))
+    run = tmp_path / "run"
+    done = _seed(micro_model, config, run)
+    assert done.returncode == 0, done.stderr
+    assert "to train: vae_image_adversarial" in done.stdout
+    cfg = load_tim3_config(config)
+    with interrupted_at_step(monkeypatch, 5, key_length=2), pytest.raises(KeyboardInterrupt):  # killed after a checkpoint
+        train_tim3(tiny_bench.root, run, cfg, resume=True, progress=False)
+    train_tim3(tiny_bench.root, run, cfg, resume=True, progress=False)
+
+    before = AutoencoderKL.from_pretrained(micro_model / "vae_image")
+    after = AutoencoderKL.from_pretrained(run / "vae_image")
+    b, a = before.state_dict(), after.state_dict()
+    frozen = [k for k in b if k.startswith(("encoder.", "quant_conv."))]
+    tuned = [k for k in b if k.startswith(("decoder.", "post_quant_conv."))]
+    assert frozen and all(torch.equal(b[k], a[k]) for k in frozen)
+    assert any(not torch.equal(b[k], a[k]) for k in tuned)
+    for part in ("unet_stage1", "unet_stage2", "vae_map"):  # the copied phases, byte for byte
+        for f in (micro_model / part).glob("*.safetensors"):
+            assert (run / part / f.name).read_bytes() == f.read_bytes()
+
+    record = json.loads((run / "config.json").read_text())
+    assert record["scaling_factors"] == json.loads((micro_model / "config.json").read_text())["scaling_factors"]
+    assert record["training"]["vae_image_adversarial"]["steps"] == 6
+    assert record["training"]["stage2"]["reused_from"] == str(micro_model)
+    assert_micro_samples_reproduce(TiM3Pipeline.from_pretrained(run), tmp_path)
+
+    # the interrupted run ended where an uninterrupted one does
+    again = tmp_path / "again"
+    assert _seed(micro_model, config, again).returncode == 0
+    train_tim3(tiny_bench.root, again, cfg, resume=True, progress=False)
+    c = AutoencoderKL.from_pretrained(again / "vae_image").state_dict()
+    assert all(torch.equal(a[k], c[k]) for k in tuned)
+
+
+def test_seeding_refuses_other_configs_and_used_folders(micro_model, tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**_micro(adversarial_steps=6), "guidance_scale": 3.0}))
+    refused = _seed(micro_model, other, tmp_path / "run")
+    assert refused.returncode != 0 and "differs from" in refused.stderr and not (tmp_path / "run").exists()
+    same = tmp_path / "same.yaml"
+    same.write_text(yaml.safe_dump(_micro(adversarial_steps=6)))
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "notes.txt").write_text("mine")
+    refused = _seed(micro_model, same, used)
+    assert refused.returncode != 0 and "not an empty folder" in refused.stderr
+    assert (used / "notes.txt").read_text() == "mine"
