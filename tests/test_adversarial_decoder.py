@@ -90,7 +90,8 @@ def test_seeded_run_fine_tunes_only_the_decoder(micro_model, tiny_bench, tmp_pat
     assert done.returncode == 0, done.stderr
     assert "to train: vae_image_adversarial" in done.stdout
     cfg = load_tim3_config(config)
-    with interrupted_at_step(monkeypatch, 5, key_length=2), pytest.raises(KeyboardInterrupt):  # killed after a checkpoint
+    # killed at step 5, after the step-4 checkpoint
+    with interrupted_at_step(monkeypatch, 5, key_length=2), pytest.raises(KeyboardInterrupt):
         train_tim3(tiny_bench.root, run, cfg, resume=True, progress=False)
     train_tim3(tiny_bench.root, run, cfg, resume=True, progress=False)
 
