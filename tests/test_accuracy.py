@@ -24,5 +24,11 @@ def test_acc_gamma_on_hand_made_predictions():
     table = accuracy_table(pred, target, ["A", "B"])
     assert table["per_property"]["A"]["mae"] == pytest.approx(5.0)
     assert table["per_property"]["B"]["mae"] == pytest.approx((0.5 + 0 + 2.5 + 1.0) / 4)
+    # signed errors A: 5, 15, 0, 0; B: 0.5, 0, 2.5, -1; A's targets have mean 125 and std sqrt(1875)
+    assert table["per_property"]["A"]["bias"] == pytest.approx(5.0)
+    assert table["per_property"]["A"]["bias_sd"] == pytest.approx(5.0 / np.sqrt(1875.0))
+    assert table["per_property"]["B"]["bias"] == pytest.approx(0.5)
+    flat = accuracy_table(pred, np.column_stack([np.full(4, 100.0), target[:, 1]]), ["A", "B"])
+    assert flat["per_property"]["A"]["bias_sd"] is None and flat["per_property"]["A"]["r2"] is None
     with pytest.raises(MicroforgeError, match="differ in shape"):
         acc_gamma(pred[:, :1], target, 0.1)

@@ -44,8 +44,11 @@ def accuracy_table(pred: np.ndarray, target: np.ndarray, names: Sequence[str]) -
     """Every accuracy number of one prediction set, JSON-ready.
 
     Returns ``acc`` (Acc_gamma per gamma, keys ``"0.1"`` ...), ``mAcc``, and per property
-    (by ``names``): ``mae`` (unit of the property), ``mape_pct``, ``r2`` and ``within_10pct``
-    (the fraction of samples within 10 % on that property alone).
+    (by ``names``): ``mae`` (unit of the property), ``mape_pct``, ``r2``, ``within_10pct`` (the
+    fraction of samples within 10 % on that property alone), ``bias`` (the mean signed error
+    pred - target, unit of the property) and ``bias_sd`` (the bias in standard deviations of the
+    targets; None where they do not vary). A large ``bias_sd`` says the predictions are shifted as
+    a whole, which lowers R² even where they follow the targets.
     """
     pred, target = _pair(pred, target)
     if len(names) != pred.shape[1]:
@@ -59,6 +62,8 @@ def accuracy_table(pred: np.ndarray, target: np.ndarray, names: Sequence[str]) -
             "mape_pct": float(100.0 * np.mean(np.abs(err[:, j]) / np.maximum(np.abs(target[:, j]), 1e-12))),
             "r2": float(1.0 - np.mean(err[:, j] ** 2) / var) if var > 0 else None,
             "within_10pct": float((np.abs(err[:, j]) <= 0.1 * np.abs(target[:, j])).mean()),
+            "bias": float(err[:, j].mean()),
+            "bias_sd": float(err[:, j].mean() / np.sqrt(var)) if var > 0 else None,
         }
     return {
         "n": int(len(pred)),

@@ -185,10 +185,11 @@ def _accuracy_rows(block: dict[str, Any] | None) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{_fmt(v['mae'])}</td><td>{_fmt(v['mape_pct'], 1)}</td>"
         f"<td>{_fmt(v['r2'])}</td>"
-        f"<td>{_fmt(v['within_10pct'])}</td></tr>"
+        f"<td>{_fmt(v['within_10pct'])}</td><td>{_fmt(v.get('bias_sd'))}</td></tr>"
         for n, v in block["per_property"].items()
     )
-    return f"<table><tr><th>property</th><th>MAE</th><th>MAPE %</th><th>R²</th><th>within 10 %</th></tr>{rows}</table>"
+    head = "<th>property</th><th>MAE</th><th>MAPE %</th><th>R²</th><th>within 10 %</th><th>bias (σ of targets)</th>"
+    return f"<table><tr>{head}</tr>{rows}</table>"
 
 
 def draw_figures(report: Path, metrics: dict[str, Any], train_images: np.ndarray, two_stage: bool) -> list[Path]:
