@@ -24,15 +24,24 @@ def discrepancies(block: dict) -> dict:
     }
 
 
-def summary(report: dict, command: str, report_link: str, default_guidance: float | None = None) -> dict:
+def summary(
+    report: dict,
+    command: str,
+    report_link: str,
+    default_guidance: float | None = None,
+    tiles: str = "SEM tiles at 64 px",
+) -> dict:
     """The ``microforge-metrics/1`` summary of a full evaluation report ``report``; the guidance scale
-    is the report's option, or ``default_guidance`` (the model's own) when the report used the default."""
+    is the report's option, or ``default_guidance`` (the model's own) when the report used the default.
+    ``tiles``: what the model was trained on. A report made without a property regressor (the OM
+    model has none) gives no Acc_gamma, mAcc, domain Fréchet distance or per-property block: those
+    fields are None."""
     main, options = report["main"], report["options"]
-    acc = main["accuracy"]
+    acc = main.get("accuracy") or {"acc": {str(g): None for g in (0.1, 0.2, 0.3)}, "mAcc": None, "per_property": None}
     out = {
         "format": "microforge-metrics/1",
         "command": command,
-        "data": "default synthetic benchmark (microforge data synth --out data/ti-synth), SEM tiles at 64 px",
+        "data": f"default synthetic benchmark (microforge data synth --out data/ti-synth), {tiles}",
         "guidance_scale": default_guidance if options.get("guidance_scale") is None else options["guidance_scale"],
         "n_generated": main["n"],
         "n_reference": options["n_reference"],
@@ -43,7 +52,7 @@ def summary(report: dict, command: str, report_link: str, default_guidance: floa
             "kid": main["kid_mean"],
             "precision": main["precision"],
             "recall": main["recall"],
-            "domain_frechet": main["domain_frechet"],
+            "domain_frechet": main.get("domain_frechet"),
         },
         "per_property": acc["per_property"],
         "regressor_ceiling_mAcc_on_real": (
@@ -71,8 +80,10 @@ def main() -> None:
     ap.add_argument("--command", required=True, help="the evaluate command that made the report")
     ap.add_argument("--report-link", default="docs/example-report/index.html")
     args = ap.parse_args()
-    guidance = json.loads((args.model / "config.json").read_text())["config"].get("guidance_scale")
-    record = summary(json.loads((args.report / "metrics.json").read_text()), args.command, args.report_link, guidance)
+    cfg = json.loads((args.model / "config.json").read_text())["config"]
+    tiles = f"{cfg.get('modality', 'SEM')} tiles at {cfg.get('resolution', 64)} px"
+    report = json.loads((args.report / "metrics.json").read_text())
+    record = summary(report, args.command, args.report_link, cfg.get("guidance_scale"), tiles)
     (args.model / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record["table1"], indent=1))
 

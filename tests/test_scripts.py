@@ -41,7 +41,7 @@ def test_map_measures_of_drawn_phases():
 
 
 def test_bundled_metrics_summarise_the_example_report():
-    """The bundled model's metrics.json is the summary of the committed example report."""
+    """The bundled SEM model's metrics.json is the summary of the committed example report."""
     report = json.loads((REPO / "docs" / "example-report" / "metrics.json").read_text())
     carried = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-sem-tiny" / "metrics.json").read_text())
     again = summary(report, carried["command"], carried["report"], 4.0)
@@ -49,3 +49,16 @@ def test_bundled_metrics_summarise_the_example_report():
     assert again["table1"]["mAcc"] == pytest.approx(
         np.mean([again["table1"][f"acc_{g}"] for g in ("0.1", "0.2", "0.3")])
     )
+
+
+def test_om_metrics_summarise_its_report_without_a_regressor():
+    """The OM model has no property regressor: its metrics.json summarises its committed report
+    with the accuracy fields empty and every realism, oracle and microstructure number kept."""
+    report = json.loads((REPO / "docs" / "example-report-om" / "metrics.json").read_text())
+    carried = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-om-tiny" / "metrics.json").read_text())
+    again = summary(report, carried["command"], carried["report"], 2.0, "OM tiles at 64 px")
+    assert again == carried
+    assert report["main"]["accuracy"] is None and again["per_property"] is None
+    assert again["table1"]["mAcc"] is None and again["table1"]["fid"] == report["main"]["fid"]
+    assert again["guidance_scale"] == 2.0 and again["data"].endswith("OM tiles at 64 px")
+    assert set(again["oracle_mAcc"]) == {"segmented_generated", "ceiling_segmented_real", "ceiling_true_maps", "stage1_maps"}
