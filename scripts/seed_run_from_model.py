@@ -24,7 +24,7 @@ from microforge.models.tim3 import tim3_config_from_dict
 from microforge.pipelines.registry import resolve_model
 from microforge.training.tim3_trainer import DONE_DIR, phases
 
-ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr"}
+ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr", "adversarial_condition"}
 NOT_COPIED = {"regressor", "checkpoints", DONE_DIR}  # trained apart, or run state
 
 

@@ -74,6 +74,8 @@ def test_bad_adversarial_settings_are_refused():
     d["vae_map"] = {**d["vae_map"], "adversarial_steps": 5}
     with pytest.raises(MicroforgeError, match="vae_map adversarial_steps must be 0"):
         tim3_config_from_dict(d)
+    with pytest.raises(MicroforgeError, match="adversarial_condition must be one of none, map, got 'phases'"):
+        tim3_config_from_dict(_micro(adversarial_steps=4, adversarial_condition="phases"))
 
 
 def _seed(model, config, run) -> subprocess.CompletedProcess:
@@ -133,3 +135,20 @@ def test_seeding_refuses_other_configs_and_used_folders(micro_model, tmp_path):
     refused = _seed(micro_model, same, used)
     assert refused.returncode != 0 and "not an empty folder" in refused.stderr
     assert (used / "notes.txt").read_text() == "mine"
+
+
+def test_a_map_conditional_discriminator_sees_the_map(micro_model, tiny_bench, tmp_path):
+    """``adversarial_condition: map``: the discriminator takes the image and the map's 3 class shares
+    (4 channels), so the same seeded run tunes the decoder differently from the unconditional one."""
+    decoders = {}
+    for condition in ("none", "map"):
+        config = tmp_path / f"{condition}.yaml"
+        config.write_text(yaml.safe_dump(_micro(adversarial_steps=3, adversarial_condition=condition)))
+        run = tmp_path / condition
+        assert _seed(micro_model, config, run).returncode == 0
+        train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
+        decoders[condition] = AutoencoderKL.from_pretrained(run / "vae_image").state_dict()
+        record = json.loads((run / "config.json").read_text())
+        assert record["config"]["vae_image"]["adversarial_condition"] == condition
+    tuned = [k for k in decoders["none"] if k.startswith("decoder.")]
+    assert any(not torch.equal(decoders["none"][k], decoders["map"][k]) for k in tuned)

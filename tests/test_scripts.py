@@ -61,4 +61,9 @@ def test_om_metrics_summarise_its_report_without_a_regressor():
     assert report["main"]["accuracy"] is None and again["per_property"] is None
     assert again["table1"]["mAcc"] is None and again["table1"]["fid"] == report["main"]["fid"]
     assert again["guidance_scale"] == 2.0 and again["data"].endswith("OM tiles at 64 px")
-    assert set(again["oracle_mAcc"]) == {"segmented_generated", "ceiling_segmented_real", "ceiling_true_maps", "stage1_maps"}
+    assert set(again["oracle_mAcc"]) == {
+        "segmented_generated",
+        "ceiling_segmented_real",
+        "ceiling_true_maps",
+        "stage1_maps",
+    }

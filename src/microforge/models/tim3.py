@@ -35,6 +35,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 BETA_SCHEDULES = ("scaled_linear", "linear", "squaredcos_cap_v2")
 MAP_CONDITIONS = ("onehot", "learned", "space_to_depth")
 MAP_REPRESENTATIONS = ("hard", "soft")
+ADVERSARIAL_CONDITIONS = ("none", "map")  # what the decoder's discriminator sees beside the image
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class AutoencoderConfig:
     adversarial_steps: int = 0
     adversarial_weight: float = 0.1  # of the hinge generator loss, beside the MSE and edge loss
     adversarial_lr: float = 1e-4  # Adam(0.5, 0.9), decoder and discriminator alike, as GANs are trained
+    # what the discriminator sees beside the image: "none" (latent diffusion's unconditional patch GAN)
+    # or "map" (the tile's metallographic map as class shares, pix2pix's conditional discriminator), so
+    # that texture must fit the phases and lath scale the map shows to pass as real
+    adversarial_condition: str = "none"
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,11 @@ class TiM3Config:
                 raise MicroforgeError(f"{name} factor must be a power of 2, got {ae.factor}")
             if ae.adversarial_steps < 0 or ae.adversarial_weight < 0:
                 raise MicroforgeError(f"{name} adversarial_steps and adversarial_weight must not be negative")
+            if ae.adversarial_condition not in ADVERSARIAL_CONDITIONS:
+                raise MicroforgeError(
+                    f"{name} adversarial_condition must be one of {', '.join(ADVERSARIAL_CONDITIONS)},"
+                    f" got {ae.adversarial_condition!r}"
+                )
         if self.vae_map.adversarial_steps:
             raise MicroforgeError("vae_map adversarial_steps must be 0: the map decoder draws class shares, not images")
         unet_f = 2 ** (len(self.unet.block_out_channels) - 1)

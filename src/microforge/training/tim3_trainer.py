@@ -367,7 +367,8 @@ class TiM3Trainer:
         vae = codec_class(cfg).from_pretrained(self.out / "vae_image", use_safetensors=True)
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
-        disc = PatchDiscriminator(in_channels=1)
+        conditional = cfg.adversarial_condition == "map"
+        disc = PatchDiscriminator(in_channels=1 + 3 * conditional)  # the image, and the map's class shares
         decoder_params = [p for p in vae.parameters() if p.requires_grad]
         opt_g = torch.optim.Adam(decoder_params, lr=cfg.adversarial_lr, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.adversarial_lr, betas=(0.5, 0.9))
@@ -376,14 +377,19 @@ class TiM3Trainer:
         def step_fn(gen: torch.Generator) -> dict[str, float]:
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             x = d4_batch(self.data.images[idx], ks).to(acc.device)
+            seen = self._map_shares(idx, ks).to(acc.device) * 2.0 - 1.0 if conditional else None
+
+            def judge(image: torch.Tensor) -> torch.Tensor:
+                return disc_w(image if seen is None else torch.cat([image, seen], 1))
+
             rec = dec_w(x, gen)
             pixel = F.mse_loss(rec, x) + cfg.gradient_weight * gradient_l1(rec, x)
-            adversarial = hinge_generator_loss(disc_w(rec))
+            adversarial = hinge_generator_loss(judge(rec))
             acc.backward(pixel + cfg.adversarial_weight * adversarial)
             opt_g.step()
             opt_g.zero_grad()
             opt_d.zero_grad()  # the decoder's loss also reached the discriminator: drop that
-            d_loss = hinge_discriminator_loss(disc_w(x), disc_w(rec.detach()))
+            d_loss = hinge_discriminator_loss(judge(x), judge(rec.detach()))
             acc.backward(d_loss)
             opt_d.step()
             opt_d.zero_grad()
