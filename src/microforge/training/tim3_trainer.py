@@ -216,6 +216,36 @@ class TiM3Trainer:
             y = torch.cat([y, self.brightness[idx, None]], dim=1)
         return y
 
+    def _run_phase(
+        self,
+        phase: str,
+        phase_index: int,
+        steps: int,
+        modules: dict[str, torch.nn.Module],
+        states: dict[str, Any],
+        step_fn: Callable[[torch.Generator], dict[str, float]],
+        acc: Accelerator,
+    ) -> float:
+        """``steps`` of ``step_fn`` on the shared resumable loop, checkpointing ``modules`` and
+        ``states`` into the phase's own folder and logging to ``logs/PHASE.jsonl``; returns the
+        phase's training seconds."""
+        cfg = self.cfg.train
+        return run_steps(
+            self.out,
+            steps,
+            (cfg.seed, phase_index),
+            cfg.checkpoint_every,
+            modules,
+            states,
+            step_fn,
+            f"train {phase}",
+            self.progress,
+            log_path=self.out / "logs" / f"{phase}.jsonl",
+            checkpoint_dir=self.out / CHECKPOINT_DIR / phase,
+            keep=cfg.keep_checkpoints,
+            accelerator=acc,
+        )
+
     def _loop(
         self,
         phase_index: int,
@@ -256,22 +286,7 @@ class TiM3Trainer:
                 ema_model.step(params)
             return {"loss": loss.item()}
 
-        ckdir = self.out / CHECKPOINT_DIR / phase
-        seconds = run_steps(
-            self.out,
-            steps,
-            (cfg.seed, phase_index),
-            cfg.checkpoint_every,
-            modules,
-            states,
-            step_fn,
-            f"train {phase}",
-            self.progress,
-            log_path=self.out / "logs" / f"{phase}.jsonl",
-            checkpoint_dir=ckdir,
-            keep=cfg.keep_checkpoints,
-            accelerator=acc,
-        )
+        seconds = self._run_phase(phase, phase_index, steps, modules, states, step_fn, acc)
         if ema_model is not None:
             ema_model.copy_to(params)
         trained = {n: acc.unwrap_model(m) for n, m in wrapped.items()}
@@ -284,7 +299,7 @@ class TiM3Trainer:
                 else:  # the learned map encoder, a plain module
                     save_weights(module, self.out / name, {"model_type": f"tim3-{name}"})
             self._mark_done(phase, steps, seconds)
-            shutil.rmtree(ckdir, ignore_errors=True)
+            shutil.rmtree(self.out / CHECKPOINT_DIR / phase, ignore_errors=True)
         acc.wait_for_everyone()
         return trained
 
@@ -395,27 +410,14 @@ class TiM3Trainer:
             opt_d.zero_grad()
             return {"pixel": pixel.item(), "adversarial": adversarial.item(), "discriminator": d_loss.item()}
 
-        phase, tcfg = "vae_image_adversarial", self.cfg.train
-        ckdir = self.out / CHECKPOINT_DIR / phase
-        seconds = run_steps(
-            self.out,
-            cfg.adversarial_steps,
-            (tcfg.seed, i),
-            tcfg.checkpoint_every,
-            {"vae_image": vae, "discriminator": disc},
-            {"optimizer_decoder": opt_g, "optimizer_discriminator": opt_d},
-            step_fn,
-            f"train {phase}",
-            self.progress,
-            log_path=self.out / "logs" / f"{phase}.jsonl",
-            checkpoint_dir=ckdir,
-            keep=tcfg.keep_checkpoints,
-            accelerator=acc,
-        )
+        phase = "vae_image_adversarial"
+        modules = {"vae_image": vae, "discriminator": disc}
+        states = {"optimizer_decoder": opt_g, "optimizer_discriminator": opt_d}
+        seconds = self._run_phase(phase, i, cfg.adversarial_steps, modules, states, step_fn, acc)
         if acc.is_main_process:
             vae.save_pretrained(self.out / "vae_image")
             self._mark_done(phase, cfg.adversarial_steps, seconds)
-            shutil.rmtree(ckdir, ignore_errors=True)
+            shutil.rmtree(self.out / CHECKPOINT_DIR / phase, ignore_errors=True)
         acc.wait_for_everyone()
 
     @torch.no_grad()
