@@ -1,0 +1,101 @@
+"""How the property regressor reads several models' samples drawn for the same held-out targets.
+
+    python benchmarks/regressor_reading.py DATA [LABEL=]MODEL [[LABEL=]MODEL ...] [--n 128] [--regressor DIR]
+        [--out JSON] [--figure PNG]
+
+For ``n`` seeded test-split tiles of DATA, every MODEL samples one micrograph at each tile's
+properties (the same seeds for every model), and the regressor (by default the bundled SEM
+model's) reads them and the real tiles. Per row: the accuracy table (R², mean signed error
+``bias`` and ``bias_sd``, the bias in standard deviations of the targets), the grey level's mean
+and standard deviation, and the sharpness (mean absolute horizontal grey-level step, 0..255).
+A model whose samples follow the targets but read as shifted shows a large ``bias_sd`` beside a
+low R². ``--figure``: a real tile and each model's sample for the first 8 targets.
+Writes benchmarks/results/regressor_reading.json unless --out says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from _record import write_record
+from _held_out import held_out_tiles, samples_at
+from fid_budget import _sharpness
+
+from microforge.accuracy import accuracy_table
+from microforge.models.property_regressor import PropertyRegressor
+from microforge.pipelines.registry import resolve_model
+from microforge.pipelines.tim3 import TiM3Pipeline
+
+FIGURE_TARGETS = 8  # columns of the figure
+
+
+def _row(reg: PropertyRegressor, images: np.ndarray, raw: np.ndarray) -> dict:
+    """The regressor's accuracy table on ``images`` ``(N, H, W)`` in [0, 1] against ``raw`` ``(N, P)``."""
+    table = accuracy_table(reg.predict(images), raw, reg.properties.names)
+    return {
+        "mAcc": round(table["mAcc"], 3),
+        "r2": {k: round(v["r2"], 3) for k, v in table["per_property"].items()},
+        "bias_sd": {k: round(v["bias_sd"], 3) for k, v in table["per_property"].items()},
+        "grey_mean": round(float(images.mean()), 4),
+        "grey_std": round(float(images.std()), 4),
+        "sharpness": round(_sharpness(images), 2),
+    }
+
+
+def _figure(path: Path, rows: dict[str, np.ndarray]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(rows), FIGURE_TARGETS, figsize=(1.6 * FIGURE_TARGETS, 1.7 * len(rows)), squeeze=False)
+    for i, (name, images) in enumerate(rows.items()):
+        for j in range(FIGURE_TARGETS):
+            axes[i, j].imshow(images[j], cmap="gray", vmin=0, vmax=1)
+            axes[i, j].set_axis_off()
+        axes[i, 0].set_title(name, fontsize=8, loc="left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data")
+    ap.add_argument("models", nargs="+", help="[LABEL=]MODEL: TiM3 folders or bundled:NAME, all at one resolution")
+    ap.add_argument("--n", type=int, default=128, help="held-out targets")
+    ap.add_argument("--regressor", help="a property regressor folder (default: the bundled SEM model's)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--figure", type=Path)
+    args = ap.parse_args()
+    reg = PropertyRegressor.from_pretrained(args.regressor or str(resolve_model("bundled:ti-sem-tiny")) + "/regressor")
+    labelled = [m.split("=", 1) if "=" in m else (m, m) for m in args.models]
+    pipes = {label: TiM3Pipeline.from_pretrained(resolve_model(m)) for label, m in labelled}
+    first = next(iter(pipes.values()))
+    if len({p.cfg.resolution for p in pipes.values()}) != 1:
+        raise SystemExit("Error: the models differ in resolution; compare models of one resolution")
+    real, raw, _ = held_out_tiles(first, args.data, ("test",), args.n, args.seed)
+    images = {"real": real}
+    for name, pipe in pipes.items():
+        images[name] = samples_at(pipe, raw, args.batch_size, args.seed)
+    record = {
+        "benchmark": "regressor_reading",
+        "command": f"python benchmarks/regressor_reading.py {args.data} {' '.join(args.models)} --n {len(raw)}",
+        "regressor": args.regressor or "bundled:ti-sem-tiny/regressor",
+        "n": len(raw),
+        "rows": {name: _row(reg, ims, raw) for name, ims in images.items()},
+    }
+    write_record(record, args.out or Path(__file__).parent / "results" / "regressor_reading.json")
+    if args.figure:
+        _figure(args.figure, images)
+
+
+if __name__ == "__main__":
+    main()

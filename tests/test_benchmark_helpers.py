@@ -1,0 +1,73 @@
+"""The held-out comparisons of benchmarks/ (the tiles and seeded samples they share, and the morphology
+recognition score) on known cases and the micro model."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from _held_out import held_out_tiles, samples_at  # noqa: E402
+from morphology_recognition import recognition  # noqa: E402
+
+from microforge.data.dataset import split_specimens  # noqa: E402
+from microforge.pipelines.tim3 import TiM3Pipeline  # noqa: E402
+
+
+def test_recognition_counts_exactly():
+    truth = ["a", "a", "b", "b", "b", "c"]
+    pred = np.array(["a", "b", "b", "b", "a", "a"])
+    r = recognition(pred, truth, ["a", "b", "c"])
+    assert r["recognised"] == 0.5  # 3 of 6
+    assert r["per_class"] == {"a": 0.5, "b": 0.667, "c": 0.0}
+    assert r["confusion"] == [[1, 1, 0], [1, 2, 0], [1, 0, 0]]
+
+
+def test_held_out_tiles_come_from_held_out_specimens_and_samples_are_seeded(micro_model, tiny_bench):
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    images, raw, morphology = held_out_tiles(pipe, str(tiny_bench.root), ("val", "test"), 6, seed=1)
+    assert images.shape == (6, pipe.cfg.resolution, pipe.cfg.resolution) and raw.shape == (6, 7)
+    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert set(morphology) <= {"equiaxed", "bimodal", "basketweave", "lamellar"}
+    # every property row is a held-out specimen's own
+    manifest = pd.read_csv(tiny_bench.root / "manifest.csv")
+    split = split_specimens(manifest["specimen"], tuple(pipe.cfg.split_fractions), pipe.cfg.train.seed)
+    held = manifest[manifest["specimen"].isin(set(split["val"]) | set(split["test"]))]
+    names = pipe.condition_properties.names
+    assert all(np.isclose(held[names].to_numpy(), row, rtol=1e-6).all(1).any() for row in raw)
+    a, b = samples_at(pipe, raw, 4, seed=3), samples_at(pipe, raw, 4, seed=3)
+    assert a.shape == images.shape and np.array_equal(a, b)
+    assert not np.array_equal(a, samples_at(pipe, raw, 4, seed=4))
+
+
+@pytest.mark.slow
+def test_morphology_recognition_runs_on_the_micro_model(micro_model, tiny_bench, tmp_path):
+    out = tmp_path / "r.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "morphology_recognition.py"),
+            str(tiny_bench.root),
+            f"micro={micro_model}",
+            "--n",
+            "6",
+            "--train-tiles",
+            "24",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "benchmarks",
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    assert record["held_out_tiles"] == 6 and set(record["rows"]) == {"real held-out tiles", "micro"}
+    for row in record["rows"].values():
+        assert sum(map(sum, row["confusion"])) == 6
