@@ -3,12 +3,51 @@ one sample per tile drawn at that tile's own properties (the same seeds for ever
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from microforge.data.dataset import MicrographDataset
 from microforge.io import resize_batch
+from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
+
+
+def model_split(pipe: TiM3Pipeline, data: str, split: str) -> MicrographDataset:
+    """The tiles of ``split`` of ``data`` as the model split them (its fractions, seed and modality),
+    unaugmented, with the model's own properties."""
+    cfg = pipe.cfg
+    return MicrographDataset(
+        data,
+        split=split,
+        fractions=tuple(cfg.split_fractions),
+        seed=cfg.train.seed,
+        modality=cfg.modality,
+        augment=False,
+        properties=pipe.condition_properties,
+    )
+
+
+def add_model_arguments(ap: argparse.ArgumentParser, n_default: int) -> None:
+    """The arguments every held-out comparison takes: DATA, the models, ``--n``, ``--batch-size``,
+    ``--seed`` and ``--out``."""
+    ap.add_argument("data")
+    ap.add_argument("models", nargs="+", help="[LABEL=]MODEL: TiM3 folders or bundled:NAME, all at one resolution")
+    ap.add_argument("--n", type=int, default=n_default, help="held-out tiles, and samples per model")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", type=Path)
+
+
+def load_models(specs: list[str]) -> dict[str, TiM3Pipeline]:
+    """``[LABEL=]MODEL`` strings -> pipelines by label; all must share resolution and modality."""
+    labelled = [m.split("=", 1) if "=" in m else (m, m) for m in specs]
+    pipes = {label: TiM3Pipeline.from_pretrained(resolve_model(m)) for label, m in labelled}
+    if len({(p.cfg.resolution, p.cfg.modality) for p in pipes.values()}) != 1:
+        raise SystemExit("Error: the models differ in resolution or modality; compare models of one kind")
+    return pipes
 
 
 def held_out_tiles(
@@ -17,18 +56,9 @@ def held_out_tiles(
     """``n`` seeded tiles of the model's held-out ``splits`` (by specimen, as the model split the
     data): images ``(n, R, R)`` in [0, 1] area-resized to the model's resolution R, properties
     ``(n, K)`` in their units, and each tile's morphology label ("" where the dataset has none)."""
-    cfg = pipe.cfg
     pool = []  # (dataset, row) of every tile of the splits
     for split in splits:
-        ds = MicrographDataset(
-            data,
-            split=split,
-            fractions=tuple(cfg.split_fractions),
-            seed=cfg.train.seed,
-            modality=cfg.modality,
-            augment=False,
-            properties=pipe.condition_properties,
-        )
+        ds = model_split(pipe, data, split)
         pool += [(ds, i) for i in range(len(ds))]
     pick = np.sort(np.random.default_rng(seed).choice(len(pool), min(n, len(pool)), replace=False))
     items = [pool[k][0][pool[k][1]] for k in pick]
@@ -36,7 +66,7 @@ def held_out_tiles(
     tiles = torch.stack([it["image"] for it in items])
     props = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
     morphology = [str(r["morphology"]) if "morphology" in r.index else "" for r in rows]
-    return resize_batch(tiles, cfg.resolution)[:, 0].numpy(), props, morphology
+    return resize_batch(tiles, pipe.cfg.resolution)[:, 0].numpy(), props, morphology
 
 
 def samples_at(pipe: TiM3Pipeline, raw: np.ndarray, batch_size: int, seed: int) -> np.ndarray:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _held_out import model_split
 from _record import write_record
 
-from microforge.data.dataset import MicrographDataset
 from microforge.evaluate.distribution import frechet_distance
 from microforge.io import resize_batch
 from microforge.models.inception import InceptionFeatures, extract
@@ -34,15 +34,7 @@ from microforge.seeding import seeded_generator
 
 
 def _tiles(pipe: TiM3Pipeline, data: str, split: str, n: int, seed: int) -> list[dict]:
-    cfg = pipe.cfg
-    ds = MicrographDataset(
-        data,
-        split=split,
-        fractions=tuple(cfg.split_fractions),
-        seed=cfg.train.seed,
-        modality=cfg.modality,
-        augment=False,
-    )
+    ds = model_split(pipe, data, split)
     idx = np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False)
     return [ds[int(i)] for i in np.sort(idx)]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _held_out import held_out_tiles, samples_at
+from _held_out import add_model_arguments, held_out_tiles, load_models, samples_at
 from _record import write_record
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,8 +29,6 @@ from sklearn.svm import SVC
 
 from microforge.fingerprint.crossval import SVM_C
 from microforge.models.inception import InceptionFeatures, extract
-from microforge.pipelines.registry import resolve_model
-from microforge.pipelines.tim3 import TiM3Pipeline
 
 
 def recognition(pred: np.ndarray, truth: list[str], classes: list[str]) -> dict:
@@ -45,19 +43,11 @@ def recognition(pred: np.ndarray, truth: list[str], classes: list[str]) -> dict:
 @torch.no_grad()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data")
-    ap.add_argument("models", nargs="+", help="[LABEL=]MODEL: TiM3 folders or bundled:NAME, all at one resolution")
-    ap.add_argument("--n", type=int, default=160, help="held-out tiles, and samples per model")
+    add_model_arguments(ap, n_default=160)
     ap.add_argument("--train-tiles", type=int, default=1000, help="real training tiles the classifier learns from")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--out", type=Path)
     args = ap.parse_args()
-    labelled = [m.split("=", 1) if "=" in m else (m, m) for m in args.models]
-    pipes = {label: TiM3Pipeline.from_pretrained(resolve_model(m)) for label, m in labelled}
+    pipes = load_models(args.models)
     first = next(iter(pipes.values()))
-    if len({(p.cfg.resolution, p.cfg.modality) for p in pipes.values()}) != 1:
-        raise SystemExit("Error: the models differ in resolution or modality; compare models of one kind")
     inception = InceptionFeatures()
     train_images, _, train_labels = held_out_tiles(first, args.data, ("train",), args.train_tiles, args.seed)
     if not all(train_labels):

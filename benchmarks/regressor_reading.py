@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from _record import write_record
-from _held_out import held_out_tiles, samples_at
+from _held_out import add_model_arguments, held_out_tiles, load_models, samples_at
 from fid_budget import _sharpness
 
 from microforge.accuracy import accuracy_table
 from microforge.models.property_regressor import PropertyRegressor
 from microforge.pipelines.registry import resolve_model
-from microforge.pipelines.tim3 import TiM3Pipeline
 
 FIGURE_TARGETS = 8  # columns of the figure
 
@@ -66,21 +65,13 @@ def _figure(path: Path, rows: dict[str, np.ndarray]) -> None:
 @torch.no_grad()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data")
-    ap.add_argument("models", nargs="+", help="[LABEL=]MODEL: TiM3 folders or bundled:NAME, all at one resolution")
-    ap.add_argument("--n", type=int, default=128, help="held-out targets")
+    add_model_arguments(ap, n_default=128)
     ap.add_argument("--regressor", help="a property regressor folder (default: the bundled SEM model's)")
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--out", type=Path)
     ap.add_argument("--figure", type=Path)
     args = ap.parse_args()
     reg = PropertyRegressor.from_pretrained(args.regressor or str(resolve_model("bundled:ti-sem-tiny")) + "/regressor")
-    labelled = [m.split("=", 1) if "=" in m else (m, m) for m in args.models]
-    pipes = {label: TiM3Pipeline.from_pretrained(resolve_model(m)) for label, m in labelled}
+    pipes = load_models(args.models)
     first = next(iter(pipes.values()))
-    if len({p.cfg.resolution for p in pipes.values()}) != 1:
-        raise SystemExit("Error: the models differ in resolution; compare models of one resolution")
     real, raw, _ = held_out_tiles(first, args.data, ("test",), args.n, args.seed)
     images = {"real": real}
     for name, pipe in pipes.items():
