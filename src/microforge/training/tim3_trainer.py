@@ -299,17 +299,18 @@ class TiM3Trainer:
                 else:  # the learned map encoder, a plain module
                     save_weights(module, self.out / name, {"model_type": f"tim3-{name}"})
             self._mark_done(phase, steps, seconds)
-            shutil.rmtree(self.out / CHECKPOINT_DIR / phase, ignore_errors=True)
         acc.wait_for_everyone()
         return trained
 
     def _mark_done(self, phase: str, steps: int, seconds: float) -> None:
-        """Write ``.done/<phase>.json``: the phase is finished, with its steps and this run's time."""
+        """Write ``.done/<phase>.json``: the phase is finished, with its steps and this run's time; its
+        resume checkpoints (if any) are no longer needed and go."""
         done = self.out / DONE_DIR
         done.mkdir(exist_ok=True)
         (done / f"{phase}.json").write_text(
             json.dumps({"steps": steps, "seconds_this_run": round(seconds, 1), "processes": self.acc.num_processes})
         )
+        shutil.rmtree(self.out / CHECKPOINT_DIR / phase, ignore_errors=True)
 
     # ------------------------------------------------------------------ phases
 
@@ -417,7 +418,6 @@ class TiM3Trainer:
         if acc.is_main_process:
             vae.save_pretrained(self.out / "vae_image")
             self._mark_done(phase, cfg.adversarial_steps, seconds)
-            shutil.rmtree(self.out / CHECKPOINT_DIR / phase, ignore_errors=True)
         acc.wait_for_everyone()
 
     @torch.no_grad()
