@@ -1,5 +1,6 @@
-"""Shared by the benchmarks that compare a model's samples with held-out real tiles: the tiles, and
-one sample per tile drawn at that tile's own properties (the same seeds for every model)."""
+"""Shared by the benchmarks that compare a model's samples with held-out real tiles: the tiles, one
+sample per tile drawn at that tile's own properties (the same seeds for every model), and the
+sharpness measure they report."""
 
 from __future__ import annotations
 
@@ -74,3 +75,8 @@ def samples_at(pipe: TiM3Pipeline, raw: np.ndarray, batch_size: int, seed: int) 
     at row ``i`` uses seed ``seed + i``, so every model draws from the same noise."""
     b = batch_size
     return np.concatenate([pipe(raw[i : i + b], batch_size=b, seed=seed + i).images for i in range(0, len(raw), b)])
+
+
+def sharpness(images: np.ndarray) -> float:
+    """Mean absolute step between horizontal neighbours, grey levels 0..255."""
+    return float(np.abs(np.diff(np.asarray(images, dtype=np.float64), axis=-1)).mean() * 255)

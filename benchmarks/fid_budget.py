@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _held_out import model_split
+from _held_out import model_split, sharpness
 from _record import write_record
 
 from microforge.evaluate.distribution import frechet_distance
@@ -37,11 +37,6 @@ def _tiles(pipe: TiM3Pipeline, data: str, split: str, n: int, seed: int) -> list
     ds = model_split(pipe, data, split)
     idx = np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False)
     return [ds[int(i)] for i in np.sort(idx)]
-
-
-def _sharpness(images: np.ndarray) -> float:
-    """Mean absolute step between horizontal neighbours, grey levels 0..255."""
-    return float(np.abs(np.diff(np.asarray(images, dtype=np.float64), axis=-1)).mean() * 255)
 
 
 @torch.no_grad()
@@ -87,9 +82,9 @@ def main() -> None:
             images = np.concatenate(parts)
             result[name] = {
                 "fid": round(frechet_distance(ref_features, extract(inception, images)), 1),
-                "sharpness": round(_sharpness(images), 2),
+                "sharpness": round(sharpness(images), 2),
             }
-    result["reference_sharpness"] = round(_sharpness(ref), 2)
+    result["reference_sharpness"] = round(sharpness(ref), 2)
     record = {
         "benchmark": "fid_budget",
         "command": f"python benchmarks/fid_budget.py {args.model} {args.data} --n {args.n} "

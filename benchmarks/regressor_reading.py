@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _record import write_record
-from _held_out import add_model_arguments, held_out_tiles, load_models, samples_at
-from fid_budget import _sharpness
+from _held_out import add_model_arguments, held_out_tiles, load_models, samples_at, sharpness
 
 from microforge.accuracy import accuracy_table
 from microforge.models.property_regressor import PropertyRegressor
@@ -40,7 +39,7 @@ def _row(reg: PropertyRegressor, images: np.ndarray, raw: np.ndarray) -> dict:
         "bias_sd": {k: round(v["bias_sd"], 3) for k, v in table["per_property"].items()},
         "grey_mean": round(float(images.mean()), 4),
         "grey_std": round(float(images.std()), 4),
-        "sharpness": round(_sharpness(images), 2),
+        "sharpness": round(sharpness(images), 2),
     }
 
 

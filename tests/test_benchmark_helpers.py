@@ -13,7 +13,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _held_out import held_out_tiles, samples_at  # noqa: E402
+from _held_out import held_out_tiles, samples_at, sharpness  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
 
 from microforge.data.dataset import split_specimens  # noqa: E402
@@ -27,6 +27,14 @@ def test_recognition_counts_exactly():
     assert r["recognised"] == 0.5  # 3 of 6
     assert r["per_class"] == {"a": 0.5, "b": 0.667, "c": 0.0}
     assert r["confusion"] == [[1, 1, 0], [1, 2, 0], [1, 0, 0]]
+
+
+def test_sharpness_of_known_images():
+    stripes = np.tile([0.0, 1.0], (2, 4, 2))  # every horizontal step is a full 0 <-> 1 swing
+    assert sharpness(stripes) == 255.0
+    assert sharpness(np.full((3, 8, 8), 0.4)) == 0.0
+    ramp = np.tile(np.arange(5) / 4, (1, 5, 1))  # steps of 0.25
+    assert sharpness(ramp) == 63.75
 
 
 def test_held_out_tiles_come_from_held_out_specimens_and_samples_are_seeded(micro_model, tiny_bench):
