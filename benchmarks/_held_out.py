@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from microforge.data.dataset import MicrographDataset
+from microforge.data.dataset import MicrographDataset, onehot_map
 from microforge.io import resize_batch
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.seeding import seeded_generator
 
 
 def model_split(pipe: TiM3Pipeline, data: str, split: str) -> MicrographDataset:
@@ -51,23 +52,67 @@ def load_models(specs: list[str]) -> dict[str, TiM3Pipeline]:
     return pipes
 
 
+def _pick(pipe: TiM3Pipeline, data: str, splits: tuple[str, ...], n: int, seed: int) -> list[tuple[dict, object]]:
+    """``n`` seeded (item, manifest row) pairs of the model's ``splits``, in a fixed order."""
+    pool = []  # (dataset, row) of every tile of the splits
+    for split in splits:
+        ds = model_split(pipe, data, split)
+        pool += [(ds, i) for i in range(len(ds))]
+    pick = np.sort(np.random.default_rng(seed).choice(len(pool), min(n, len(pool)), replace=False))
+    return [(pool[k][0][pool[k][1]], pool[k][0].table.iloc[pool[k][1]]) for k in pick]
+
+
 def held_out_tiles(
     pipe: TiM3Pipeline, data: str, splits: tuple[str, ...], n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``n`` seeded tiles of the model's held-out ``splits`` (by specimen, as the model split the
     data): images ``(n, R, R)`` in [0, 1] area-resized to the model's resolution R, properties
     ``(n, K)`` in their units, and each tile's morphology label ("" where the dataset has none)."""
-    pool = []  # (dataset, row) of every tile of the splits
-    for split in splits:
-        ds = model_split(pipe, data, split)
-        pool += [(ds, i) for i in range(len(ds))]
-    pick = np.sort(np.random.default_rng(seed).choice(len(pool), min(n, len(pool)), replace=False))
-    items = [pool[k][0][pool[k][1]] for k in pick]
-    rows = [pool[k][0].table.iloc[pool[k][1]] for k in pick]
-    tiles = torch.stack([it["image"] for it in items])
-    props = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
-    morphology = [str(r["morphology"]) if "morphology" in r.index else "" for r in rows]
+    picked = _pick(pipe, data, splits, n, seed)
+    tiles = torch.stack([it["image"] for it, _ in picked])
+    props = np.stack([it["props_raw"].numpy() for it, _ in picked]).astype(np.float64)
+    morphology = [str(r["morphology"]) if "morphology" in r.index else "" for _, r in picked]
     return resize_batch(tiles, pipe.cfg.resolution)[:, 0].numpy(), props, morphology
+
+
+def held_out_masks(pipe: TiM3Pipeline, data: str, splits: tuple[str, ...], n: int, seed: int) -> torch.Tensor:
+    """The true phase maps ``(n, H, W)`` (class indices, the tiles' own size) of the tiles that
+    :func:`held_out_tiles` picks with the same arguments, in the same order."""
+    return torch.stack([it["mask"] for it, _ in _pick(pipe, data, splits, n, seed)])
+
+
+def reconstructed_maps(pipe: TiM3Pipeline, masks: torch.Tensor) -> torch.Tensor:
+    """True maps ``(n, H, W)`` passed through the model's map autoencoder (posterior mean, then
+    its decoder), as stage 1 would have to draw them at best: what :meth:`TiM3Pipeline.model_maps`
+    gives, class indices ``(n, R, R)`` or shares ``(n, 3, R, R)``."""
+    maps = pipe.model_maps(masks)
+    shares = maps.float() if maps.dim() == 4 else onehot_map(maps)
+    latent = pipe.modules["vae_map"].encode(shares * 2.0 - 1.0).latent_dist.mean
+    return pipe._decode_map(latent * pipe.scaling["vae_map"])
+
+
+def stage2_from(pipe: TiM3Pipeline, raw: np.ndarray, maps: torch.Tensor, batch_size: int, seed: int) -> np.ndarray:
+    """Stage 2's micrographs ``(n, R, R)`` in [0, 1] drawn from given ``maps`` (as
+    :meth:`TiM3Pipeline.model_maps` gives them) at the properties ``raw`` ``(n, K)``; batch ``b``
+    starting at row ``i`` uses seed ``seed + i``, as :func:`samples_at` does."""
+    y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
+    cfg, b = pipe.cfg, batch_size
+    return np.concatenate(
+        [
+            pipe.draw_micrographs(
+                y[i : i + b],
+                maps[i : i + b],
+                cfg.sampling_steps,
+                cfg.guidance_scale,
+                cfg.sampler,
+                seeded_generator(seed + i, 0),
+            )
+            .float()
+            .cpu()
+            .numpy()
+            for i in range(0, len(raw), b)
+        ]
+    )
 
 
 def samples_at(pipe: TiM3Pipeline, raw: np.ndarray, batch_size: int, seed: int) -> np.ndarray:

@@ -11,6 +11,9 @@ seeded tiles of the held-out specimens (the model's validation and test splits) 
 MODEL, one sample drawn at each of those tiles' properties (the same seeds for every model).
 Recognised means: the predicted morphology is the held-out tile's own. A model whose samples
 draw the microstructure their targets imply is recognised about as often as the real tiles.
+With ``--stages``, each two-stage MODEL also gets two rows that locate its fault: stage 2 drawing
+from the held-out tiles' true maps, and from those maps passed through the model's map
+autoencoder (the best stage 1 could draw in its latent).
 Writes benchmarks/results/morphology_recognition.json unless --out says otherwise.
 """
 
@@ -21,7 +24,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _held_out import add_model_arguments, held_out_tiles, load_models, samples_at
+from _held_out import (
+    add_model_arguments,
+    held_out_masks,
+    held_out_tiles,
+    load_models,
+    reconstructed_maps,
+    samples_at,
+    stage2_from,
+)
 from _record import write_record
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -45,6 +56,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap, n_default=160)
     ap.add_argument("--train-tiles", type=int, default=1000, help="real training tiles the classifier learns from")
+    ap.add_argument("--stages", action="store_true", help="also score stage 2 from true and autoencoded maps")
     args = ap.parse_args()
     pipes = load_models(args.models)
     first = next(iter(pipes.values()))
@@ -57,15 +69,24 @@ def main() -> None:
     images, raw, truth = held_out_tiles(first, args.data, ("val", "test"), args.n, args.seed)
     classes = sorted(set(train_labels) | set(truth))  # a class the classifier never saw is never recognised
     rows = {"real held-out tiles": recognition(svm.predict(extract(inception, images)), truth, classes)}
+    masks = held_out_masks(first, args.data, ("val", "test"), args.n, args.seed) if args.stages else None
     for name, pipe in pipes.items():
-        samples = samples_at(pipe, raw, args.batch_size, args.seed)
-        rows[name] = recognition(svm.predict(extract(inception, samples)), truth, classes)
-        real = rows["real held-out tiles"]["recognised"]
-        print(f"{name}: recognised {rows[name]['recognised']:.3f} (real tiles {real:.3f})")
+        drawn = {name: samples_at(pipe, raw, args.batch_size, args.seed)}
+        if masks is not None and pipe.cfg.two_stage:
+            drawn[f"{name}: stage 2 from true maps"] = stage2_from(
+                pipe, raw, pipe.model_maps(masks), args.batch_size, args.seed
+            )
+            drawn[f"{name}: stage 2 from autoencoded true maps"] = stage2_from(
+                pipe, raw, reconstructed_maps(pipe, masks), args.batch_size, args.seed
+            )
+        for label, images in drawn.items():
+            rows[label] = recognition(svm.predict(extract(inception, images)), truth, classes)
+            real = rows["real held-out tiles"]["recognised"]
+            print(f"{label}: recognised {rows[label]['recognised']:.3f} (real tiles {real:.3f})")
     record = {
         "benchmark": "morphology_recognition",
         "command": f"python benchmarks/morphology_recognition.py {args.data} {' '.join(args.models)} --n {args.n}"
-        f" --train-tiles {args.train_tiles}",
+        f" --train-tiles {args.train_tiles}" + (" --stages" if args.stages else ""),
         "classifier": f"RBF SVM (C {SVM_C}) on Inception-v3 pool3 features of {len(train_labels)} real training tiles",
         "classes": classes,
         "held_out_tiles": len(truth),

@@ -9,11 +9,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from _held_out import held_out_tiles, samples_at, sharpness  # noqa: E402
+from _held_out import (  # noqa: E402
+    held_out_masks,
+    held_out_tiles,
+    model_split,
+    reconstructed_maps,
+    samples_at,
+    sharpness,
+    stage2_from,
+)
 from morphology_recognition import recognition  # noqa: E402
 
 from microforge.data.dataset import split_specimens  # noqa: E402
@@ -54,6 +63,28 @@ def test_held_out_tiles_come_from_held_out_specimens_and_samples_are_seeded(micr
     assert not np.array_equal(a, samples_at(pipe, raw, 4, seed=4))
 
 
+def test_stage_diagnostics_use_the_picked_tiles_true_maps(micro_model, tiny_bench):
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    root = str(tiny_bench.root)
+    _, raw, _ = held_out_tiles(pipe, root, ("val", "test"), 5, seed=2)
+    masks = held_out_masks(pipe, root, ("val", "test"), 5, seed=2)
+    assert masks.shape[0] == 5 and masks.dtype == torch.long and set(masks.unique().tolist()) <= {0, 1, 2}
+    # each mask is the picked tile's own: a held-out tile with that mask has that property row
+    items = [ds[i] for split in ("val", "test") for ds in [model_split(pipe, root, split)] for i in range(len(ds))]
+    for mask, row in zip(masks, raw):
+        owners = [it for it in items if torch.equal(it["mask"], mask)]
+        assert any(np.allclose(it["props_raw"].numpy(), row, rtol=1e-6) for it in owners)
+    assert not torch.equal(masks, held_out_masks(pipe, root, ("val", "test"), 5, 3))
+    true = pipe.model_maps(masks)
+    recon = reconstructed_maps(pipe, masks)
+    assert recon.shape == true.shape == (5, pipe.cfg.resolution, pipe.cfg.resolution)
+    assert 0.0 < (recon == true).float().mean() <= 1.0
+    a = stage2_from(pipe, raw, true, 2, seed=4)
+    assert a.shape == (5, pipe.cfg.resolution, pipe.cfg.resolution) and 0.0 <= a.min() and a.max() <= 1.0
+    assert np.array_equal(a, stage2_from(pipe, raw, true, 2, seed=4))
+    assert not np.array_equal(a, stage2_from(pipe, raw, recon, 2, seed=4)) or torch.equal(recon, true)
+
+
 @pytest.mark.slow
 def test_morphology_recognition_runs_on_the_micro_model(micro_model, tiny_bench, tmp_path):
     out = tmp_path / "r.json"
@@ -67,6 +98,7 @@ def test_morphology_recognition_runs_on_the_micro_model(micro_model, tiny_bench,
             "6",
             "--train-tiles",
             "24",
+            "--stages",
             "--out",
             str(out),
         ],
@@ -76,6 +108,11 @@ def test_morphology_recognition_runs_on_the_micro_model(micro_model, tiny_bench,
     )
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
-    assert record["held_out_tiles"] == 6 and set(record["rows"]) == {"real held-out tiles", "micro"}
+    assert record["held_out_tiles"] == 6 and set(record["rows"]) == {
+        "real held-out tiles",
+        "micro",
+        "micro: stage 2 from true maps",
+        "micro: stage 2 from autoencoded true maps",
+    }
     for row in record["rows"].values():
         assert sum(map(sum, row["confusion"])) == 6
