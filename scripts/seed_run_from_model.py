@@ -1,14 +1,19 @@
 """Start a TiM3 run folder from a finished model, so that `microforge train tim3 --resume` trains only
-the phases the model lacks: today, the adversarial fine-tune of the micrograph decoder
-(``vae_image.adversarial_steps``), which changes no latent and so leaves every other phase valid.
+the phases that CONFIG changes:
+
+- the adversarial fine-tune of the micrograph decoder (``vae_image``'s adversarial fields), which
+  changes no latent and so leaves every other phase valid;
+- the two diffusion stages, when CONFIG changes the diffusion objective (prediction type, min-SNR
+  weighting, noise schedule, its shift, the sampler's timestep spacing) or the stages' step
+  counts: the autoencoders (and their latents) are reused, stage 1 and stage 2 are trained anew.
 
     python scripts/seed_run_from_model.py MODEL CONFIG RUN
     microforge train tim3 --data data/ti-synth --config CONFIG --out RUN --resume
 
-MODEL: a TiM3 folder or bundled:NAME. CONFIG must equal the model's own config apart from the
-adversarial fields of ``vae_image``; anything else would make the copied phases wrong, and is
-refused. RUN must be new or empty. Each copied phase gets a ``.done`` marker with the model's own
-record of it (steps and seconds), so the new model's config.json keeps the whole training history.
+MODEL: a TiM3 folder or bundled:NAME. CONFIG must equal the model's own config apart from those
+fields; anything else would make the copied phases wrong, and is refused. RUN must be new or
+empty. Each copied phase gets a ``.done`` marker with the model's own record of it (steps and
+seconds), so the new model's config.json keeps the whole training history.
 """
 
 from __future__ import annotations
@@ -25,12 +30,22 @@ from microforge.pipelines.registry import resolve_model
 from microforge.training.tim3_trainer import DONE_DIR, phases
 
 ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr", "adversarial_condition"}
+# the diffusion objective and the stages' lengths: changing them retrains stage 1 and stage 2 only
+OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
+STAGE_STEPS = {"steps", "stage2_steps"}  # of the train section
+DIFFUSION_PARTS = {"unet_stage1", "unet_stage2", "encoder_stage1", "encoder_stage2", "scheduler"}
 NOT_COPIED = {"regressor", "checkpoints", DONE_DIR}  # trained apart, or run state
 
 
 def _without_adversarial(cfg) -> dict:
     d = cfg.to_dict()
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
+    return d
+
+
+def _without_objective(d: dict) -> dict:
+    d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS}
+    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_STEPS}
     return d
 
 
@@ -41,19 +56,28 @@ def main() -> None:
     record = json.loads((model / "config.json").read_text())
     have = tim3_config_from_dict(record["config"], str(model / "config.json"), saved=True)
     plan = tim3_config_from_dict(yaml.safe_load(config.read_text()), str(config))
-    if _without_adversarial(have) != _without_adversarial(plan):
-        raise SystemExit(f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields")
+    kept, planned = _without_adversarial(have), _without_adversarial(plan)
+    if _without_objective(kept) != _without_objective(planned):
+        raise SystemExit(
+            f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields, the"
+            " diffusion objective and the stages' steps"
+        )
+    retrain = {"stage1", "stage2"} if kept != planned else set()
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise SystemExit(f"Error: {run}: exists and is not an empty folder; choose a new one")
     run.mkdir(parents=True, exist_ok=True)
-    for part in sorted(p for p in model.iterdir() if p.is_dir() and p.name not in NOT_COPIED):
+    skipped = NOT_COPIED | (DIFFUSION_PARTS if retrain else set())
+    for part in sorted(p for p in model.iterdir() if p.is_dir() and p.name not in skipped):
         shutil.copytree(part, run / part.name)
+    for phase in retrain:  # the trainer appends to a phase's log: start the retrained phases' afresh
+        (run / "logs" / f"{phase}.jsonl").unlink(missing_ok=True)
     (run / DONE_DIR).mkdir()
-    for phase in phases(have):
+    reused = [p for p in phases(have) if p not in retrain]
+    for phase in reused:
         marker = dict(record["training"][phase], reused_from=str(sys.argv[1]))
         (run / DONE_DIR / f"{phase}.json").write_text(json.dumps(marker))
-    todo = [p for p in phases(plan) if p not in phases(have)]
-    print(f"{run}: seeded with {', '.join(phases(have))} from {sys.argv[1]}; to train: {', '.join(todo) or 'nothing'}")
+    todo = [p for p in phases(plan) if p not in reused]
+    print(f"{run}: seeded with {', '.join(reused)} from {sys.argv[1]}; to train: {', '.join(todo) or 'nothing'}")
 
 
 if __name__ == "__main__":

@@ -137,6 +137,32 @@ def test_seeding_refuses_other_configs_and_used_folders(micro_model, tmp_path):
     assert (used / "notes.txt").read_text() == "mine"
 
 
+def test_a_new_objective_retrains_the_stages_on_the_models_autoencoders(micro_model, tiny_bench, tmp_path):
+    d = load_tim3_config(MICRO).to_dict()
+    d.update(prediction_type="v_prediction", snr_gamma=5.0, beta_schedule="squaredcos_cap_v2")
+    config = tmp_path / "v.yaml"
+    config.write_text(yaml.safe_dump(d))
+    run = tmp_path / "run"
+    done = _seed(micro_model, config, run)
+    assert done.returncode == 0, done.stderr
+    assert "to train: stage1, stage2" in done.stdout
+    assert not (run / "unet_stage1").exists() and not (run / "scheduler").exists()
+    train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
+    for part in ("vae_image", "vae_map"):  # reused byte for byte
+        for f in (micro_model / part).glob("*.safetensors"):
+            assert (run / part / f.name).read_bytes() == f.read_bytes()
+    sched = json.loads((run / "scheduler" / "scheduler_config.json").read_text())
+    assert (sched["prediction_type"], sched["beta_schedule"]) == ("v_prediction", "squaredcos_cap_v2")
+    record = json.loads((run / "config.json").read_text())
+    assert record["training"]["vae_map"]["reused_from"] == str(micro_model)
+    assert "reused_from" not in record["training"]["stage1"] and "reused_from" not in record["training"]["stage2"]
+    for phase in ("stage1", "stage2"):  # the new run's log only, not appended to the model's
+        steps = [json.loads(line)["step"] for line in (run / "logs" / f"{phase}.jsonl").read_text().splitlines()]
+        assert steps[0] == 0 and all(b > a for a, b in zip(steps, steps[1:]))
+    assert record["scaling_factors"] == json.loads((micro_model / "config.json").read_text())["scaling_factors"]
+    assert_micro_samples_reproduce(TiM3Pipeline.from_pretrained(run), tmp_path)
+
+
 def test_a_map_conditional_discriminator_sees_the_map(micro_model, tiny_bench, tmp_path):
     """``adversarial_condition: map``: the discriminator takes the image and the map's 3 class shares
     (4 channels), so the same seeded run tunes the decoder differently from the unconditional one."""
