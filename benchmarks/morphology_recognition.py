@@ -13,7 +13,9 @@ Recognised means: the predicted morphology is the held-out tile's own. A model w
 draw the microstructure their targets imply is recognised about as often as the real tiles.
 With ``--stages``, each two-stage MODEL also gets two rows that locate its fault: stage 2 drawing
 from the held-out tiles' true maps, and from those maps passed through the model's map
-autoencoder (the best stage 1 could draw in its latent).
+autoencoder (the best stage 1 could draw in its latent); ``--figure PNG`` draws, for the first
+MODEL and three held-out tiles of each morphology, the true map, its autoencoded copy, a stage-1
+map drawn at the tile's properties and the sample drawn from it.
 Writes benchmarks/results/morphology_recognition.json unless --out says otherwise.
 """
 
@@ -22,8 +24,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import torch
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from _held_out import (
     add_model_arguments,
     held_out_masks,
@@ -38,6 +44,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from microforge.data.phase_map import to_pseudo_rgb
 from microforge.fingerprint.crossval import SVM_C
 from microforge.models.inception import InceptionFeatures, extract
 
@@ -51,12 +58,43 @@ def recognition(pred: np.ndarray, truth: list[str], classes: list[str]) -> dict:
     return {"recognised": round(float(np.mean(pred == truth_a)), 3), "per_class": per_class, "confusion": confusion}
 
 
+def stages_figure(
+    pipe, raw: np.ndarray, masks: torch.Tensor, truth: list[str], classes: list[str], seed: int, out: Path
+) -> None:
+    """Columns: the first three held-out tiles of each class; rows: the true map (as the model reads
+    it), its autoencoded copy, a stage-1 map drawn at the tile's properties, the sample from it."""
+    pick = [i for c in classes for i in [j for j, t in enumerate(truth) if t == c][:3]]
+    true = pipe.model_maps(masks[pick])
+    auto = reconstructed_maps(pipe, masks[pick])
+    drawn = pipe(raw[pick], batch_size=len(pick), seed=seed)
+    as_index = lambda m: (m.argmax(0) if m.dim() == 3 else m).numpy()  # noqa: E731
+    rows = {
+        "true map": [to_pseudo_rgb(as_index(m)) for m in true],
+        "autoencoded": [to_pseudo_rgb(as_index(m)) for m in auto],
+        "stage-1 map": [to_pseudo_rgb(m) for m in drawn.maps],
+        "sample": list(drawn.images),
+    }
+    fig, axes = plt.subplots(len(rows), len(pick), figsize=(1.6 * len(pick), 1.7 * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for j, image in enumerate(images):
+            axes[r, j].imshow(image, cmap="gray", vmin=0, vmax=1)
+            axes[r, j].set_xticks([])
+            axes[r, j].set_yticks([])
+        axes[r, 0].set_ylabel(label)
+    for j, k in enumerate(pick):
+        axes[0, j].set_title(truth[k], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=70)
+    plt.close(fig)
+
+
 @torch.no_grad()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap, n_default=160)
     ap.add_argument("--train-tiles", type=int, default=1000, help="real training tiles the classifier learns from")
     ap.add_argument("--stages", action="store_true", help="also score stage 2 from true and autoencoded maps")
+    ap.add_argument("--figure", type=Path, help="PNG of true, autoencoded and stage-1 maps (needs --stages)")
     args = ap.parse_args()
     pipes = load_models(args.models)
     first = next(iter(pipes.values()))
@@ -83,10 +121,14 @@ def main() -> None:
             rows[label] = recognition(svm.predict(extract(inception, images)), truth, classes)
             real = rows["real held-out tiles"]["recognised"]
             print(f"{label}: recognised {rows[label]['recognised']:.3f} (real tiles {real:.3f})")
+    if args.figure and masks is not None and first.cfg.two_stage:
+        stages_figure(first, raw, masks, truth, classes, args.seed, args.figure)
     record = {
         "benchmark": "morphology_recognition",
         "command": f"python benchmarks/morphology_recognition.py {args.data} {' '.join(args.models)} --n {args.n}"
-        f" --train-tiles {args.train_tiles}" + (" --stages" if args.stages else ""),
+        f" --train-tiles {args.train_tiles}"
+        + (" --stages" if args.stages else "")
+        + (f" --figure {args.figure}" if args.figure else ""),
         "classifier": f"RBF SVM (C {SVM_C}) on Inception-v3 pool3 features of {len(train_labels)} real training tiles",
         "classes": classes,
         "held_out_tiles": len(truth),

@@ -99,6 +99,8 @@ def test_morphology_recognition_runs_on_the_micro_model(micro_model, tiny_bench,
             "--train-tiles",
             "24",
             "--stages",
+            "--figure",
+            str(tmp_path / "stages.png"),
             "--out",
             str(out),
         ],
@@ -116,3 +118,4 @@ def test_morphology_recognition_runs_on_the_micro_model(micro_model, tiny_bench,
     }
     for row in record["rows"].values():
         assert sum(map(sum, row["confusion"])) == 6
+    assert (tmp_path / "stages.png").stat().st_size > 0
