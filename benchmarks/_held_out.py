@@ -125,3 +125,13 @@ def samples_at(pipe: TiM3Pipeline, raw: np.ndarray, batch_size: int, seed: int) 
 def sharpness(images: np.ndarray) -> float:
     """Mean absolute step between horizontal neighbours, grey levels 0..255."""
     return float(np.abs(np.diff(np.asarray(images, dtype=np.float64), axis=-1)).mean() * 255)
+
+
+def save_figure(fig, path: Path, dpi: int = 80) -> None:
+    """Lay out ``fig`` (a matplotlib figure), write it to ``path`` (its folder made if new) and close it."""
+    import matplotlib.pyplot as plt  # only the figure-drawing benchmarks need it
+
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)

@@ -37,6 +37,7 @@ from _held_out import (
     load_models,
     reconstructed_maps,
     samples_at,
+    save_figure,
     stage2_from,
 )
 from _record import write_record
@@ -83,9 +84,7 @@ def stages_figure(
         axes[r, 0].set_ylabel(label)
     for j, k in enumerate(pick):
         axes[0, j].set_title(truth[k], fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=70)
-    plt.close(fig)
+    save_figure(fig, out, dpi=70)
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _record import write_record
-from _held_out import add_model_arguments, held_out_tiles, load_models, samples_at, sharpness
+from _held_out import add_model_arguments, held_out_tiles, load_models, samples_at, save_figure, sharpness
 
 from microforge.accuracy import accuracy_table
 from microforge.models.property_regressor import PropertyRegressor
@@ -55,10 +55,7 @@ def _figure(path: Path, rows: dict[str, np.ndarray]) -> None:
             axes[i, j].imshow(images[j], cmap="gray", vmin=0, vmax=1)
             axes[i, j].set_axis_off()
         axes[i, 0].set_title(name, fontsize=8, loc="left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 @torch.no_grad()
