@@ -4,8 +4,11 @@ the phases that CONFIG changes:
 - the adversarial fine-tune of the micrograph decoder (``vae_image``'s adversarial fields), which
   changes no latent and so leaves every other phase valid;
 - the two diffusion stages, when CONFIG changes the diffusion objective (prediction type, min-SNR
-  weighting, noise schedule, its shift, the sampler's timestep spacing) or the stages' step
-  counts: the autoencoders (and their latents) are reused, stage 1 and stage 2 are trained anew.
+  weighting, noise schedule, its shift, the sampler's timestep spacing): the autoencoders (and
+  their latents) are reused, stage 1 and stage 2 are trained anew;
+- one stage, when CONFIG changes only its steps (``train.steps``: stage 1; ``train.stage2_steps``);
+- the map autoencoder and stage 1, when CONFIG changes the ``vae_map`` section: stage 2 reads the
+  true maps (and trains its own map encoder, if any), never the map autoencoder, so it is reused.
 
     python scripts/seed_run_from_model.py MODEL CONFIG RUN
     microforge train tim3 --data data/ti-synth --config CONFIG --out RUN --resume
@@ -30,10 +33,14 @@ from microforge.pipelines.registry import resolve_model
 from microforge.training.tim3_trainer import DONE_DIR, phases
 
 ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr", "adversarial_condition"}
-# the diffusion objective and the stages' lengths: changing them retrains stage 1 and stage 2 only
+# the diffusion objective: changing it retrains stage 1 and stage 2
 OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
-STAGE_STEPS = {"steps", "stage2_steps"}  # of the train section
-DIFFUSION_PARTS = {"unet_stage1", "unet_stage2", "encoder_stage1", "encoder_stage2", "scheduler"}
+STAGE_STEPS = {"steps": "stage1", "stage2_steps": "stage2"}  # train section's fields -> the phase they size
+PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
+    "vae_map": {"vae_map"},
+    "stage1": {"unet_stage1", "encoder_stage1"},
+    "stage2": {"unet_stage2", "encoder_stage2", "map_encoder"},
+}
 NOT_COPIED = {"regressor", "checkpoints", DONE_DIR}  # trained apart, or run state
 
 
@@ -43,10 +50,22 @@ def _without_adversarial(cfg) -> dict:
     return d
 
 
-def _without_objective(d: dict) -> dict:
-    d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS}
+def _without_retrainable(d: dict) -> dict:
+    d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | {"vae_map"}}
     d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_STEPS}
     return d
+
+
+def _retrained(kept: dict, planned: dict) -> set[str]:
+    """The phases that the differences between two configs (dicts, adversarial fields removed)
+    invalidate; the configs must agree beyond the fields this script knows how to retrain around."""
+    retrain = set()
+    if any(kept[f] != planned[f] for f in OBJECTIVE_FIELDS):
+        retrain |= {"stage1", "stage2"}
+    retrain |= {phase for f, phase in STAGE_STEPS.items() if kept["train"][f] != planned["train"][f]}
+    if kept["vae_map"] != planned["vae_map"]:
+        retrain |= {"vae_map", "stage1"}
+    return retrain
 
 
 def main() -> None:
@@ -57,16 +76,16 @@ def main() -> None:
     have = tim3_config_from_dict(record["config"], str(model / "config.json"), saved=True)
     plan = tim3_config_from_dict(yaml.safe_load(config.read_text()), str(config))
     kept, planned = _without_adversarial(have), _without_adversarial(plan)
-    if _without_objective(kept) != _without_objective(planned):
+    if _without_retrainable(kept) != _without_retrainable(planned):
         raise SystemExit(
             f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields, the"
-            " diffusion objective and the stages' steps"
+            " diffusion objective, the stages' steps and vae_map"
         )
-    retrain = {"stage1", "stage2"} if kept != planned else set()
+    retrain = _retrained(kept, planned)
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise SystemExit(f"Error: {run}: exists and is not an empty folder; choose a new one")
     run.mkdir(parents=True, exist_ok=True)
-    skipped = NOT_COPIED | (DIFFUSION_PARTS if retrain else set())
+    skipped = NOT_COPIED | {"scheduler"} | {part for phase in retrain for part in PHASE_PARTS[phase]}
     for part in sorted(p for p in model.iterdir() if p.is_dir() and p.name not in skipped):
         shutil.copytree(part, run / part.name)
     for phase in retrain:  # the trainer appends to a phase's log: start the retrained phases' afresh
@@ -76,7 +95,7 @@ def main() -> None:
     for phase in reused:
         marker = dict(record["training"][phase], reused_from=str(sys.argv[1]))
         (run / DONE_DIR / f"{phase}.json").write_text(json.dumps(marker))
-    todo = [p for p in phases(plan) if p not in reused]
+    todo = [p for p in phases(plan) if p not in reused]  # in the trainer's order
     print(f"{run}: seeded with {', '.join(reused)} from {sys.argv[1]}; to train: {', '.join(todo) or 'nothing'}")
 
 

@@ -163,6 +163,33 @@ def test_a_new_objective_retrains_the_stages_on_the_models_autoencoders(micro_mo
     assert_micro_samples_reproduce(TiM3Pipeline.from_pretrained(run), tmp_path)
 
 
+def test_a_new_map_autoencoder_retrains_stage_1_and_keeps_stage_2(micro_model, tiny_bench, tmp_path):
+    d = load_tim3_config(MICRO).to_dict()
+    d["vae_map"] = {**d["vae_map"], "steps": d["vae_map"]["steps"] + 2}
+    config = tmp_path / "map.yaml"
+    config.write_text(yaml.safe_dump(d))
+    run = tmp_path / "run"
+    done = _seed(micro_model, config, run)
+    assert done.returncode == 0, done.stderr
+    assert "to train: vae_map, stage1" in done.stdout
+    train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
+    for part in ("vae_image", "unet_stage2", "encoder_stage2"):  # stage 2 reads true maps, not the map codec
+        for f in (micro_model / part).glob("*.safetensors"):
+            assert (run / part / f.name).read_bytes() == f.read_bytes()
+    for part in ("vae_map", "unet_stage1"):
+        f = next((micro_model / part).glob("*.safetensors"))
+        assert (run / part / f.name).read_bytes() != f.read_bytes()
+    record = json.loads((run / "config.json").read_text())
+    assert record["training"]["vae_map"]["steps"] == d["vae_map"]["steps"]
+    assert record["training"]["stage2"]["reused_from"] == str(micro_model)
+    # only a stage's length changed: that stage alone
+    d2 = load_tim3_config(MICRO).to_dict()
+    d2["train"] = {**d2["train"], "stage2_steps": d2["train"]["stage2_steps"] + 1}
+    config.write_text(yaml.safe_dump(d2))
+    done = _seed(micro_model, config, tmp_path / "run2")
+    assert done.returncode == 0 and "to train: stage2" in done.stdout
+
+
 def test_a_map_conditional_discriminator_sees_the_map(micro_model, tiny_bench, tmp_path):
     """``adversarial_condition: map``: the discriminator takes the image and the map's 3 class shares
     (4 channels), so the same seeded run tunes the decoder differently from the unconditional one."""
