@@ -104,9 +104,7 @@ def test_seeded_run_fine_tunes_only_the_decoder(micro_model, tiny_bench, tmp_pat
     tuned = [k for k in b if k.startswith(("decoder.", "post_quant_conv."))]
     assert frozen and all(torch.equal(b[k], a[k]) for k in frozen)
     assert any(not torch.equal(b[k], a[k]) for k in tuned)
-    for part in ("unet_stage1", "unet_stage2", "vae_map"):  # the copied phases, byte for byte
-        for f in (micro_model / part).glob("*.safetensors"):
-            assert (run / part / f.name).read_bytes() == f.read_bytes()
+    assert _same_weights(micro_model, run, ("unet_stage1", "unet_stage2", "vae_map"))  # the copied phases
 
     record = json.loads((run / "config.json").read_text())
     assert record["scaling_factors"] == json.loads((micro_model / "config.json").read_text())["scaling_factors"]
@@ -137,20 +135,30 @@ def test_seeding_refuses_other_configs_and_used_folders(micro_model, tmp_path):
     assert (used / "notes.txt").read_text() == "mine"
 
 
+def _seeded(model, d: dict, tmp_path, name: str):
+    """Write config ``d`` as ``name``.yaml, seed ``tmp_path/name`` from ``model``; (config, run, stdout)."""
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(d))
+    run = tmp_path / name
+    done = _seed(model, config, run)
+    assert done.returncode == 0, done.stderr
+    return config, run, done.stdout
+
+
+def _same_weights(model, run, parts) -> bool:
+    """Every safetensors file of ``parts`` is byte for byte the model's."""
+    files = [f for part in parts for f in (model / part).glob("*.safetensors")]
+    return bool(files) and all((run / f.parent.name / f.name).read_bytes() == f.read_bytes() for f in files)
+
+
 def test_a_new_objective_retrains_the_stages_on_the_models_autoencoders(micro_model, tiny_bench, tmp_path):
     d = load_tim3_config(MICRO).to_dict()
     d.update(prediction_type="v_prediction", snr_gamma=5.0, beta_schedule="squaredcos_cap_v2")
-    config = tmp_path / "v.yaml"
-    config.write_text(yaml.safe_dump(d))
-    run = tmp_path / "run"
-    done = _seed(micro_model, config, run)
-    assert done.returncode == 0, done.stderr
-    assert "to train: stage1, stage2" in done.stdout
+    config, run, stdout = _seeded(micro_model, d, tmp_path, "v")
+    assert "to train: stage1, stage2" in stdout
     assert not (run / "unet_stage1").exists() and not (run / "scheduler").exists()
     train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
-    for part in ("vae_image", "vae_map"):  # reused byte for byte
-        for f in (micro_model / part).glob("*.safetensors"):
-            assert (run / part / f.name).read_bytes() == f.read_bytes()
+    assert _same_weights(micro_model, run, ("vae_image", "vae_map"))  # reused byte for byte
     sched = json.loads((run / "scheduler" / "scheduler_config.json").read_text())
     assert (sched["prediction_type"], sched["beta_schedule"]) == ("v_prediction", "squaredcos_cap_v2")
     record = json.loads((run / "config.json").read_text())
@@ -166,28 +174,19 @@ def test_a_new_objective_retrains_the_stages_on_the_models_autoencoders(micro_mo
 def test_a_new_map_autoencoder_retrains_stage_1_and_keeps_stage_2(micro_model, tiny_bench, tmp_path):
     d = load_tim3_config(MICRO).to_dict()
     d["vae_map"] = {**d["vae_map"], "steps": d["vae_map"]["steps"] + 2}
-    config = tmp_path / "map.yaml"
-    config.write_text(yaml.safe_dump(d))
-    run = tmp_path / "run"
-    done = _seed(micro_model, config, run)
-    assert done.returncode == 0, done.stderr
-    assert "to train: vae_map, stage1" in done.stdout
+    config, run, stdout = _seeded(micro_model, d, tmp_path, "map")
+    assert "to train: vae_map, stage1" in stdout
     train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
-    for part in ("vae_image", "unet_stage2", "encoder_stage2"):  # stage 2 reads true maps, not the map codec
-        for f in (micro_model / part).glob("*.safetensors"):
-            assert (run / part / f.name).read_bytes() == f.read_bytes()
-    for part in ("vae_map", "unet_stage1"):
-        f = next((micro_model / part).glob("*.safetensors"))
-        assert (run / part / f.name).read_bytes() != f.read_bytes()
+    # stage 2 reads true maps, not the map codec
+    assert _same_weights(micro_model, run, ("vae_image", "unet_stage2", "encoder_stage2"))
+    assert not _same_weights(micro_model, run, ("vae_map",)) and not _same_weights(micro_model, run, ("unet_stage1",))
     record = json.loads((run / "config.json").read_text())
     assert record["training"]["vae_map"]["steps"] == d["vae_map"]["steps"]
     assert record["training"]["stage2"]["reused_from"] == str(micro_model)
     # only a stage's length changed: that stage alone
     d2 = load_tim3_config(MICRO).to_dict()
     d2["train"] = {**d2["train"], "stage2_steps": d2["train"]["stage2_steps"] + 1}
-    config.write_text(yaml.safe_dump(d2))
-    done = _seed(micro_model, config, tmp_path / "run2")
-    assert done.returncode == 0 and "to train: stage2" in done.stdout
+    assert "to train: stage2" in _seeded(micro_model, d2, tmp_path, "steps")[2]
 
 
 def test_a_map_conditional_discriminator_sees_the_map(micro_model, tiny_bench, tmp_path):
