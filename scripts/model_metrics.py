@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--command", required=True, help="the evaluate command that made the report")
     ap.add_argument("--report-link", default="docs/example-report/index.html")
     args = ap.parse_args()
+    for needed in (args.model / "config.json", args.report / "metrics.json"):
+        if not needed.is_file():
+            raise SystemExit(f"Error: {needed}: not found (MODEL is a TiM3 model folder, REPORT an evaluate report)")
     cfg = json.loads((args.model / "config.json").read_text())["config"]
     tiles = f"{cfg.get('modality', 'SEM')} tiles at {cfg.get('resolution', 64)} px"
     report = json.loads((args.report / "metrics.json").read_text())

@@ -67,3 +67,21 @@ def test_om_metrics_summarise_its_report_without_a_regressor():
         "ceiling_true_maps",
         "stage1_maps",
     }
+
+
+def test_model_metrics_names_a_missing_model_folder_in_one_line(tmp_path):
+    import subprocess
+
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "metrics.json").write_text("{}")
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "model_metrics.py"), str(tmp_path / "report"), str(tmp_path / "m")]
+        + ["--command", "microforge evaluate"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    missing = tmp_path / "m" / "config.json"
+    assert (
+        done.stderr.strip() == f"Error: {missing}: not found (MODEL is a TiM3 model folder, REPORT an evaluate report)"
+    )
