@@ -75,10 +75,11 @@ def test_config_has_one_section_per_autoencoder_and_reads_the_older_shared_one()
         {
             "resolution": 64,
             "vae_image": {"latent_channels": 8, "block_out_channels": [16, 32]},
-            "vae_map": {"latent_channels": 3},
+            "vae_map": {"latent_channels": 3, "block_out_channels": [16, 32, 32]},
         }
     )
     assert (cfg.image_latent_size, cfg.map_latent_size) == (32, 16)  # f = 2 and f = 4
+    assert tim3_config_from_dict({"resolution": 64}).map_latent_size == 32  # the tiny default map codec: f = 2
     s1, s2 = build_unet(cfg, 1), build_unet(cfg, 2)
     assert (s1.config.in_channels, s1.config.out_channels, s1.config.sample_size) == (3, 3, 16)
     assert (s2.config.in_channels, s2.config.out_channels, s2.config.sample_size) == (8 + 3, 8, 32)  # + the one-hot map
@@ -88,7 +89,12 @@ def test_config_has_one_section_per_autoencoder_and_reads_the_older_shared_one()
         ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
     )
     limited = tim3_config_from_dict(
-        {"resolution": 64, "vae_image": {"block_out_channels": [16, 32]}, "unet": {"attention_max_size": 16}}
+        {
+            "resolution": 64,
+            "vae_image": {"block_out_channels": [16, 32]},
+            "vae_map": {"block_out_channels": [16, 32, 32]},
+            "unet": {"attention_max_size": 16},
+        }
     )
     # stage 1 (16^2 latent) keeps its attention at 16^2 and 8^2; stage 2 (32^2) drops the 32^2 level only
     assert kinds(build_unet(limited, 1)) == kinds(s1)

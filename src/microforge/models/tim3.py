@@ -160,8 +160,12 @@ class TiM3Config:
             block_out_channels=(16, 32), gradient_weight=0.5, adversarial_steps=3000, adversarial_condition="map"
         )
     )
-    # one-hot map <-> stage-1 latent: f = 4; at 1 500 steps of batch 8 it lost half the 1 px beta films
-    vae_map: AutoencoderConfig = field(default_factory=lambda: AutoencoderConfig(steps=4000, batch_size=16))
+    # one-hot map <-> stage-1 latent: f = 2 (4 x 32 x 32 at 64 px; at f = 4 stage 1 drew lath colonies as speckle:
+    # morphology recognition 0.38 -> 0.44, FID 253 -> 247, docs/tim3.md); at 1 500 steps of batch 8 it lost half the
+    # 1 px beta films
+    vae_map: AutoencoderConfig = field(
+        default_factory=lambda: AutoencoderConfig(block_out_channels=(16, 32), steps=4000, batch_size=16)
+    )
     unet: UNetConfig = field(default_factory=UNetConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
