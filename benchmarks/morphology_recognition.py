@@ -95,6 +95,8 @@ def main() -> None:
     ap.add_argument("--stages", action="store_true", help="also score stage 2 from true and autoencoded maps")
     ap.add_argument("--figure", type=Path, help="PNG of true, autoencoded and stage-1 maps (needs --stages)")
     args = ap.parse_args()
+    if args.figure and not args.stages:
+        raise SystemExit("Error: --figure draws the stage rows: give --stages too")
     pipes = load_models(args.models)
     first = next(iter(pipes.values()))
     inception = InceptionFeatures()

@@ -119,3 +119,13 @@ def test_morphology_recognition_runs_on_the_micro_model(micro_model, tiny_bench,
     for row in record["rows"].values():
         assert sum(map(sum, row["confusion"])) == 6
     assert (tmp_path / "stages.png").stat().st_size > 0
+
+
+def test_morphology_recognition_refuses_a_figure_without_the_stage_rows(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "morphology_recognition.py"), "data", "m", "--figure", "f.png"],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "benchmarks",
+    )
+    assert done.returncode == 1 and done.stderr.strip() == "Error: --figure draws the stage rows: give --stages too"
