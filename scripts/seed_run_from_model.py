@@ -6,7 +6,9 @@ the phases that CONFIG changes:
 - the two diffusion stages, when CONFIG changes the diffusion objective (prediction type, min-SNR
   weighting, noise schedule, its shift, the sampler's timestep spacing): the autoencoders (and
   their latents) are reused, stage 1 and stage 2 are trained anew;
-- one stage, when CONFIG changes only its steps (``train.steps``: stage 1; ``train.stage2_steps``);
+- one stage, when CONFIG changes only its length or its learning-rate decay (``train.steps`` and
+  ``train.lr_decay``: stage 1; ``train.stage2_steps`` and ``train.stage2_lr_decay``: stage 2; a
+  stage-2 field left null follows stage 1's, and so does what it invalidates);
 - the map autoencoder and stage 1, when CONFIG changes the ``vae_map`` section: stage 2 reads the
   true maps (and trains its own map encoder, if any), never the map autoencoder, so it is reused.
 
@@ -14,7 +16,9 @@ the phases that CONFIG changes:
     microforge train tim3 --data data/ti-synth --config CONFIG --out RUN --resume
 
 MODEL: a TiM3 folder or bundled:NAME. CONFIG must equal the model's own config apart from those
-fields; anything else would make the copied phases wrong, and is refused. RUN must be new or
+fields; anything else would make the copied phases wrong, and is refused. So is a change of the
+adversarial fields when the model's decoder is already fine-tuned: its decoder before the
+fine-tune is not kept, so the phase cannot be redone. RUN must be new or
 empty. Each copied phase gets a ``.done`` marker with the model's own record of it (steps and
 seconds), so the new model's config.json keeps the whole training history.
 """
@@ -35,13 +39,21 @@ from microforge.training.tim3_trainer import DONE_DIR, phases
 ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr", "adversarial_condition"}
 # the diffusion objective: changing it retrains stage 1 and stage 2
 OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
-STAGE_STEPS = {"steps": "stage1", "stage2_steps": "stage2"}  # train section's fields -> the phase they size
+STAGE_FIELDS = {"steps", "stage2_steps", "lr_decay", "stage2_lr_decay"}  # the train section's per-stage fields
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
     "vae_map": {"vae_map"},
     "stage1": {"unet_stage1", "encoder_stage1"},
     "stage2": {"unet_stage2", "encoder_stage2", "map_encoder"},
 }
 NOT_COPIED = {"regressor", "checkpoints", DONE_DIR}  # trained apart, or run state
+
+
+def _stage_schedules(train: dict) -> dict[str, tuple]:
+    """Each diffusion stage's (steps, learning-rate decay), a null stage-2 field taking stage 1's."""
+    return {
+        "stage1": (train["steps"], train["lr_decay"]),
+        "stage2": (train["stage2_steps"] or train["steps"], train["stage2_lr_decay"] or train["lr_decay"]),
+    }
 
 
 def _without_adversarial(cfg) -> dict:
@@ -52,7 +64,7 @@ def _without_adversarial(cfg) -> dict:
 
 def _without_retrainable(d: dict) -> dict:
     d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | {"vae_map"}}
-    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_STEPS}
+    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
     return d
 
 
@@ -62,7 +74,8 @@ def _retrained(kept: dict, planned: dict) -> set[str]:
     retrain = set()
     if any(kept[f] != planned[f] for f in OBJECTIVE_FIELDS):
         retrain |= {"stage1", "stage2"}
-    retrain |= {phase for f, phase in STAGE_STEPS.items() if kept["train"][f] != planned["train"][f]}
+    old, new = _stage_schedules(kept["train"]), _stage_schedules(planned["train"])
+    retrain |= {phase for phase in old if old[phase] != new[phase]}
     if kept["vae_map"] != planned["vae_map"]:
         retrain |= {"vae_map", "stage1"}
     return retrain
@@ -79,7 +92,15 @@ def main() -> None:
     if _without_retrainable(kept) != _without_retrainable(planned):
         raise SystemExit(
             f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields, the"
-            " diffusion objective, the stages' steps and vae_map"
+            " diffusion objective, the stages' steps and learning-rate decay, and vae_map"
+        )
+    adversarial = {k: v for k, v in have.to_dict()["vae_image"].items() if k in ADVERSARIAL_FIELDS}
+    if "vae_image_adversarial" in phases(have) and adversarial != {
+        k: v for k, v in plan.to_dict()["vae_image"].items() if k in ADVERSARIAL_FIELDS
+    }:
+        raise SystemExit(
+            f"Error: {config}: changes vae_image's adversarial fields, but {model}'s decoder is already"
+            " fine-tuned and its decoder from before the fine-tune is not kept; train that from scratch"
         )
     retrain = _retrained(kept, planned)
     if run.exists() and (not run.is_dir() or any(run.iterdir())):

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 import yaml
-from diffusers import AutoencoderKL
+from diffusers import AutoencoderKL, UNet2DConditionModel
 
 from microforge.errors import MicroforgeError
 from microforge.models.patch_discriminator import (
@@ -119,6 +119,13 @@ def test_seeded_run_fine_tunes_only_the_decoder(micro_model, tiny_bench, tmp_pat
     c = AutoencoderKL.from_pretrained(again / "vae_image").state_dict()
     assert all(torch.equal(a[k], c[k]) for k in tuned)
 
+    # a fine-tuned decoder cannot be fine-tuned anew: its decoder from before is gone
+    assert "to train: nothing" in _seed(run, config, tmp_path / "as-is").stdout
+    longer = tmp_path / "longer.yaml"
+    longer.write_text(yaml.safe_dump(_micro(adversarial_steps=7)))
+    refused = _seed(run, longer, tmp_path / "longer")
+    assert refused.returncode != 0 and "already fine-tuned" in refused.stderr and not (tmp_path / "longer").exists()
+
 
 def test_seeding_refuses_other_configs_and_used_folders(micro_model, tmp_path):
     other = tmp_path / "other.yaml"
@@ -187,6 +194,27 @@ def test_a_new_map_autoencoder_retrains_stage_1_and_keeps_stage_2(micro_model, t
     d2 = load_tim3_config(MICRO).to_dict()
     d2["train"] = {**d2["train"], "stage2_steps": d2["train"]["stage2_steps"] + 1}
     assert "to train: stage2" in _seeded(micro_model, d2, tmp_path, "steps")[2]
+
+
+def test_a_learning_rate_decay_retrains_the_stages_it_changes(micro_model, tiny_bench, tmp_path):
+    """``train.lr_decay`` is stage 1's and, while ``stage2_lr_decay`` is null, stage 2's too."""
+    d = load_tim3_config(MICRO).to_dict()
+    d["train"] = {**d["train"], "lr_decay": "cosine"}
+    assert "to train: stage1, stage2" in _seeded(micro_model, d, tmp_path, "both")[2]
+    stage1 = {}
+    for decay in ("constant", "cosine"):  # 110 steps: past the 100-step warm-up, where the two part
+        d["train"].update(steps=110, lr_decay=decay, stage2_lr_decay="constant")
+        config, run, stdout = _seeded(micro_model, d, tmp_path, decay)
+        assert "to train: stage1" in stdout and "stage2" not in stdout.split("to train:")[1]
+        train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
+        assert _same_weights(micro_model, run, ("vae_image", "vae_map", "unet_stage2"))
+        stage1[decay] = UNet2DConditionModel.from_pretrained(run / "unet_stage1").state_dict()
+    assert any(not torch.equal(stage1["constant"][k], stage1["cosine"][k]) for k in stage1["cosine"])
+    record = json.loads((run / "config.json").read_text())
+    assert (record["config"]["train"]["lr_decay"], record["config"]["train"]["stage2_lr_decay"]) == (
+        "cosine",
+        "constant",
+    )
 
 
 def test_a_map_conditional_discriminator_sees_the_map(micro_model, tiny_bench, tmp_path):

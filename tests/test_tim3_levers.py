@@ -1,5 +1,6 @@
 """TiM3's config levers: the lossless space-to-depth codec and map condition, the shifted noise
-schedule, v-prediction and min-SNR-gamma weighting, and a model that uses all of them."""
+schedule, v-prediction and min-SNR-gamma weighting, the learning-rate decay, and a model that uses
+all of them."""
 
 import json
 
@@ -13,6 +14,7 @@ from microforge.data.dataset import d4_batch, onehot_map
 from microforge.errors import MicroforgeError
 from microforge.models.tim3 import SpaceToDepth, build_unet, map_condition, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.training.loop import lr_factor
 from microforge.training.tim3_trainer import TiM3Trainer, make_scheduler, shifted_betas, train_tim3
 
 from .conftest import assert_micro_samples_reproduce
@@ -117,6 +119,19 @@ def test_min_snr_weights_and_v_target(tiny_bench, tmp_path):
     x0, noise = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
     v = trainer.scheduler.get_velocity(x0, noise, t)
     assert torch.allclose(v, a[t].sqrt().view(3, 1, 1, 1) * noise - (1 - a[t]).sqrt().view(3, 1, 1, 1) * x0, atol=1e-6)
+
+
+def test_learning_rate_warms_up_then_holds_or_falls_as_half_a_cosine():
+    # 100-step linear warm-up, then (cosine) 0.5 (1 + cos(pi (s - 100) / (steps - 100)))
+    assert [lr_factor(s, 1100, "constant") for s in (0, 49, 99, 100, 1099)] == [0.01, 0.5, 1.0, 1.0, 1.0]
+    assert lr_factor(0, 1100, "cosine") == 0.01 and lr_factor(100, 1100, "cosine") == 1.0
+    assert lr_factor(600, 1100, "cosine") == pytest.approx(0.5)  # half-way down
+    assert lr_factor(350, 1100, "cosine") == pytest.approx(0.5 * (1 + np.cos(np.pi / 4)))
+    assert lr_factor(1099, 1100, "cosine") == pytest.approx(0.5 * (1 + np.cos(np.pi * 999 / 1000)))  # 2.5e-6
+    with pytest.raises(MicroforgeError, match="train lr_decay must be one of constant, cosine, got 'step'"):
+        tim3_config_from_dict({**LEVERS, "train": {**LEVERS["train"], "lr_decay": "step"}})
+    with pytest.raises(MicroforgeError, match="train stage2_lr_decay must be one of"):
+        tim3_config_from_dict({**LEVERS, "train": {**LEVERS["train"], "stage2_lr_decay": "linear"}})
 
 
 def test_space_to_depth_latents_are_augmented_in_pixel_space(tiny_bench, tmp_path):

@@ -103,13 +103,20 @@ class EncoderConfig:
     n_components: int = 4  # U, mixture components
 
 
+LR_DECAYS = ("constant", "cosine")  # train.lr_decay: the learning rate after the warm-up
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     # per diffusion stage (0.2 s a step for the tiny UNet on 2 CPU cores); at 2 000 the maps followed the target weakly
     steps: int = 8000
     stage2_steps: int | None = 6000  # stage 2 alone, when the micrograph needs more than the map (None: steps)
     batch_size: int = 16
-    lr: float = 3e-4  # AdamW, constant after a 100-step warm-up
+    lr: float = 3e-4  # AdamW, after a 100-step warm-up
+    # stage 1's learning rate after the warm-up: "constant", or "cosine" (half a cosine down to 0 at
+    # the last step, so the last weights are not a snapshot of a still-noisy walk)
+    lr_decay: str = "constant"
+    stage2_lr_decay: str | None = None  # stage 2's (None: as lr_decay)
     ema_decay: float = 0.999  # EMA weights are the ones saved for sampling
     cond_dropout: float = 0.1  # share of samples trained unconditionally (classifier-free guidance)
     property_noise: bool = True  # TiM3's Table 4 augmentation (stds from properties.json)
@@ -229,6 +236,9 @@ class TiM3Config:
             raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
         if self.modality not in ("OM", "SEM"):
             raise MicroforgeError(f"modality must be OM or SEM, got {self.modality!r}")
+        for name, decay in (("lr_decay", self.train.lr_decay), ("stage2_lr_decay", self.train.stage2_lr_decay)):
+            if decay not in LR_DECAYS and not (name == "stage2_lr_decay" and decay is None):
+                raise MicroforgeError(f"train {name} must be one of {', '.join(LR_DECAYS)}, got {decay!r}")
 
     @property
     def image_latent_size(self) -> int:

@@ -10,6 +10,7 @@ reads them back.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -26,6 +27,17 @@ if TYPE_CHECKING:
 
 CHECKPOINT_DIR = "checkpoints"
 LOG_EVERY = 10  # steps
+
+
+def lr_factor(step: int, steps: int, decay: str = "cosine", warmup: int = 100) -> float:
+    """The learning rate's multiplier at 0-based ``step`` of ``steps``: linear warm-up over
+    ``warmup`` steps, then 1 (``decay`` "constant") or half a cosine from 1 to 0 at the last step
+    ("cosine")."""
+    if step < warmup:
+        return (step + 1) / warmup
+    if decay == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
 def run_steps(

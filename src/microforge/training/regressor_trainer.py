@@ -7,7 +7,6 @@ Every step draws its batch, symmetries and augmentation from a generator seeded 
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from ..accuracy import accuracy_table
 from ..models.property_regressor import PropertyRegressor, min_max_stretch
 from ..models.resnet import ResNet18
 from .checkpoints import prepare_run_dir
-from .loop import CHECKPOINT_DIR, random_batch, run_steps
+from .loop import CHECKPOINT_DIR, lr_factor, random_batch, run_steps
 
 
 @dataclass(frozen=True)
@@ -60,12 +59,6 @@ def _split(
 ) -> tuple[torch.Tensor, np.ndarray, MicrographDataset]:
     tiles = load_split(data, split, cfg.split_fractions, cfg.seed, cfg.modality, cfg.resolution)
     return tiles.images, tiles.raw, tiles.dataset
-
-
-def _lr_factor(step: int, steps: int, warmup: int = 100) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
 def held_out_metrics(regressor: PropertyRegressor, data: str | Path, cfg: RegressorTrainConfig) -> dict[str, dict]:
@@ -105,7 +98,7 @@ def train_regressor(
     torch.manual_seed(cfg.seed)
     net = ResNet18(1, len(props), cfg.width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, cfg.steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps))
 
     def step(gen: torch.Generator) -> dict[str, float]:
         idx, x = random_batch(images, cfg.batch_size, gen)

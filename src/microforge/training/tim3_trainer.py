@@ -48,7 +48,7 @@ from ..pipelines.tim3 import TiM3Pipeline
 from ..properties import PropertySet, PropertySpec
 from ..seeding import seed_from
 from .data import properties_with_hull
-from .loop import run_steps
+from .loop import lr_factor, run_steps
 
 DONE_DIR = ".done"
 CHECKPOINT_DIR = "checkpoints"  # one folder per phase beneath it
@@ -255,6 +255,7 @@ class TiM3Trainer:
         steps: int,
         lr: float,
         ema: bool,
+        lr_decay: str = "constant",
     ) -> dict[str, torch.nn.Module]:
         """One phase on the shared resumable loop (``training/loop.run_steps``); returns the
         trained (unwrapped) modules, with the EMA weights where ``ema``.
@@ -265,7 +266,7 @@ class TiM3Trainer:
         acc, cfg = Accelerator(cpu=self.acc.device.type == "cpu"), self.cfg.train
         params = [p for m in modules.values() for p in m.parameters()]
         opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))  # 100-step warm-up
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, lr_decay))
         names = list(modules)
         prepared = acc.prepare(*modules.values(), opt, sched)
         wrapped = dict(zip(names, prepared[: len(names)]))
@@ -488,7 +489,7 @@ class TiM3Trainer:
             )
 
         modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
-        self._loop(i, "stage1", modules, loss_fn, cfg.steps, cfg.lr, ema=True)
+        self._loop(i, "stage1", modules, loss_fn, cfg.steps, cfg.lr, ema=True, lr_decay=cfg.lr_decay)
 
     def _train_stage2(self, i: int) -> None:
         cfg, c = self.cfg.train, self.cfg
@@ -510,7 +511,8 @@ class TiM3Trainer:
                 m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra
             )
 
-        self._loop(i, "stage2", modules, loss_fn, cfg.stage2_steps or cfg.steps, cfg.lr, ema=True)
+        steps = cfg.stage2_steps or cfg.steps
+        self._loop(i, "stage2", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=cfg.stage2_lr_decay or cfg.lr_decay)
 
     def _encoder(self) -> PropertyEncoder:
         e = self.cfg.encoder
