@@ -10,10 +10,18 @@ the phases that CONFIG changes:
   ``train.lr_decay``: stage 1; ``train.stage2_steps`` and ``train.stage2_lr_decay``: stage 2; a
   stage-2 field left null follows stage 1's, and so does what it invalidates);
 - the map autoencoder and stage 1, when CONFIG changes the ``vae_map`` section: stage 2 reads the
-  true maps (and trains its own map encoder, if any), never the map autoencoder, so it is reused.
+  true maps (and trains its own map encoder, if any), never the map autoencoder, so it is reused;
+- stage 1, when CONFIG changes which of its UNet's levels have attention (``unet.attention_max_size``
+  is compared by the levels it gives each stage's latent, so a limit that changes nothing is no change).
 
-    python scripts/seed_run_from_model.py MODEL CONFIG RUN
+    python scripts/seed_run_from_model.py MODEL CONFIG RUN [--map-phases-from OTHER]
     microforge train tim3 --data data/ti-synth --config CONFIG --out RUN --resume
+
+``--map-phases-from OTHER`` takes the map autoencoder and stage 1 from a second model instead of
+training them: the SEM and OM renderings of a specimen share its phase map, properties and split,
+and these phases read no micrograph, so a model of the other modality whose config agrees with
+CONFIG on every field those phases read (everything but the modality, ``vae_image``, stage 2's map
+condition, steps and decay, and the sampler's settings) has exactly the phases CONFIG would train.
 
 MODEL: a TiM3 folder or bundled:NAME. CONFIG must equal the model's own config apart from those
 fields; anything else would make the copied phases wrong, and is refused. So is a change of the
@@ -25,9 +33,9 @@ seconds), so the new model's config.json keeps the whole training history.
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import yaml
@@ -46,6 +54,13 @@ PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is wri
     "stage2": {"unet_stage2", "encoder_stage2", "map_encoder"},
 }
 NOT_COPIED = {"regressor", "checkpoints", DONE_DIR}  # trained apart, or run state
+MAP_PHASES = ("vae_map", "stage1")
+# the fields the map phases never read: the micrograph's, stage 2's and the sampler's
+NOT_READ_BY_MAP_PHASES = {"modality", "vae_image", "map_condition", "map_condition_channels"} | {
+    "sampler",
+    "sampling_steps",
+    "guidance_scale",
+}
 
 
 def _stage_schedules(train: dict) -> dict[str, tuple]:
@@ -56,43 +71,71 @@ def _stage_schedules(train: dict) -> dict[str, tuple]:
     }
 
 
-def _without_adversarial(cfg) -> dict:
+def _comparable(cfg) -> dict:
+    """``cfg`` as a dict without vae_image's adversarial fields, and with the UNet's attention limit
+    replaced by the levels with attention that it gives each stage's latent."""
     d = cfg.to_dict()
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
+    del d["unet"]["attention_max_size"]
+    d["unet"]["attention_levels"] = {
+        "stage1": cfg.unet.levels_with_attention(cfg.map_latent_size) if cfg.two_stage else (),
+        "stage2": cfg.unet.levels_with_attention(cfg.image_latent_size),
+    }
     return d
 
 
 def _without_retrainable(d: dict) -> dict:
     d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | {"vae_map"}}
     d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
+    d["unet"] = {**d["unet"], "attention_levels": d["unet"]["attention_levels"]["stage2"]}
+    return d
+
+
+def _read_by_map_phases(d: dict) -> dict:
+    """The fields of a comparable config that the map autoencoder and stage 1 read."""
+    d = {k: v for k, v in d.items() if k not in NOT_READ_BY_MAP_PHASES}
+    d["train"] = {k: v for k, v in d["train"].items() if k not in {"stage2_steps", "stage2_lr_decay"}}
+    d["unet"] = {**d["unet"], "attention_levels": d["unet"]["attention_levels"]["stage1"]}
     return d
 
 
 def _retrained(kept: dict, planned: dict) -> set[str]:
-    """The phases that the differences between two configs (dicts, adversarial fields removed)
-    invalidate; the configs must agree beyond the fields this script knows how to retrain around."""
+    """The phases that the differences between two comparable configs invalidate; the configs
+    must agree beyond the fields this script knows how to retrain around."""
     retrain = set()
     if any(kept[f] != planned[f] for f in OBJECTIVE_FIELDS):
         retrain |= {"stage1", "stage2"}
     old, new = _stage_schedules(kept["train"]), _stage_schedules(planned["train"])
     retrain |= {phase for phase in old if old[phase] != new[phase]}
+    if kept["unet"]["attention_levels"]["stage1"] != planned["unet"]["attention_levels"]["stage1"]:
+        retrain.add("stage1")
     if kept["vae_map"] != planned["vae_map"]:
         retrain |= {"vae_map", "stage1"}
     return retrain
 
 
+def _load(model: str) -> tuple[Path, dict, object]:
+    """A model's folder, its config.json record and its TiM3Config."""
+    folder = Path(resolve_model(model))
+    record = json.loads((folder / "config.json").read_text())
+    return folder, record, tim3_config_from_dict(record["config"], str(folder / "config.json"), saved=True)
+
+
 def main() -> None:
-    if len(sys.argv) != 4:
-        raise SystemExit("usage: python scripts/seed_run_from_model.py MODEL CONFIG RUN")
-    model, config, run = Path(resolve_model(sys.argv[1])), Path(sys.argv[2]), Path(sys.argv[3])
-    record = json.loads((model / "config.json").read_text())
-    have = tim3_config_from_dict(record["config"], str(model / "config.json"), saved=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a TiM3 folder or bundled:NAME")
+    parser.add_argument("config", type=Path, help="the config the run will train with")
+    parser.add_argument("run", type=Path, help="a new or empty folder")
+    parser.add_argument("--map-phases-from", metavar="OTHER", help="take vae_map and stage 1 from this model")
+    args = parser.parse_args()
+    config, run = args.config, args.run
+    model, record, have = _load(args.model)
     plan = tim3_config_from_dict(yaml.safe_load(config.read_text()), str(config))
-    kept, planned = _without_adversarial(have), _without_adversarial(plan)
+    kept, planned = _comparable(have), _comparable(plan)
     if _without_retrainable(kept) != _without_retrainable(planned):
         raise SystemExit(
             f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields, the"
-            " diffusion objective, the stages' steps and learning-rate decay, and vae_map"
+            " diffusion objective, the stages' steps, learning-rate decay and attention, and vae_map"
         )
     adversarial = {k: v for k, v in have.to_dict()["vae_image"].items() if k in ADVERSARIAL_FIELDS}
     if "vae_image_adversarial" in phases(have) and adversarial != {
@@ -103,21 +146,45 @@ def main() -> None:
             " fine-tuned and its decoder from before the fine-tune is not kept; train that from scratch"
         )
     retrain = _retrained(kept, planned)
+    sources = {phase: (model, record, args.model) for phase in phases(have)}
+    if args.map_phases_from:
+        other, other_record, other_cfg = _load(args.map_phases_from)
+        if not other_cfg.two_stage or _read_by_map_phases(_comparable(other_cfg)) != _read_by_map_phases(planned):
+            raise SystemExit(
+                f"Error: --map-phases-from {args.map_phases_from}: its config differs from {config} in fields"
+                " that the map autoencoder or stage 1 read"
+            )
+        retrain -= set(MAP_PHASES)
+        sources.update({phase: (other, other_record, args.map_phases_from) for phase in MAP_PHASES})
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise SystemExit(f"Error: {run}: exists and is not an empty folder; choose a new one")
     run.mkdir(parents=True, exist_ok=True)
-    skipped = NOT_COPIED | {"scheduler"} | {part for phase in retrain for part in PHASE_PARTS[phase]}
+    taken = {part for phase in MAP_PHASES if sources[phase][0] != model for part in PHASE_PARTS[phase]}
+    skipped = NOT_COPIED | {"scheduler"} | taken | {part for phase in retrain for part in PHASE_PARTS[phase]}
     for part in sorted(p for p in model.iterdir() if p.is_dir() and p.name not in skipped):
         shutil.copytree(part, run / part.name)
     for phase in retrain:  # the trainer appends to a phase's log: start the retrained phases' afresh
         (run / "logs" / f"{phase}.jsonl").unlink(missing_ok=True)
     (run / DONE_DIR).mkdir()
-    reused = [p for p in phases(have) if p not in retrain]
+    reused = [p for p in phases(plan) if p in sources and p not in retrain]
     for phase in reused:
-        marker = dict(record["training"][phase], reused_from=str(sys.argv[1]))
+        folder, phase_record, name = sources[phase]
+        if folder != model:  # the other model's parts and log of this phase
+            for part in PHASE_PARTS[phase] & {p.name for p in folder.iterdir()}:
+                shutil.copytree(folder / part, run / part)
+            log = folder / "logs" / f"{phase}.jsonl"
+            (run / "logs").mkdir(exist_ok=True)
+            (run / "logs" / log.name).unlink(missing_ok=True)
+            if log.exists():
+                shutil.copy(log, run / "logs" / log.name)
+        marker = dict(phase_record["training"][phase], reused_from=name)
         (run / DONE_DIR / f"{phase}.json").write_text(json.dumps(marker))
     todo = [p for p in phases(plan) if p not in reused]  # in the trainer's order
-    print(f"{run}: seeded with {', '.join(reused)} from {sys.argv[1]}; to train: {', '.join(todo) or 'nothing'}")
+    print(
+        f"{run}: seeded with {', '.join(reused)} from {args.model}"
+        + (f" (vae_map, stage1 from {args.map_phases_from})" if args.map_phases_from else "")
+        + f"; to train: {', '.join(todo) or 'nothing'}"
+    )
 
 
 if __name__ == "__main__":

@@ -190,6 +190,40 @@ def test_a_new_map_autoencoder_retrains_stage_1_and_keeps_stage_2(micro_model, t
     record = json.loads((run / "config.json").read_text())
     assert record["training"]["vae_map"]["steps"] == d["vae_map"]["steps"]
     assert record["training"]["stage2"]["reused_from"] == str(micro_model)
+    # the same map phases taken from that run (as the OM model takes the SEM model's) instead of trained
+    taken = tmp_path / "taken"
+    done = subprocess.run(
+        [sys.executable, str(SEED_SCRIPT), str(micro_model), str(config), str(taken), "--map-phases-from", str(run)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and "to train: nothing" in done.stdout, done.stderr
+    assert _same_weights(run, taken, ("vae_map", "unet_stage1", "encoder_stage1"))
+    assert _same_weights(micro_model, taken, ("vae_image", "unet_stage2", "encoder_stage2"))
+    markers = {p.stem: json.loads(p.read_text())["reused_from"] for p in (taken / ".done").glob("*.json")}
+    assert markers == {
+        "vae_image": str(micro_model),
+        "vae_map": str(run),
+        "stage1": str(run),
+        "stage2": str(micro_model),
+    }
+    assert (taken / "logs" / "stage1.jsonl").read_bytes() == (run / "logs" / "stage1.jsonl").read_bytes()
+    # a model whose map phases CONFIG would not train is refused
+    refused = subprocess.run(
+        [
+            sys.executable,
+            str(SEED_SCRIPT),
+            str(micro_model),
+            str(config),
+            str(tmp_path / "no"),
+            "--map-phases-from",
+            str(micro_model),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode != 0 and "fields that the map autoencoder or stage 1 read" in refused.stderr
+    assert not (tmp_path / "no").exists()
     # only a stage's length changed: that stage alone
     d2 = load_tim3_config(MICRO).to_dict()
     d2["train"] = {**d2["train"], "stage2_steps": d2["train"]["stage2_steps"] + 1}
