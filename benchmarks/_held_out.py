@@ -5,6 +5,7 @@ sharpness measure they report."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -62,23 +63,38 @@ def _pick(pipe: TiM3Pipeline, data: str, splits: tuple[str, ...], n: int, seed: 
     return [(pool[k][0][pool[k][1]], pool[k][0].table.iloc[pool[k][1]]) for k in pick]
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """Seeded held-out tiles, loaded once: ``images`` ``(n, R, R)`` in [0, 1] area-resized to the
+    model's resolution R, ``props`` ``(n, K)`` in their units, each tile's ``morphology`` label (""
+    where the dataset has none) and its true phase map ``masks`` ``(n, H, W)`` (class indices, the
+    tile's own size)."""
+
+    images: np.ndarray
+    props: np.ndarray
+    morphology: list[str]
+    masks: torch.Tensor
+
+
+def held_out_items(pipe: TiM3Pipeline, data: str, splits: tuple[str, ...], n: int, seed: int) -> HeldOut:
+    """``n`` seeded tiles of the model's held-out ``splits`` (by specimen, as the model split the
+    data), with their properties, labels and maps (:class:`HeldOut`)."""
+    picked = _pick(pipe, data, splits, n, seed)
+    tiles = torch.stack([it["image"] for it, _ in picked])
+    return HeldOut(
+        resize_batch(tiles, pipe.cfg.resolution)[:, 0].numpy(),
+        np.stack([it["props_raw"].numpy() for it, _ in picked]).astype(np.float64),
+        [str(r["morphology"]) if "morphology" in r.index else "" for _, r in picked],
+        torch.stack([it["mask"] for it, _ in picked]),
+    )
+
+
 def held_out_tiles(
     pipe: TiM3Pipeline, data: str, splits: tuple[str, ...], n: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """``n`` seeded tiles of the model's held-out ``splits`` (by specimen, as the model split the
-    data): images ``(n, R, R)`` in [0, 1] area-resized to the model's resolution R, properties
-    ``(n, K)`` in their units, and each tile's morphology label ("" where the dataset has none)."""
-    picked = _pick(pipe, data, splits, n, seed)
-    tiles = torch.stack([it["image"] for it, _ in picked])
-    props = np.stack([it["props_raw"].numpy() for it, _ in picked]).astype(np.float64)
-    morphology = [str(r["morphology"]) if "morphology" in r.index else "" for _, r in picked]
-    return resize_batch(tiles, pipe.cfg.resolution)[:, 0].numpy(), props, morphology
-
-
-def held_out_masks(pipe: TiM3Pipeline, data: str, splits: tuple[str, ...], n: int, seed: int) -> torch.Tensor:
-    """The true phase maps ``(n, H, W)`` (class indices, the tiles' own size) of the tiles that
-    :func:`held_out_tiles` picks with the same arguments, in the same order."""
-    return torch.stack([it["mask"] for it, _ in _pick(pipe, data, splits, n, seed)])
+    """The (images, properties, morphology labels) of :func:`held_out_items`."""
+    held = held_out_items(pipe, data, splits, n, seed)
+    return held.images, held.props, held.morphology
 
 
 def reconstructed_maps(pipe: TiM3Pipeline, masks: torch.Tensor) -> torch.Tensor:

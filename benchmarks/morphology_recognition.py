@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _held_out import (
     add_model_arguments,
-    held_out_masks,
+    held_out_items,
     held_out_tiles,
     load_models,
     reconstructed_maps,
@@ -105,10 +105,11 @@ def main() -> None:
         raise SystemExit(f"Error: {args.data}: the manifest has no morphology column")
     svm = make_pipeline(StandardScaler(), SVC(C=SVM_C))
     svm.fit(extract(inception, train_images, progress=True), train_labels)
-    images, raw, truth = held_out_tiles(first, args.data, ("val", "test"), args.n, args.seed)
+    held = held_out_items(first, args.data, ("val", "test"), args.n, args.seed)
+    images, raw, truth = held.images, held.props, held.morphology
     classes = sorted(set(train_labels) | set(truth))  # a class the classifier never saw is never recognised
     rows = {"real held-out tiles": recognition(svm.predict(extract(inception, images)), truth, classes)}
-    masks = held_out_masks(first, args.data, ("val", "test"), args.n, args.seed) if args.stages else None
+    masks = held.masks if args.stages else None
     for name, pipe in pipes.items():
         drawn = {name: samples_at(pipe, raw, args.batch_size, args.seed)}
         if masks is not None and pipe.cfg.two_stage:

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _held_out import (  # noqa: E402
-    held_out_masks,
+    held_out_items,
     held_out_tiles,
     model_split,
     reconstructed_maps,
@@ -66,15 +66,17 @@ def test_held_out_tiles_come_from_held_out_specimens_and_samples_are_seeded(micr
 def test_stage_diagnostics_use_the_picked_tiles_true_maps(micro_model, tiny_bench):
     pipe = TiM3Pipeline.from_pretrained(micro_model)
     root = str(tiny_bench.root)
-    _, raw, _ = held_out_tiles(pipe, root, ("val", "test"), 5, seed=2)
-    masks = held_out_masks(pipe, root, ("val", "test"), 5, seed=2)
+    held = held_out_items(pipe, root, ("val", "test"), 5, seed=2)
+    raw, masks = held.props, held.masks
+    images, raw_again, _ = held_out_tiles(pipe, root, ("val", "test"), 5, seed=2)
+    assert np.array_equal(images, held.images) and np.array_equal(raw, raw_again)
     assert masks.shape[0] == 5 and masks.dtype == torch.long and set(masks.unique().tolist()) <= {0, 1, 2}
     # each mask is the picked tile's own: a held-out tile with that mask has that property row
     items = [ds[i] for split in ("val", "test") for ds in [model_split(pipe, root, split)] for i in range(len(ds))]
     for mask, row in zip(masks, raw):
         owners = [it for it in items if torch.equal(it["mask"], mask)]
         assert any(np.allclose(it["props_raw"].numpy(), row, rtol=1e-6) for it in owners)
-    assert not torch.equal(masks, held_out_masks(pipe, root, ("val", "test"), 5, 3))
+    assert not torch.equal(masks, held_out_items(pipe, root, ("val", "test"), 5, 3).masks)
     true = pipe.model_maps(masks)
     recon = reconstructed_maps(pipe, masks)
     assert recon.shape == true.shape == (5, pipe.cfg.resolution, pipe.cfg.resolution)
