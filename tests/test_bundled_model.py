@@ -60,8 +60,8 @@ def test_generated_microstructure_follows_the_target(bundled):
 
 
 def test_om_model_follows_the_target():
-    """The OM-like model (docs/tim3.md) shares the SEM model's map phases and samples at guidance 2:
-    the same ordering, with a little less primary alpha for the ductile target."""
+    """The OM-like model (docs/tim3.md) shares the SEM model's map phases and, like it, samples at
+    guidance 4: the same maps, so the same primary-alpha fractions, measured on them."""
     om = TiM3Pipeline.from_pretrained(resolve_model("bundled:ti-om-tiny"))
     out = om(np.array([EQUIAXED] * 8 + [LAMELLAR] * 8 + [BASKETWEAVE] * 8), seed=0)
     fraction = [
@@ -73,7 +73,7 @@ def test_om_model_follows_the_target():
         )
         for k in range(3)
     ]
-    assert fraction[0] > 0.45 and fraction[1] < 0.1 and fraction[2] < 0.1  # measured: 0.55, 0.04, 0.01
+    assert fraction[0] > 0.6 and fraction[1] < 0.15 and fraction[2] < 0.1  # measured: 0.80, 0.09, 0.015
 
 
 def test_bundled_regressor_reads_properties_of_unseen_specimens(tmp_path):

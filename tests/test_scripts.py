@@ -56,11 +56,11 @@ def test_om_metrics_summarise_its_report_without_a_regressor():
     with the accuracy fields empty and every realism, oracle and microstructure number kept."""
     report = json.loads((REPO / "docs" / "example-report-om" / "metrics.json").read_text())
     carried = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-om-tiny" / "metrics.json").read_text())
-    again = summary(report, carried["command"], carried["report"], 2.0, "OM tiles at 64 px")
+    again = summary(report, carried["command"], carried["report"], 4.0, "OM tiles at 64 px")
     assert again == carried
     assert report["main"]["accuracy"] is None and again["per_property"] is None
     assert again["table1"]["mAcc"] is None and again["table1"]["fid"] == report["main"]["fid"]
-    assert again["guidance_scale"] == 2.0 and again["data"].endswith("OM tiles at 64 px")
+    assert again["guidance_scale"] == 4.0 and again["data"].endswith("OM tiles at 64 px")
     assert set(again["oracle_mAcc"]) == {
         "segmented_generated",
         "ceiling_segmented_real",
