@@ -47,7 +47,8 @@ from microforge.training.tim3_trainer import DONE_DIR, phases
 ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr", "adversarial_condition"}
 # the diffusion objective: changing it retrains stage 1 and stage 2
 OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
-STAGE_FIELDS = {"steps", "stage2_steps", "lr_decay", "stage2_lr_decay"}  # the train section's per-stage fields
+# the train section's per-stage fields, compared as each stage's (steps, decay): TrainConfig.stage_schedule
+STAGE_FIELDS = {"steps", "stage2_steps", "lr_decay", "stage2_lr_decay"}
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
     "vae_map": {"vae_map"},
     "stage1": {"unet_stage1", "encoder_stage1"},
@@ -56,26 +57,25 @@ PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is wri
 NOT_COPIED = {"regressor", "checkpoints", DONE_DIR}  # trained apart, or run state
 MAP_PHASES = ("vae_map", "stage1")
 # the fields the map phases never read: the micrograph's, stage 2's and the sampler's
-NOT_READ_BY_MAP_PHASES = {"modality", "vae_image", "map_condition", "map_condition_channels"} | {
-    "sampler",
-    "sampling_steps",
-    "guidance_scale",
+NOT_READ_BY_MAP_PHASES = {
+    *("modality", "vae_image", "map_condition", "map_condition_channels"),
+    *("sampler", "sampling_steps", "guidance_scale"),
 }
 
 
-def _stage_schedules(train: dict) -> dict[str, tuple]:
-    """Each diffusion stage's (steps, learning-rate decay), a null stage-2 field taking stage 1's."""
-    return {
-        "stage1": (train["steps"], train["lr_decay"]),
-        "stage2": (train["stage2_steps"] or train["steps"], train["stage2_lr_decay"] or train["lr_decay"]),
-    }
+def _adversarial(cfg) -> dict:
+    """``cfg``'s vae_image adversarial fields."""
+    return {k: v for k, v in cfg.to_dict()["vae_image"].items() if k in ADVERSARIAL_FIELDS}
 
 
 def _comparable(cfg) -> dict:
-    """``cfg`` as a dict without vae_image's adversarial fields, and with the UNet's attention limit
-    replaced by the levels with attention that it gives each stage's latent."""
+    """``cfg`` as a dict without vae_image's adversarial fields, with the per-stage train fields
+    replaced by each stage's (steps, learning-rate decay) and the UNet's attention limit by the
+    levels with attention that it gives each stage's latent."""
     d = cfg.to_dict()
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
+    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
+    d["train"]["schedules"] = {f"stage{i}": cfg.train.stage_schedule(i) for i in (1, 2)}
     del d["unet"]["attention_max_size"]
     d["unet"]["attention_levels"] = {
         "stage1": cfg.unet.levels_with_attention(cfg.map_latent_size) if cfg.two_stage else (),
@@ -86,7 +86,7 @@ def _comparable(cfg) -> dict:
 
 def _without_retrainable(d: dict) -> dict:
     d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | {"vae_map"}}
-    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
+    d["train"] = {k: v for k, v in d["train"].items() if k != "schedules"}
     d["unet"] = {**d["unet"], "attention_levels": d["unet"]["attention_levels"]["stage2"]}
     return d
 
@@ -94,7 +94,7 @@ def _without_retrainable(d: dict) -> dict:
 def _read_by_map_phases(d: dict) -> dict:
     """The fields of a comparable config that the map autoencoder and stage 1 read."""
     d = {k: v for k, v in d.items() if k not in NOT_READ_BY_MAP_PHASES}
-    d["train"] = {k: v for k, v in d["train"].items() if k not in {"stage2_steps", "stage2_lr_decay"}}
+    d["train"] = {**d["train"], "schedules": d["train"]["schedules"]["stage1"]}
     d["unet"] = {**d["unet"], "attention_levels": d["unet"]["attention_levels"]["stage1"]}
     return d
 
@@ -105,7 +105,7 @@ def _retrained(kept: dict, planned: dict) -> set[str]:
     retrain = set()
     if any(kept[f] != planned[f] for f in OBJECTIVE_FIELDS):
         retrain |= {"stage1", "stage2"}
-    old, new = _stage_schedules(kept["train"]), _stage_schedules(planned["train"])
+    old, new = kept["train"]["schedules"], planned["train"]["schedules"]
     retrain |= {phase for phase in old if old[phase] != new[phase]}
     if kept["unet"]["attention_levels"]["stage1"] != planned["unet"]["attention_levels"]["stage1"]:
         retrain.add("stage1")
@@ -137,10 +137,7 @@ def main() -> None:
             f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields, the"
             " diffusion objective, the stages' steps, learning-rate decay and attention, and vae_map"
         )
-    adversarial = {k: v for k, v in have.to_dict()["vae_image"].items() if k in ADVERSARIAL_FIELDS}
-    if "vae_image_adversarial" in phases(have) and adversarial != {
-        k: v for k, v in plan.to_dict()["vae_image"].items() if k in ADVERSARIAL_FIELDS
-    }:
+    if "vae_image_adversarial" in phases(have) and _adversarial(have) != _adversarial(plan):
         raise SystemExit(
             f"Error: {config}: changes vae_image's adversarial fields, but {model}'s decoder is already"
             " fine-tuned and its decoder from before the fine-tune is not kept; train that from scratch"

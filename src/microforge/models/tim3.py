@@ -125,6 +125,13 @@ class TrainConfig:
     keep_checkpoints: int = 2  # older checkpoints are deleted
     seed: int = 0
 
+    def stage_schedule(self, stage: int) -> tuple[int, str]:
+        """Diffusion stage ``stage``'s (1 or 2) steps and learning-rate decay, a null stage-2 field
+        taking stage 1's."""
+        if stage == 1:
+            return self.steps, self.lr_decay
+        return self.stage2_steps or self.steps, self.stage2_lr_decay or self.lr_decay
+
 
 @dataclass(frozen=True)
 class TiM3Config:
@@ -236,9 +243,11 @@ class TiM3Config:
             raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
         if self.modality not in ("OM", "SEM"):
             raise MicroforgeError(f"modality must be OM or SEM, got {self.modality!r}")
-        for name, decay in (("lr_decay", self.train.lr_decay), ("stage2_lr_decay", self.train.stage2_lr_decay)):
-            if decay not in LR_DECAYS and not (name == "stage2_lr_decay" and decay is None):
-                raise MicroforgeError(f"train {name} must be one of {', '.join(LR_DECAYS)}, got {decay!r}")
+        for name, allowed in (("lr_decay", LR_DECAYS), ("stage2_lr_decay", (None, *LR_DECAYS))):
+            if getattr(self.train, name) not in allowed:
+                raise MicroforgeError(
+                    f"train {name} must be one of {', '.join(LR_DECAYS)}, got {getattr(self.train, name)!r}"
+                )
 
     @property
     def image_latent_size(self) -> int:

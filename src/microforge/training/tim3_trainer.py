@@ -489,7 +489,8 @@ class TiM3Trainer:
             )
 
         modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
-        self._loop(i, "stage1", modules, loss_fn, cfg.steps, cfg.lr, ema=True, lr_decay=cfg.lr_decay)
+        steps, decay = cfg.stage_schedule(1)
+        self._loop(i, "stage1", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay)
 
     def _train_stage2(self, i: int) -> None:
         cfg, c = self.cfg.train, self.cfg
@@ -511,8 +512,8 @@ class TiM3Trainer:
                 m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra
             )
 
-        steps = cfg.stage2_steps or cfg.steps
-        self._loop(i, "stage2", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=cfg.stage2_lr_decay or cfg.lr_decay)
+        steps, decay = cfg.stage_schedule(2)
+        self._loop(i, "stage2", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay)
 
     def _encoder(self) -> PropertyEncoder:
         e = self.cfg.encoder
