@@ -59,6 +59,28 @@ def test_fidelity_spectral_loss_keeps_phase():
     assert FingerprintConfig().spectral == "complex"
 
 
+def test_local_spectral_loss_tells_colonies_apart():
+    # two colonies, vertical laths on the left and horizontal on the right, against the same tile
+    # with its halves swapped: a circular shift, so the whole-tile FFT magnitudes are equal and
+    # only the per-window spectrum sees that each colony now lies where the other was
+    v = (torch.arange(64) % 8 < 4).float()
+    vertical, horizontal = v.view(1, 64).expand(64, 64), v.view(64, 1).expand(64, 64)
+    a = torch.cat([vertical[:, :32], horizontal[:, 32:]], 1)[None, None]
+    swapped = torch.roll(a, 32, dims=-1)
+    assert spectral_loss(a, swapped, "magnitude").item() == pytest.approx(0.0, abs=1e-10)
+    assert spectral_loss(a, swapped, "local", 32).item() == pytest.approx(0.4955, rel=1e-3)
+    # one window the size of the image: the magnitude loss of the Hann-tapered images
+    x, y = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    hann = torch.hann_window(16, periodic=False)
+    taper = hann[:, None] * hann[None, :]
+    taper = taper / taper.pow(2).mean().sqrt()  # scaled to a mean square of 1
+    assert spectral_loss(x, y, "local", 16).item() == pytest.approx(
+        spectral_loss(x * taper, y * taper, "magnitude").item(), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="spectral_window"):
+        FingerprintConfig(resolution=128, spectral="local", spectral_window=48)
+
+
 def test_fidelity_encoder_flattens_the_last_convolution():
     vae = FingerprintVAE(FingerprintConfig(resolution=32, width=8, hidden=64))
     assert vae.to_hidden.in_features == 8 * 8 * 4 * 4  # 64 channels x (32 / 8)^2 positions, not pooled

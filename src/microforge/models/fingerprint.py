@@ -12,7 +12,9 @@ over pixels instead of summed. ``L_f`` is the paper's spectral loss, the MSE bet
 imaginary parts of the two images' 2-D FFTs. With the orthonormal FFT used here, Parseval's
 theorem makes it equal to the pixel MSE. ``spectral: magnitude`` compares FFT magnitudes only,
 which ignores where features sit (shift-invariant) and rewards the right lath spacings even where
-the pixels do not align.
+the pixels do not align. ``spectral: local`` compares the FFT magnitudes of Hann-tapered windows of
+``spectral_window`` px: the spectrum of each lath colony, not of the whole tile, whose several
+colonies of different orientations sum to a spectrum much like a basketweave's.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ class FingerprintConfig:
     # mean grey
     beta: float = 1e-6
     encoder_pool: str = "flatten"  # White et al.: flatten the last convolution output; "mean": average it over space
-    spectral: str = "complex"  # White et al.'s L_f on real and imaginary parts; "magnitude": FFT magnitudes only
+    # White et al.'s L_f on real and imaginary parts; "magnitude": FFT magnitudes only; "local": magnitudes per window
+    spectral: str = "complex"
+    spectral_window: int = 32  # px (at the model's resolution) of the "local" windows: about one lath colony at 128 px
     hidden_norm: bool = (
         True  # LayerNorm before each tanh layer: without it Adam drives the 8 192-input tanh into saturation
     )
@@ -55,8 +59,13 @@ class FingerprintConfig:
     def __post_init__(self) -> None:
         if self.encoder_pool not in ("flatten", "mean"):
             raise ValueError(f"encoder_pool must be 'flatten' or 'mean', got {self.encoder_pool!r}")
-        if self.spectral not in ("complex", "magnitude"):
-            raise ValueError(f"spectral must be 'complex' or 'magnitude', got {self.spectral!r}")
+        if self.spectral not in ("complex", "magnitude", "local"):
+            raise ValueError(f"spectral must be 'complex', 'magnitude' or 'local', got {self.spectral!r}")
+        if self.spectral == "local" and (self.spectral_window < 4 or self.resolution % self.spectral_window):
+            raise ValueError(
+                f"spectral_window must be at least 4 and divide the resolution {self.resolution}, "
+                f"got {self.spectral_window}"
+            )
 
 
 class FingerprintVAE(nn.Module):
@@ -130,13 +139,28 @@ class FingerprintVAE(nn.Module):
         return load_weights(cls(FingerprintConfig(**kept)), folder)
 
 
-def spectral_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "complex") -> torch.Tensor:
+def _tapered_windows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """``(B, 1, H, W)`` -> ``(B, H / window * W / window, window, window)``: non-overlapping
+    windows, each multiplied by a 2-D Hann taper so that its edges do not leak into its spectrum.
+    The taper is scaled to a mean square of 1, so that the loss keeps the scale of the whole-tile
+    ones (unscaled, it is about 7 times smaller)."""
+    w = x.unfold(2, window, window).unfold(3, window, window).flatten(1, 3)
+    hann = torch.hann_window(window, periodic=False, dtype=x.dtype, device=x.device)
+    taper = hann[:, None] * hann[None, :]
+    return w * (taper / taper.pow(2).mean().sqrt())
+
+
+def spectral_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "complex", window: int = 32) -> torch.Tensor:
     """White et al.'s ``L_f`` between two image batches ``(B, 1, H, W)``: the mean over frequencies
     of the squared differences of the real and imaginary parts of their orthonormal 2-D FFTs
     (``kind="complex"``; equal to the pixel MSE by Parseval), or of the FFT magnitudes only
-    (``kind="magnitude"``: shift-invariant)."""
+    (``kind="magnitude"``: shift-invariant), or of the FFT magnitudes of each Hann-tapered
+    ``window`` x ``window`` px window (``kind="local"``: each colony's lath spacing and orientation,
+    wherever in its window the laths sit)."""
+    if kind == "local":
+        a, b = _tapered_windows(a, window), _tapered_windows(b, window)
     fa, fb = torch.fft.fft2(a, norm="ortho"), torch.fft.fft2(b, norm="ortho")
-    if kind == "magnitude":
+    if kind in ("magnitude", "local"):
         return F.mse_loss(fa.abs(), fb.abs())
     return ((fa - fb).abs() ** 2).mean()
 
@@ -147,7 +171,7 @@ def fingerprint_loss(
     """White et al.'s loss on a batch ``x`` in [0, 1]; returns the loss and its parts."""
     logits, mu, logvar = model(x, gen)
     bce = F.binary_cross_entropy_with_logits(logits, x)
-    spec = spectral_loss(torch.sigmoid(logits), x, model.cfg.spectral)
+    spec = spectral_loss(torch.sigmoid(logits), x, model.cfg.spectral, model.cfg.spectral_window)
     kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
     cfg = model.cfg
     loss = cfg.alpha * bce + (1 - cfg.alpha) * spec + cfg.beta * kl
