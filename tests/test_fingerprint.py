@@ -62,13 +62,14 @@ def test_fidelity_spectral_loss_keeps_phase():
 def test_local_spectral_loss_tells_colonies_apart():
     # two colonies, vertical laths on the left and horizontal on the right, against the same tile
     # with its halves swapped: a circular shift, so the whole-tile FFT magnitudes are equal and
-    # only the per-window spectrum sees that each colony now lies where the other was
+    # only the per-window spectrum (32 px windows at a 16 px stride) sees that each colony now
+    # lies where the other was
     v = (torch.arange(64) % 8 < 4).float()
     vertical, horizontal = v.view(1, 64).expand(64, 64), v.view(64, 1).expand(64, 64)
     a = torch.cat([vertical[:, :32], horizontal[:, 32:]], 1)[None, None]
     swapped = torch.roll(a, 32, dims=-1)
     assert spectral_loss(a, swapped, "magnitude").item() == pytest.approx(0.0, abs=1e-10)
-    assert spectral_loss(a, swapped, "local", 32).item() == pytest.approx(0.4955, rel=1e-3)
+    assert spectral_loss(a, swapped, "local", 32).item() == pytest.approx(0.3424, rel=1e-3)
     # one window the size of the image: the magnitude loss of the Hann-tapered images
     x, y = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
     hann = torch.hann_window(16, periodic=False)

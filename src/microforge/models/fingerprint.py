@@ -13,8 +13,9 @@ imaginary parts of the two images' 2-D FFTs. With the orthonormal FFT used here,
 theorem makes it equal to the pixel MSE. ``spectral: magnitude`` compares FFT magnitudes only,
 which ignores where features sit (shift-invariant) and rewards the right lath spacings even where
 the pixels do not align. ``spectral: local`` compares the FFT magnitudes of Hann-tapered windows of
-``spectral_window`` px: the spectrum of each lath colony, not of the whole tile, whose several
-colonies of different orientations sum to a spectrum much like a basketweave's.
+``spectral_window`` px that overlap by half (as in Welch's method): the spectrum of each lath
+colony, not of the whole tile, whose several colonies of different orientations sum to a spectrum
+much like a basketweave's.
 """
 
 from __future__ import annotations
@@ -140,11 +141,14 @@ class FingerprintVAE(nn.Module):
 
 
 def _tapered_windows(x: torch.Tensor, window: int) -> torch.Tensor:
-    """``(B, 1, H, W)`` -> ``(B, H / window * W / window, window, window)``: non-overlapping
-    windows, each multiplied by a 2-D Hann taper so that its edges do not leak into its spectrum.
-    The taper is scaled to a mean square of 1, so that the loss keeps the scale of the whole-tile
-    ones (unscaled, it is about 7 times smaller)."""
-    w = x.unfold(2, window, window).unfold(3, window, window).flatten(1, 3)
+    """``(B, 1, H, W)`` -> ``(B, n, window, window)``: windows at a stride of ``window / 2`` (``n =
+    (2 H / window - 1) (2 W / window - 1)``), each multiplied by a 2-D Hann taper so that its edges
+    do not leak into its spectrum. The half overlap (Welch's method) weighs every pixel but the
+    tile's border: without it the taper's zeros left the windows' corners unconstrained, and the
+    decoder drew a grid of dots there. The taper is scaled to a mean square of 1, so that the loss
+    keeps the scale of the whole-tile ones (unscaled, it is about 7 times smaller)."""
+    stride = max(1, window // 2)
+    w = x.unfold(2, window, stride).unfold(3, window, stride).flatten(1, 3)
     hann = torch.hann_window(window, periodic=False, dtype=x.dtype, device=x.device)
     taper = hann[:, None] * hann[None, :]
     return w * (taper / taper.pow(2).mean().sqrt())
@@ -154,9 +158,9 @@ def spectral_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "complex", windo
     """White et al.'s ``L_f`` between two image batches ``(B, 1, H, W)``: the mean over frequencies
     of the squared differences of the real and imaginary parts of their orthonormal 2-D FFTs
     (``kind="complex"``; equal to the pixel MSE by Parseval), or of the FFT magnitudes only
-    (``kind="magnitude"``: shift-invariant), or of the FFT magnitudes of each Hann-tapered
-    ``window`` x ``window`` px window (``kind="local"``: each colony's lath spacing and orientation,
-    wherever in its window the laths sit)."""
+    (``kind="magnitude"``: shift-invariant), or of the FFT magnitudes of Hann-tapered ``window`` x
+    ``window`` px windows at half-window strides (``kind="local"``: each colony's lath spacing and
+    orientation, wherever in its window the laths sit)."""
     if kind == "local":
         a, b = _tapered_windows(a, window), _tapered_windows(b, window)
     fa, fb = torch.fft.fft2(a, norm="ortho"), torch.fft.fft2(b, norm="ortho")
