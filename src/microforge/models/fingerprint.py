@@ -144,9 +144,9 @@ def _tapered_windows(x: torch.Tensor, window: int) -> torch.Tensor:
     """``(B, 1, H, W)`` -> ``(B, n, window, window)``: windows at a stride of ``window / 2`` (``n =
     (2 H / window - 1) (2 W / window - 1)``), each multiplied by a 2-D Hann taper so that its edges
     do not leak into its spectrum. The half overlap (Welch's method) weighs every pixel but the
-    tile's border: without it the taper's zeros left the windows' corners unconstrained, and the
-    decoder drew a grid of dots there. The taper is scaled to a mean square of 1, so that the loss
-    keeps the scale of the whole-tile ones (unscaled, it is about 7 times smaller)."""
+    tile's border, where non-overlapping windows leave the taper's zeros unweighted. The taper is
+    scaled to a mean square of 1, so that the loss keeps the scale of the whole-tile ones
+    (unscaled, it is about 7 times smaller)."""
     stride = max(1, window // 2)
     w = x.unfold(2, window, stride).unfold(3, window, stride).flatten(1, 3)
     hann = torch.hann_window(window, periodic=False, dtype=x.dtype, device=x.device)
