@@ -78,8 +78,17 @@ def test_local_spectral_loss_tells_colonies_apart():
     assert spectral_loss(x, y, "local", 16).item() == pytest.approx(
         spectral_loss(x * taper, y * taper, "magnitude").item(), rel=1e-6
     )
-    with pytest.raises(ValueError, match="spectral_window"):
+    with pytest.raises(MicroforgeError, match="spectral_window"):
         FingerprintConfig(resolution=128, spectral="local", spectral_window=48)
+
+
+def test_a_bad_config_value_is_one_error_line(tiny_bench, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  spectral: local\n  spectral_window: 48\n")
+    args = ["fingerprint", "train", "--data", str(tiny_bench.root), "--config", str(bad), "--out", str(tmp_path / "fp")]
+    r = CliRunner().invoke(cli, [*args, "--quiet"])
+    assert r.exit_code == 1 and r.output.startswith(f"Error: {bad}: model: spectral_window")
+    assert "Traceback" not in r.output and not (tmp_path / "fp").exists()
 
 
 def test_fidelity_encoder_flattens_the_last_convolution():

@@ -71,5 +71,5 @@ def nested_config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
             kwargs[key] = tuple(value) if isinstance(value, list) else value
     try:
         return cls(**kwargs)
-    except TypeError as exc:
+    except (TypeError, MicroforgeError) as exc:  # a missing field, or a value the dataclass's own checks refuse
         raise MicroforgeError(f"{where}: {exc}") from None

@@ -58,12 +58,15 @@ class FingerprintConfig:
     )
 
     def __post_init__(self) -> None:
+        # MicroforgeError: a config file's bad value is the user's to fix (one "Error:" line, no traceback)
+        if self.resolution % 8:
+            raise MicroforgeError(f"resolution must be a multiple of 8, got {self.resolution}")
         if self.encoder_pool not in ("flatten", "mean"):
-            raise ValueError(f"encoder_pool must be 'flatten' or 'mean', got {self.encoder_pool!r}")
+            raise MicroforgeError(f"encoder_pool must be 'flatten' or 'mean', got {self.encoder_pool!r}")
         if self.spectral not in ("complex", "magnitude", "local"):
-            raise ValueError(f"spectral must be 'complex', 'magnitude' or 'local', got {self.spectral!r}")
+            raise MicroforgeError(f"spectral must be 'complex', 'magnitude' or 'local', got {self.spectral!r}")
         if self.spectral == "local" and (self.spectral_window < 4 or self.resolution % self.spectral_window):
-            raise ValueError(
+            raise MicroforgeError(
                 f"spectral_window must be at least 4 and divide the resolution {self.resolution}, "
                 f"got {self.spectral_window}"
             )
@@ -74,8 +77,6 @@ class FingerprintVAE(nn.Module):
 
     def __init__(self, cfg: FingerprintConfig = FingerprintConfig()) -> None:
         super().__init__()
-        if cfg.resolution % 8:
-            raise ValueError(f"resolution must be a multiple of 8, got {cfg.resolution}")
         self.cfg = cfg
         self.encoder = ResNet18(1, 1, cfg.width)
         feat = self.encoder.num_features  # 8 * width channels
