@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from microforge.accuracy import accuracy_table
 from microforge.data.dataset import MicrographDataset, onehot_map
 from microforge.io import resize_batch
+from microforge.models.property_regressor import PropertyRegressor
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
@@ -136,6 +138,22 @@ def samples_at(pipe: TiM3Pipeline, raw: np.ndarray, batch_size: int, seed: int) 
     at row ``i`` uses seed ``seed + i``, so every model draws from the same noise."""
     b = batch_size
     return np.concatenate([pipe(raw[i : i + b], batch_size=b, seed=seed + i).images for i in range(0, len(raw), b)])
+
+
+def regressor_row(reg: PropertyRegressor, images: np.ndarray, raw: np.ndarray) -> dict:
+    """How the property regressor ``reg`` reads ``images`` ``(N, H, W)`` in [0, 1] drawn (or taken) at the
+    properties ``raw`` ``(N, P)``: its accuracy table's mAcc, per-property R² and bias (mean signed
+    error in standard deviations of the targets), the grey level's mean and standard deviation and the
+    sharpness (grey levels)."""
+    table = accuracy_table(reg.predict(images), raw, reg.properties.names)
+    return {
+        "mAcc": round(table["mAcc"], 3),
+        "r2": {k: round(v["r2"], 3) for k, v in table["per_property"].items()},
+        "bias_sd": {k: round(v["bias_sd"], 3) for k, v in table["per_property"].items()},
+        "grey_mean": round(float(images.mean()), 4),
+        "grey_std": round(float(images.std()), 4),
+        "sharpness": round(sharpness(images), 2),
+    }
 
 
 def sharpness(images: np.ndarray) -> float:

@@ -11,7 +11,10 @@ absolute horizontal grey-level step in 0..255, a sharpness measure):
 3. ``stage2_true_maps``: stage 2 drawing from the tiles' true phase maps and properties;
 4. ``two_stage``: the full model sampling at the tiles' properties (stage-1 maps, then stage 2).
 
-Each step down the list adds one stage's error. MODEL: a two-stage TiM3 folder or bundled:NAME.
+Each step down the list adds one stage's error. The property regressor (the model's own, or
+``--regressor DIR``) reads every row at the tiles' properties: its mAcc, R² and bias (mean signed
+error, in standard deviations of the targets) per property, so that a bias the full model shows
+can be traced to the stage that adds it. MODEL: a two-stage TiM3 folder or bundled:NAME.
 Writes benchmarks/results/fid_budget_<model name>.json unless --out says otherwise.
 """
 
@@ -22,12 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _held_out import model_split, sharpness
+from _held_out import model_split, regressor_row, sharpness
 from _record import write_record
 
 from microforge.evaluate.distribution import frechet_distance
 from microforge.io import resize_batch
 from microforge.models.inception import InceptionFeatures, extract
+from microforge.models.property_regressor import PropertyRegressor
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
@@ -48,9 +52,12 @@ def main() -> None:
     ap.add_argument("--n-reference", type=int, default=500, help="training tiles in the reference set")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--regressor", type=Path, help="a property regressor folder (default: MODEL's regressor/)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
+    reg_dir = args.regressor or Path(str(resolve_model(args.model))) / "regressor"
+    reg = PropertyRegressor.from_pretrained(str(reg_dir)) if reg_dir.is_dir() else None
     cfg, m = pipe.cfg, pipe.modules
     if not cfg.two_stage:
         raise SystemExit(f"{args.model}: not a two-stage model")
@@ -61,6 +68,7 @@ def main() -> None:
     ref_features = extract(inception, ref)
     items = _tiles(pipe, args.data, "test", args.n, args.seed + 1)
     rows: dict[str, list[np.ndarray]] = {"real": [], "autoencoder": [], "stage2_true_maps": [], "two_stage": []}
+    raw_all = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
     vae = m["vae_image"]
     for b, start in enumerate(range(0, len(items), args.batch_size)):
         batch = items[start : start + args.batch_size]
@@ -84,6 +92,8 @@ def main() -> None:
                 "fid": round(frechet_distance(ref_features, extract(inception, images)), 1),
                 "sharpness": round(sharpness(images), 2),
             }
+            if reg is not None:
+                result[name]["regressor"] = regressor_row(reg, images, raw_all)
     result["reference_sharpness"] = round(sharpness(ref), 2)
     record = {
         "benchmark": "fid_budget",
@@ -93,6 +103,7 @@ def main() -> None:
         "n": len(items),
         "n_reference": len(ref),
         "resolution": res,
+        "regressor": (str(args.regressor or f"{args.model}/regressor")) if reg is not None else None,
         "rows": result,
     }
     name = Path(str(resolve_model(args.model))).name

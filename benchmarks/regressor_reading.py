@@ -21,26 +21,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from _record import write_record
-from _held_out import add_model_arguments, held_out_tiles, load_models, samples_at, save_figure, sharpness
+from _held_out import add_model_arguments, held_out_tiles, load_models, regressor_row, samples_at, save_figure
 
-from microforge.accuracy import accuracy_table
 from microforge.models.property_regressor import PropertyRegressor
 from microforge.pipelines.registry import resolve_model
 
 FIGURE_TARGETS = 8  # columns of the figure
-
-
-def _row(reg: PropertyRegressor, images: np.ndarray, raw: np.ndarray) -> dict:
-    """The regressor's accuracy table on ``images`` ``(N, H, W)`` in [0, 1] against ``raw`` ``(N, P)``."""
-    table = accuracy_table(reg.predict(images), raw, reg.properties.names)
-    return {
-        "mAcc": round(table["mAcc"], 3),
-        "r2": {k: round(v["r2"], 3) for k, v in table["per_property"].items()},
-        "bias_sd": {k: round(v["bias_sd"], 3) for k, v in table["per_property"].items()},
-        "grey_mean": round(float(images.mean()), 4),
-        "grey_std": round(float(images.std()), 4),
-        "sharpness": round(sharpness(images), 2),
-    }
 
 
 def _figure(path: Path, rows: dict[str, np.ndarray]) -> None:
@@ -77,7 +63,7 @@ def main() -> None:
         "command": f"python benchmarks/regressor_reading.py {args.data} {' '.join(args.models)} --n {len(raw)}",
         "regressor": args.regressor or "bundled:ti-sem-tiny/regressor",
         "n": len(raw),
-        "rows": {name: _row(reg, ims, raw) for name, ims in images.items()},
+        "rows": {name: regressor_row(reg, ims, raw) for name, ims in images.items()},
     }
     write_record(record, args.out or Path(__file__).parent / "results" / "regressor_reading.json")
     if args.figure:

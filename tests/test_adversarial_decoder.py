@@ -74,7 +74,8 @@ def test_bad_adversarial_settings_are_refused():
     d["vae_map"] = {**d["vae_map"], "adversarial_steps": 5}
     with pytest.raises(MicroforgeError, match="vae_map adversarial_steps must be 0"):
         tim3_config_from_dict(d)
-    with pytest.raises(MicroforgeError, match="adversarial_condition must be one of none, map, got 'phases'"):
+    expected = r"adversarial_condition must be one of none, map, map\+properties, got 'phases'"
+    with pytest.raises(MicroforgeError, match=expected):
         tim3_config_from_dict(_micro(adversarial_steps=4, adversarial_condition="phases"))
 
 
@@ -253,9 +254,11 @@ def test_a_learning_rate_decay_retrains_the_stages_it_changes(micro_model, tiny_
 
 def test_a_map_conditional_discriminator_sees_the_map(micro_model, tiny_bench, tmp_path):
     """``adversarial_condition: map``: the discriminator takes the image and the map's 3 class shares
-    (4 channels), so the same seeded run tunes the decoder differently from the unconditional one."""
+    (4 channels), so the same seeded run tunes the decoder differently from the unconditional one;
+    ``map+properties`` adds the tile's normalised properties as constant channels, and tunes it
+    differently again."""
     decoders = {}
-    for condition in ("none", "map"):
+    for condition in ("none", "map", "map+properties"):
         config = tmp_path / f"{condition}.yaml"
         config.write_text(yaml.safe_dump(_micro(adversarial_steps=3, adversarial_condition=condition)))
         run = tmp_path / condition
@@ -266,3 +269,4 @@ def test_a_map_conditional_discriminator_sees_the_map(micro_model, tiny_bench, t
         assert record["config"]["vae_image"]["adversarial_condition"] == condition
     tuned = [k for k in decoders["none"] if k.startswith("decoder.")]
     assert any(not torch.equal(decoders["none"][k], decoders["map"][k]) for k in tuned)
+    assert any(not torch.equal(decoders["map"][k], decoders["map+properties"][k]) for k in tuned)

@@ -35,7 +35,7 @@ PREDICTION_TYPES = ("epsilon", "v_prediction")
 BETA_SCHEDULES = ("scaled_linear", "linear", "squaredcos_cap_v2")
 MAP_CONDITIONS = ("onehot", "learned", "space_to_depth")
 MAP_REPRESENTATIONS = ("hard", "soft")
-ADVERSARIAL_CONDITIONS = ("none", "map")  # what the decoder's discriminator sees beside the image
+ADVERSARIAL_CONDITIONS = ("none", "map", "map+properties")  # what the decoder's discriminator sees beside the image
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,10 @@ class AutoencoderConfig:
     adversarial_lr: float = 1e-4  # Adam(0.5, 0.9), decoder and discriminator alike, as GANs are trained
     # what the discriminator sees beside the image: "none" (latent diffusion's unconditional patch GAN)
     # or "map" (the tile's metallographic map as class shares, pix2pix's conditional discriminator), so
-    # that texture must fit the phases and lath scale the map shows to pass as real
+    # that texture must fit the phases and lath scale the map shows to pass as real; "map+properties":
+    # the map and the tile's normalised properties as constant channels, so that texture must also fit
+    # the strength and ductility the tile has (the regressor read the map-conditional decoder's grain
+    # as finer, stronger microstructure)
     adversarial_condition: str = "none"
 
 

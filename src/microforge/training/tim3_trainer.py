@@ -384,8 +384,10 @@ class TiM3Trainer:
         vae = codec_class(cfg).from_pretrained(self.out / "vae_image", use_safetensors=True)
         vae.encoder.requires_grad_(False)
         vae.quant_conv.requires_grad_(False)
-        conditional = cfg.adversarial_condition == "map"
-        disc = PatchDiscriminator(in_channels=1 + 3 * conditional)  # the image, and the map's class shares
+        conditional = cfg.adversarial_condition in ("map", "map+properties")
+        with_props = cfg.adversarial_condition == "map+properties"
+        # the image, the map's class shares and the tile's normalised properties
+        disc = PatchDiscriminator(in_channels=1 + 3 * conditional + len(self.props) * with_props)
         decoder_params = [p for p in vae.parameters() if p.requires_grad]
         opt_g = torch.optim.Adam(decoder_params, lr=cfg.adversarial_lr, betas=(0.5, 0.9))
         opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.adversarial_lr, betas=(0.5, 0.9))
@@ -395,6 +397,9 @@ class TiM3Trainer:
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             x = d4_batch(self.data.images[idx], ks).to(acc.device)
             seen = self._map_shares(idx, ks).to(acc.device) * 2.0 - 1.0 if conditional else None
+            if with_props:  # constant channels: a symmetry of the tile does not change its properties
+                y = torch.from_numpy(self.props.normalise(self.data.props_raw[idx].numpy())).float().to(acc.device)
+                seen = torch.cat([seen, y[:, :, None, None].expand(-1, -1, *seen.shape[-2:])], 1)
 
             def judge(image: torch.Tensor) -> torch.Tensor:
                 return disc_w(image if seen is None else torch.cat([image, seen], 1))
