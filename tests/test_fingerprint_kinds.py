@@ -231,6 +231,8 @@ def test_explore_compares_every_kind_and_classifies_categorical_properties(tiny_
 def test_explore_without_a_vae_needs_no_model_and_refuses_a_vae_without_one(tiny_bench, tmp_path):
     s = explore(tiny_bench.root, tmp_path / "ex", kinds=("descriptors",), modality="SEM")
     assert s["kinds"] == ["descriptors"] and not (tmp_path / "ex" / "paths.png").exists()
+    rows = np.load(tmp_path / "ex" / "fingerprints.npz")["tile_index"]  # manifest rows, though OM rows are skipped
+    assert set(pd.read_csv(tiny_bench.root / "manifest.csv")["modality"].iloc[rows]) == {"SEM"}
     assert s["cv"]["kinds"]["descriptors"]["classification"]["morphology"]["classes"] == [
         "basketweave",
         "bimodal",

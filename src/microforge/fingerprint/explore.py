@@ -50,9 +50,9 @@ TSNE_MAX = 1000  # t-SNE points per kind (its cost grows as n log n per iteratio
 
 @dataclass
 class Tiles:
-    """The explored tiles: images ``(N, H, W)`` in [0, 1], specimens ``(N,)``, the labels to
-    classify (name -> ``(N,)`` strings), the values to regress (name -> ``(N,)`` floats), and the
-    primary-alpha fraction where every tile has a mask."""
+    """The explored tiles: their manifest rows ``(N,)``, images ``(N, H, W)`` in [0, 1], specimens
+    ``(N,)``, the labels to classify (name -> ``(N,)`` strings), the values to regress (name ->
+    ``(N,)`` floats), and the primary-alpha fraction where every tile has a mask."""
 
     index: np.ndarray
     images: np.ndarray
@@ -91,7 +91,8 @@ def load_tiles(data: str | Path, labels: Sequence[str], modality: str | None, ma
         alpha = np.array([float((it["mask"] == PRIMARY_ALPHA).float().mean()) for it in items])
         continuous = {"primary_alpha_fraction": alpha, **continuous}
     images = torch.stack([it["image"][0] for it in items]).numpy()
-    return Tiles(pick, images, table["specimen"].to_numpy(), out_labels, continuous, alpha)
+    rows = table.index.to_numpy()  # the manifest's row numbers (with --modality, not the positions in ds)
+    return Tiles(rows, images, table["specimen"].to_numpy(), out_labels, continuous, alpha)
 
 
 def cross_validate(features: np.ndarray, tiles: Tiles, seed: int) -> dict[str, Any]:
