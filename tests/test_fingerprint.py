@@ -164,3 +164,16 @@ def test_folders_saved_before_the_fidelity_options_load_as_they_were_trained(tmp
     save_weights(FingerprintVAE(old), tmp_path, {"model_type": MODEL_TYPE, **fields})
     loaded = load_fingerprint_model(tmp_path)
     assert (loaded.cfg.encoder_pool, loaded.cfg.spectral) == ("mean", "magnitude")
+
+
+def test_cosine_decay_resumes_exactly_and_a_bad_decay_is_refused(tiny_bench, tmp_path, monkeypatch):
+    cfg = dataclasses.replace(MICRO, lr_decay="cosine")
+    whole = train_fingerprints(tiny_bench.root, tmp_path / "whole", cfg, progress=False)
+    with interrupted_at_step(monkeypatch, 4), pytest.raises(KeyboardInterrupt):  # the schedule is checkpointed too
+        train_fingerprints(tiny_bench.root, tmp_path / "cut", cfg, progress=False)
+    train_fingerprints(tiny_bench.root, tmp_path / "cut", cfg, resume=True, progress=False)
+    assert (whole / "model.safetensors").read_bytes() == (tmp_path / "cut" / "model.safetensors").read_bytes()
+    plain = train_fingerprints(tiny_bench.root, tmp_path / "plain", MICRO, progress=False)
+    assert (whole / "model.safetensors").read_bytes() != (plain / "model.safetensors").read_bytes()
+    with pytest.raises(MicroforgeError, match="lr_decay must be one of none, cosine, got 'linear'"):
+        dataclasses.replace(MICRO, lr_decay="linear")
