@@ -10,14 +10,17 @@ import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
 
-from microforge.cli import cli
+from microforge.cli import FINGERPRINT_KINDS, cli
+from microforge.data.dataset import d4_batch
 from microforge.errors import MicroforgeError
 from microforge.fingerprint import (
+    KINDS,
     MODEL_TYPE,
     FingerprintTrainConfig,
     explore,
     fingerprints,
     load_fingerprint_model,
+    symmetry_fingerprints,
     train_fingerprints,
 )
 from microforge.models.fingerprint import FingerprintConfig, FingerprintVAE, spectral_loss
@@ -125,12 +128,43 @@ def test_encode_cli_writes_one_row_per_tile(tiny_bench, fp_model, tmp_path):
     assert rows[0][:3] == ["name", "image", "f0"] and len(rows[0]) == 2 + 16 and len(rows) == 1 + len(tiny_bench.table)
 
 
+def test_symmetry_fingerprints_are_the_mean_and_spread_of_the_eight_views_and_ignore_turns(fp_model):
+    model = load_fingerprint_model(fp_model)
+    imgs = np.random.default_rng(1).random((3, 32, 32)).astype(np.float32)
+    sym = symmetry_fingerprints(model, imgs)
+    views = np.stack([fingerprints(model, d4_batch(torch.from_numpy(imgs), torch.full((3,), k))) for k in range(8)])
+    assert sym.shape == (3, 32)
+    np.testing.assert_allclose(sym[:, :16], views.mean(0), atol=1e-6)
+    np.testing.assert_allclose(sym[:, 16:], views.std(0), atol=1e-6)
+    assert sym[:, 16:].min() > 1e-4  # noise reads differently turned: the spread is not zero
+    for turned in (np.rot90(imgs, 1, (1, 2)), imgs[:, :, ::-1], np.rot90(imgs, 3, (1, 2))[:, ::-1]):
+        np.testing.assert_allclose(symmetry_fingerprints(model, np.ascontiguousarray(turned)), sym, atol=1e-5)
+    assert not np.allclose(fingerprints(model, np.ascontiguousarray(np.rot90(imgs, 1, (1, 2)))), views[0], atol=1e-3)
+
+
+def test_encode_cli_names_the_symmetry_kinds_columns(tiny_bench, fp_model, tmp_path):
+    assert FINGERPRINT_KINDS == KINDS
+    out = tmp_path / "f.csv"
+    args = ["fingerprint", "encode", str(tiny_bench.root), "--kind", "vae-d4", "--out"]
+    r = CliRunner().invoke(cli, [*args, str(out), "--model", str(fp_model), "--quiet"])
+    assert r.exit_code == 0, r.output
+    rows = list(csv.reader(open(out)))
+    assert rows[0][2:4] == ["mean_f0", "mean_f1"] and rows[0][18:20] == ["std_f0", "std_f1"] and len(rows[0]) == 34
+    r = CliRunner().invoke(cli, [*args, str(tmp_path / "g.csv")])
+    assert r.exit_code == 1 and r.output.startswith("Error: --kind vae-d4 needs --model")
+
+
 def test_explore_writes_every_figure_and_specimen_grouped_cross_validation(tiny_bench, fp_model, tmp_path):
-    summary = explore(tiny_bench.root, tmp_path / "ex", model_dir=fp_model, gammas=(0.5, 1.0))
+    summary = explore(tiny_bench.root, tmp_path / "ex", ("vae", "vae-d4"), model_dir=fp_model, gammas=(0.5, 1.0))
+    assert summary["dims"] == {"vae": 16, "vae-d4": 32}
     for name in ("paths", "clouds", "pca", "embeddings", "cv"):
         assert (tmp_path / "ex" / f"{name}.png").stat().st_size > 1000 and (tmp_path / "ex" / f"{name}.json").is_file()
     assert summary["cv"]["splits"] == 10 and summary["cv"]["grouped_by"] == "specimen"
-    cv = json.loads((tmp_path / "ex" / "cv.json").read_text())["vae"]
+    both = json.loads((tmp_path / "ex" / "cv.json").read_text())
+    cv = both["vae"]
+    assert (
+        set(both["vae-d4"]["regression"]) == set(cv["regression"]) and "morphology" in both["vae-d4"]["classification"]
+    )
     assert set(cv["regression"]) == {"primary_alpha_fraction", *tiny_bench.properties.names}
     assert "morphology" in cv["classification"] and summary["images"] == len(
         tiny_bench.table[tiny_bench.table["modality"] == "SEM"]

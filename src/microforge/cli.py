@@ -666,18 +666,20 @@ def fingerprint_train(data: Path, config_path: Path | None, out: Path, resume: b
     click.echo(f"trained the fingerprint model -> {out}")
 
 
+# fingerprint.KINDS, written out here so that --help imports no torch (a test keeps them equal)
+FINGERPRINT_KINDS = ("vae", "vae-d4", "inception", "descriptors")
 _KIND_HELP = (
-    "vae: White et al.'s VAE (needs --model); inception: the FID network's pool features; "
+    "vae: White et al.'s VAE (needs --model); vae-d4: the same VAE's fingerprints under the 8 rotations and "
+    "reflections of the square, pooled to their mean and standard deviation (needs --model); "
+    "inception: the FID network's pool features; "
     "descriptors: the segmented micrograph's statistics."
 )
 
 
 @fingerprint.command("encode")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--kind", type=click.Choice(["vae", "inception", "descriptors"]), default="vae", show_default=True, help=_KIND_HELP
-)
-@click.option("--model", type=click.Path(path_type=Path), help="Trained fingerprint model folder (--kind vae).")
+@click.option("--kind", type=click.Choice(FINGERPRINT_KINDS), default="vae", show_default=True, help=_KIND_HELP)
+@click.option("--model", type=click.Path(path_type=Path), help="Trained fingerprint model folder (--kind vae, vae-d4).")
 @click.option(
     "--pca", type=COUNT, help="Keep this many principal components of the Inception features (fitted on these images)."
 )
@@ -712,10 +714,10 @@ def fingerprint_encode(
     "--kind",
     "kinds",
     multiple=True,
-    type=click.Choice(["vae", "inception", "descriptors"]),
+    type=click.Choice(FINGERPRINT_KINDS),
     help="Fingerprint kind, repeatable; all given are compared side by side [vae]. " + _KIND_HELP,
 )
-@click.option("--model", type=click.Path(path_type=Path), help="Trained fingerprint model folder (--kind vae).")
+@click.option("--model", type=click.Path(path_type=Path), help="Trained fingerprint model folder (--kind vae, vae-d4).")
 @click.option(
     "--label",
     "labels",

@@ -14,6 +14,7 @@ from .vae import (
     load_fingerprint_config,
     load_fingerprint_model,
     reconstruction_quality,
+    symmetry_fingerprints,
     train_fingerprints,
 )
 
@@ -32,5 +33,6 @@ __all__ = [
     "make_kind",
     "reconstruction_quality",
     "regress_cv",
+    "symmetry_fingerprints",
     "train_fingerprints",
 ]

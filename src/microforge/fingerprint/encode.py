@@ -27,7 +27,7 @@ def encode_images(
     CSV: ``name, image`` and one column per feature (``f0 ...``; named descriptors for
     ``descriptors``). Returns the number of images.
 
-    Images are read as greyscale in [0, 1]; for ``vae`` each is area-resized to the model's
+    Images are read as greyscale in [0, 1]; for ``vae`` and ``vae-d4`` each is area-resized to the model's
     resolution, for ``inception`` to 299 px inside the network; ``descriptors`` need images of one
     size (the PCA of their persistence images is fitted on the set).
     """
@@ -39,7 +39,7 @@ def encode_images(
     fingerprint = make_kind(kind, model_dir, pca, modality)
     items = collect_images(paths)
     images = [read_grey(it.path).astype(np.float32) / 255.0 for it in items]
-    if kind == "vae":  # images of any size: each is resized to the model's on reading
+    if kind in ("vae", "vae-d4"):  # images of any size: each is resized to the model's on reading
         size = fingerprint.model.cfg.resolution
         images = [resize_batch(im[None], size)[0, 0].numpy() for im in images]
     shapes = {im.shape for im in images}

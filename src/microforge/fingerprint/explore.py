@@ -139,7 +139,8 @@ def explore(
     if any(g <= 0 for g in gammas):
         raise MicroforgeError(f"gammas must be positive, got {list(gammas)}")
     table = read_dataset(data, check_files=False).table
-    if modality is None and "vae" in kinds and model_dir is not None and (Path(model_dir) / "config.json").is_file():
+    uses_vae = "vae" in kinds or "vae-d4" in kinds
+    if modality is None and uses_vae and model_dir is not None and (Path(model_dir) / "config.json").is_file():
         modality = json.loads((Path(model_dir) / "config.json").read_text()).get("train", {}).get("modality")
     if modality is None and table["modality"].nunique() == 1:
         modality = str(table["modality"].iloc[0])
@@ -172,7 +173,7 @@ def explore(
     if any(c["classification"] or c["regression"] for c in cv.values()):
         write_cv(out, cv)
     embedding_figure(out, features, tiles, seed)
-    vae = next((k for k in built if isinstance(k, VAEKind)), None)
+    vae = next((k for k in built if isinstance(k, VAEKind)), None)  # the figures decode White et al.'s fingerprint
     if vae is not None:
         summary["vae"] = vae_figures(out, vae, features["vae"], tiles, gammas, seed)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

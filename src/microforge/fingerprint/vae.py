@@ -17,7 +17,7 @@ import torch
 
 from ..characterize.segmentation import segment_classical
 from ..config import nested_config_from_dict, plain_data
-from ..data.dataset import load_split
+from ..data.dataset import d4_batch, load_split
 from ..data.phase_map import PRIMARY_ALPHA
 from ..errors import MicroforgeError
 from ..models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss
@@ -170,3 +170,25 @@ def fingerprints(model: FingerprintVAE, images: np.ndarray | torch.Tensor, batch
     model.eval()
     x = resize_batch(images, model.cfg.resolution)
     return torch.cat([model.encode(x[i : i + batch_size])[0] for i in range(0, len(x), batch_size)]).double().numpy()
+
+
+@torch.no_grad()
+def symmetry_fingerprints(model: FingerprintVAE, images: np.ndarray | torch.Tensor, batch_size: int = 64) -> np.ndarray:
+    """Fingerprints pooled over the 8 symmetries of the square, ``(N, 2 * latent)``: the mean and
+    the standard deviation (over the 8 views) of the posterior means of each greyscale image
+    ``(N, H, W)`` in [0, 1] under every rotation by quarter turns and every reflection.
+
+    Both halves are invariant to how the specimen was turned under the microscope (the 8 views of
+    a turned image are the same 8 views). The mean carries what the VAE reads in every orientation;
+    the standard deviation how much its reading turns with the image, i.e. the texture's
+    anisotropy, which tells parallel laths (lamellar) from interwoven ones (basketweave). Eight
+    encodings per image.
+    """
+    model.eval()
+    x = resize_batch(images, model.cfg.resolution)
+    views = []
+    for k in range(8):
+        turned = d4_batch(x, torch.full((len(x),), k))
+        views.append(torch.cat([model.encode(turned[i : i + batch_size])[0] for i in range(0, len(x), batch_size)]))
+    stack = torch.stack(views).double()  # (8, N, latent)
+    return torch.cat([stack.mean(0), stack.std(0, unbiased=False)], dim=1).numpy()
