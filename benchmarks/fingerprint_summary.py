@@ -16,7 +16,7 @@ out = {
         "reconstruction": json.loads((runs / "vae" / "reconstruction.json").read_text()),
     },
 }
-for name in ("explore", "explore-baskaran"):
+for name in ("explore", "explore-all", "explore-baskaran"):
     s = json.loads((runs / name / "summary.json").read_text())
     out[name] = {
         "images": s["images"],

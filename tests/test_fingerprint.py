@@ -211,3 +211,38 @@ def test_cosine_decay_resumes_exactly_and_a_bad_decay_is_refused(tiny_bench, tmp
     assert (whole / "model.safetensors").read_bytes() != (plain / "model.safetensors").read_bytes()
     with pytest.raises(MicroforgeError, match="lr_decay must be one of none, cosine, got 'linear'"):
         dataclasses.replace(MICRO, lr_decay="linear")
+
+
+def test_adversarial_decoder_fine_tune_keeps_every_fingerprint_and_resumes_exactly(
+    tiny_bench, fp_model, tmp_path, monkeypatch
+):
+    from microforge.training import loop
+
+    cfg = dataclasses.replace(MICRO, adversarial_steps=6)
+    tuned = train_fingerprints(tiny_bench.root, tmp_path / "adv", cfg, progress=False)
+    imgs = np.random.default_rng(2).random((4, 32, 32)).astype(np.float32)
+    plain_model, tuned_model = load_fingerprint_model(fp_model), load_fingerprint_model(tuned)
+    assert np.array_equal(fingerprints(plain_model, imgs), fingerprints(tuned_model, imgs))  # the encoder is frozen
+    z = torch.from_numpy(fingerprints(plain_model, imgs)).float()
+    with torch.no_grad():
+        assert (plain_model.decode(z) - tuned_model.decode(z)).abs().max() > 1e-3  # the decoder moved
+    rec = json.loads((tuned / "reconstruction.json").read_text())
+    assert rec["before_adversarial"]["mse"] == json.loads((fp_model / "reconstruction.json").read_text())["mse"]
+    assert len((tuned / "log_adversarial.jsonl").read_text().splitlines()) == 2  # steps 0 and 5 (the last)
+    assert not (tuned / "checkpoints").exists() and not (tuned / "checkpoints_adversarial").exists()
+
+    real = loop.seeded_generator
+
+    def dying(*key: int):  # the fine-tune's key is (seed, 1, step): die at its step 4, after the step-3 checkpoint
+        if len(key) == 3 and key[2] == 4:
+            raise KeyboardInterrupt
+        return real(*key)
+
+    monkeypatch.setattr(loop, "seeded_generator", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train_fingerprints(tiny_bench.root, tmp_path / "cut", cfg, progress=False)
+    monkeypatch.setattr(loop, "seeded_generator", real)
+    train_fingerprints(tiny_bench.root, tmp_path / "cut", cfg, resume=True, progress=False)
+    assert (tuned / "model.safetensors").read_bytes() == (tmp_path / "cut" / "model.safetensors").read_bytes()
+    with pytest.raises(MicroforgeError, match="adversarial_steps and adversarial_weight must not be negative"):
+        dataclasses.replace(MICRO, adversarial_weight=-1.0)

@@ -22,11 +22,13 @@ from ..data.phase_map import PRIMARY_ALPHA
 from ..errors import MicroforgeError
 from ..models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss
 from ..io import read_yaml_mapping, resize_batch
-from ..training.checkpoints import prepare_run_dir
+from ..models.patch_discriminator import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
+from ..training.checkpoints import prepare_run_dir, save_checkpoint
 from ..training.loop import lr_factor, random_batch, run_steps
 
 RECONSTRUCTION_FILE = "reconstruction.json"
 LR_DECAYS = ("none", "cosine")
+ADVERSARIAL_CHECKPOINTS = "checkpoints_adversarial"
 
 
 @dataclass
@@ -36,6 +38,11 @@ class FingerprintTrainConfig:
     batch_size: int = 32
     lr: float = 1e-3  # Adam (White et al. name the optimiser, not its rate)
     lr_decay: str = "none"  # "none": the fixed rate; "cosine": 100-step warm-up, then half a cosine to 0
+    # steps of a decoder fine-tune against a patch discriminator after the VAE (0: none, White et al.'s
+    # VAE alone). The encoder is frozen in eval mode, so every fingerprint stays as it was.
+    adversarial_steps: int = 0
+    adversarial_weight: float = 0.1  # of the hinge generator loss, beside White et al.'s loss (TiM3's decoder uses 0.1)
+    adversarial_lr: float = 1e-4  # Adam(0.5, 0.9), decoder and discriminator alike, as GANs are trained
     modality: str | None = "SEM"
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)
     seed: int = 0
@@ -44,6 +51,10 @@ class FingerprintTrainConfig:
     def __post_init__(self) -> None:
         if self.lr_decay not in LR_DECAYS:
             raise MicroforgeError(f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
+        if self.adversarial_steps < 0 or self.adversarial_weight < 0 or self.adversarial_lr <= 0:
+            raise MicroforgeError(
+                "adversarial_steps and adversarial_weight must not be negative and adversarial_lr must be positive"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return plain_data(dataclasses.asdict(self))
@@ -104,17 +115,64 @@ def train_fingerprints(
     test = load_split(data, "test", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)
     held_out, ds = test.images, test.dataset
     tile_px = int(ds[0]["image"].shape[-1])
-    quality = {
-        "split": "test",
-        "tiles": len(held_out),
-        **reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM"),
-    }
+    record: dict[str, Any] = {"train": cfg.to_dict(), "train_tiles": len(images), "seconds_this_run": round(seconds, 1)}
+    quality: dict[str, Any] = {"split": "test", "tiles": len(held_out)}
+    if cfg.adversarial_steps:
+        quality["before_adversarial"] = reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM")
+        save_checkpoint(out / "checkpoints", cfg.steps, {"vae": model}, states)  # a resumed fine-tune skips the VAE
+        record["adversarial_seconds_this_run"] = round(_fine_tune_decoder(model, images, out, cfg, progress), 1)
+    quality.update(reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM"))
     (out / RECONSTRUCTION_FILE).write_text(json.dumps(quality, indent=1) + "\n")
-    model.save_pretrained(
-        out, {"train": cfg.to_dict(), "train_tiles": len(images), "seconds_this_run": round(seconds, 1)}
-    )
+    model.save_pretrained(out, record)
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    shutil.rmtree(out / ADVERSARIAL_CHECKPOINTS, ignore_errors=True)
     return out
+
+
+def _fine_tune_decoder(
+    model: FingerprintVAE, images: torch.Tensor, out: Path, cfg: FingerprintTrainConfig, progress: bool
+) -> float:
+    """Fine-tune ``model``'s decoder for ``cfg.adversarial_steps`` against a patch discriminator:
+    White et al.'s loss on the reconstruction plus ``adversarial_weight`` times the hinge generator
+    loss, so that the decoder draws texture (laths) that the pixel terms average away. The encoder
+    is frozen in eval mode (its fingerprints do not change). Returns the seconds spent."""
+    encoder = [model.encoder, model.to_hidden, model.hidden_norm, model.mu, model.logvar]
+    for part in encoder:
+        part.requires_grad_(False)
+    disc = PatchDiscriminator(in_channels=1)
+    decoder_params = [p for p in model.parameters() if p.requires_grad]
+    opt_g = torch.optim.Adam(decoder_params, lr=cfg.adversarial_lr, betas=(0.5, 0.9))
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.adversarial_lr, betas=(0.5, 0.9))
+
+    def step(gen: torch.Generator) -> dict[str, float]:
+        for part in encoder:
+            part.eval()  # run_steps put every module in train mode; the encoder's batch norms stay fixed
+        _, x = random_batch(images, cfg.batch_size, gen)
+        loss, parts = fingerprint_loss(model, x, gen, keep_graph=True)
+        rec = torch.sigmoid(parts.pop("logits"))
+        adversarial = hinge_generator_loss(disc(rec * 2 - 1))
+        opt_g.zero_grad()
+        (loss + cfg.adversarial_weight * adversarial).backward()
+        opt_g.step()
+        d_loss = hinge_discriminator_loss(disc(x * 2 - 1), disc(rec.detach() * 2 - 1))
+        opt_d.zero_grad()
+        d_loss.backward()
+        opt_d.step()
+        return {**parts, "adversarial": adversarial.item(), "discriminator": d_loss.item()}
+
+    return run_steps(
+        out,
+        cfg.adversarial_steps,
+        (cfg.seed, 1),
+        cfg.checkpoint_every,
+        {"vae": model, "discriminator": disc},
+        {"opt_decoder": opt_g, "opt_discriminator": opt_d},
+        step,
+        "fine-tune the decoder",
+        progress,
+        log_path=out / "log_adversarial.jsonl",
+        checkpoint_dir=out / ADVERSARIAL_CHECKPOINTS,
+    )
 
 
 @torch.no_grad()

@@ -171,13 +171,16 @@ def spectral_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "complex", windo
 
 
 def fingerprint_loss(
-    model: FingerprintVAE, x: torch.Tensor, gen: torch.Generator
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """White et al.'s loss on a batch ``x`` in [0, 1]; returns the loss and its parts."""
+    model: FingerprintVAE, x: torch.Tensor, gen: torch.Generator, keep_graph: bool = False
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """White et al.'s loss on a batch ``x`` ``(B, 1, R, R)`` in [0, 1]; returns the loss and its
+    parts (floats; with ``keep_graph`` also ``logits``, the reconstruction's ``(B, 1, R, R)``
+    logits, still attached to the graph)."""
     logits, mu, logvar = model(x, gen)
     bce = F.binary_cross_entropy_with_logits(logits, x)
     spec = spectral_loss(torch.sigmoid(logits), x, model.cfg.spectral, model.cfg.spectral_window)
     kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
     cfg = model.cfg
     loss = cfg.alpha * bce + (1 - cfg.alpha) * spec + cfg.beta * kl
-    return loss, {"loss": loss.item(), "bce": bce.item(), "spectral": spec.item(), "kl": kl.item()}
+    parts: dict[str, Any] = {"loss": loss.item(), "bce": bce.item(), "spectral": spec.item(), "kl": kl.item()}
+    return loss, {**parts, "logits": logits} if keep_graph else parts

@@ -31,6 +31,7 @@ def save_checkpoint(
         save_weights(module, tmp / name, {"step": step})
     torch.save({name: s.state_dict() for name, s in states.items()}, tmp / "optimizer.pt")
     (tmp / "step.json").write_text(json.dumps({"step": step}))
+    shutil.rmtree(final, ignore_errors=True)  # a resumed run may write the same step again
     os.replace(tmp, final)
     for old in sorted(ckdir.glob("step_*"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
