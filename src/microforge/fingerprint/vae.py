@@ -37,7 +37,9 @@ class FingerprintTrainConfig:
     steps: int = 3000  # about 28 minutes on 2 idle cores at 128 px (configs/fingerprint-tiny.yaml)
     batch_size: int = 32
     lr: float = 1e-3  # Adam (White et al. name the optimiser, not its rate)
-    lr_decay: str = "none"  # "none": the fixed rate; "cosine": 100-step warm-up, then half a cosine to 0
+    # "cosine": 100-step warm-up, then half a cosine to 0 (morphology accuracy as the fixed rate's, 0.854 against 0.853;
+    # every SVR reads better: alpha fraction R2 0.83 against 0.76, YS 0.26 against 0.14); "none": the fixed rate
+    lr_decay: str = "cosine"
     # steps of a decoder fine-tune against a patch discriminator after the VAE (0: none, White et al.'s
     # VAE alone). The encoder is frozen in eval mode, so every fingerprint stays as it was.
     adversarial_steps: int = 0
