@@ -223,7 +223,7 @@ def write_cv(out: Path, cv: dict[str, Any]) -> None:
     fig, axes = plt.subplots(
         1,
         2,
-        figsize=(4 + 0.9 * len(r2) * len(kinds) ** 0.5, 3.6),
+        figsize=(4 + 0.9 * len(r2) * len(kinds) ** 0.5, 3.9),
         gridspec_kw={"width_ratios": [max(1, len(acc)), max(1, len(r2))]},
     )
     width = 0.8 / len(kinds)
@@ -240,12 +240,13 @@ def write_cv(out: Path, cv: dict[str, Any]) -> None:
         ax.set_ylabel(ylabel)
         ax.set_ylim(min(0.0, *[r[k] for r in group for k in kinds]) if group else 0.0, 1.0)
         ax.axhline(0, color="0.6", lw=0.5)
-    axes[0].legend(fontsize=7)
+    handles, names = axes[0].get_legend_handles_labels()  # below the panels, where no bar can hide behind it
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     fig.suptitle(
         f"fingerprints, {CV_SPLITS} specimen-grouped {int(100 * (1 - TEST_SIZE))}/{int(100 * TEST_SIZE)} splits",
         fontsize=9,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(out / "cv.png", dpi=100)
     plt.close(fig)
 

@@ -240,9 +240,9 @@ def symmetry_fingerprints(model: FingerprintVAE, images: np.ndarray | torch.Tens
 
     Both halves are invariant to how the specimen was turned under the microscope (the 8 views of
     a turned image are the same 8 views). The mean carries what the VAE reads in every orientation;
-    the standard deviation how much its reading turns with the image, i.e. the texture's
-    anisotropy, which tells parallel laths (lamellar) from interwoven ones (basketweave). Eight
-    encodings per image.
+    the standard deviation how much its reading changes as the image turns. Neither half alone
+    reads the benchmark's morphology as well as the plain fingerprint, together they read it
+    better (docs/baselines.md). Eight encodings per image.
     """
     model.eval()
     x = resize_batch(images, model.cfg.resolution)
