@@ -34,7 +34,7 @@ ADVERSARIAL_CHECKPOINTS = "checkpoints_adversarial"
 @dataclass
 class FingerprintTrainConfig:
     model: FingerprintConfig = field(default_factory=FingerprintConfig)
-    steps: int = 3000  # about 28 minutes on 2 idle cores at 128 px (configs/fingerprint-tiny.yaml)
+    steps: int = 3000  # 28-38 minutes on 2 idle cores (by machine) at 128 px (configs/fingerprint-tiny.yaml)
     batch_size: int = 32
     lr: float = 1e-3  # Adam (White et al. name the optimiser, not its rate)
     # "cosine": 100-step warm-up, then half a cosine to 0 (morphology accuracy as the fixed rate's, 0.854 against 0.853;
