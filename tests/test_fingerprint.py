@@ -218,8 +218,6 @@ def test_cosine_decay_resumes_exactly_and_a_bad_decay_is_refused(tiny_bench, tmp
 def test_adversarial_decoder_fine_tune_keeps_every_fingerprint_and_resumes_exactly(
     tiny_bench, fp_model, tmp_path, monkeypatch
 ):
-    from microforge.training import loop
-
     cfg = dataclasses.replace(MICRO, adversarial_steps=6)
     tuned = train_fingerprints(tiny_bench.root, tmp_path / "adv", cfg, progress=False)
     imgs = np.random.default_rng(2).random((4, 32, 32)).astype(np.float32)
@@ -233,17 +231,9 @@ def test_adversarial_decoder_fine_tune_keeps_every_fingerprint_and_resumes_exact
     assert len((tuned / "log_adversarial.jsonl").read_text().splitlines()) == 2  # steps 0 and 5 (the last)
     assert not (tuned / "checkpoints").exists() and not (tuned / "checkpoints_adversarial").exists()
 
-    real = loop.seeded_generator
-
-    def dying(*key: int):  # the fine-tune's key is (seed, 1, step): die at its step 4, after the step-3 checkpoint
-        if len(key) == 3 and key[2] == 4:
-            raise KeyboardInterrupt
-        return real(*key)
-
-    monkeypatch.setattr(loop, "seeded_generator", dying)
-    with pytest.raises(KeyboardInterrupt):
+    # the fine-tune's key is (seed, 1, step): die at its step 4, after the step-3 checkpoint
+    with interrupted_at_step(monkeypatch, 4, key_length=2), pytest.raises(KeyboardInterrupt):
         train_fingerprints(tiny_bench.root, tmp_path / "cut", cfg, progress=False)
-    monkeypatch.setattr(loop, "seeded_generator", real)
     train_fingerprints(tiny_bench.root, tmp_path / "cut", cfg, resume=True, progress=False)
     assert (tuned / "model.safetensors").read_bytes() == (tmp_path / "cut" / "model.safetensors").read_bytes()
     with pytest.raises(MicroforgeError, match="adversarial_steps and adversarial_weight must not be negative"):

@@ -11,7 +11,7 @@ import numpy as np
 from ..data.images import read_grey
 from ..errors import MicroforgeError
 from ..io import atomic_path, resize_batch
-from .kinds import make_kind
+from .kinds import VAEKind, make_kind
 
 
 def encode_images(
@@ -39,7 +39,7 @@ def encode_images(
     fingerprint = make_kind(kind, model_dir, pca, modality)
     items = collect_images(paths)
     images = [read_grey(it.path).astype(np.float32) / 255.0 for it in items]
-    if kind in ("vae", "vae-d4"):  # images of any size: each is resized to the model's on reading
+    if isinstance(fingerprint, VAEKind):  # vae, vae-d4: images of any size, each resized to the model's
         size = fingerprint.model.cfg.resolution
         images = [resize_batch(im[None], size)[0, 0].numpy() for im in images]
     shapes = {im.shape for im in images}

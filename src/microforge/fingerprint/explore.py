@@ -123,7 +123,7 @@ def explore(
     """Run the analyses of the module docstring on the tiles of dataset ``data`` (a seeded subset
     of at most ``max_images``) and write them into ``out``; return the summary (``summary.json``).
 
-    ``kinds``: fingerprint kinds (``vae`` needs ``model_dir``); ``labels``: categorical columns to
+    ``kinds``: fingerprint kinds (``vae`` and ``vae-d4`` need ``model_dir``); ``labels``: categorical columns to
     classify (default: ``morphology`` where present); ``pca``: components kept of the Inception
     features (None: all 2 048); ``modality``: the tiles explored (default: the VAE's training
     modality, else the dataset's only one; a dataset of both needs it for ``descriptors``, which
@@ -173,7 +173,7 @@ def explore(
     if any(c["classification"] or c["regression"] for c in cv.values()):
         write_cv(out, cv)
     embedding_figure(out, features, tiles, seed)
-    vae = next((k for k in built if isinstance(k, VAEKind)), None)  # the figures decode White et al.'s fingerprint
+    vae = next((k for k in built if k.name == "vae"), None)  # the figures decode White et al.'s fingerprint
     if vae is not None:
         summary["vae"] = vae_figures(out, vae, features["vae"], tiles, gammas, seed)
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")

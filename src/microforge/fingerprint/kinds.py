@@ -51,17 +51,11 @@ class VAEKind:
 
 
 @dataclass
-class VAESymmetryKind:
+class VAESymmetryKind(VAEKind):
     """The VAE's posterior means pooled over the 8 symmetries of the square ``(N, 2 * latent)``:
     their mean, then their standard deviation (:func:`.vae.symmetry_fingerprints`)."""
 
-    model_dir: Path
     name: str = "vae-d4"
-
-    def __post_init__(self) -> None:
-        from .vae import load_fingerprint_model
-
-        self.model = load_fingerprint_model(self.model_dir)
 
     def column_names(self) -> list[str]:
         latent = self.model.cfg.latent
@@ -176,7 +170,7 @@ def make_kind(
     pca: int | None = None,
     modality: str = "SEM",
     segmenter: str = "classical",
-) -> VAEKind | VAESymmetryKind | InceptionKind | DescriptorKind:
+) -> VAEKind | InceptionKind | DescriptorKind:
     """The fingerprint kind called ``name`` (one of :data:`KINDS`); ``model_dir`` is needed for
     ``vae`` and ``vae-d4``."""
     if name in ("vae", "vae-d4"):

@@ -150,7 +150,7 @@ def _fine_tune_decoder(
         for part in encoder:
             part.eval()  # run_steps put every module in train mode; the encoder's batch norms stay fixed
         _, x = random_batch(images, cfg.batch_size, gen)
-        loss, parts = fingerprint_loss(model, x, gen, keep_graph=True)
+        loss, parts = fingerprint_loss(model, x, gen, with_logits=True)
         rec = torch.sigmoid(parts.pop("logits"))
         adversarial = hinge_generator_loss(disc(rec * 2 - 1))
         opt_g.zero_grad()
@@ -244,11 +244,6 @@ def symmetry_fingerprints(model: FingerprintVAE, images: np.ndarray | torch.Tens
     reads the benchmark's morphology as well as the plain fingerprint, together they read it
     better (docs/baselines.md). Eight encodings per image.
     """
-    model.eval()
     x = resize_batch(images, model.cfg.resolution)
-    views = []
-    for k in range(8):
-        turned = d4_batch(x, torch.full((len(x),), k))
-        views.append(torch.cat([model.encode(turned[i : i + batch_size])[0] for i in range(0, len(x), batch_size)]))
-    stack = torch.stack(views).double()  # (8, N, latent)
-    return torch.cat([stack.mean(0), stack.std(0, unbiased=False)], dim=1).numpy()
+    views = np.stack([fingerprints(model, d4_batch(x, torch.full((len(x),), k)), batch_size) for k in range(8)])
+    return np.concatenate([views.mean(0), views.std(0)], axis=1)  # views: (8, N, latent)

@@ -171,10 +171,10 @@ def spectral_loss(a: torch.Tensor, b: torch.Tensor, kind: str = "complex", windo
 
 
 def fingerprint_loss(
-    model: FingerprintVAE, x: torch.Tensor, gen: torch.Generator, keep_graph: bool = False
+    model: FingerprintVAE, x: torch.Tensor, gen: torch.Generator, with_logits: bool = False
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """White et al.'s loss on a batch ``x`` ``(B, 1, R, R)`` in [0, 1]; returns the loss and its
-    parts (floats; with ``keep_graph`` also ``logits``, the reconstruction's ``(B, 1, R, R)``
+    parts (floats; with ``with_logits`` also ``logits``, the reconstruction's ``(B, 1, R, R)``
     logits, still attached to the graph)."""
     logits, mu, logvar = model(x, gen)
     bce = F.binary_cross_entropy_with_logits(logits, x)
@@ -183,4 +183,4 @@ def fingerprint_loss(
     cfg = model.cfg
     loss = cfg.alpha * bce + (1 - cfg.alpha) * spec + cfg.beta * kl
     parts: dict[str, Any] = {"loss": loss.item(), "bce": bce.item(), "spectral": spec.item(), "kl": kl.item()}
-    return loss, {**parts, "logits": logits} if keep_graph else parts
+    return loss, {**parts, "logits": logits} if with_logits else parts
