@@ -11,11 +11,13 @@ absolute horizontal grey-level step in 0..255, a sharpness measure):
 3. ``stage2_true_maps``: stage 2 drawing from the tiles' true phase maps and properties;
 4. ``two_stage``: the full model sampling at the tiles' properties (stage-1 maps, then stage 2).
 
-Each step down the list adds one stage's error. The property regressor (the model's own, or
-``--regressor DIR``) reads every row at the tiles' properties: its mAcc, R² and bias (mean signed
-error, in standard deviations of the targets) per property, so that a bias the full model shows
-can be traced to the stage that adds it. MODEL: a two-stage TiM3 folder or bundled:NAME.
-Writes benchmarks/results/fid_budget_<model name>.json unless --out says otherwise.
+Each step down the list adds one stage's error. ``--stage2-guidance G`` draws rows 3 and 4 with
+classifier-free guidance G in stage 2 (stage 1 keeps the model's), each batch seeded as row 3's.
+The property regressor (the model's own, or ``--regressor DIR``) reads every row at the tiles'
+properties: its mAcc, R² and bias (mean signed error, in standard deviations of the targets) per
+property, so that a bias the full model shows can be traced to the stage that adds it. MODEL: a
+two-stage TiM3 folder or bundled:NAME. Writes benchmarks/results/fid_budget_<model name>.json
+(``fid_budget_<model name>_stage2-guidance-G.json`` with that option) unless --out says otherwise.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--regressor", type=Path, help="a property regressor folder (default: MODEL's regressor/)")
+    ap.add_argument("--stage2-guidance", type=float, help="stage 2's guidance scale (default: the model's)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
@@ -81,9 +84,16 @@ def main() -> None:
         raw = np.stack([it["props_raw"].numpy() for it in batch])
         y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
         gen = seeded_generator(args.seed, b)
-        drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
+        g2 = cfg.guidance_scale if args.stage2_guidance is None else args.stage2_guidance
+        drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, gen)
         rows["stage2_true_maps"].append(drawn.cpu().numpy())
-        rows["two_stage"].append(pipe(raw, batch_size=len(batch), seed=args.seed + b).images)
+        if args.stage2_guidance is None:
+            rows["two_stage"].append(pipe(raw, batch_size=len(batch), seed=args.seed + b).images)
+        else:  # the pipeline's call guides both stages alike
+            gen = seeded_generator(args.seed, b)
+            drawn_maps = pipe.draw_maps(y, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
+            full = pipe.draw_micrographs(y, drawn_maps, cfg.sampling_steps, g2, cfg.sampler, gen)
+            rows["two_stage"].append(full.cpu().numpy())
     result = {}
     for name, parts in rows.items():
         if parts:
@@ -98,7 +108,9 @@ def main() -> None:
     record = {
         "benchmark": "fid_budget",
         "command": f"python benchmarks/fid_budget.py {args.model} {args.data} --n {args.n} "
-        f"--n-reference {args.n_reference}",
+        f"--n-reference {args.n_reference}"
+        + ("" if args.stage2_guidance is None else f" --stage2-guidance {args.stage2_guidance:g}"),
+        "stage2_guidance": args.stage2_guidance or cfg.guidance_scale,
         "model": args.model,
         "n": len(items),
         "n_reference": len(ref),
@@ -107,6 +119,8 @@ def main() -> None:
         "rows": result,
     }
     name = Path(str(resolve_model(args.model))).name
+    if args.stage2_guidance is not None:
+        name += f"_stage2-guidance-{args.stage2_guidance:g}"
     write_record(record, args.out or Path(__file__).parent / "results" / f"fid_budget_{name}.json")
 
 

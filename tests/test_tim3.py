@@ -21,6 +21,7 @@ from microforge.hull import in_hull
 from microforge.models.property_encoder import PropertyEncoder
 from microforge.models.tim3 import build_unet, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.seeding import seeded_generator
 from microforge.training.tim3_trainer import gradient_l1
 
 MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
@@ -373,3 +374,18 @@ def test_generate_nearest_feasible_projects_the_target_and_records_it(tmp_path):
     r = CliRunner().invoke(cli, [*common, "--lock", "YS", "--lock", "EF", "--out", str(tmp_path / "both")])
     assert r.exit_code == 1 and r.output.startswith("Error: no target inside the training hull keeps YS, EF")
     assert not (tmp_path / "both").exists()
+
+
+def test_the_two_stages_drawn_one_at_a_time_are_the_pipelines_samples(micro_model):
+    # draw_maps then draw_micrographs on batch 0's generator is exactly what a call samples, so a
+    # benchmark that guides the stages differently (fid_budget.py --stage2-guidance) compares like with like
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    props = pipe.condition_properties
+    raw = (props.mins + props.maxs)[None, :] / 2 + np.zeros((2, 1))
+    out = pipe(raw, steps=3, guidance_scale=2.0, batch_size=2, seed=3)
+    y = torch.tensor(props.normalise(raw), dtype=torch.float32)
+    gen = seeded_generator(3, 0)
+    maps = pipe.draw_maps(y, 3, 2.0, "ddim", gen)
+    images = pipe.draw_micrographs(y, maps, 3, 2.0, "ddim", gen)
+    assert np.array_equal(maps.numpy().astype(np.uint8), out.maps)
+    assert np.array_equal(images.numpy(), out.images)

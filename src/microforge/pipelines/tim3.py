@@ -232,6 +232,18 @@ class TiM3Pipeline(SamplingPipeline):
         return nearest_maps(masks, self.cfg.resolution)
 
     @torch.no_grad()
+    def draw_maps(
+        self, y: torch.Tensor, steps: int, guidance: float, sampler: str, gen: torch.Generator
+    ) -> torch.Tensor:
+        """The map stage (stage 1): maps for normalised conditions ``y`` ``(B, K)``, as
+        :meth:`draw_micrographs` reads them: class indices ``(B, R, R)`` (hard maps) or class shares
+        ``(B, 3, R, R)`` (soft maps)."""
+        m = self.modules
+        return self._decode_map(
+            self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
+        )
+
+    @torch.no_grad()
     def draw_micrographs(
         self,
         y: torch.Tensor,
@@ -293,15 +305,13 @@ class TiM3Pipeline(SamplingPipeline):
             if not -1.0 <= b <= 1.0:
                 raise MicroforgeError(f"brightness must lie in [-1, 1], got {b}")
             y_all = torch.cat([y_all, torch.full((len(y_all), 1), b)], 1)
-        m = self.modules
         starts = range(0, len(y_all), batch_size)
         for i, start in enumerate(tqdm(starts, desc="generate", disable=not progress, unit="batch")):
             gen = seeded_generator(seed, i)
             y = y_all[start : start + batch_size]
             maps, maps_t = None, None
             if cfg.two_stage:
-                zm = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
-                maps_t = self._decode_map(zm)
+                maps_t = self.draw_maps(y, steps, guidance, sampler, gen)
                 maps = (maps_t.argmax(1) if maps_t.dim() == 4 else maps_t).cpu().numpy().astype(np.uint8)
             images = self.draw_micrographs(y, maps_t, steps, guidance, sampler, gen)
             yield Generated(
