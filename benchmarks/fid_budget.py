@@ -109,7 +109,8 @@ def main() -> None:
         "benchmark": "fid_budget",
         "command": f"python benchmarks/fid_budget.py {args.model} {args.data} --n {args.n} "
         f"--n-reference {args.n_reference}"
-        + ("" if args.stage2_guidance is None else f" --stage2-guidance {args.stage2_guidance:g}"),
+        + ("" if args.stage2_guidance is None else f" --stage2-guidance {args.stage2_guidance:g}")
+        + ("" if args.regressor is None else f" --regressor {args.regressor}"),
         "stage2_guidance": args.stage2_guidance or cfg.guidance_scale,
         "model": args.model,
         "n": len(items),
