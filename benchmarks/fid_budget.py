@@ -12,7 +12,7 @@ absolute horizontal grey-level step in 0..255, a sharpness measure):
 4. ``two_stage``: the full model sampling at the tiles' properties (stage-1 maps, then stage 2).
 
 Each step down the list adds one stage's error. ``--stage2-guidance G`` draws rows 3 and 4 with
-classifier-free guidance G in stage 2 (stage 1 keeps the model's), each batch seeded as row 3's.
+classifier-free guidance G in stage 2 (stage 1 keeps the model's); row 4 draws the same noise either way.
 The property regressor (the model's own, or ``--regressor DIR``) reads every row at the tiles'
 properties: its mAcc, R² and bias (mean signed error, in standard deviations of the targets) per
 property, so that a bias the full model shows can be traced to the stage that adds it. MODEL: a
@@ -73,6 +73,7 @@ def main() -> None:
     rows: dict[str, list[np.ndarray]] = {"real": [], "autoencoder": [], "stage2_true_maps": [], "two_stage": []}
     raw_all = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
     vae = m["vae_image"]
+    g2 = cfg.guidance_scale if args.stage2_guidance is None else args.stage2_guidance
     for b, start in enumerate(range(0, len(items), args.batch_size)):
         batch = items[start : start + args.batch_size]
         real = resize_batch(np.stack([it["image"][0].numpy() for it in batch]), res)
@@ -84,16 +85,12 @@ def main() -> None:
         raw = np.stack([it["props_raw"].numpy() for it in batch])
         y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
         gen = seeded_generator(args.seed, b)
-        g2 = cfg.guidance_scale if args.stage2_guidance is None else args.stage2_guidance
         drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, gen)
         rows["stage2_true_maps"].append(drawn.cpu().numpy())
-        if args.stage2_guidance is None:
-            rows["two_stage"].append(pipe(raw, batch_size=len(batch), seed=args.seed + b).images)
-        else:  # the pipeline's call guides both stages alike
-            gen = seeded_generator(args.seed, b)
-            drawn_maps = pipe.draw_maps(y, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
-            full = pipe.draw_micrographs(y, drawn_maps, cfg.sampling_steps, g2, cfg.sampler, gen)
-            rows["two_stage"].append(full.cpu().numpy())
+        # what pipe(raw, seed=args.seed + b) samples (its batch 0), stage by stage, so that stage 2 may be guided apart
+        gen = seeded_generator(args.seed + b, 0)
+        drawn_maps = pipe.draw_maps(y, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
+        rows["two_stage"].append(pipe.draw_micrographs(y, drawn_maps, cfg.sampling_steps, g2, cfg.sampler, gen).numpy())
     result = {}
     for name, parts in rows.items():
         if parts:
@@ -111,7 +108,7 @@ def main() -> None:
         f"--n-reference {args.n_reference}"
         + ("" if args.stage2_guidance is None else f" --stage2-guidance {args.stage2_guidance:g}")
         + ("" if args.regressor is None else f" --regressor {args.regressor}"),
-        "stage2_guidance": args.stage2_guidance or cfg.guidance_scale,
+        "stage2_guidance": g2,
         "model": args.model,
         "n": len(items),
         "n_reference": len(ref),
