@@ -11,8 +11,13 @@ the phases that CONFIG changes:
   stage-2 field left null follows stage 1's, and so does what it invalidates);
 - the map autoencoder and stage 1, when CONFIG changes the ``vae_map`` section: stage 2 reads the
   true maps (and trains its own map encoder, if any), never the map autoencoder, so it is reused;
-- stage 1, when CONFIG changes which of its UNet's levels have attention (``unet.attention_max_size``
-  is compared by the levels it gives each stage's latent, so a limit that changes nothing is no change).
+- a stage, when CONFIG changes its UNet (``unet`` for stage 1, and for stage 2 unless
+  ``unet_stage2`` is given): its widths, depth, or which of its levels have attention
+  (``attention_max_size`` is compared by the levels it gives the stage's latent, so a limit that
+  changes nothing is no change).
+
+The sampler's settings (``sampler``, ``sampling_steps``, ``guidance_scale``) are read by no phase, so
+CONFIG may change them without retraining anything.
 
     python scripts/seed_run_from_model.py MODEL CONFIG RUN [--map-phases-from OTHER]
     microforge train tim3 --data data/ti-synth --config CONFIG --out RUN --resume
@@ -34,6 +39,7 @@ seconds), so the new model's config.json keeps the whole training history.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -47,6 +53,8 @@ from microforge.training.tim3_trainer import DONE_DIR, phases
 ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr", "adversarial_condition"}
 # the diffusion objective: changing it retrains stage 1 and stage 2
 OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
+# the sampler's settings: no phase reads them, so a CONFIG may change them freely
+SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale"}
 # the train section's per-stage fields, compared as each stage's (steps, decay): TrainConfig.stage_schedule
 STAGE_FIELDS = {"steps", "stage2_steps", "lr_decay", "stage2_lr_decay"}
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
@@ -59,7 +67,7 @@ MAP_PHASES = ("vae_map", "stage1")
 # the fields the map phases never read: the micrograph's, stage 2's and the sampler's
 NOT_READ_BY_MAP_PHASES = {
     *("modality", "vae_image", "map_condition", "map_condition_channels"),
-    *("sampler", "sampling_steps", "guidance_scale"),
+    *SAMPLER_FIELDS,
 }
 
 
@@ -70,24 +78,30 @@ def _adversarial(cfg) -> dict:
 
 def _comparable(cfg) -> dict:
     """``cfg`` as a dict without vae_image's adversarial fields, with the per-stage train fields
-    replaced by each stage's (steps, learning-rate decay) and the UNet's attention limit by the
-    levels with attention that it gives each stage's latent."""
+    replaced by each stage's (steps, learning-rate decay), and the UNet sections by each stage's
+    UNet as built (:func:`_comparable_unet`)."""
     d = cfg.to_dict()
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
     d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
     d["train"]["schedules"] = {f"stage{i}": cfg.train.stage_schedule(i) for i in (1, 2)}
-    del d["unet"]["attention_max_size"]
-    d["unet"]["attention_levels"] = {
-        "stage1": cfg.unet.levels_with_attention(cfg.map_latent_size) if cfg.two_stage else (),
-        "stage2": cfg.unet.levels_with_attention(cfg.image_latent_size),
-    }
+    del d["unet"], d["unet_stage2"]
+    d["unets"] = {"stage1": _comparable_unet(cfg, 1) if cfg.two_stage else None, "stage2": _comparable_unet(cfg, 2)}
     return d
 
 
+def _comparable_unet(cfg, stage: int) -> dict:
+    """Diffusion ``stage``'s UNet as built: its config with the attention limit replaced by the
+    levels with attention it gives the stage's latent, and the stage list of global conditioning
+    by whether this stage has it."""
+    unet = cfg.stage_unet(stage)
+    size = cfg.map_latent_size if stage == 1 else cfg.image_latent_size
+    d = {k: v for k, v in dataclasses.asdict(unet).items() if k not in ("attention_max_size", "global_condition")}
+    return {**d, "attention_levels": unet.levels_with_attention(size), "global": stage in cfg.unet.global_condition}
+
+
 def _without_retrainable(d: dict) -> dict:
-    d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | {"vae_map"}}
+    d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | SAMPLER_FIELDS | {"vae_map", "unets"}}
     d["train"] = {k: v for k, v in d["train"].items() if k != "schedules"}
-    d["unet"] = {**d["unet"], "attention_levels": d["unet"]["attention_levels"]["stage2"]}
     return d
 
 
@@ -95,7 +109,7 @@ def _read_by_map_phases(d: dict) -> dict:
     """The fields of a comparable config that the map autoencoder and stage 1 read."""
     d = {k: v for k, v in d.items() if k not in NOT_READ_BY_MAP_PHASES}
     d["train"] = {**d["train"], "schedules": d["train"]["schedules"]["stage1"]}
-    d["unet"] = {**d["unet"], "attention_levels": d["unet"]["attention_levels"]["stage1"]}
+    d["unets"] = d["unets"]["stage1"]
     return d
 
 
@@ -107,8 +121,7 @@ def _retrained(kept: dict, planned: dict) -> set[str]:
         retrain |= {"stage1", "stage2"}
     old, new = kept["train"]["schedules"], planned["train"]["schedules"]
     retrain |= {phase for phase in old if old[phase] != new[phase]}
-    if kept["unet"]["attention_levels"]["stage1"] != planned["unet"]["attention_levels"]["stage1"]:
-        retrain.add("stage1")
+    retrain |= {phase for phase in kept["unets"] if kept["unets"][phase] != planned["unets"][phase]}
     if kept["vae_map"] != planned["vae_map"]:
         retrain |= {"vae_map", "stage1"}
     return retrain
@@ -135,7 +148,7 @@ def main() -> None:
     if _without_retrainable(kept) != _without_retrainable(planned):
         raise SystemExit(
             f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields, the"
-            " diffusion objective, the stages' steps, learning-rate decay and attention, and vae_map"
+            " diffusion objective, the stages' steps, learning-rate decay and UNets, vae_map and the sampler"
         )
     if "vae_image_adversarial" in phases(have) and _adversarial(have) != _adversarial(plan):
         raise SystemExit(

@@ -130,7 +130,7 @@ def test_seeded_run_fine_tunes_only_the_decoder(micro_model, tiny_bench, tmp_pat
 
 def test_seeding_refuses_other_configs_and_used_folders(micro_model, tmp_path):
     other = tmp_path / "other.yaml"
-    other.write_text(yaml.safe_dump({**_micro(adversarial_steps=6), "guidance_scale": 3.0}))
+    other.write_text(yaml.safe_dump({**_micro(adversarial_steps=6), "split_fractions": [0.8, 0.1, 0.1]}))
     refused = _seed(micro_model, other, tmp_path / "run")
     assert refused.returncode != 0 and "differs from" in refused.stderr and not (tmp_path / "run").exists()
     same = tmp_path / "same.yaml"

@@ -51,7 +51,9 @@ def plain_data(value: Any) -> Any:
 
 def nested_config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     """Build dataclass ``cls`` from plain nested data: nested dataclass fields (with a default
-    factory) are built from mappings; lists become tuples; unknown keys are named errors."""
+    factory) are built from mappings, as are optional ones (default None, the section's class in the
+    field's ``metadata["section"]``; null keeps None); lists become tuples; unknown keys are named
+    errors."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -60,6 +62,9 @@ def nested_config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     for key, value in data.items():
         factory = names[key].default_factory
         default = factory() if factory is not dataclasses.MISSING else None  # type: ignore[misc]
+        optional = names[key].metadata.get("section")
+        if optional is not None and value is not None:
+            default = optional()
         if dataclasses.is_dataclass(default):  # a nested section: vae, unet, encoder, train
             if not isinstance(value, dict):
                 raise MicroforgeError(f"{where}: {key} must be a mapping")

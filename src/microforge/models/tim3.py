@@ -183,7 +183,10 @@ class TiM3Config:
     vae_map: AutoencoderConfig = field(
         default_factory=lambda: AutoencoderConfig(block_out_channels=(16, 32), steps=4000, batch_size=16)
     )
-    unet: UNetConfig = field(default_factory=UNetConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)  # stage 1's UNet, and stage 2's unless unet_stage2 is given
+    # stage 2's UNet when it differs from stage 1's (e.g. wider, for the micrograph's texture); its
+    # global_condition must stay empty, since unet.global_condition names the stages. None: as unet
+    unet_stage2: UNetConfig | None = field(default=None, metadata={"section": UNetConfig})
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
@@ -203,19 +206,24 @@ class TiM3Config:
                 )
         if self.vae_map.adversarial_steps:
             raise MicroforgeError("vae_map adversarial_steps must be 0: the map decoder draws class shares, not images")
-        unet_f = 2 ** (len(self.unet.block_out_channels) - 1)
         if not set(self.unet.global_condition) <= {1, 2}:
             raise MicroforgeError(
                 f"unet global_condition names stages 1 and 2 only, got {list(self.unet.global_condition)}"
             )
-        for name in ("vae_image", "vae_map"):
-            if self.resolution % (downsampling(getattr(self, name)) * unet_f):
+        if self.unet_stage2 is not None and self.unet_stage2.global_condition:
+            raise MicroforgeError("unet_stage2 global_condition must be empty: unet.global_condition names the stages")
+        for name, stage, section in (
+            ("vae_map", 1, "unet"),
+            ("vae_image", 2, "unet_stage2" if self.unet_stage2 else "unet"),
+        ):
+            unet = self.stage_unet(stage)
+            if self.resolution % (downsampling(getattr(self, name)) * 2 ** (len(unet.block_out_channels) - 1)):
                 raise MicroforgeError(
-                    f"resolution {self.resolution} must be divisible by the {name} and UNet downsampling"
+                    f"resolution {self.resolution} must be divisible by the {name} and {section} downsampling"
                 )
-            if not self.unet.levels_with_attention(self.resolution // downsampling(getattr(self, name))):
+            if not unet.levels_with_attention(self.resolution // downsampling(getattr(self, name))):
                 raise MicroforgeError(
-                    f"unet attention_max_size {self.unet.attention_max_size} leaves the {name} latent's UNet "
+                    f"{section} attention_max_size {unet.attention_max_size} leaves the {name} latent's UNet "
                     "without attention, and the properties enter through cross-attention"
                 )
         if self.map_condition not in MAP_CONDITIONS:
@@ -251,6 +259,10 @@ class TiM3Config:
                 raise MicroforgeError(
                     f"train {name} must be one of {', '.join(LR_DECAYS)}, got {getattr(self.train, name)!r}"
                 )
+
+    def stage_unet(self, stage: int) -> UNetConfig:
+        """The UNet config of diffusion ``stage`` (1: maps; 2: micrographs, ``unet_stage2`` if given)."""
+        return self.unet_stage2 if stage == 2 and self.unet_stage2 is not None else self.unet
 
     @property
     def image_latent_size(self) -> int:
@@ -361,14 +373,15 @@ def build_autoencoder(cfg: AutoencoderConfig, channels: int) -> AutoencoderKL | 
 def build_unet(cfg: TiM3Config, stage: int) -> UNet2DConditionModel:
     """The denoiser of ``stage`` (1: map latent; 2: micrograph latent plus the map condition's
     channels), with attention blocks at the config's levels (default: all but the lowest)."""
-    n = len(cfg.unet.block_out_channels)
+    unet = cfg.stage_unet(stage)
+    n = len(unet.block_out_channels)
     if stage == 1:
         size, out_channels = cfg.map_latent_size, latent_channels(cfg.vae_map, 3)
         in_channels = out_channels
     else:
         size, out_channels = cfg.image_latent_size, latent_channels(cfg.vae_image, 1)
         in_channels = out_channels + map_condition_channels(cfg)
-    attn = set(cfg.unet.levels_with_attention(size))
+    attn = set(unet.levels_with_attention(size))
     global_kw = (
         {"class_embed_type": "projection", "projection_class_embeddings_input_dim": cfg.encoder.dim}
         if stage in cfg.unet.global_condition
@@ -381,11 +394,11 @@ def build_unet(cfg: TiM3Config, stage: int) -> UNet2DConditionModel:
         out_channels=out_channels,
         down_block_types=tuple("CrossAttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n)),
         up_block_types=tuple("CrossAttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(n))),
-        block_out_channels=tuple(cfg.unet.block_out_channels),
-        layers_per_block=cfg.unet.layers_per_block,
+        block_out_channels=tuple(unet.block_out_channels),
+        layers_per_block=unet.layers_per_block,
         cross_attention_dim=cfg.encoder.dim,
-        attention_head_dim=cfg.unet.attention_head_dim,
-        norm_num_groups=cfg.unet.norm_num_groups,
+        attention_head_dim=unet.attention_head_dim,
+        norm_num_groups=unet.norm_num_groups,
     )
 
 
