@@ -1,12 +1,14 @@
 """Benchmark: TiM3 training step time and sampling throughput, per config.
 
     python benchmarks/tim3_speed.py [--configs tiny small paper] [--sample-configs tiny small] [--device cpu|cuda]
-                                    [--batches 1 16 256] [--autocast bf16]
+                                    [--batches 1 16 256] [--autocast bf16] [--steps 20]
 
-For each config: seconds per stage-2 training step (forward, backward, AdamW) at the config's
-batch size, and images per second for full two-stage sampling (20 DDIM steps with guidance, map
-and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with ``--autocast bf16|fp16``,
-also under autocast. Random weights: speed does not depend on them. Writes benchmarks/results/tim3_speed_<device>.json.
+For each config (a name N for configs/tim3-N.yaml, or a YAML file's path, named by its stem):
+seconds per stage-2 training step (forward, backward, AdamW) at the config's batch size, and
+images per second for full two-stage sampling (``--steps`` DDIM steps, 20 by default, with
+guidance, map and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with
+``--autocast bf16|fp16``, also under autocast. Random weights: speed does not depend on them.
+Writes benchmarks/results/tim3_speed_<device>.json.
 """
 
 from __future__ import annotations
@@ -86,7 +88,13 @@ def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2) -> float
 
 
 def images_per_second(
-    pipe, batch: int, device: str, repeats: int = 3, budget_s: float = 60.0, autocast: str | None = None
+    pipe,
+    batch: int,
+    device: str,
+    repeats: int = 3,
+    budget_s: float = 60.0,
+    autocast: str | None = None,
+    steps: int = 20,
 ) -> float:
     """Median images/s of up to ``repeats`` timed calls (fewer once ``budget_s`` is spent; at least
     one), under ``autocast`` (``"bf16"``/``"fp16"``) when given."""
@@ -96,7 +104,7 @@ def images_per_second(
         pipe(targets[:1], steps=2)  # warm-up
         seconds: list[float] = []
         while len(seconds) < repeats and (not seconds or sum(seconds) < budget_s):
-            seconds.append(timed(lambda: pipe(targets, steps=20, batch_size=batch), device))
+            seconds.append(timed(lambda: pipe(targets, steps=steps, batch_size=batch), device))
     return float(np.median([batch / t for t in seconds]))
 
 
@@ -112,11 +120,16 @@ def main() -> None:
     ap.add_argument(
         "--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)"
     )
+    ap.add_argument("--steps", type=int, default=20, help="DDIM steps of each timed sampling call")
     ap.add_argument("--out", type=Path, help="JSON file to write [benchmarks/results/tim3_speed_<device>.json]")
     args = ap.parse_args()
     results = {}
-    for name in args.configs:
-        cfg = load_tim3_config(REPO / "configs" / f"tim3-{name}.yaml")
+    for given in args.configs:
+        path = Path(given) if given.endswith((".yaml", ".yml")) else REPO / "configs" / f"tim3-{given}.yaml"
+        if not path.is_file():
+            raise SystemExit(f"Error: --configs {given}: no config file {path}")
+        name = path.stem if given.endswith((".yaml", ".yml")) else given
+        cfg = load_tim3_config(path)
         pipe, modules = pipeline_for(cfg, args.device)
         rec = {
             "resolution": cfg.resolution,
@@ -124,15 +137,19 @@ def main() -> None:
             "batch_size": cfg.train.batch_size,
             "unet_parameters_m": round(sum(p.numel() for p in modules["unet_stage2"].parameters()) / 1e6, 2),
             "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4),
+            "sampling_steps": args.steps,
         }
-        if name in args.sample_configs:
+        if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:
                 rec[f"images_per_second_batch{b}"] = round(
-                    images_per_second(pipe, b, args.device, budget_s=args.budget), 3
+                    images_per_second(pipe, b, args.device, budget_s=args.budget, steps=args.steps), 3
                 )
                 if args.autocast:
                     rec[f"images_per_second_batch{b}_{args.autocast}"] = round(
-                        images_per_second(pipe, b, args.device, budget_s=args.budget, autocast=args.autocast), 3
+                        images_per_second(
+                            pipe, b, args.device, budget_s=args.budget, autocast=args.autocast, steps=args.steps
+                        ),
+                        3,
                     )
         results[name] = rec
         print(name, rec, flush=True)

@@ -231,6 +231,53 @@ def test_a_new_map_autoencoder_retrains_stage_1_and_keeps_stage_2(micro_model, t
     assert "to train: stage2" in _seeded(micro_model, d2, tmp_path, "steps")[2]
 
 
+def test_a_stage_2_unet_of_its_own_retrains_stage_2_alone(micro_model, tiny_bench, tmp_path):
+    """``unet_stage2`` builds stage 2 from its own section (here two levels, wider) and leaves
+    stage 1 on ``unet``; seeding retrains the stage whose UNet changes, and a sampler setting
+    changes nothing trained."""
+    d = load_tim3_config(MICRO).to_dict()
+    d["unet_stage2"] = {"block_out_channels": [24, 48], "norm_num_groups": 8, "attention_head_dim": 4}
+    d["sampling_steps"] = 5
+    config, run, stdout = _seeded(micro_model, d, tmp_path, "wide")
+    assert stdout.split("to train:")[1].strip() == "stage2"
+    train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
+    assert _same_weights(micro_model, run, ("vae_image", "vae_map", "unet_stage1", "encoder_stage1"))
+    stage1 = UNet2DConditionModel.from_pretrained(run / "unet_stage1").config
+    stage2 = UNet2DConditionModel.from_pretrained(run / "unet_stage2").config
+    assert (tuple(stage1.block_out_channels), tuple(stage2.block_out_channels)) == ((16, 32, 32), (24, 48))
+    assert list(stage2.down_block_types) == ["CrossAttnDownBlock2D", "DownBlock2D"]
+    # unet.global_condition [1] names stage 1 only
+    assert (stage1.class_embed_type, stage2.class_embed_type) == ("projection", None)
+    record = json.loads((run / "config.json").read_text())["config"]
+    assert record["unet_stage2"]["block_out_channels"] == [24, 48] and record["sampling_steps"] == 5
+    assert_micro_samples_reproduce(TiM3Pipeline.from_pretrained(run), tmp_path)
+
+    # stage 1's UNet changed, stage 2 given the old one as its own: stage 1 alone
+    d = load_tim3_config(MICRO).to_dict()
+    d["unet_stage2"] = {**d["unet"], "global_condition": []}
+    d["unet"] = {**d["unet"], "block_out_channels": [16, 32, 48]}
+    assert _seeded(micro_model, d, tmp_path, "stage1")[2].split("to train:")[1].strip() == "stage1"
+    # the same UNet given as unet_stage2 is no change at all
+    d["unet"] = load_tim3_config(MICRO).to_dict()["unet"]
+    assert "to train: nothing" in _seeded(micro_model, d, tmp_path, "same")[2]
+
+
+def test_unet_stage2_settings_are_checked():
+    assert tim3_config_from_dict({**_micro(), "unet_stage2": None}).unet_stage2 is None
+    cfg = tim3_config_from_dict({**_micro(), "unet_stage2": {"block_out_channels": [24, 48], "norm_num_groups": 8}})
+    assert cfg.stage_unet(2).block_out_channels == (24, 48) and cfg.stage_unet(1) is cfg.unet
+    assert tim3_config_from_dict(cfg.to_dict(), saved=True) == cfg  # a model folder's record reads back
+    with pytest.raises(MicroforgeError, match="unet_stage2 global_condition must be empty"):
+        tim3_config_from_dict({**_micro(), "unet_stage2": {"global_condition": [2], "norm_num_groups": 8}})
+    with pytest.raises(MicroforgeError, match="unet_stage2: unknown key"):
+        tim3_config_from_dict({**_micro(), "unet_stage2": {"channels": [24, 48]}})
+    # 32 px through a f = 4 codec (8 x 8 latents) cannot halve 4 times in a five-level UNet: refused
+    with pytest.raises(MicroforgeError, match="must be divisible by the vae_image and unet_stage2 downsampling"):
+        tim3_config_from_dict(
+            {**_micro(), "unet_stage2": {"block_out_channels": [8, 8, 8, 8, 8], "norm_num_groups": 8}}
+        )
+
+
 def test_a_learning_rate_decay_retrains_the_stages_it_changes(micro_model, tiny_bench, tmp_path):
     """``train.lr_decay`` is stage 1's and, while ``stage2_lr_decay`` is null, stage 2's too."""
     d = load_tim3_config(MICRO).to_dict()
