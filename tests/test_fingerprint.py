@@ -23,7 +23,7 @@ from microforge.fingerprint import (
     symmetry_fingerprints,
     train_fingerprints,
 )
-from microforge.models.fingerprint import FingerprintConfig, FingerprintVAE, spectral_loss
+from microforge.models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss, spectral_loss
 from microforge.models.weights import save_weights
 
 from .conftest import interrupted_at_step
@@ -213,6 +213,26 @@ def test_cosine_decay_resumes_exactly_and_a_bad_decay_is_refused(tiny_bench, tmp
     assert (whole / "model.safetensors").read_bytes() != (plain / "model.safetensors").read_bytes()
     with pytest.raises(MicroforgeError, match="lr_decay must be one of none, cosine, got 'linear'"):
         dataclasses.replace(MICRO, lr_decay="linear")
+
+
+def test_bf16_autocast_trains_in_bf16_with_fp32_losses(tiny_bench, fp_model, tmp_path):
+    """``autocast: bf16`` runs the VAE's convolutions in bfloat16 (a different, still finite walk
+    from the same seed) and keeps its losses and saved weights in fp32."""
+    x = torch.rand(2, 1, 32, 32)
+    vae = FingerprintVAE(MICRO.model)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert vae(x, torch.Generator().manual_seed(0))[0].dtype == torch.bfloat16
+        loss, parts = fingerprint_loss(vae, x, torch.Generator().manual_seed(0))
+    assert loss.dtype == torch.float32 and np.isfinite(parts["loss"])
+    half = train_fingerprints(
+        tiny_bench.root, tmp_path / "bf16", dataclasses.replace(MICRO, autocast="bf16"), progress=False
+    )
+    a, b = load_fingerprint_model(fp_model).state_dict(), load_fingerprint_model(half).state_dict()
+    assert all(v.dtype == torch.float32 for v in b.values() if v.is_floating_point())
+    assert any(not torch.equal(a[k], b[k]) for k in a) and all(torch.isfinite(v.float()).all() for v in b.values())
+    assert json.loads((half / "config.json").read_text())["train"]["autocast"] == "bf16"
+    with pytest.raises(MicroforgeError, match="autocast must be bf16 or null"):
+        dataclasses.replace(MICRO, autocast="fp16")
 
 
 def test_adversarial_decoder_fine_tune_keeps_every_fingerprint_and_resumes_exactly(

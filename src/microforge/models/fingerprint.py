@@ -176,7 +176,7 @@ def fingerprint_loss(
     """White et al.'s loss on a batch ``x`` ``(B, 1, R, R)`` in [0, 1]; returns the loss and its
     parts (floats; with ``with_logits`` also ``logits``, the reconstruction's ``(B, 1, R, R)``
     logits, still attached to the graph)."""
-    logits, mu, logvar = model(x, gen)
+    logits, mu, logvar = (t.float() for t in model(x, gen))  # fp32 losses under a bf16 autocast too
     bce = F.binary_cross_entropy_with_logits(logits, x)
     spec = spectral_loss(torch.sigmoid(logits), x, model.cfg.spectral, model.cfg.spectral_window)
     kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp()).sum(1)).mean()
