@@ -272,7 +272,9 @@ def test_unet_stage2_settings_are_checked():
     with pytest.raises(MicroforgeError, match="unet_stage2: unknown key"):
         tim3_config_from_dict({**_micro(), "unet_stage2": {"channels": [24, 48]}})
     # 32 px through a f = 4 codec (8 x 8 latents) cannot halve 4 times in a five-level UNet: refused
-    with pytest.raises(MicroforgeError, match="must be divisible by the vae_image and unet_stage2 downsampling"):
+    with pytest.raises(
+        MicroforgeError, match=r"must be divisible by the vae_image and UNet downsampling \(unet_stage2\)"
+    ):
         tim3_config_from_dict(
             {**_micro(), "unet_stage2": {"block_out_channels": [8, 8, 8, 8, 8], "norm_num_groups": 8}}
         )

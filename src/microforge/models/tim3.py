@@ -219,7 +219,7 @@ class TiM3Config:
             unet = self.stage_unet(stage)
             if self.resolution % (downsampling(getattr(self, name)) * 2 ** (len(unet.block_out_channels) - 1)):
                 raise MicroforgeError(
-                    f"resolution {self.resolution} must be divisible by the {name} and {section} downsampling"
+                    f"resolution {self.resolution} must be divisible by the {name} and UNet downsampling ({section})"
                 )
             if not unet.levels_with_attention(self.resolution // downsampling(getattr(self, name))):
                 raise MicroforgeError(
