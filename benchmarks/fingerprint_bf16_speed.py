@@ -12,6 +12,7 @@ the last 10 steps. Writes benchmarks/results/fingerprint_bf16_speed.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -20,40 +21,28 @@ from _record import write_record  # benchmarks/_record.py (the script's folder i
 import torch
 
 from microforge.data.dataset import load_split
-from microforge.fingerprint.vae import load_fingerprint_config
-from microforge.models.fingerprint import FingerprintVAE, fingerprint_loss
-from microforge.training.loop import random_batch
+from microforge.fingerprint.vae import load_fingerprint_config, training_step
+from microforge.models.fingerprint import FingerprintVAE
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "fingerprint-tiny.yaml"
 
 
 def seconds_per_step(images: torch.Tensor, bf16: bool, steps: int) -> dict[str, float]:
-    """One mode's seconds per training step and mean loss of its last 10 steps."""
-    cfg = load_fingerprint_config(CONFIG)
+    """One mode's seconds per training step (``fingerprint train``'s own step) and mean loss of its
+    last 10 steps."""
+    cfg = dataclasses.replace(load_fingerprint_config(CONFIG), autocast="bf16" if bf16 else None)
     torch.manual_seed(cfg.seed)
     model = FingerprintVAE(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    losses: list[float] = []
-
-    def step() -> None:
-        _, x = random_batch(images, cfg.batch_size, gen)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            loss, parts = fingerprint_loss(model, x, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(parts["loss"])
-
     for _ in range(5):
-        step()
+        training_step(model, opt, images, cfg, gen)
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
+    losses = [training_step(model, opt, images, cfg, gen)["loss"] for _ in range(steps)]
     return {
         "seconds_per_step": round((time.perf_counter() - t0) / steps, 4),
-        "loss_last_10": round(sum(losses[-10:]) / 10, 4),
+        "loss_last_10": round(sum(losses[-10:]) / len(losses[-10:]), 4),
     }
 
 

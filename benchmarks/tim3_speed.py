@@ -125,10 +125,11 @@ def main() -> None:
     args = ap.parse_args()
     results = {}
     for given in args.configs:
-        path = Path(given) if given.endswith((".yaml", ".yml")) else REPO / "configs" / f"tim3-{given}.yaml"
+        a_file = given.endswith((".yaml", ".yml"))
+        path = Path(given) if a_file else REPO / "configs" / f"tim3-{given}.yaml"
         if not path.is_file():
             raise SystemExit(f"Error: --configs {given}: no config file {path}")
-        name = path.stem if given.endswith((".yaml", ".yml")) else given
+        name = path.stem if a_file else given
         cfg = load_tim3_config(path)
         pipe, modules = pipeline_for(cfg, args.device)
         rec = {

@@ -79,6 +79,24 @@ def load_fingerprint_config(path: str | Path | None) -> FingerprintTrainConfig:
 # ---------------------------------------------------------------------------------- train
 
 
+def training_step(
+    model: FingerprintVAE,
+    opt: torch.optim.Optimizer,
+    images: torch.Tensor,
+    cfg: FingerprintTrainConfig,
+    gen: torch.Generator,
+) -> dict[str, float]:
+    """One optimiser step of White et al.'s loss on a random batch of ``cfg.batch_size`` of
+    ``images`` ``(N, 1, R, R)`` in [0, 1], under ``cfg.autocast``; returns the loss's parts."""
+    _, x = random_batch(images, cfg.batch_size, gen)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
+        loss, parts = fingerprint_loss(model, x, gen)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    return parts
+
+
 def train_fingerprints(
     data: str | Path,
     out: str | Path,
@@ -100,12 +118,7 @@ def train_fingerprints(
         states["sched"] = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, "cosine"))
 
     def step(gen: torch.Generator) -> dict[str, float]:
-        _, x = random_batch(images, cfg.batch_size, gen)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.autocast == "bf16"):
-            loss, parts = fingerprint_loss(model, x, gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+        parts = training_step(model, opt, images, cfg, gen)
         if "sched" in states:
             states["sched"].step()
         return parts
