@@ -85,3 +85,18 @@ def test_model_metrics_names_a_missing_model_folder_in_one_line(tmp_path):
     assert (
         done.stderr.strip() == f"Error: {missing}: not found (MODEL is a TiM3 model folder, REPORT an evaluate report)"
     )
+
+
+def test_store_model_writes_float16_weights_into_a_new_folder_only(micro_model, tmp_path):
+    import subprocess
+
+    script = [sys.executable, str(REPO / "scripts" / "store_model.py"), str(micro_model)]
+    done = subprocess.run(script + [str(tmp_path / "half")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "half" / "config.json").read_text())["weights_dtype"] == "float16"
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    refused = subprocess.run(script + [str(tmp_path / "busy")], capture_output=True, text=True)
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == f"Error: {tmp_path / 'busy'}: exists and is not an empty folder; choose a new one"
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]

@@ -77,6 +77,7 @@ def test_config_has_one_section_per_autoencoder_and_reads_the_older_shared_one()
             "resolution": 64,
             "vae_image": {"latent_channels": 8, "block_out_channels": [16, 32]},
             "vae_map": {"latent_channels": 3, "block_out_channels": [16, 32, 32]},
+            "unet_stage2": None,  # both stages from unet
         }
     )
     assert (cfg.image_latent_size, cfg.map_latent_size) == (32, 16)  # f = 2 and f = 4
@@ -95,6 +96,7 @@ def test_config_has_one_section_per_autoencoder_and_reads_the_older_shared_one()
             "vae_image": {"block_out_channels": [16, 32]},
             "vae_map": {"block_out_channels": [16, 32, 32]},
             "unet": {"attention_max_size": 16},
+            "unet_stage2": None,
         }
     )
     # stage 1 (16^2 latent) keeps its attention at 16^2 and 8^2; stage 2 (32^2) drops the 32^2 level only
@@ -389,3 +391,34 @@ def test_the_two_stages_drawn_one_at_a_time_are_the_pipelines_samples(micro_mode
     images = pipe.draw_micrographs(y, maps, 3, 2.0, "ddim", gen)
     assert np.array_equal(maps.numpy().astype(np.uint8), out.maps)
     assert np.array_equal(images.numpy(), out.images)
+
+
+def test_float16_storage_halves_the_folder_and_loads_as_float32(micro_model, tmp_path):
+    """save_pretrained(weights_dtype="float16") stores every network in float16 (half the bytes);
+    loading gives float32 modules holding exactly the rounded weights, which sample close to the
+    float32 model; re-saving keeps the stored precision unless told otherwise."""
+    from safetensors import safe_open
+
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    half = pipe.save_pretrained(tmp_path / "half", weights_dtype="float16")
+    assert json.loads((half / "config.json").read_text())["weights_dtype"] == "float16"
+    for f in half.rglob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            assert {st.get_tensor(k).dtype for k in st.keys()} <= {torch.float16}, f
+    size = {d: sum(f.stat().st_size for f in d.rglob("*.safetensors")) for d in (micro_model, half)}
+    assert 0.49 < size[half] / size[micro_model] < 0.52  # float16 weights plus the same headers
+    loaded = TiM3Pipeline.from_pretrained(half)
+    for name, module in loaded.modules.items():
+        original = pipe.modules[name].state_dict()
+        for key, value in module.state_dict().items():
+            assert value.dtype == original[key].dtype  # float32 again
+            assert torch.equal(value, original[key].half().to(value.dtype)), (name, key)
+    targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 4)
+    a, b = pipe(targets, steps=3, seed=5), loaded(targets, steps=3, seed=5)
+    assert (a.maps != b.maps).mean() < 0.02 and np.abs(a.images - b.images).mean() < 0.01
+    again = loaded.save_pretrained(tmp_path / "again")  # as loaded: float16
+    assert json.loads((again / "config.json").read_text())["weights_dtype"] == "float16"
+    full = loaded.save_pretrained(tmp_path / "full", weights_dtype="float32")
+    assert "weights_dtype" not in json.loads((full / "config.json").read_text())
+    with pytest.raises(MicroforgeError, match="weights_dtype 'int8' is not one of"):
+        pipe.save_pretrained(tmp_path / "bad", weights_dtype="int8")

@@ -7,6 +7,7 @@ with DDIM (default, 20 steps) or DPM-Solver++, with classifier-free guidance.
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -35,6 +36,9 @@ from ..seeding import seeded_generator
 from .base import Generated, SamplingPipeline
 
 FORMAT = "microforge-tim3/1"
+# how a model folder may store its networks' weights; loading always gives float32 modules, so the
+# stored precision changes the folder's size (float16: half), never the dtype the pipeline computes in
+WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 
 
 class TiM3Pipeline(SamplingPipeline):
@@ -109,7 +113,7 @@ class TiM3Pipeline(SamplingPipeline):
             record,
         )
 
-    def save_pretrained(self, folder: str | Path) -> Path:
+    def save_pretrained(self, folder: str | Path, weights_dtype: str | None = None) -> Path:
         """Write this model as a model folder that :meth:`from_pretrained` reads back exactly.
 
         Every network goes through diffusers' ``save_pretrained`` as safetensors (the learned map
@@ -118,12 +122,22 @@ class TiM3Pipeline(SamplingPipeline):
         (with the hull points) and ``scheduler/`` are written beside them. The loaded folder's
         ``logs/``, ``metrics.json`` and ``regressor/``, where present, are copied along. A folder that
         already holds a model is refused, so nothing is overwritten. Returns the folder.
+
+        ``weights_dtype``: ``"float32"`` or ``"float16"``, the precision every network's weights are
+        stored in (None: as this model was loaded, float32 for a trained run). float16 halves the
+        folder; the weights are rounded to 11 significant bits once, and loading upcasts them to
+        float32 again, so sampling computes as before on the rounded weights. ``config.json``
+        records float16 as ``weights_dtype`` (absent: float32).
         """
         folder = Path(folder)
+        weights_dtype = weights_dtype or self.record.get("weights_dtype", "float32")
+        if weights_dtype not in WEIGHTS_DTYPES:
+            raise MicroforgeError(f"weights_dtype {weights_dtype!r} is not one of {sorted(WEIGHTS_DTYPES)}")
         if (folder / "config.json").exists():
             raise MicroforgeError(f"{folder}: already holds a model; choose another folder")
         folder.mkdir(parents=True, exist_ok=True)
         for name, module in self.modules.items():
+            module = _stored(module, WEIGHTS_DTYPES[weights_dtype], name)
             if hasattr(module, "save_pretrained"):
                 module.save_pretrained(folder / name, safe_serialization=True)
             else:  # the learned map encoder, a plain module, as the trainer writes it
@@ -136,9 +150,11 @@ class TiM3Pipeline(SamplingPipeline):
             source = self.folder / extra
             if source.exists() and not (folder / extra).exists():
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / extra)
-        self.write_config(
-            folder, self.cfg, self.scaling, self.brightness_mean, self.record
-        )  # last: a folder with config.json is complete
+        record = {k: v for k, v in self.record.items() if k != "weights_dtype"}
+        if weights_dtype != "float32":  # absent means float32, as the trainer writes it
+            record["weights_dtype"] = weights_dtype
+        # last: a folder with config.json is complete
+        self.write_config(folder, self.cfg, self.scaling, self.brightness_mean, record)
         return folder
 
     @staticmethod
@@ -319,11 +335,26 @@ class TiM3Pipeline(SamplingPipeline):
             )  # float(): autocast may give bf16
 
 
+def _stored(module: torch.nn.Module, dtype: torch.dtype, name: str) -> torch.nn.Module:
+    """``module`` as it is to be written in ``dtype``: itself for float32, else a cast copy (the
+    pipeline keeps computing in float32). A weight that does not fit the dtype is an error naming
+    the part, rather than an inf written to disk."""
+    if dtype == torch.float32:
+        return module
+    # nn.Module.to, not diffusers' override, which warns about casting a model it would run in dtype
+    stored = torch.nn.Module.to(copy.deepcopy(module), dtype)
+    for key, value in stored.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            largest = module.state_dict()[key].abs().max()
+            raise MicroforgeError(f"{name}: weight {key} does not fit {dtype} (largest |w| {largest:.3g})")
+    return stored
+
+
 def _load(cls, path: Path):
     if not path.is_dir():
         raise MicroforgeError(f"{path}: model component not found")
-    try:
-        return cls.from_pretrained(path, use_safetensors=True)
+    try:  # float32 whatever precision the folder stores (save_pretrained's weights_dtype)
+        return cls.from_pretrained(path, use_safetensors=True, torch_dtype=torch.float32)
     except MicroforgeError:
         raise
     except Exception as exc:  # diffusers raises several types for bad files; name the folder
