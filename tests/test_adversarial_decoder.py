@@ -264,6 +264,19 @@ def test_a_stage_2_unet_of_its_own_retrains_stage_2_alone(micro_model, tiny_benc
 
 def test_unet_stage2_settings_are_checked():
     assert tim3_config_from_dict({**_micro(), "unet_stage2": None}).unet_stage2 is None
+    # the tiny default: its own wider, deeper UNet; a partial section fills from that default, and a
+    # saved record without the field (a model trained before it existed) used unet for stage 2
+    tiny = tim3_config_from_dict({"resolution": 64})
+    assert tiny.stage_unet(2).block_out_channels == (48, 96, 96, 96) and tiny.unet.block_out_channels == (32, 64, 64)
+    assert tim3_config_from_dict({"unet_stage2": {"layers_per_block": 2}}).unet_stage2.block_out_channels == (
+        48,
+        96,
+        96,
+        96,
+    )
+    older = {k: v for k, v in tiny.to_dict().items() if k != "unet_stage2"}
+    assert tim3_config_from_dict(older, saved=True).unet_stage2 is None
+    assert tim3_config_from_dict(older).unet_stage2 == tiny.unet_stage2  # a config file: today's default
     cfg = tim3_config_from_dict({**_micro(), "unet_stage2": {"block_out_channels": [24, 48], "norm_num_groups": 8}})
     assert cfg.stage_unet(2).block_out_channels == (24, 48) and cfg.stage_unet(1) is cfg.unet
     assert tim3_config_from_dict(cfg.to_dict(), saved=True) == cfg  # a model folder's record reads back

@@ -29,6 +29,7 @@ LEVERS = {
     "beta_schedule": "squaredcos_cap_v2",
     "schedule_shift": 2.0,
     "timestep_spacing": "trailing",
+    "unet_stage2": None,  # both stages from unet
     "unet": {
         "block_out_channels": [16, 32, 32],
         "norm_num_groups": 8,

@@ -51,9 +51,10 @@ def plain_data(value: Any) -> Any:
 
 def nested_config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
     """Build dataclass ``cls`` from plain nested data: nested dataclass fields (with a default
-    factory) are built from mappings, as are optional ones (default None, the section's class in the
-    field's ``metadata["section"]``; null keeps None); lists become tuples; unknown keys are named
-    errors."""
+    factory) are built from mappings, as are optional ones (the section's class in the field's
+    ``metadata["section"]``; null gives None, and a mapping fills the field's default section, or
+    the class's defaults where the field's default is None); lists become tuples; unknown keys are
+    named errors."""
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -63,7 +64,10 @@ def nested_config_from_dict(cls: type, data: dict[str, Any], where: str) -> Any:
         factory = names[key].default_factory
         default = factory() if factory is not dataclasses.MISSING else None  # type: ignore[misc]
         optional = names[key].metadata.get("section")
-        if optional is not None and value is not None:
+        if optional is not None and value is None:  # an optional section, turned off
+            kwargs[key] = None
+            continue
+        if optional is not None and default is None:
             default = optional()
         if dataclasses.is_dataclass(default):  # a nested section: vae, unet, encoder, train
             if not isinstance(value, dict):

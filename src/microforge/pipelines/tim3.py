@@ -2,7 +2,8 @@
 
 Loads a model folder written by the trainer (every network through diffusers'
 ``from_pretrained`` with ``use_safetensors=True``; nothing is unpickled) and samples in batches
-with DDIM (default, 20 steps) or DPM-Solver++, with classifier-free guidance.
+with DDIM (the model's ``sampling_steps``: 10 in the tiny config, TiM3's 20 in the small and paper
+ones) or DPM-Solver++, with classifier-free guidance.
 """
 
 from __future__ import annotations
