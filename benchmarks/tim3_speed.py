@@ -1,11 +1,11 @@
 """Benchmark: TiM3 training step time and sampling throughput, per config.
 
     python benchmarks/tim3_speed.py [--configs tiny small paper] [--sample-configs tiny small] [--device cpu|cuda]
-                                    [--batches 1 16 256] [--autocast bf16] [--steps 20]
+                                    [--batches 1 16 256] [--autocast bf16] [--steps N]
 
 For each config (a name N for configs/tim3-N.yaml, or a YAML file's path, named by its stem):
 seconds per stage-2 training step (forward, backward, AdamW) at the config's batch size, and
-images per second for full two-stage sampling (``--steps`` DDIM steps, 20 by default, with
+images per second for full two-stage sampling (``--steps`` DDIM steps, the config's ``sampling_steps`` by default, with
 guidance, map and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with
 ``--autocast bf16|fp16``, also under autocast. Random weights: speed does not depend on them.
 Writes benchmarks/results/tim3_speed_<device>.json.
@@ -120,7 +120,7 @@ def main() -> None:
     ap.add_argument(
         "--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)"
     )
-    ap.add_argument("--steps", type=int, default=20, help="DDIM steps of each timed sampling call")
+    ap.add_argument("--steps", type=int, help="DDIM steps of each timed sampling call [each config's sampling_steps]")
     ap.add_argument("--out", type=Path, help="JSON file to write [benchmarks/results/tim3_speed_<device>.json]")
     args = ap.parse_args()
     results = {}
@@ -132,23 +132,24 @@ def main() -> None:
         name = path.stem if a_file else given
         cfg = load_tim3_config(path)
         pipe, modules = pipeline_for(cfg, args.device)
+        steps = args.steps or cfg.sampling_steps
         rec = {
             "resolution": cfg.resolution,
             "latent": cfg.image_latent_size,
             "batch_size": cfg.train.batch_size,
             "unet_parameters_m": round(sum(p.numel() for p in modules["unet_stage2"].parameters()) / 1e6, 2),
             "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4),
-            "sampling_steps": args.steps,
+            "sampling_steps": steps,
         }
         if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:
                 rec[f"images_per_second_batch{b}"] = round(
-                    images_per_second(pipe, b, args.device, budget_s=args.budget, steps=args.steps), 3
+                    images_per_second(pipe, b, args.device, budget_s=args.budget, steps=steps), 3
                 )
                 if args.autocast:
                     rec[f"images_per_second_batch{b}_{args.autocast}"] = round(
                         images_per_second(
-                            pipe, b, args.device, budget_s=args.budget, autocast=args.autocast, steps=args.steps
+                            pipe, b, args.device, budget_s=args.budget, autocast=args.autocast, steps=steps
                         ),
                         3,
                     )

@@ -126,6 +126,7 @@ def main() -> None:
         "n": args.n,
         "seeds": args.seeds,
         "guidance": pipe.cfg.guidance_scale if args.guidance is None else args.guidance,
+        "steps": pipe.cfg.sampling_steps,  # DDIM steps: the model's own
         **measure_model(pipe, args.n, args.seeds, args.guidance),
     }
     if args.data is not None:
