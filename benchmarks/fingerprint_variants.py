@@ -5,7 +5,8 @@ time, its held-out reconstruction quality (``reconstruction.json``) and what ``f
     python benchmarks/fingerprint_variants.py NAME=TRAIN_DIR:EXPLORE_DIR [...] > benchmarks/results/X.json
 
 Each TRAIN_DIR is a ``microforge fingerprint train --out`` folder and EXPLORE_DIR the ``fingerprint
-explore --model TRAIN_DIR --kind vae --max-images 1000`` folder made from it (issue 21's protocol).
+explore --model TRAIN_DIR --kind vae --max-images 1000`` folder made from it (issue 21's protocol);
+when that folder also holds ``--kind vae-d4``, its morphology accuracy and SVR R² are recorded beside.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from typing import Any
 def variant(train_dir: Path, explore_dir: Path) -> dict[str, Any]:
     """One variant's record (see the module docstring)."""
     config = json.loads((train_dir / "config.json").read_text())
-    cv = json.loads((explore_dir / "summary.json").read_text())["cv"]["kinds"]["vae"]
+    kinds = json.loads((explore_dir / "summary.json").read_text())["cv"]["kinds"]
+    cv = kinds["vae"]
     morphology = cv["classification"]["morphology"]
+    pooled = kinds.get("vae-d4")  # when explore was given --kind vae-d4 too
     return {
         "model": {k: config[k] for k in ("resolution", "width", "hidden", "latent", "alpha", "beta", "spectral")}
         | ({"spectral_window": config["spectral_window"]} if config.get("spectral") == "local" else {}),
@@ -32,7 +35,15 @@ def variant(train_dir: Path, explore_dir: Path) -> dict[str, Any]:
         "classes": morphology["classes"],
         "morphology_confusion": morphology["confusion"],
         "svr_r2": {name: r["r2"] for name, r in cv["regression"].items()},
-    }
+    } | (
+        {
+            "vae_d4_morphology_accuracy": pooled["classification"]["morphology"]["accuracy_mean"],
+            "vae_d4_morphology_accuracy_std": pooled["classification"]["morphology"]["accuracy_std"],
+            "vae_d4_svr_r2": {name: r["r2"] for name, r in pooled["regression"].items()},
+        }
+        if pooled
+        else {}
+    )
 
 
 def main(args: list[str]) -> None:

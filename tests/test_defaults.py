@@ -39,6 +39,9 @@ def test_ddpm_without_a_config_gets_lee_and_yun_T():
 def test_fingerprint_regressor_and_synth_defaults_are_their_config_files():
     assert FingerprintTrainConfig().to_dict() == load_fingerprint_config("configs/fingerprint-tiny.yaml").to_dict()
     assert FingerprintTrainConfig().steps == 3000
+    # the bf16 recipe is the tiny one with the forward pass under bf16 autocast, and nothing else
+    bf16 = load_fingerprint_config("configs/fingerprint-tiny-bf16.yaml").to_dict()
+    assert bf16 == {**FingerprintTrainConfig().to_dict(), "autocast": "bf16"}
     assert plain(RegressorTrainConfig()) == plain(load_config(RegressorTrainConfig, "configs/regressor-tiny.yaml"))
     assert plain(SynthConfig()) == plain(load_config(SynthConfig, "configs/synth-default.yaml"))
 
