@@ -28,7 +28,14 @@ def test_acc_gamma_on_hand_made_predictions():
     assert table["per_property"]["A"]["bias"] == pytest.approx(5.0)
     assert table["per_property"]["A"]["bias_sd"] == pytest.approx(5.0 / np.sqrt(1875.0))
     assert table["per_property"]["B"]["bias"] == pytest.approx(0.5)
+    # A's predictions 105, 115, 100, 200 (mean 130) on targets 100, 100, 100, 200 (mean 125):
+    # cov ((-25)(-25) + (-25)(-15) + (-25)(-30) + (75)(70)) / 4 = 1 750, var 1 875, slope 14/15
+    assert table["per_property"]["A"]["slope"] == pytest.approx(14.0 / 15.0)
+    halved = accuracy_table(125.0 + 0.5 * (target - 125.0) + 7.0, target, ["A", "B"])
+    assert halved["per_property"]["A"]["slope"] == pytest.approx(0.5)  # range halved: slope 0.5
+    assert halved["per_property"]["A"]["bias"] == pytest.approx(7.0)  # about A's mean, shifted by 7
     flat = accuracy_table(pred, np.column_stack([np.full(4, 100.0), target[:, 1]]), ["A", "B"])
     assert flat["per_property"]["A"]["bias_sd"] is None and flat["per_property"]["A"]["r2"] is None
+    assert flat["per_property"]["A"]["slope"] is None
     with pytest.raises(MicroforgeError, match="differ in shape"):
         acc_gamma(pred[:, :1], target, 0.1)

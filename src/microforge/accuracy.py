@@ -47,8 +47,11 @@ def accuracy_table(pred: np.ndarray, target: np.ndarray, names: Sequence[str]) -
     (by ``names``): ``mae`` (unit of the property), ``mape_pct``, ``r2``, ``within_10pct`` (the
     fraction of samples within 10 % on that property alone), ``bias`` (the mean signed error
     pred - target, unit of the property) and ``bias_sd`` (the bias in standard deviations of the
-    targets; None where they do not vary). A large ``bias_sd`` says the predictions are shifted as
-    a whole, which lowers R² even where they follow the targets.
+    targets; None where they do not vary) and ``slope`` (the least-squares slope of the
+    predictions on the targets, cov(target, pred) / var(target); None where the targets do not
+    vary). A large ``bias_sd`` says the predictions are shifted as a whole, and a ``slope`` below 1
+    that they span less than the targets' range (weak targets read too strong and strong ones too
+    weak); either lowers R² even where the predictions follow the targets.
     """
     pred, target = _pair(pred, target)
     if len(names) != pred.shape[1]:
@@ -64,6 +67,7 @@ def accuracy_table(pred: np.ndarray, target: np.ndarray, names: Sequence[str]) -
             "within_10pct": float((np.abs(err[:, j]) <= 0.1 * np.abs(target[:, j])).mean()),
             "bias": float(err[:, j].mean()),
             "bias_sd": float(err[:, j].mean() / np.sqrt(var)) if var > 0 else None,
+            "slope": float(np.cov(target[:, j], pred[:, j], bias=True)[0, 1] / var) if var > 0 else None,
         }
     return {
         "n": int(len(pred)),

@@ -185,10 +185,14 @@ def _accuracy_rows(block: dict[str, Any] | None) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(n)}</td><td>{_fmt(v['mae'])}</td><td>{_fmt(v['mape_pct'], 1)}</td>"
         f"<td>{_fmt(v['r2'])}</td>"
-        f"<td>{_fmt(v['within_10pct'])}</td><td>{_fmt(v.get('bias_sd'))}</td></tr>"
+        f"<td>{_fmt(v['within_10pct'])}</td><td>{_fmt(v.get('bias_sd'))}</td>"
+        f"<td>{_fmt(v.get('slope'))}</td></tr>"
         for n, v in block["per_property"].items()
     )
-    head = "<th>property</th><th>MAE</th><th>MAPE %</th><th>R²</th><th>within 10 %</th><th>bias (σ of targets)</th>"
+    head = (
+        "<th>property</th><th>MAE</th><th>MAPE %</th><th>R²</th><th>within 10 %</th><th>bias (σ of targets)</th>"
+        "<th>slope (1: the targets' whole range)</th>"
+    )
     return f"<table><tr>{head}</tr>{rows}</table>"
 
 
