@@ -23,6 +23,7 @@ from _held_out import (  # noqa: E402
     sharpness,
     stage2_from,
 )
+from bias_by_label import bias_by_label, nearest_labels  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
 
 from microforge.data.dataset import split_specimens  # noqa: E402
@@ -36,6 +37,21 @@ def test_recognition_counts_exactly():
     assert r["recognised"] == 0.5  # 3 of 6
     assert r["per_class"] == {"a": 0.5, "b": 0.667, "c": 0.0}
     assert r["confusion"] == [[1, 1, 0], [1, 2, 0], [1, 0, 0]]
+
+
+def test_bias_by_label_groups_targets_by_their_nearest_specimen():
+    specimens = pd.DataFrame({"A": [0.0, 10.0, 10.0], "B": [0.0, 0.0, 100.0], "m": ["x", "y", "z"]})
+    # scaled to [0, 1]: the specimens sit at (0, 0), (1, 0) and (1, 1)
+    targets = np.array([[1.0, 10.0], [9.0, 5.0], [8.0, 90.0], [2.0, 0.0]])
+    labels = nearest_labels(targets, specimens, ["A", "B"], "m")
+    assert labels.tolist() == ["x", "y", "z", "x"]
+    pred = targets + np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [3.0, 0.0]])  # only x's targets read high
+    groups = bias_by_label(pred, targets, labels, ["A", "B"])
+    sd = targets[:, 0].std()
+    assert groups["x"] == {"n": 2, "bias_sd": {"A": round(2.0 / sd, 3), "B": 0.0}}
+    assert groups["y"]["bias_sd"]["A"] == 0.0 and groups["all"]["n"] == 4
+    # the groups' biases weighted by their counts add up to the overall one
+    assert groups["all"]["bias_sd"]["A"] == pytest.approx(2 * groups["x"]["bias_sd"]["A"] / 4, abs=1e-3)
 
 
 def test_sharpness_of_known_images():
