@@ -149,6 +149,16 @@ class _MeanGrey(_Identity):
         return torch.full_like(z, 0.5)
 
 
+class _BlurredLaths(_Identity):
+    """Keeps the top beta film and the left primary-alpha half, and blurs the right half's laths
+    to their mean grey, as a decoder that cannot place them does."""
+
+    def decode(self, z):
+        out = z.clone()
+        out[..., 2:, 16:] = z[..., 2:, 16:].mean((-2, -1), keepdim=True)
+        return out
+
+
 def test_reconstruction_quality_of_a_perfect_and_of_a_flat_decoder():
     stripes = torch.from_numpy(np.where((np.arange(32) // 4) % 2 == 0, 0.2, 0.9)[None, :].repeat(32, 0)).float()
     x = torch.stack([stripes, stripes.T])[:, None]
@@ -161,6 +171,20 @@ def test_reconstruction_quality_of_a_perfect_and_of_a_flat_decoder():
     assert perfect["flat_share"] == 0.0
     flat = reconstruction_quality(_MeanGrey(), x, tile_px=32)
     assert flat["flat_share"] == 1.0 and flat["mse"] == pytest.approx(float(((x - 0.5) ** 2).mean()), rel=1e-6)
+
+
+def test_blurred_laths_read_as_primary_alpha():
+    # a beta film on top, a primary-alpha half and a colony of 2 px laths; the segmenter (6 px
+    # halfwidth at 32 px) reads the tile as 0.512 primary alpha and 0.299 beta, and the blurred
+    # copy as 0.925 and 0.070: lath-free alpha is primary alpha to it (White et al.'s Fig. 11)
+    tile = torch.full((32, 32), 0.2)
+    tile[:, 16:] = torch.where((torch.arange(16) // 2) % 2 == 0, 0.2, 0.9)
+    tile[:2] = 0.9
+    q = reconstruction_quality(_BlurredLaths(), tile[None, None], tile_px=32)
+    assert q["alpha_fraction_signed_error_mean"] == pytest.approx(0.9248046875 - 0.51171875)
+    assert q["alpha_fraction_abs_error_mean"] == pytest.approx(q["alpha_fraction_signed_error_mean"])
+    assert q["beta_fraction_abs_error_mean"] == pytest.approx(0.298828125 - 0.0703125)
+    assert reconstruction_quality(_Identity(), tile[None, None], tile_px=32)["beta_fraction_abs_error_mean"] == 0.0
 
 
 def test_training_writes_the_reconstruction_measure(tiny_bench, tmp_path):
