@@ -43,6 +43,9 @@ def test_fingerprint_regressor_and_synth_defaults_are_their_config_files():
     bf16 = load_fingerprint_config("configs/fingerprint-tiny-bf16.yaml").to_dict()
     assert bf16 == {**FingerprintTrainConfig().to_dict(), "autocast": "bf16"}
     assert plain(RegressorTrainConfig()) == plain(load_config(RegressorTrainConfig, "configs/regressor-tiny.yaml"))
+    # the OM regressor is the same recipe on the OM renderings
+    om = plain(load_config(RegressorTrainConfig, "configs/regressor-tiny-om.yaml"))
+    assert om == {**plain(RegressorTrainConfig()), "modality": "OM"}
     assert plain(SynthConfig()) == plain(load_config(SynthConfig, "configs/synth-default.yaml"))
 
 

@@ -51,15 +51,17 @@ def test_bundled_metrics_summarise_the_example_report():
     )
 
 
-def test_om_metrics_summarise_its_report_without_a_regressor():
-    """The OM model has no property regressor: its metrics.json summarises its committed report
-    with the accuracy fields empty and every realism, oracle and microstructure number kept."""
+def test_om_metrics_summarise_its_report():
+    """The OM model's metrics.json summarises its committed report, read by its own OM-trained
+    property regressor; a report made without a regressor leaves the accuracy fields empty and
+    keeps every realism, oracle and microstructure number."""
     report = json.loads((REPO / "docs" / "example-report-om" / "metrics.json").read_text())
     carried = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-om-tiny" / "metrics.json").read_text())
     again = summary(report, carried["command"], carried["report"], 4.0, "OM tiles at 64 px")
     assert again == carried
-    assert report["main"]["accuracy"] is None and again["per_property"] is None
-    assert again["table1"]["mAcc"] is None and again["table1"]["fid"] == report["main"]["fid"]
+    assert again["table1"]["mAcc"] == report["main"]["accuracy"]["mAcc"] and set(again["per_property"]) == {
+        *("YS", "TS", "EF", "RH", "IT", "DCS", "CFS")
+    }
     assert again["guidance_scale"] == 4.0 and again["data"].endswith("OM tiles at 64 px")
     assert set(again["oracle_mAcc"]) == {
         "segmented_generated",
@@ -67,6 +69,9 @@ def test_om_metrics_summarise_its_report_without_a_regressor():
         "ceiling_true_maps",
         "stage1_maps",
     }
+    bare = summary({**report, "main": {**report["main"], "accuracy": None}}, "c", "r", 4.0)
+    assert bare["per_property"] is None and bare["table1"]["mAcc"] is None
+    assert bare["table1"]["fid"] == report["main"]["fid"]
 
 
 def test_model_metrics_names_a_missing_model_folder_in_one_line(tmp_path):
