@@ -11,6 +11,9 @@ the phases that CONFIG changes:
   stage-2 field left null follows stage 1's, and so does what it invalidates);
 - the map autoencoder and stage 1, when CONFIG changes the ``vae_map`` section: stage 2 reads the
   true maps (and trains its own map encoder, if any), never the map autoencoder, so it is reused;
+- the micrograph autoencoder, its adversarial fine-tune and stage 2, when CONFIG changes the
+  ``vae_image`` section beyond its adversarial fields (stage 2 denoises that autoencoder's
+  latents); the map autoencoder and stage 1 read no micrograph, so they are reused;
 - a stage, when CONFIG changes its UNet (``unet`` for stage 1, and for stage 2 unless
   ``unet_stage2`` is given): its widths, depth, or which of its levels have attention
   (``attention_max_size`` is compared by the levels it gives the stage's latent, so a limit that
@@ -58,6 +61,8 @@ SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale"}
 # the train section's per-stage fields, compared as each stage's (steps, decay): TrainConfig.stage_schedule
 STAGE_FIELDS = {"steps", "stage2_steps", "lr_decay", "stage2_lr_decay"}
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
+    "vae_image": {"vae_image"},
+    "vae_image_adversarial": {"vae_image"},
     "vae_map": {"vae_map"},
     "stage1": {"unet_stage1", "encoder_stage1"},
     "stage2": {"unet_stage2", "encoder_stage2", "map_encoder"},
@@ -100,7 +105,7 @@ def _comparable_unet(cfg, stage: int) -> dict:
 
 
 def _without_retrainable(d: dict) -> dict:
-    d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | SAMPLER_FIELDS | {"vae_map", "unets"}}
+    d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | SAMPLER_FIELDS | {"vae_map", "vae_image", "unets"}}
     d["train"] = {k: v for k, v in d["train"].items() if k != "schedules"}
     return d
 
@@ -124,6 +129,8 @@ def _retrained(kept: dict, planned: dict) -> set[str]:
     retrain |= {phase for phase in kept["unets"] if kept["unets"][phase] != planned["unets"][phase]}
     if kept["vae_map"] != planned["vae_map"]:
         retrain |= {"vae_map", "stage1"}
+    if kept["vae_image"] != planned["vae_image"]:  # compared without the adversarial fields
+        retrain |= {"vae_image", "vae_image_adversarial", "stage2"}
     return retrain
 
 
@@ -147,15 +154,19 @@ def main() -> None:
     kept, planned = _comparable(have), _comparable(plan)
     if _without_retrainable(kept) != _without_retrainable(planned):
         raise SystemExit(
-            f"Error: {config}: differs from {model}'s config beyond vae_image's adversarial fields, the"
-            " diffusion objective, the stages' steps, learning-rate decay and UNets, vae_map and the sampler"
+            f"Error: {config}: differs from {model}'s config beyond vae_image, the diffusion objective,"
+            " the stages' steps, learning-rate decay and UNets, vae_map and the sampler"
         )
-    if "vae_image_adversarial" in phases(have) and _adversarial(have) != _adversarial(plan):
+    retrain = _retrained(kept, planned)
+    if (
+        "vae_image_adversarial" in phases(have)
+        and "vae_image" not in retrain
+        and _adversarial(have) != _adversarial(plan)
+    ):
         raise SystemExit(
             f"Error: {config}: changes vae_image's adversarial fields, but {model}'s decoder is already"
             " fine-tuned and its decoder from before the fine-tune is not kept; train that from scratch"
         )
-    retrain = _retrained(kept, planned)
     sources = {phase: (model, record, args.model) for phase in phases(have)}
     if args.map_phases_from:
         other, other_record, other_cfg = _load(args.map_phases_from)

@@ -231,6 +231,26 @@ def test_a_new_map_autoencoder_retrains_stage_1_and_keeps_stage_2(micro_model, t
     assert "to train: stage2" in _seeded(micro_model, d2, tmp_path, "steps")[2]
 
 
+def test_a_new_image_autoencoder_retrains_stage_2_and_keeps_the_map_phases(micro_model, tiny_bench, tmp_path):
+    """The OM model's next lever is a new micrograph autoencoder: stage 2 denoises its latents, so
+    it is retrained with it, while the map phases, which read no micrograph, are kept."""
+    d = load_tim3_config(MICRO).to_dict()
+    d["vae_image"] = {**d["vae_image"], "steps": d["vae_image"]["steps"] + 2}
+    config, run, stdout = _seeded(micro_model, d, tmp_path, "image")
+    assert "seeded with vae_map, stage1" in stdout and "to train: vae_image, stage2" in stdout
+    assert not (run / "vae_image").exists() and not (run / "unet_stage2").exists()
+    train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
+    assert _same_weights(micro_model, run, ("vae_map", "unet_stage1", "encoder_stage1"))
+    assert not _same_weights(micro_model, run, ("vae_image",)) and not _same_weights(micro_model, run, ("unet_stage2",))
+    record = json.loads((run / "config.json").read_text())
+    assert record["training"]["vae_image"]["steps"] == d["vae_image"]["steps"]
+    assert "reused_from" not in record["training"]["stage2"]
+    assert record["training"]["stage1"]["reused_from"] == str(micro_model)
+    # a changed adversarial fine-tune is no refusal when the autoencoder is trained anew (it runs last)
+    d["vae_image"] = {**d["vae_image"], "adversarial_steps": 3}
+    assert "to train: vae_image, stage2, vae_image_adversarial" in _seeded(micro_model, d, tmp_path, "adv")[2]
+
+
 def test_a_stage_2_unet_of_its_own_retrains_stage_2_alone(micro_model, tiny_bench, tmp_path):
     """``unet_stage2`` builds stage 2 from its own section (here two levels, wider) and leaves
     stage 1 on ``unet``; seeding retrains the stage whose UNet changes, and a sampler setting
