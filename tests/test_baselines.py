@@ -120,6 +120,7 @@ def test_trains_samples_and_round_trips(kind, tiny_bench, tmp_path):
     # the pipeline owns its folder format: saved anew, the copy samples the same images
     copy = pipe.save_pretrained(tmp_path / "copy", {k: v for k, v in saved.items() if k not in ("format", "config")})
     assert json.loads((copy / "config.json").read_text()) == saved
+    assert not any("_name_or_path" in json.loads(f.read_text()) for f in copy.glob("*/config.json"))
     third = BaselinePipeline.from_pretrained(copy)(np.repeat(targets, 3, axis=0), batch_size=4, seed=5)
     assert np.array_equal(g.images, third.images)
     with pytest.raises(MicroforgeError, match="already holds a model"):

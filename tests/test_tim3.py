@@ -418,6 +418,8 @@ def test_float16_storage_halves_the_folder_and_loads_as_float32(micro_model, tmp
     assert (a.maps != b.maps).mean() < 0.02 and np.abs(a.images - b.images).mean() < 0.01
     again = loaded.save_pretrained(tmp_path / "again")  # as loaded: float16
     assert json.loads((again / "config.json").read_text())["weights_dtype"] == "float16"
+    # a loaded model's parts do not carry the folder they were loaded from into the copy
+    assert not any("_name_or_path" in json.loads(f.read_text()) for f in again.glob("*/config.json"))
     full = loaded.save_pretrained(tmp_path / "full", weights_dtype="float32")
     assert "weights_dtype" not in json.loads((full / "config.json").read_text())
     with pytest.raises(MicroforgeError, match="weights_dtype 'int8' is not one of"):

@@ -4,14 +4,17 @@ it, so ``generate``, ``evaluate`` and ``serve`` take either."""
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from ..errors import MicroforgeError
+from ..io import write_json_atomic
 from ..properties import PropertySet
 
 
@@ -119,3 +122,15 @@ class SamplingPipeline:
         return Generated.concatenate(
             list(self.iter_batches(targets, steps, guidance_scale, sampler, batch_size, seed, brightness, progress))
         )
+
+
+def save_diffusers_module(module: torch.nn.Module, folder: Path) -> None:
+    """Write a diffusers network (its ``config.json`` and safetensors weights) into ``folder``,
+    without the ``_name_or_path`` that diffusers records on loading and writes back on saving: a
+    saved model would otherwise carry the path of the run it was loaded from, on whatever machine
+    made it. The saved folder is its own source."""
+    module.save_pretrained(folder, safe_serialization=True)
+    config = folder / "config.json"
+    saved = json.loads(config.read_text())
+    if saved.pop("_name_or_path", None) is not None:
+        write_json_atomic(config, saved, indent=2)

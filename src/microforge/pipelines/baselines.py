@@ -25,7 +25,7 @@ from ..models.baselines import (
 from ..models.weights import load_weights, save_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
-from .base import Generated, SamplingPipeline
+from .base import Generated, SamplingPipeline, save_diffusers_module
 
 FORMAT = "microforge-baseline/1"
 
@@ -103,7 +103,7 @@ class BaselinePipeline(SamplingPipeline):
             raise MicroforgeError(f"{folder}: already holds a model; choose another folder")
         for name, module in self.modules.items():
             if isinstance(module, UNet2DModel):
-                module.save_pretrained(folder / name, safe_serialization=True)
+                save_diffusers_module(module, folder / name)
             else:
                 save_weights(module, folder / name, {"model_type": f"{self.cfg.kind}-{name}"})
         if self.scheduler_config is not None:

@@ -34,7 +34,7 @@ from ..models.tim3 import (
 from ..models.weights import load_weights, save_weights
 from ..properties import PropertySet
 from ..seeding import seeded_generator
-from .base import Generated, SamplingPipeline
+from .base import Generated, SamplingPipeline, save_diffusers_module
 
 FORMAT = "microforge-tim3/1"
 # how a model folder may store its networks' weights; loading always gives float32 modules, so the
@@ -140,7 +140,7 @@ class TiM3Pipeline(SamplingPipeline):
         for name, module in self.modules.items():
             module = _stored(module, WEIGHTS_DTYPES[weights_dtype], name)
             if hasattr(module, "save_pretrained"):
-                module.save_pretrained(folder / name, safe_serialization=True)
+                save_diffusers_module(module, folder / name)
             else:  # the learned map encoder, a plain module, as the trainer writes it
                 save_weights(module, folder / name, {"model_type": f"tim3-{name}"})
         self.properties.save(folder / "properties.json")
