@@ -58,6 +58,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/bias_by_label.json"))
     args = ap.parse_args()
     metrics = json.loads((args.report / "metrics.json").read_text())
+    if not metrics["main"].get("accuracy"):
+        raise SystemExit(f"Error: {args.report / 'metrics.json'}: no property accuracy (evaluated without a regressor)")
     names = list(metrics["main"]["accuracy"]["per_property"])
     arrays = load_arrays(args.report / "main", ["targets", "pred"])
     manifest = pd.read_csv(args.data / "manifest.csv")
