@@ -24,6 +24,7 @@ from _held_out import (  # noqa: E402
     stage2_from,
 )
 from bias_by_label import bias_by_label, nearest_labels  # noqa: E402
+from lowpass_reconstruction import LowPass  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
 
 from microforge.data.dataset import split_specimens  # noqa: E402
@@ -52,6 +53,20 @@ def test_bias_by_label_groups_targets_by_their_nearest_specimen():
     assert groups["y"]["bias_sd"]["A"] == 0.0 and groups["all"]["n"] == 4
     # the groups' biases weighted by their counts add up to the overall one
     assert groups["all"]["bias_sd"]["A"] == pytest.approx(2 * groups["x"]["bias_sd"]["A"] / 4, abs=1e-3)
+
+
+def test_lowpass_keeps_block_means_and_averages_laths_away():
+    from microforge.fingerprint.vae import reconstruction_quality
+
+    # 2 px laths (period 4) under a 2 x 2 box: each block is one lath's grey, so the bilinear resize back
+    # keeps the block means exactly; a 4 x 4 box averages every lath pair to 0.55, lath-free alpha
+    x = torch.where((torch.arange(32) // 2) % 2 == 0, 0.2, 0.9).expand(1, 1, 32, 32).contiguous()
+    assert torch.equal(LowPass(1).decode(LowPass(1).encode(x)[0]), x)
+    assert torch.allclose(LowPass(2).encode(x)[0].mean(), x.mean())
+    blurred = LowPass(4).decode(LowPass(4).encode(x)[0])
+    assert torch.allclose(blurred, torch.full_like(x, 0.55))
+    assert reconstruction_quality(LowPass(1), x, tile_px=32)["alpha_fraction_abs_error_mean"] == 0.0
+    assert reconstruction_quality(LowPass(4), x, tile_px=32)["flat_share"] == 1.0
 
 
 def test_sharpness_of_known_images():
