@@ -111,6 +111,7 @@ def test_seeded_run_fine_tunes_only_the_decoder(micro_model, tiny_bench, tmp_pat
     assert record["scaling_factors"] == json.loads((micro_model / "config.json").read_text())["scaling_factors"]
     assert record["training"]["vae_image_adversarial"]["steps"] == 6
     assert record["training"]["stage2"]["reused_from"] == str(micro_model)
+    assert "_name_or_path" not in json.loads((run / "vae_image" / "config.json").read_text())  # no run path
     assert_micro_samples_reproduce(TiM3Pipeline.from_pretrained(run), tmp_path)
 
     # the interrupted run ended where an uninterrupted one does

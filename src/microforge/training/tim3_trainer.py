@@ -44,6 +44,7 @@ from ..models.tim3 import (
     predict_noise,
 )
 from ..models.weights import save_weights
+from ..pipelines.base import save_diffusers_module
 from ..pipelines.tim3 import TiM3Pipeline
 from ..properties import PropertySet, PropertySpec
 from ..seeding import seed_from
@@ -422,7 +423,7 @@ class TiM3Trainer:
         states = {"optimizer_decoder": opt_g, "optimizer_discriminator": opt_d}
         seconds = self._run_phase(phase, i, cfg.adversarial_steps, modules, states, step_fn, acc)
         if acc.is_main_process:
-            vae.save_pretrained(self.out / "vae_image")
+            save_diffusers_module(vae, self.out / "vae_image")  # without the run path diffusers recorded on loading
             self._mark_done(phase, cfg.adversarial_steps, seconds)
         acc.wait_for_everyone()
 
