@@ -10,7 +10,9 @@ of the specimen (DATA/manifest.csv, one row per specimen) nearest to it in the p
 to [0, 1] over the specimens. Per label: the number of targets and each property's mean signed
 error in standard deviations of all the targets (as metrics.json's ``bias_sd``, so the groups'
 biases weighted by their counts add up to it). A bias that sits in one group says which
-microstructures the model draws wrong, where the overall figure only says that it does.
+microstructures the model draws wrong, where the overall figure only says that it does. Where
+the report kept its stage-1 maps, each group also gets the maps' mean class fractions and the
+share of its maps with more than 10 % primary alpha (a lamellar specimen has 2-7 %).
 Writes benchmarks/results/bias_by_label.json unless --out says otherwise.
 """
 
@@ -24,7 +26,10 @@ import numpy as np
 import pandas as pd
 from _record import write_record
 
+from microforge.data.phase_map import CLASS_NAMES, N_CLASSES, PRIMARY_ALPHA
 from microforge.evaluate.batches import load_arrays
+
+GLOBULAR = 0.10  # primary-alpha fraction above which a map is counted as globular
 
 
 def nearest_labels(targets: np.ndarray, specimens: pd.DataFrame, names: list[str], label: str) -> np.ndarray:
@@ -46,6 +51,21 @@ def bias_by_label(pred: np.ndarray, targets: np.ndarray, labels: np.ndarray, nam
     groups = {"all": np.ones(len(labels), bool)} | {str(v): labels == v for v in np.unique(labels)}
     return {
         g: {"n": int(k.sum()), "bias_sd": {n: round(float(err[k, j].mean()), 3) for j, n in enumerate(names)}}
+        for g, k in groups.items()
+    }
+
+
+def maps_by_label(maps: np.ndarray, labels: np.ndarray) -> dict:
+    """Per label (and ``all``) of stage-1 maps ``(N, H, W)`` (class ids): the mean area fraction
+    of each class and ``globular_share``, the share of maps whose primary-alpha fraction exceeds
+    ``GLOBULAR``."""
+    frac = np.stack([(maps == c).mean((1, 2)) for c in range(N_CLASSES)], 1)  # (N, classes)
+    groups = {"all": np.ones(len(labels), bool)} | {str(v): labels == v for v in np.unique(labels)}
+    return {
+        g: {
+            "class_fraction": {CLASS_NAMES[c]: round(float(frac[k, c].mean()), 4) for c in range(N_CLASSES)},
+            "globular_share": round(float((frac[k, PRIMARY_ALPHA] > GLOBULAR).mean()), 4),
+        }
         for g, k in groups.items()
     }
 
@@ -74,6 +94,9 @@ def main() -> None:
         "label": args.label,
         "groups": bias_by_label(arrays["pred"], arrays["targets"], labels, names),
     }
+    first = np.load(sorted((args.report / "main").glob("batch_*.npz"))[0])
+    if "maps" in first.files:
+        record["maps"] = maps_by_label(load_arrays(args.report / "main", ["maps"])["maps"], labels)
     write_record(record, args.out)
 
 

@@ -23,7 +23,7 @@ from _held_out import (  # noqa: E402
     sharpness,
     stage2_from,
 )
-from bias_by_label import bias_by_label, nearest_labels  # noqa: E402
+from bias_by_label import bias_by_label, maps_by_label, nearest_labels  # noqa: E402
 from lowpass_reconstruction import LowPass  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
 
@@ -67,6 +67,17 @@ def test_lowpass_keeps_block_means_and_averages_laths_away():
     assert torch.allclose(blurred, torch.full_like(x, 0.55))
     assert reconstruction_quality(LowPass(1), x, tile_px=32)["alpha_fraction_abs_error_mean"] == 0.0
     assert reconstruction_quality(LowPass(4), x, tile_px=32)["flat_share"] == 1.0
+
+
+def test_maps_by_label_counts_class_fractions_and_globular_maps():
+    maps = np.full((3, 10, 10), 2, np.uint8)  # secondary alpha everywhere
+    maps[0, :2] = 0  # 20 % primary alpha: globular
+    maps[1, :1] = 0  # 10 %: not above the threshold
+    maps[2, :5] = 1  # 50 % beta
+    groups = maps_by_label(maps, np.array(["x", "x", "y"]))
+    assert groups["x"]["class_fraction"] == {"primary_alpha": 0.15, "beta": 0.0, "secondary_alpha": 0.85}
+    assert groups["x"]["globular_share"] == 0.5 and groups["y"]["globular_share"] == 0.0
+    assert groups["all"]["class_fraction"]["beta"] == pytest.approx(0.5 / 3, abs=1e-4)
 
 
 def test_sharpness_of_known_images():
