@@ -13,6 +13,11 @@ biases weighted by their counts add up to it). A bias that sits in one group say
 microstructures the model draws wrong, where the overall figure only says that it does. Where
 the report kept its stage-1 maps, each group also gets the maps' mean class fractions and the
 share of its maps with more than 10 % primary alpha (a lamellar specimen has 2-7 %).
+``by_distance`` groups the same errors by the quartile of each target's distance to its nearest
+specimen, beside the specimens' own spacing (the median distance between nearest specimens): an
+error that grows with the distance is the model's reach between specimens, not its drawing of
+them. ``nearest_specimen_r2`` is the R² a generator would score by drawing each target's
+nearest specimen, read exactly.
 Writes benchmarks/results/bias_by_label.json unless --out says otherwise.
 """
 
@@ -32,25 +37,65 @@ from microforge.evaluate.batches import load_arrays
 GLOBULAR = 0.10  # primary-alpha fraction above which a map is counted as globular
 
 
-def nearest_labels(targets: np.ndarray, specimens: pd.DataFrame, names: list[str], label: str) -> np.ndarray:
-    """The ``label`` of the specimen nearest to each target ``(N, K)``, in the properties ``names``
-    scaled to [0, 1] over the specimens (one row each). Returns ``(N,)`` labels."""
+def nearest_specimens(targets: np.ndarray, specimens: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The row of the specimen nearest to each target ``(N, K)`` and its distance, in the
+    properties ``names`` scaled to [0, 1] over the specimens (one row each). Returns ``(N,)``
+    row indices and ``(N,)`` distances (0 .. sqrt(K))."""
     x = specimens[names].to_numpy(np.float64)
     lo, span = x.min(0), np.ptp(x, axis=0)
     span[span == 0] = 1.0
-    d = (((targets - lo) / span)[:, None, :] - ((x - lo) / span)[None]) ** 2
-    return specimens[label].to_numpy()[d.sum(-1).argmin(1)]
+    d = np.sqrt(((((targets - lo) / span)[:, None, :] - ((x - lo) / span)[None]) ** 2).sum(-1))
+    return d.argmin(1), d.min(1)
+
+
+def nearest_labels(targets: np.ndarray, specimens: pd.DataFrame, names: list[str], label: str) -> np.ndarray:
+    """The ``label`` of the specimen nearest to each target ``(N, K)`` (:func:`nearest_specimens`).
+    Returns ``(N,)`` labels."""
+    return specimens[label].to_numpy()[nearest_specimens(targets, specimens, names)[0]]
+
+
+def specimen_spacing(specimens: pd.DataFrame, names: list[str]) -> float:
+    """The median distance from a specimen to its nearest other specimen, in the scaled properties
+    of :func:`nearest_specimens`: how far apart the training data's property vectors lie."""
+    x = specimens[names].to_numpy(np.float64)
+    span = np.ptp(x, axis=0)
+    span[span == 0] = 1.0
+    d = np.sqrt((((x[:, None, :] - x[None]) / span) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    return float(np.median(d.min(1)))
+
+
+def distance_quartiles(distance: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """Each target's quartile of ``distance`` ``(N,)`` to its nearest specimen, as labels ``"q1"``
+    (nearest) to ``"q4"`` (a distance on an edge belongs to the lower quartile), and the three
+    quartile edges."""
+    edges = np.percentile(distance, [25, 50, 75])
+    return np.array([f"q{i + 1}" for i in np.digitize(distance, edges, right=True)]), [round(float(e), 4) for e in edges]
+
+
+def nearest_specimen_r2(targets: np.ndarray, nearest: np.ndarray, names: list[str]) -> dict[str, float]:
+    """Per property, the R² of the nearest specimens' properties ``nearest`` ``(N, K)`` against
+    the ``targets`` ``(N, K)``: what a generator that drew each target's nearest training specimen
+    would score under a regressor that reads every specimen exactly."""
+    ss_res = ((nearest - targets) ** 2).sum(0)
+    ss_tot = ((targets - targets.mean(0)) ** 2).sum(0)
+    return {n: round(float(1 - ss_res[j] / ss_tot[j]), 3) for j, n in enumerate(names)}
 
 
 def bias_by_label(pred: np.ndarray, targets: np.ndarray, labels: np.ndarray, names: list[str]) -> dict:
-    """Per label (and ``all``): ``n`` and each property's mean signed error ``pred - target``
-    in standard deviations of all the ``targets`` ``(N, K)``."""
+    """Per label (and ``all``): ``n``, each property's mean signed error ``pred - target``
+    (``bias_sd``) and mean absolute error (``abs_error_sd``), both in standard deviations of all
+    the ``targets`` ``(N, K)``."""
     sd = targets.std(0)
     sd[sd == 0] = np.nan
     err = (pred - targets) / sd
     groups = {"all": np.ones(len(labels), bool)} | {str(v): labels == v for v in np.unique(labels)}
     return {
-        g: {"n": int(k.sum()), "bias_sd": {n: round(float(err[k, j].mean()), 3) for j, n in enumerate(names)}}
+        g: {
+            "n": int(k.sum()),
+            "bias_sd": {n: round(float(err[k, j].mean()), 3) for j, n in enumerate(names)},
+            "abs_error_sd": {n: round(float(np.abs(err[k, j]).mean()), 3) for j, n in enumerate(names)},
+        }
         for g, k in groups.items()
     }
 
@@ -87,12 +132,20 @@ def main() -> None:
     if missing:
         raise SystemExit(f"Error: {args.data / 'manifest.csv'}: no column {', '.join(missing)}")
     specimens = manifest.groupby("specimen")[[*names, args.label]].first()
-    labels = nearest_labels(arrays["targets"], specimens, names, args.label)
+    rows, distance = nearest_specimens(arrays["targets"], specimens, names)
+    labels = specimens[args.label].to_numpy()[rows]
+    quartiles, edges = distance_quartiles(distance)
     record = {
         "command": f"python benchmarks/bias_by_label.py {args.report} {args.data} --label {args.label}",
         "report": str(args.report),
         "label": args.label,
         "groups": bias_by_label(arrays["pred"], arrays["targets"], labels, names),
+        "by_distance": {
+            "specimen_spacing": round(specimen_spacing(specimens, names), 4),
+            "quartile_edges": edges,
+            "groups": bias_by_label(arrays["pred"], arrays["targets"], quartiles, names),
+        },
+        "nearest_specimen_r2": nearest_specimen_r2(arrays["targets"], specimens[names].to_numpy()[rows], names),
     }
     first = np.load(sorted((args.report / "main").glob("batch_*.npz"))[0])
     if "maps" in first.files:

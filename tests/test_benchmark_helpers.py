@@ -23,7 +23,15 @@ from _held_out import (  # noqa: E402
     sharpness,
     stage2_from,
 )
-from bias_by_label import bias_by_label, maps_by_label, nearest_labels  # noqa: E402
+from bias_by_label import (  # noqa: E402
+    bias_by_label,
+    distance_quartiles,
+    maps_by_label,
+    nearest_labels,
+    nearest_specimen_r2,
+    nearest_specimens,
+    specimen_spacing,
+)
 from lowpass_reconstruction import LowPass  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
 
@@ -49,7 +57,11 @@ def test_bias_by_label_groups_targets_by_their_nearest_specimen():
     pred = targets + np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [3.0, 0.0]])  # only x's targets read high
     groups = bias_by_label(pred, targets, labels, ["A", "B"])
     sd = targets[:, 0].std()
-    assert groups["x"] == {"n": 2, "bias_sd": {"A": round(2.0 / sd, 3), "B": 0.0}}
+    assert groups["x"] == {
+        "n": 2,
+        "bias_sd": {"A": round(2.0 / sd, 3), "B": 0.0},
+        "abs_error_sd": {"A": round(2.0 / sd, 3), "B": 0.0},
+    }
     assert groups["y"]["bias_sd"]["A"] == 0.0 and groups["all"]["n"] == 4
     # the groups' biases weighted by their counts add up to the overall one
     assert groups["all"]["bias_sd"]["A"] == pytest.approx(2 * groups["x"]["bias_sd"]["A"] / 4, abs=1e-3)
@@ -67,6 +79,19 @@ def test_lowpass_keeps_block_means_and_averages_laths_away():
     assert torch.allclose(blurred, torch.full_like(x, 0.55))
     assert reconstruction_quality(LowPass(1), x, tile_px=32)["alpha_fraction_abs_error_mean"] == 0.0
     assert reconstruction_quality(LowPass(4), x, tile_px=32)["flat_share"] == 1.0
+
+
+def test_distance_to_the_nearest_specimen_and_its_r2():
+    specimens = pd.DataFrame({"A": [0.0, 10.0, 10.0], "B": [0.0, 0.0, 100.0]})  # scaled: (0, 0), (1, 0), (1, 1)
+    targets = np.array([[0.0, 0.0], [5.0, 0.0], [10.0, 40.0], [10.0, 100.0]])
+    rows, distance = nearest_specimens(targets, specimens, ["A", "B"])
+    assert rows.tolist() == [0, 0, 1, 2] and distance == pytest.approx([0.0, 0.5, 0.4, 0.0])
+    assert specimen_spacing(specimens, ["A", "B"]) == 1.0  # every specimen's nearest other is 1 away
+    quartiles, edges = distance_quartiles(distance)
+    assert edges == [0.0, 0.2, 0.425] and quartiles.tolist() == ["q1", "q4", "q3", "q1"]
+    r2 = nearest_specimen_r2(targets, specimens.to_numpy()[rows], ["A", "B"])
+    # A: residuals 0, 5, 0, 0 against a spread of 68.75; B: 0, 0, 40, 0 against 6 700
+    assert r2 == {"A": round(1 - 25 / 68.75, 3), "B": round(1 - 1600 / 6700, 3)}
 
 
 def test_maps_by_label_counts_class_fractions_and_globular_maps():
