@@ -70,7 +70,8 @@ def distance_quartiles(distance: np.ndarray) -> tuple[np.ndarray, list[float]]:
     (nearest) to ``"q4"`` (a distance on an edge belongs to the lower quartile), and the three
     quartile edges."""
     edges = np.percentile(distance, [25, 50, 75])
-    return np.array([f"q{i + 1}" for i in np.digitize(distance, edges, right=True)]), [round(float(e), 4) for e in edges]
+    labels = np.array([f"q{i + 1}" for i in np.digitize(distance, edges, right=True)])
+    return labels, [round(float(e), 4) for e in edges]
 
 
 def nearest_specimen_r2(targets: np.ndarray, nearest: np.ndarray, names: list[str]) -> dict[str, float]:

@@ -6,9 +6,11 @@ the phases that CONFIG changes:
 - the two diffusion stages, when CONFIG changes the diffusion objective (prediction type, min-SNR
   weighting, noise schedule, its shift, the sampler's timestep spacing): the autoencoders (and
   their latents) are reused, stage 1 and stage 2 are trained anew;
-- one stage, when CONFIG changes only its length or its learning-rate decay (``train.steps`` and
-  ``train.lr_decay``: stage 1; ``train.stage2_steps`` and ``train.stage2_lr_decay``: stage 2; a
-  stage-2 field left null follows stage 1's, and so does what it invalidates);
+- one stage, when CONFIG changes only its length, its learning-rate decay or its property noise
+  (``train.steps``, ``train.lr_decay`` and ``train.property_noise_scale``: stage 1;
+  ``train.stage2_steps``, ``train.stage2_lr_decay`` and ``train.stage2_property_noise_scale``:
+  stage 2; a stage-2 field left null follows stage 1's, and so does what it invalidates;
+  ``train.property_noise`` off is a scale of 0 for both);
 - the map autoencoder and stage 1, when CONFIG changes the ``vae_map`` section: stage 2 reads the
   true maps (and trains its own map encoder, if any), never the map autoencoder, so it is reused;
 - the micrograph autoencoder, its adversarial fine-tune and stage 2, when CONFIG changes the
@@ -58,8 +60,17 @@ ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr
 OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
 # the sampler's settings: no phase reads them, so a CONFIG may change them freely
 SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale"}
-# the train section's per-stage fields, compared as each stage's (steps, decay): TrainConfig.stage_schedule
-STAGE_FIELDS = {"steps", "stage2_steps", "lr_decay", "stage2_lr_decay"}
+# the train section's per-stage fields, compared as each stage's (steps, decay, property noise scale):
+# TrainConfig.stage_schedule and noise_scale
+STAGE_FIELDS = {
+    "steps",
+    "stage2_steps",
+    "lr_decay",
+    "stage2_lr_decay",
+    "property_noise",
+    "property_noise_scale",
+    "stage2_property_noise_scale",
+}
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
     "vae_image": {"vae_image"},
     "vae_image_adversarial": {"vae_image"},
@@ -83,12 +94,12 @@ def _adversarial(cfg) -> dict:
 
 def _comparable(cfg) -> dict:
     """``cfg`` as a dict without vae_image's adversarial fields, with the per-stage train fields
-    replaced by each stage's (steps, learning-rate decay), and the UNet sections by each stage's
-    UNet as built (:func:`_comparable_unet`)."""
+    replaced by each stage's (steps, learning-rate decay, property noise scale), and the UNet
+    sections by each stage's UNet as built (:func:`_comparable_unet`)."""
     d = cfg.to_dict()
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
     d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
-    d["train"]["schedules"] = {f"stage{i}": cfg.train.stage_schedule(i) for i in (1, 2)}
+    d["train"]["schedules"] = {f"stage{i}": (*cfg.train.stage_schedule(i), cfg.train.noise_scale(i)) for i in (1, 2)}
     del d["unet"], d["unet_stage2"]
     d["unets"] = {"stage1": _comparable_unet(cfg, 1) if cfg.two_stage else None, "stage2": _comparable_unet(cfg, 2)}
     return d

@@ -33,6 +33,7 @@ from bias_by_label import (  # noqa: E402
     specimen_spacing,
 )
 from lowpass_reconstruction import LowPass  # noqa: E402
+from maps_at_specimens import primary_alpha_fractions, summarise  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
 
 from microforge.data.dataset import split_specimens  # noqa: E402
@@ -92,6 +93,26 @@ def test_distance_to_the_nearest_specimen_and_its_r2():
     r2 = nearest_specimen_r2(targets, specimens.to_numpy()[rows], ["A", "B"])
     # A: residuals 0, 5, 0, 0 against a spread of 68.75; B: 0, 0, 40, 0 against 6 700
     assert r2 == {"A": round(1 - 25 / 68.75, 3), "B": round(1 - 1600 / 6700, 3)}
+
+
+def test_maps_at_specimens_compares_drawn_and_true_fractions():
+    hard = torch.zeros(2, 4, 4, dtype=torch.long)
+    hard[1, :2] = 2  # half secondary alpha
+    assert primary_alpha_fractions(hard).tolist() == [1.0, 0.5]
+    soft = torch.zeros(1, 3, 4, 4)
+    soft[:, 0], soft[:, 1] = 0.25, 0.75
+    assert primary_alpha_fractions(soft).tolist() == [0.25]
+    drawn = np.array([[0.05, 0.2], [0.0, 0.0], [0.5, 0.7]])  # 3 specimens, 2 maps each
+    true = [np.array([0.04, 0.06]), np.array([0.02]), np.array([0.6, 0.6, 0.6])]
+    groups = summarise(drawn, true, np.array(["lam", "lam", "eq"]))
+    assert groups["lam"] == {
+        "specimens": 2,
+        "drawn_primary_alpha": 0.0625,
+        "true_primary_alpha": 0.04,
+        "drawn_globular_share": 0.25,
+        "true_globular_share": 0.0,
+    }
+    assert groups["all"]["specimens"] == 3 and groups["eq"]["drawn_globular_share"] == 1.0
 
 
 def test_maps_by_label_counts_class_fractions_and_globular_maps():

@@ -135,6 +135,27 @@ def test_learning_rate_warms_up_then_holds_or_falls_as_half_a_cosine():
         tim3_config_from_dict({**LEVERS, "train": {**LEVERS["train"], "stage2_lr_decay": "linear"}})
 
 
+def test_property_noise_scale_multiplies_each_stages_table_4_noise(tiny_bench, tmp_path):
+    train = LEVERS["train"]
+    cfg = tim3_config_from_dict({**LEVERS, "train": {**train, "property_noise_scale": 0.5}})
+    assert (cfg.train.noise_scale(1), cfg.train.noise_scale(2)) == (0.5, 0.5)  # stage 2 follows stage 1
+    apart = tim3_config_from_dict({**LEVERS, "train": {**train, "stage2_property_noise_scale": 0.0}})
+    assert (apart.train.noise_scale(1), apart.train.noise_scale(2)) == (1.0, 0.0)
+    off = tim3_config_from_dict({**LEVERS, "train": {**train, "property_noise": False, "property_noise_scale": 2}})
+    assert (off.train.noise_scale(1), off.train.noise_scale(2)) == (0.0, 0.0)
+    with pytest.raises(MicroforgeError, match="train property_noise_scale must not be negative"):
+        tim3_config_from_dict({**LEVERS, "train": {**train, "stage2_property_noise_scale": -1}})
+    # the same generator draws the same noise; the scale multiplies it, and 0 leaves the properties as they are
+    trainer = TiM3Trainer(tiny_bench.root, tmp_path / "unused", apart, progress=False)
+    idx = torch.arange(4)
+    exact = torch.from_numpy(trainer.props.normalise(trainer.data.props_raw[idx].numpy())).float()
+    assert torch.equal(trainer._conditions(idx, torch.Generator().manual_seed(3), 2), exact)
+    noisy = trainer._conditions(idx, torch.Generator().manual_seed(3), 1) - exact
+    half = TiM3Trainer(tiny_bench.root, tmp_path / "unused", cfg, progress=False)
+    assert torch.allclose(half._conditions(idx, torch.Generator().manual_seed(3), 1) - exact, noisy / 2, atol=1e-6)
+    assert noisy.abs().max() > 0.01
+
+
 def test_space_to_depth_latents_are_augmented_in_pixel_space(tiny_bench, tmp_path):
     """A rotated space-to-depth latent is not the latent of the rotated tile; the trainer must
     rotate the tile, so the latent decodes to a rotated copy of a real tile."""

@@ -123,10 +123,29 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA weights are the ones saved for sampling
     cond_dropout: float = 0.1  # share of samples trained unconditionally (classifier-free guidance)
     property_noise: bool = True  # TiM3's Table 4 augmentation (stds from properties.json)
+    # stage 1's noise stds as a multiple of properties.json's (1: TiM3's Table 4). On the benchmark the
+    # Table-4 stds, scaled to [0, 1] over the specimens, make a 7-d ball of radius 0.33 around each
+    # specimen, three times the spacing between nearest specimens (docs/tim3.md)
+    property_noise_scale: float = 1.0
+    stage2_property_noise_scale: float | None = None  # stage 2's (None: as stage 1's)
     augment: bool = True  # the 8 symmetries of the square, on latents and maps alike
     checkpoint_every: int = 250  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # older checkpoints are deleted
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        scales = (self.property_noise_scale, self.stage2_property_noise_scale)
+        if any(v is not None and v < 0 for v in scales):
+            raise MicroforgeError(f"train property_noise_scale must not be negative, got {scales}")
+
+    def noise_scale(self, stage: int) -> float:
+        """Diffusion stage ``stage``'s (1 or 2) multiple of the property noise stds; 0 without
+        ``property_noise``."""
+        if not self.property_noise:
+            return 0.0
+        if stage == 2 and self.stage2_property_noise_scale is not None:
+            return self.stage2_property_noise_scale
+        return self.property_noise_scale
 
     def stage_schedule(self, stage: int) -> tuple[int, str]:
         """Diffusion stage ``stage``'s (1 or 2) steps and learning-rate decay, a null stage-2 field

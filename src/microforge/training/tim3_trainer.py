@@ -208,10 +208,13 @@ class TiM3Trainer:
         self.acc.wait_for_everyone()
         return self.out
 
-    def _conditions(self, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _conditions(self, idx: torch.Tensor, gen: torch.Generator, stage: int) -> torch.Tensor:
+        """Diffusion stage ``stage``'s normalised conditions ``(B, K)`` of the tiles ``idx``, with its
+        property noise (drawn whenever ``property_noise`` is on, so a scale of 0 keeps the random stream)."""
         raw = self.data.props_raw[idx]
         if self.cfg.train.property_noise:
-            raw = raw + self.noise_std * torch.randn(raw.shape, generator=gen, dtype=torch.float64)
+            std = self.noise_std * self.cfg.train.noise_scale(stage)
+            raw = raw + std * torch.randn(raw.shape, generator=gen, dtype=torch.float64)
         y = torch.from_numpy(self.props.normalise(raw.numpy())).float()  # as the pipeline does at inference
         if self.cfg.brightness:
             y = torch.cat([y, self.brightness[idx, None]], dim=1)
@@ -491,7 +494,7 @@ class TiM3Trainer:
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             z0 = self._latents("vae_map", idx, ks, gen)
             return self._diffusion_loss(
-                m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen), gen, None
+                m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen, 1), gen, None
             )
 
         modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
@@ -515,7 +518,7 @@ class TiM3Trainer:
                     shares, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth"
                 )
             return self._diffusion_loss(
-                m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen), gen, extra
+                m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen, 2), gen, extra
             )
 
         steps, decay = cfg.stage_schedule(2)
