@@ -1,10 +1,12 @@
 """Does stage 1 draw the specimens it was trained on? Its maps at each specimen's own properties,
 against the specimen's true maps, per morphology (or another label).
 
-    python benchmarks/maps_at_specimens.py DATA MODEL [--per-specimen 4] [--label morphology] [--out JSON]
+    python benchmarks/maps_at_specimens.py DATA MODEL [--per-specimen 4] [--label morphology] [--guidance S]
+        [--out JSON]
 
 For every specimen of the model's modality in DATA (all splits), stage 1 draws ``--per-specimen``
-maps at the specimen's properties (the model's sampler, steps and guidance; seeded). Per label: the
+maps at the specimen's properties (the model's sampler and steps, its guidance unless ``--guidance``
+says otherwise; seeded). Per label: the
 mean primary-alpha fraction of the drawn maps and of the specimens' true maps (DATA/masks, every
 tile), and the share of drawn and true maps with more than 10 % primary alpha. Where these agree
 and the evaluation's hull targets do not (bias_by_label.py), the model draws the specimens and
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--per-specimen", type=int, default=4)
     ap.add_argument("--label", default="morphology")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--guidance", type=float, default=None, help="classifier-free guidance (default: the model's)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/maps_at_specimens.json"))
     args = ap.parse_args()
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
@@ -81,13 +84,14 @@ def main() -> None:
     y = torch.from_numpy(props.normalise(specimens[props.names].to_numpy())).float()
     gen = torch.Generator().manual_seed(args.seed)
     cfg = pipe.cfg
+    guidance = cfg.guidance_scale if args.guidance is None else args.guidance
     drawn = np.concatenate(
         [
             primary_alpha_fractions(
                 pipe.draw_maps(
                     y[i : i + 16].repeat_interleave(args.per_specimen, 0),
                     cfg.sampling_steps,
-                    cfg.guidance_scale,
+                    guidance,
                     cfg.sampler,
                     gen,
                 )
@@ -97,8 +101,9 @@ def main() -> None:
     ).reshape(len(y), args.per_specimen)
     record = {
         "command": f"python benchmarks/maps_at_specimens.py {args.data} {args.model} --per-specimen "
-        f"{args.per_specimen} --label {args.label}",
-        "sampling": {"steps": cfg.sampling_steps, "guidance": cfg.guidance_scale, "sampler": cfg.sampler},
+        f"{args.per_specimen} --label {args.label}"
+        + ("" if args.guidance is None else f" --guidance {args.guidance:g}"),
+        "sampling": {"steps": cfg.sampling_steps, "guidance": guidance, "sampler": cfg.sampler},
         "globular_threshold": GLOBULAR,
         "groups": summarise(drawn, true, specimens[args.label].to_numpy()),
     }
