@@ -31,38 +31,42 @@ import numpy as np
 import pandas as pd
 from _record import write_record
 
-from microforge.data.phase_map import CLASS_NAMES, N_CLASSES, PRIMARY_ALPHA
+from microforge.data.phase_map import CLASS_NAMES, N_CLASSES, PRIMARY_ALPHA, phase_fractions
 from microforge.evaluate.batches import load_arrays
 
 GLOBULAR = 0.10  # primary-alpha fraction above which a map is counted as globular
+
+
+def _unit_scaled(specimens: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The specimens' properties ``names`` ``(S, K)``, and the offset and span that scale them to
+    [0, 1] per property (a property without spread keeps a span of 1)."""
+    x = specimens[names].to_numpy(np.float64)
+    span = np.ptp(x, axis=0)
+    span[span == 0] = 1.0
+    return x, x.min(0), span
 
 
 def nearest_specimens(targets: np.ndarray, specimens: pd.DataFrame, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """The row of the specimen nearest to each target ``(N, K)`` and its distance, in the
     properties ``names`` scaled to [0, 1] over the specimens (one row each). Returns ``(N,)``
     row indices and ``(N,)`` distances (0 .. sqrt(K))."""
-    x = specimens[names].to_numpy(np.float64)
-    lo, span = x.min(0), np.ptp(x, axis=0)
-    span[span == 0] = 1.0
+    x, lo, span = _unit_scaled(specimens, names)
     d = np.sqrt(((((targets - lo) / span)[:, None, :] - ((x - lo) / span)[None]) ** 2).sum(-1))
     return d.argmin(1), d.min(1)
-
-
-def nearest_labels(targets: np.ndarray, specimens: pd.DataFrame, names: list[str], label: str) -> np.ndarray:
-    """The ``label`` of the specimen nearest to each target ``(N, K)`` (:func:`nearest_specimens`).
-    Returns ``(N,)`` labels."""
-    return specimens[label].to_numpy()[nearest_specimens(targets, specimens, names)[0]]
 
 
 def specimen_spacing(specimens: pd.DataFrame, names: list[str]) -> float:
     """The median distance from a specimen to its nearest other specimen, in the scaled properties
     of :func:`nearest_specimens`: how far apart the training data's property vectors lie."""
-    x = specimens[names].to_numpy(np.float64)
-    span = np.ptp(x, axis=0)
-    span[span == 0] = 1.0
+    x, _, span = _unit_scaled(specimens, names)
     d = np.sqrt((((x[:, None, :] - x[None]) / span) ** 2).sum(-1))
     np.fill_diagonal(d, np.inf)
     return float(np.median(d.min(1)))
+
+
+def label_groups(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """``all`` and each distinct label of ``labels`` ``(N,)``, as boolean masks ``(N,)``."""
+    return {"all": np.ones(len(labels), bool)} | {str(v): labels == v for v in np.unique(labels)}
 
 
 def distance_quartiles(distance: np.ndarray) -> tuple[np.ndarray, list[float]]:
@@ -90,14 +94,13 @@ def bias_by_label(pred: np.ndarray, targets: np.ndarray, labels: np.ndarray, nam
     sd = targets.std(0)
     sd[sd == 0] = np.nan
     err = (pred - targets) / sd
-    groups = {"all": np.ones(len(labels), bool)} | {str(v): labels == v for v in np.unique(labels)}
     return {
         g: {
             "n": int(k.sum()),
             "bias_sd": {n: round(float(err[k, j].mean()), 3) for j, n in enumerate(names)},
             "abs_error_sd": {n: round(float(np.abs(err[k, j]).mean()), 3) for j, n in enumerate(names)},
         }
-        for g, k in groups.items()
+        for g, k in label_groups(labels).items()
     }
 
 
@@ -105,14 +108,13 @@ def maps_by_label(maps: np.ndarray, labels: np.ndarray) -> dict:
     """Per label (and ``all``) of stage-1 maps ``(N, H, W)`` (class ids): the mean area fraction
     of each class and ``globular_share``, the share of maps whose primary-alpha fraction exceeds
     ``GLOBULAR``."""
-    frac = np.stack([(maps == c).mean((1, 2)) for c in range(N_CLASSES)], 1)  # (N, classes)
-    groups = {"all": np.ones(len(labels), bool)} | {str(v): labels == v for v in np.unique(labels)}
+    frac = np.stack([phase_fractions(m) for m in maps])  # (N, classes)
     return {
         g: {
             "class_fraction": {CLASS_NAMES[c]: round(float(frac[k, c].mean()), 4) for c in range(N_CLASSES)},
             "globular_share": round(float((frac[k, PRIMARY_ALPHA] > GLOBULAR).mean()), 4),
         }
-        for g, k in groups.items()
+        for g, k in label_groups(labels).items()
     }
 
 

@@ -23,10 +23,10 @@ import numpy as np
 import pandas as pd
 import torch
 from _record import write_record
-from bias_by_label import GLOBULAR
-from PIL import Image
+from bias_by_label import GLOBULAR, label_groups
 
-from microforge.data.phase_map import PRIMARY_ALPHA
+from microforge.data.images import read_grey
+from microforge.data.phase_map import PRIMARY_ALPHA, phase_fractions
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 
@@ -42,17 +42,17 @@ def primary_alpha_fractions(maps: torch.Tensor) -> np.ndarray:
 def summarise(drawn: np.ndarray, true: list[np.ndarray], labels: np.ndarray) -> dict:
     """Per label (and ``all``): the mean and the globular share (over ``GLOBULAR``) of the drawn
     fractions ``drawn`` ``(S, per_specimen)`` and of the true ones (``true``: one array of tile
-    fractions per specimen), from specimens labelled ``labels`` ``(S,)``."""
-    groups = {"all": np.ones(len(labels), bool)} | {str(v): labels == v for v in np.unique(labels)}
+    fractions per specimen, empty for a specimen without masks; a group without any gets None),
+    from specimens labelled ``labels`` ``(S,)``."""
     out = {}
-    for g, k in groups.items():
+    for g, k in label_groups(labels).items():
         t = np.concatenate([true[i] for i in np.flatnonzero(k)])
         out[g] = {
             "specimens": int(k.sum()),
             "drawn_primary_alpha": round(float(drawn[k].mean()), 4),
-            "true_primary_alpha": round(float(t.mean()), 4),
+            "true_primary_alpha": round(float(t.mean()), 4) if len(t) else None,
             "drawn_globular_share": round(float((drawn[k] > GLOBULAR).mean()), 4),
-            "true_globular_share": round(float((t > GLOBULAR).mean()), 4),
+            "true_globular_share": round(float((t > GLOBULAR).mean()), 4) if len(t) else None,
         }
     return out
 
@@ -76,10 +76,11 @@ def main() -> None:
     if args.label not in tiles.columns or tiles.empty:
         where = args.data / "manifest.csv"
         raise SystemExit(f"Error: {where}: no {pipe.cfg.modality} tiles with a {args.label} column")
-    specimens = tiles.groupby("specimen")[[*props.names, args.label]].first()
-    true = [
-        np.array([np.mean(np.asarray(Image.open(args.data / m)) == PRIMARY_ALPHA) for m in g["mask"]])
-        for _, g in tiles.groupby("specimen")
+    by_specimen = tiles.groupby("specimen")
+    specimens = by_specimen[[*props.names, args.label]].first()
+    true = [  # tiles without a mask (an empty path) have no true fraction
+        np.array([phase_fractions(read_grey(args.data / m))[PRIMARY_ALPHA] for m in g["mask"].fillna("") if m])
+        for _, g in by_specimen
     ]
     y = torch.from_numpy(props.normalise(specimens[props.names].to_numpy())).float()
     gen = torch.Generator().manual_seed(args.seed)

@@ -166,7 +166,7 @@ def main() -> None:
     if _without_retrainable(kept) != _without_retrainable(planned):
         raise SystemExit(
             f"Error: {config}: differs from {model}'s config beyond vae_image, the diffusion objective,"
-            " the stages' steps, learning-rate decay and UNets, vae_map and the sampler"
+            " the stages' steps, learning-rate decay, property noise and UNets, vae_map and the sampler"
         )
     retrain = _retrained(kept, planned)
     if (

@@ -27,7 +27,6 @@ from bias_by_label import (  # noqa: E402
     bias_by_label,
     distance_quartiles,
     maps_by_label,
-    nearest_labels,
     nearest_specimen_r2,
     nearest_specimens,
     specimen_spacing,
@@ -53,7 +52,7 @@ def test_bias_by_label_groups_targets_by_their_nearest_specimen():
     specimens = pd.DataFrame({"A": [0.0, 10.0, 10.0], "B": [0.0, 0.0, 100.0], "m": ["x", "y", "z"]})
     # scaled to [0, 1]: the specimens sit at (0, 0), (1, 0) and (1, 1)
     targets = np.array([[1.0, 10.0], [9.0, 5.0], [8.0, 90.0], [2.0, 0.0]])
-    labels = nearest_labels(targets, specimens, ["A", "B"], "m")
+    labels = specimens["m"].to_numpy()[nearest_specimens(targets, specimens, ["A", "B"])[0]]
     assert labels.tolist() == ["x", "y", "z", "x"]
     pred = targets + np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [3.0, 0.0]])  # only x's targets read high
     groups = bias_by_label(pred, targets, labels, ["A", "B"])
@@ -113,6 +112,8 @@ def test_maps_at_specimens_compares_drawn_and_true_fractions():
         "true_globular_share": 0.0,
     }
     assert groups["all"]["specimens"] == 3 and groups["eq"]["drawn_globular_share"] == 1.0
+    unmasked = summarise(drawn, [np.array([]), np.array([]), np.array([0.6])], np.array(["lam", "lam", "eq"]))
+    assert unmasked["lam"]["true_primary_alpha"] is None and unmasked["all"]["true_primary_alpha"] == 0.6
 
 
 def test_maps_by_label_counts_class_fractions_and_globular_maps():
