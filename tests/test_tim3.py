@@ -1,5 +1,6 @@
 """TiM3: encoders, hull, training (resume, two processes), sampling, save/load, generate CLI."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from microforge.errors import MicroforgeError
 from microforge.hull import in_hull
 from microforge.models.property_encoder import PropertyEncoder
 from microforge.models.tim3 import build_unet, tim3_config_from_dict
+from microforge.pipelines.generate import guidance_record
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
 from microforge.training.tim3_trainer import gradient_l1
@@ -391,6 +393,29 @@ def test_the_two_stages_drawn_one_at_a_time_are_the_pipelines_samples(micro_mode
     images = pipe.draw_micrographs(y, maps, 3, 2.0, "ddim", gen)
     assert np.array_equal(maps.numpy().astype(np.uint8), out.maps)
     assert np.array_equal(images.numpy(), out.images)
+
+
+def test_stage2_guidance_scale_guides_the_micrograph_stage_alone(micro_model, tmp_path):
+    """A config's stage2_guidance_scale guides the micrograph stage only: the maps are those of the
+    map stage's scale, the micrographs those drawn from them at stage 2's; an explicit guidance_scale
+    sets both stages; and generate's run.json says which scales it used."""
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    pipe.cfg = dataclasses.replace(pipe.cfg, guidance_scale=2.0, stage2_guidance_scale=5.0)
+    assert pipe.stage_guidance() == (2.0, 5.0) and pipe.stage_guidance(3.0) == (3.0, 3.0)
+    props = pipe.condition_properties
+    raw = (props.mins + props.maxs)[None, :] / 2 + np.zeros((2, 1))
+    out = pipe(raw, steps=3, batch_size=2, seed=3)
+    y = torch.tensor(props.normalise(raw), dtype=torch.float32)
+    gen = seeded_generator(3, 0)
+    maps = pipe.draw_maps(y, 3, 2.0, "ddim", gen)
+    images = pipe.draw_micrographs(y, maps, 3, 5.0, "ddim", gen)
+    assert np.array_equal(maps.numpy().astype(np.uint8), out.maps)
+    assert np.array_equal(images.numpy(), out.images)
+    assert not np.array_equal(pipe(raw, steps=3, batch_size=2, seed=3, guidance_scale=2.0).images, out.images)
+    assert guidance_record(pipe, None) == {"guidance_scale": 2.0, "stage2_guidance_scale": 5.0}
+    assert guidance_record(pipe, 3.0) == {"guidance_scale": 3.0}
+    with pytest.raises(MicroforgeError, match="stage2_guidance_scale must be a finite number in 0..100, got -1"):
+        dataclasses.replace(pipe.cfg, stage2_guidance_scale=-1.0)
 
 
 def test_float16_storage_halves_the_folder_and_loads_as_float32(micro_model, tmp_path):

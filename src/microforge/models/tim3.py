@@ -13,6 +13,7 @@ properties straight to the micrograph latent.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,8 @@ class TiM3Config:
     # classifier-free guidance at sampling (1 = none); 8: the lowest scale at which the regressor's R² passes 0.5
     # for 5 of 7 properties on the 500-target protocol (4 -> 8: mAcc 0.62 -> 0.66, FID 232 -> 221; docs/tim3.md)
     guidance_scale: float = 8.0
+    # the micrograph stage's scale when it differs from the map stage's (None: guidance_scale for both)
+    stage2_guidance_scale: float | None = None
     split_fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)  # by specimen
     # micrograph <-> stage-2 latent: f = 2 (4 x 32 x 32 at 64 px; f = 4 lost the 1-3 px laths), with the edge
     # loss, then 3 000 steps of decoder fine-tuning against a map-conditional patch discriminator (8 min on 2
@@ -277,6 +280,10 @@ class TiM3Config:
             )
         if self.sampler not in ("ddim", "dpm++"):
             raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
+        for name in ("guidance_scale", "stage2_guidance_scale"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and 0 <= value <= 100):
+                raise MicroforgeError(f"{name} must be a finite number in 0..100, got {value}")
         if self.modality not in ("OM", "SEM"):
             raise MicroforgeError(f"modality must be OM or SEM, got {self.modality!r}")
         for name, allowed in (("lr_decay", LR_DECAYS), ("stage2_lr_decay", (None, *LR_DECAYS))):

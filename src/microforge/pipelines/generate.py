@@ -79,6 +79,15 @@ def pixel_size_at(info: dict, resolution: int) -> float | None:
     return float(info["pixel_size_um"]) * tile / resolution
 
 
+def guidance_record(pipe: TiM3Pipeline, guidance_scale: float | None) -> dict[str, float]:
+    """The guidance a ``generate`` call sampled with, for its run.json: ``guidance_scale``, and
+    ``stage2_guidance_scale`` where a TiM3 model's micrograph stage used another scale."""
+    if not isinstance(pipe, TiM3Pipeline):
+        return {"guidance_scale": pipe.cfg.guidance_scale if guidance_scale is None else guidance_scale}
+    stage1, stage2 = pipe.stage_guidance(guidance_scale)
+    return {"guidance_scale": stage1} | ({"stage2_guidance_scale": stage2} if stage2 != stage1 else {})
+
+
 def generate(
     model: str,
     targets: np.ndarray,
@@ -148,7 +157,7 @@ def generate(
         "seed": seed,
         "steps": steps or pipe.cfg.sampling_steps,
         "sampler": sampler or pipe.cfg.sampler,
-        "guidance_scale": pipe.cfg.guidance_scale if guidance_scale is None else guidance_scale,
+        **guidance_record(pipe, guidance_scale),
         "seconds": round(seconds, 2),
         "samples": records,
         **(record or {}),

@@ -284,6 +284,15 @@ class TiM3Pipeline(SamplingPipeline):
         zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
         return (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
 
+    def stage_guidance(self, guidance_scale: float | None = None) -> tuple[float, float]:
+        """The classifier-free guidance scales (map stage, micrograph stage) a call samples with:
+        ``guidance_scale`` for both when given, else the config's ``guidance_scale`` and its
+        ``stage2_guidance_scale`` (``guidance_scale`` when that is None)."""
+        if guidance_scale is not None:
+            return float(guidance_scale), float(guidance_scale)
+        stage2 = self.cfg.stage2_guidance_scale
+        return self.cfg.guidance_scale, self.cfg.guidance_scale if stage2 is None else stage2
+
     @torch.no_grad()
     def iter_batches(
         self,
@@ -302,7 +311,9 @@ class TiM3Pipeline(SamplingPipeline):
         ----------
         targets : raw property vectors ``(N, K)`` in the units of ``properties.json``.
         steps : denoising steps (default: the config's, 20).
-        guidance_scale : classifier-free guidance (1: none; default: the config's).
+        guidance_scale : classifier-free guidance (1: none) of both stages; default: the config's
+            ``guidance_scale`` for the map stage and ``stage2_guidance_scale`` (if set) for the
+            micrograph stage.
         sampler : ``"ddim"`` or ``"dpm++"``.
         seed : batch ``i`` uses seed ``(seed, i)``: the same call gives the same images.
         brightness : target mean grey level in [-1, 1] for models trained with it.
@@ -310,7 +321,7 @@ class TiM3Pipeline(SamplingPipeline):
         targets = self.check_targets(targets)
         cfg = self.cfg
         steps = cfg.sampling_steps if steps is None else int(steps)
-        guidance = cfg.guidance_scale if guidance_scale is None else float(guidance_scale)
+        guidance, guidance2 = self.stage_guidance(guidance_scale)
         sampler = sampler or cfg.sampler
         if steps < 1:
             raise MicroforgeError(f"steps must be at least 1, got {steps}")
@@ -330,7 +341,7 @@ class TiM3Pipeline(SamplingPipeline):
             if cfg.two_stage:
                 maps_t = self.draw_maps(y, steps, guidance, sampler, gen)
                 maps = (maps_t.argmax(1) if maps_t.dim() == 4 else maps_t).cpu().numpy().astype(np.uint8)
-            images = self.draw_micrographs(y, maps_t, steps, guidance, sampler, gen)
+            images = self.draw_micrographs(y, maps_t, steps, guidance2, sampler, gen)
             yield Generated(
                 maps, images.float().cpu().numpy(), targets[start : start + batch_size]
             )  # float(): autocast may give bf16
