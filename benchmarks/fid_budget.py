@@ -11,6 +11,11 @@ absolute horizontal grey-level step in 0..255, a sharpness measure):
 3. ``stage2_true_maps``: stage 2 drawing from the tiles' true phase maps and properties;
 4. ``two_stage``: the full model sampling at the tiles' properties (stage-1 maps, then stage 2).
 
+Each row also gives the S2 discrepancy (percent, per class) of its images against the reference,
+both read by the evaluation's classical segmenter (``microforge evaluate``'s microstructure
+comparison), so that a phase's discrepancy can be traced to the stage that adds it; the ``real``
+row is its floor at this sample size.
+
 Each step down the list adds one stage's error. ``--stage2-guidance G`` draws rows 3 and 4 with
 classifier-free guidance G in stage 2 (stage 1 keeps the model's); row 4 draws the same noise either way.
 The property regressor (the model's own, or ``--regressor DIR``) reads every row at the tiles'
@@ -30,13 +35,32 @@ import torch
 from _held_out import model_split, regressor_row, sharpness
 from _record import write_record
 
+from microforge.characterize.segmentation import lath_halfwidth_px, segment_classical
+from microforge.characterize.statistics import discrepancy, two_point_correlation
+from microforge.data.phase_map import CLASS_NAMES
 from microforge.evaluate.distribution import frechet_distance
 from microforge.io import resize_batch
 from microforge.models.inception import InceptionFeatures, extract
 from microforge.models.property_regressor import PropertyRegressor
+from microforge.pipelines.generate import pixel_size_at
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
+
+
+def s2_curves(images: np.ndarray, modality: str, halfwidth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Radii ``(r_max + 1,)`` px and each class's mean S2 curve ``(3, r_max + 1)`` over ``images``
+    ``(N, R, R)`` in [0, 1] (taken at 8-bit levels, as a report stores them), segmented by
+    :func:`segment_classical` with opening radius ``halfwidth`` px; ``r_max = R // 4``, as
+    :func:`describe`."""
+    r_max = images.shape[-1] // 4
+    curves = np.zeros((len(CLASS_NAMES), r_max + 1))
+    for grey in np.round(np.clip(images, 0, 1) * 255) / 255:
+        phases = segment_classical(grey, modality, halfwidth)
+        for c in range(len(CLASS_NAMES)):
+            r, curve = two_point_correlation(phases == c, r_max)
+            curves[c] += curve
+    return r, curves / len(images)
 
 
 def _tiles(pipe: TiM3Pipeline, data: str, split: str, n: int, seed: int) -> list[dict]:
@@ -69,6 +93,9 @@ def main() -> None:
     ref_items = _tiles(pipe, args.data, "train", args.n_reference, args.seed)
     ref = resize_batch(np.stack([it["image"][0].numpy() for it in ref_items]), res)[:, 0].numpy()
     ref_features = extract(inception, ref)
+    info = model_split(pipe, args.data, "train").data.properties.info
+    halfwidth = lath_halfwidth_px(pixel_size_at(info, res))
+    r, ref_s2 = s2_curves(ref, cfg.modality, halfwidth)
     items = _tiles(pipe, args.data, "test", args.n, args.seed + 1)
     rows: dict[str, list[np.ndarray]] = {"real": [], "autoencoder": [], "stage2_true_maps": [], "two_stage": []}
     raw_all = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
@@ -98,6 +125,10 @@ def main() -> None:
             result[name] = {
                 "fid": round(frechet_distance(ref_features, extract(inception, images)), 1),
                 "sharpness": round(sharpness(images), 2),
+                "s2_discrepancy_pct": {
+                    name: round(discrepancy(ref_s2[c], curve, r), 1)
+                    for c, (name, curve) in enumerate(zip(CLASS_NAMES, s2_curves(images, cfg.modality, halfwidth)[1]))
+                },
             }
             if reg is not None:
                 result[name]["regressor"] = regressor_row(reg, images, raw_all)
@@ -113,6 +144,7 @@ def main() -> None:
         "n": len(items),
         "n_reference": len(ref),
         "resolution": res,
+        "lath_halfwidth_px": halfwidth,
         "regressor": (str(args.regressor or f"{args.model}/regressor")) if reg is not None else None,
         "rows": result,
     }

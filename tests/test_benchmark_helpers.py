@@ -31,10 +31,12 @@ from bias_by_label import (  # noqa: E402
     nearest_specimens,
     specimen_spacing,
 )
+from fid_budget import s2_curves  # noqa: E402
 from lowpass_reconstruction import LowPass  # noqa: E402
 from maps_at_specimens import primary_alpha_fractions, summarise  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
 
+from microforge.characterize.segmentation import segment_classical  # noqa: E402
 from microforge.data.dataset import split_specimens  # noqa: E402
 from microforge.pipelines.tim3 import TiM3Pipeline  # noqa: E402
 
@@ -125,6 +127,26 @@ def test_maps_by_label_counts_class_fractions_and_globular_maps():
     assert groups["x"]["class_fraction"] == {"primary_alpha": 0.15, "beta": 0.0, "secondary_alpha": 0.85}
     assert groups["x"]["globular_share"] == 0.5 and groups["y"]["globular_share"] == 0.0
     assert groups["all"]["class_fraction"]["beta"] == pytest.approx(0.5 / 3, abs=1e-4)
+
+
+def test_s2_curves_of_segmented_known_images():
+    # an SEM-like tile: a bright beta band (rows 0-7), dark primary alpha (rows 8-47), and below it
+    # 3 px dark laths between 1 px bright films; segmented with opening radius 3 px, the band is
+    # beta, the block primary alpha and the laths secondary alpha (but for the rows the opening
+    # disc reaches from the block, and the last rows, where the filter loses the films); each
+    # class's S2 at r = 0 is its area fraction
+    grey = np.full((64, 64), 0.2)
+    grey[:8] = 0.9
+    grey[48:, ::4] = 0.9
+    r, curves = s2_curves(grey[None], "SEM", 3)
+    phases = segment_classical(grey, "SEM", 3)
+    assert (phases[:8] == 1).all() and (phases[8:48] == 0).all()
+    assert (phases[49:58, 1:4] == 2).all() and (phases[48:58, 0:60:4] == 1).all()
+    assert r.tolist() == list(range(17)) and curves.shape == (3, 17)
+    assert curves[:, 0] == pytest.approx([np.mean(phases == c) for c in range(3)])
+    assert curves[:, 0] == pytest.approx([0.725586, 0.169189, 0.105225], abs=1e-6)
+    assert np.array_equal(s2_curves(np.stack([grey, grey]), "SEM", 3)[1], curves)  # a mean over the images
+    assert curves[2, 2] < curves[2, 0] and curves[2, -1] < 2 * curves[2, 0] ** 2  # uncorrelated far apart
 
 
 def test_sharpness_of_known_images():

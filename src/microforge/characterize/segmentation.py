@@ -56,6 +56,13 @@ def flatten_illumination(grey: np.ndarray, sigma_frac: float = 0.125) -> np.ndar
     return grey - low + grey.mean()
 
 
+def lath_halfwidth_px(pixel_size_um: float | None) -> int:
+    """The opening radius, px, that :func:`segment_classical` reads images of ``pixel_size_um``
+    micrometres per pixel with: 1.5 um (a little more than half the widest secondary-alpha lath of
+    the titanium benchmark), at least 1 px; 3 px when the pixel size is unknown."""
+    return max(1, round(1.5 / pixel_size_um)) if pixel_size_um else 3
+
+
 def segment_classical(grey: np.ndarray, modality: str = "SEM", lath_halfwidth_px: int = 6) -> np.ndarray:
     """Classical 3-class segmentation of a micrograph (see the module docstring).
 

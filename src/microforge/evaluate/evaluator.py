@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..characterize.descriptors import describe
-from ..characterize.segmentation import segment_classical
+from ..characterize.segmentation import lath_halfwidth_px, segment_classical
 from ..data.dataset import MicrographDataset, load_split, nearest_maps
 from ..data.manifest import DatasetTable, read_dataset
 from ..data.synth.relations import PROPERTY_NAMES
@@ -63,7 +63,7 @@ class Evaluator:
         info = self.data.properties.info
         self.is_benchmark = info.get("source") == BENCHMARK_SOURCE and list(self.names) == list(PROPERTY_NAMES)
         self.pixel_size_um = pixel_size_at(info, self.cfg.resolution)
-        self.lath_halfwidth_px = max(1, round(1.5 / self.pixel_size_um)) if self.pixel_size_um else 3
+        self.lath_halfwidth_px = lath_halfwidth_px(self.pixel_size_um)
         self._tiles: dict[str, tuple[np.ndarray, np.ndarray, list[str]]] = {}
         self.train_images = self.split_images("train")
 
