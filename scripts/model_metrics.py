@@ -30,9 +30,12 @@ def summary(
     report_link: str,
     default_guidance: float | None = None,
     tiles: str = "SEM tiles at 64 px",
+    default_stage2_guidance: float | None = None,
 ) -> dict:
     """The ``microforge-metrics/1`` summary of a full evaluation report ``report``; the guidance scale
-    is the report's option, or ``default_guidance`` (the model's own) when the report used the default.
+    is the report's option, or ``default_guidance`` (the model's own) when the report used the default,
+    and ``stage2_guidance_scale`` is the micrograph stage's own (``default_stage2_guidance``, the
+    model's ``stage2_guidance_scale``) where the report used the default and the model has one.
     ``tiles``: what the model was trained on. A report made without a property regressor (the OM
     model has none) gives no Acc_gamma, mAcc, domain Fréchet distance or per-property block: those
     fields are None."""
@@ -43,6 +46,11 @@ def summary(
         "command": command,
         "data": f"default synthetic benchmark (microforge data synth --out data/ti-synth), {tiles}",
         "guidance_scale": default_guidance if options.get("guidance_scale") is None else options["guidance_scale"],
+        **(
+            {"stage2_guidance_scale": default_stage2_guidance}
+            if options.get("guidance_scale") is None and default_stage2_guidance is not None
+            else {}
+        ),
         "n_generated": main["n"],
         "n_reference": options["n_reference"],
         "table1": {
@@ -86,7 +94,9 @@ def main() -> None:
     cfg = json.loads((args.model / "config.json").read_text())["config"]
     tiles = f"{cfg.get('modality', 'SEM')} tiles at {cfg.get('resolution', 64)} px"
     report = json.loads((args.report / "metrics.json").read_text())
-    record = summary(report, args.command, args.report_link, cfg.get("guidance_scale"), tiles)
+    record = summary(
+        report, args.command, args.report_link, cfg.get("guidance_scale"), tiles, cfg.get("stage2_guidance_scale")
+    )
     (args.model / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record["table1"], indent=1))
 

@@ -54,6 +54,17 @@ def test_bundled_metrics_summarise_the_example_report():
     )
 
 
+def test_metrics_record_stage2_guidance_only_where_the_model_sampled_with_it():
+    report = json.loads((REPO / "docs" / "example-report-om" / "metrics.json").read_text())
+    assert report["options"]["guidance_scale"] is None  # the model's default
+    own = summary(report, "c", "r", 8.0, "SEM tiles at 64 px", 11.0)
+    assert own["guidance_scale"] == 8.0 and own["stage2_guidance_scale"] == 11.0
+    assert "stage2_guidance_scale" not in summary(report, "c", "r", 8.0)
+    forced = {**report, "options": {**report["options"], "guidance_scale": 6.0}}  # --guidance 6: both stages
+    again = summary(forced, "c", "r", 8.0, "SEM tiles at 64 px", 11.0)
+    assert again["guidance_scale"] == 6.0 and "stage2_guidance_scale" not in again
+
+
 def test_om_metrics_summarise_its_report():
     """The OM model's metrics.json summarises its committed report, read by its own OM-trained
     property regressor; a report made without a regressor leaves the accuracy fields empty and
