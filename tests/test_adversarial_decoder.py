@@ -337,9 +337,10 @@ def test_a_learning_rate_decay_retrains_the_stages_it_changes(micro_model, tiny_
 
 def test_a_property_noise_scale_retrains_the_stages_it_changes(micro_model, tmp_path):
     d = load_tim3_config(MICRO).to_dict()
-    d["train"] = {**d["train"], "property_noise_scale": 0.5}
+    assert (d["train"]["property_noise_scale"], d["train"]["stage2_property_noise_scale"]) == (0.5, 1.0)  # the model's
+    d["train"] = {**d["train"], "property_noise_scale": 0.25, "stage2_property_noise_scale": 0.5}
     assert "to train: stage1, stage2" in _seeded(micro_model, d, tmp_path, "both")[2]
-    d["train"]["stage2_property_noise_scale"] = 1.0  # stage 2 keeps the Table-4 noise: only stage 1 is retrained
+    d["train"]["stage2_property_noise_scale"] = 1.0  # stage 2 keeps the model's noise: only stage 1 is retrained
     stdout = _seeded(micro_model, d, tmp_path, "stage1")[2]
     assert "to train: stage1" in stdout and "stage2" not in stdout.split("to train:")[1]
 

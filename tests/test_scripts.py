@@ -42,13 +42,16 @@ def test_map_measures_of_drawn_phases():
 
 def test_bundled_metrics_summarise_the_example_report():
     """The bundled SEM model's metrics.json is the summary of the committed example report, drawn at
-    the guidance the model samples at (8 since 2026-12-06)."""
+    the guidance the model samples at (11 since candidate s, 2026-12-06)."""
     report = json.loads((REPO / "docs" / "example-report" / "metrics.json").read_text())
     folder = REPO / "src" / "microforge" / "checkpoints" / "ti-sem-tiny"
     carried = json.loads((folder / "metrics.json").read_text())
-    guidance = json.loads((folder / "config.json").read_text())["config"]["guidance_scale"]
-    again = summary(report, carried["command"], carried["report"], guidance)
-    assert again == carried and guidance == 8.0
+    config = json.loads((folder / "config.json").read_text())["config"]
+    guidance = config["guidance_scale"]
+    again = summary(
+        report, carried["command"], carried["report"], guidance, "SEM tiles at 64 px", config["stage2_guidance_scale"]
+    )
+    assert again == carried and guidance == 11.0 and "stage2_guidance_scale" not in again
     assert again["table1"]["mAcc"] == pytest.approx(
         np.mean([again["table1"][f"acc_{g}"] for g in ("0.1", "0.2", "0.3")])
     )

@@ -137,10 +137,19 @@ def test_learning_rate_warms_up_then_holds_or_falls_as_half_a_cosine():
 
 def test_property_noise_scale_multiplies_each_stages_table_4_noise(tiny_bench, tmp_path):
     train = LEVERS["train"]
-    cfg = tim3_config_from_dict({**LEVERS, "train": {**train, "property_noise_scale": 0.5}})
-    assert (cfg.train.noise_scale(1), cfg.train.noise_scale(2)) == (0.5, 0.5)  # stage 2 follows stage 1
-    apart = tim3_config_from_dict({**LEVERS, "train": {**train, "stage2_property_noise_scale": 0.0}})
+    tiny = tim3_config_from_dict(LEVERS)  # the tiny default: stage 1 at half of Table 4's, stage 2 at Table 4's
+    assert (tiny.train.noise_scale(1), tiny.train.noise_scale(2)) == (0.5, 1.0)
+    cfg = tim3_config_from_dict({**LEVERS, "train": {**train, "stage2_property_noise_scale": None}})
+    assert (cfg.train.noise_scale(1), cfg.train.noise_scale(2)) == (0.5, 0.5)  # None: stage 2 follows stage 1
+    apart = tim3_config_from_dict(
+        {**LEVERS, "train": {**train, "property_noise_scale": 1.0, "stage2_property_noise_scale": 0.0}}
+    )
     assert (apart.train.noise_scale(1), apart.train.noise_scale(2)) == (1.0, 0.0)
+    # a model folder's record written before the scales existed was trained with Table 4's noise in both
+    older = {**tiny.to_dict(), "train": {k: v for k, v in tiny.to_dict()["train"].items() if "noise_scale" not in k}}
+    assert tim3_config_from_dict(older, saved=True).train.noise_scale(2) == 1.0
+    assert tim3_config_from_dict(older, saved=True).train.noise_scale(1) == 1.0
+    assert tim3_config_from_dict(older).train.noise_scale(1) == 0.5  # a config file: today's default
     off = tim3_config_from_dict({**LEVERS, "train": {**train, "property_noise": False, "property_noise_scale": 2}})
     assert (off.train.noise_scale(1), off.train.noise_scale(2)) == (0.0, 0.0)
     with pytest.raises(MicroforgeError, match="train property_noise_scale must not be negative"):
