@@ -426,7 +426,9 @@ _EVAL = EvaluationOptions()  # the source of evaluate's defaults
 )
 @click.option("--batch-size", default=_EVAL.batch_size, show_default=True, type=BATCH)
 @click.option("--steps", type=STEPS, help="Sampling steps [the model's sampling_steps; bundled TiM3: 10].")
-@click.option("--guidance", "guidance_scale", type=GUIDANCE, help="Classifier-free guidance scale [the model's].")
+@click.option(
+    "--guidance", "guidance_scale", type=GUIDANCE, help="Classifier-free guidance (TiM3: both stages) [the model's]."
+)
 @click.option("--seed", default=_EVAL.seed, show_default=True, type=SEED)
 @click.option("--sweep-steps", is_flag=True, help=f"Also the DDIM-steps sweep ({', '.join(map(str, STEPS_SWEEP))}).")
 @click.option(
@@ -524,7 +526,9 @@ def report_cmd(folder: Path) -> None:
 @click.option("-n", "n", default=8, show_default=True, type=click.IntRange(1, 10_000), help="Samples per target.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @click.option("--steps", type=STEPS, help="Denoising steps [the model's sampling_steps; bundled TiM3: 10].")
-@click.option("--guidance", "guidance_scale", type=GUIDANCE, help="Classifier-free guidance scale [the model's].")
+@click.option(
+    "--guidance", "guidance_scale", type=GUIDANCE, help="Classifier-free guidance (TiM3: both stages) [the model's]."
+)
 @click.option("--sampler", type=click.Choice(["ddim", "dpm++"]), help="Sampler [the model's, ddim].")
 @click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--batch-size", default=16, show_default=True, type=BATCH)
