@@ -380,38 +380,36 @@ def test_generate_nearest_feasible_projects_the_target_and_records_it(tmp_path):
     assert not (tmp_path / "both").exists()
 
 
+def _stage_by_stage(pipe: TiM3Pipeline, guidance: tuple[float, float], **call) -> bool:
+    """Whether ``pipe(...)`` (batch 0, seed 3, 3 steps) samples exactly what draw_maps at
+    ``guidance[0]`` then draw_micrographs at ``guidance[1]`` draw on batch 0's generator."""
+    props = pipe.condition_properties
+    raw = (props.mins + props.maxs)[None, :] / 2 + np.zeros((2, 1))
+    out = pipe(raw, steps=3, batch_size=2, seed=3, **call)
+    y = torch.tensor(props.normalise(raw), dtype=torch.float32)
+    gen = seeded_generator(3, 0)
+    maps = pipe.draw_maps(y, 3, guidance[0], "ddim", gen)
+    images = pipe.draw_micrographs(y, maps, 3, guidance[1], "ddim", gen)
+    return np.array_equal(maps.numpy().astype(np.uint8), out.maps) and np.array_equal(images.numpy(), out.images)
+
+
 def test_the_two_stages_drawn_one_at_a_time_are_the_pipelines_samples(micro_model):
     # draw_maps then draw_micrographs on batch 0's generator is exactly what a call samples, so a
     # benchmark that guides the stages differently (fid_budget.py --stage2-guidance) compares like with like
     pipe = TiM3Pipeline.from_pretrained(micro_model)
-    props = pipe.condition_properties
-    raw = (props.mins + props.maxs)[None, :] / 2 + np.zeros((2, 1))
-    out = pipe(raw, steps=3, guidance_scale=2.0, batch_size=2, seed=3)
-    y = torch.tensor(props.normalise(raw), dtype=torch.float32)
-    gen = seeded_generator(3, 0)
-    maps = pipe.draw_maps(y, 3, 2.0, "ddim", gen)
-    images = pipe.draw_micrographs(y, maps, 3, 2.0, "ddim", gen)
-    assert np.array_equal(maps.numpy().astype(np.uint8), out.maps)
-    assert np.array_equal(images.numpy(), out.images)
+    assert _stage_by_stage(pipe, (2.0, 2.0), guidance_scale=2.0)
+    assert not _stage_by_stage(pipe, (2.0, 5.0), guidance_scale=2.0)
 
 
-def test_stage2_guidance_scale_guides_the_micrograph_stage_alone(micro_model, tmp_path):
+def test_stage2_guidance_scale_guides_the_micrograph_stage_alone(micro_model):
     """A config's stage2_guidance_scale guides the micrograph stage only: the maps are those of the
     map stage's scale, the micrographs those drawn from them at stage 2's; an explicit guidance_scale
     sets both stages; and generate's run.json says which scales it used."""
     pipe = TiM3Pipeline.from_pretrained(micro_model)
     pipe.cfg = dataclasses.replace(pipe.cfg, guidance_scale=2.0, stage2_guidance_scale=5.0)
     assert pipe.stage_guidance() == (2.0, 5.0) and pipe.stage_guidance(3.0) == (3.0, 3.0)
-    props = pipe.condition_properties
-    raw = (props.mins + props.maxs)[None, :] / 2 + np.zeros((2, 1))
-    out = pipe(raw, steps=3, batch_size=2, seed=3)
-    y = torch.tensor(props.normalise(raw), dtype=torch.float32)
-    gen = seeded_generator(3, 0)
-    maps = pipe.draw_maps(y, 3, 2.0, "ddim", gen)
-    images = pipe.draw_micrographs(y, maps, 3, 5.0, "ddim", gen)
-    assert np.array_equal(maps.numpy().astype(np.uint8), out.maps)
-    assert np.array_equal(images.numpy(), out.images)
-    assert not np.array_equal(pipe(raw, steps=3, batch_size=2, seed=3, guidance_scale=2.0).images, out.images)
+    assert _stage_by_stage(pipe, (2.0, 5.0))
+    assert _stage_by_stage(pipe, (3.0, 3.0), guidance_scale=3.0)
     assert guidance_record(pipe, None) == {"guidance_scale": 2.0, "stage2_guidance_scale": 5.0}
     assert guidance_record(pipe, 3.0) == {"guidance_scale": 3.0}
     with pytest.raises(MicroforgeError, match="stage2_guidance_scale must be a finite number in 0..100, got -1"):
