@@ -38,7 +38,10 @@ fields; anything else would make the copied phases wrong, and is refused. So is 
 adversarial fields when the model's decoder is already fine-tuned: its decoder before the
 fine-tune is not kept, so the phase cannot be redone. RUN must be new or
 empty. Each copied phase gets a ``.done`` marker with the model's own record of it (steps and
-seconds), so the new model's config.json keeps the whole training history.
+seconds), so the new model's config.json keeps the whole training history; a copied autoencoder's
+marker also carries its latents' scaling factor as the model recorded it, which the trainer then
+uses rather than measuring it anew (on weights stored in float16 it would move in the fourth digit,
+and the reused stages were trained at the recorded one).
 """
 
 from __future__ import annotations
@@ -210,6 +213,8 @@ def main() -> None:
             if log.exists():
                 shutil.copy(log, run / "logs" / log.name)
         marker = dict(phase_record["training"][phase], reused_from=name)
+        if phase in phase_record.get("scaling_factors", {}):  # an autoencoder: its latents' factor, as trained at
+            marker["scaling_factor"] = phase_record["scaling_factors"][phase]
         (run / DONE_DIR / f"{phase}.json").write_text(json.dumps(marker))
     todo = [p for p in phases(plan) if p not in reused]  # in the trainer's order
     print(

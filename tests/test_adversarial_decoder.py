@@ -345,6 +345,22 @@ def test_a_property_noise_scale_retrains_the_stages_it_changes(micro_model, tmp_
     assert "to train: stage1" in stdout and "stage2" not in stdout.split("to train:")[1]
 
 
+def test_a_reused_autoencoder_keeps_its_models_scaling_factor(micro_model, tiny_bench, tmp_path):
+    # seeded from the float16 copy of a model, the retrained stage 1 and the reused stage 2 read the
+    # latents at the factors the copy records (its stage 2 was trained at them), not at factors
+    # measured anew on the rounded weights
+    half = TiM3Pipeline.from_pretrained(micro_model).save_pretrained(tmp_path / "half", weights_dtype="float16")
+    recorded = json.loads((half / "config.json").read_text())["scaling_factors"]
+    d = load_tim3_config(MICRO).to_dict()
+    d["train"] = {**d["train"], "property_noise_scale": 0.25}
+    config, run, stdout = _seeded(half, d, tmp_path, "quarter")
+    assert "to train: stage1" in stdout and "stage2" not in stdout.split("to train:")[1]
+    train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
+    record = json.loads((run / "config.json").read_text())
+    assert record["scaling_factors"] == recorded
+    assert record["training"]["vae_map"]["scaling_factor"] == recorded["vae_map"]
+
+
 def test_a_map_conditional_discriminator_sees_the_map(micro_model, tiny_bench, tmp_path):
     """``adversarial_condition: map``: the discriminator takes the image and the map's 3 class shares
     (4 channels), so the same seeded run tunes the decoder differently from the unconditional one;

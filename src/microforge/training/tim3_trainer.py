@@ -433,7 +433,8 @@ class TiM3Trainer:
     @torch.no_grad()
     def _encode_all(self, which: str) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Posterior means and stds of every training tile's latent, and the scaling factor
-        (1 / std of the latents), as latent diffusion uses."""
+        (1 / std of the latents, as latent diffusion uses; for an autoencoder taken from another
+        model, that model's recorded factor)."""
         if which in self.latents:
             return self.latents[which]
         vae = codec_class(getattr(self.cfg, which)).from_pretrained(self.out / which, use_safetensors=True).eval()
@@ -446,7 +447,12 @@ class TiM3Trainer:
             stds.append(post.std)
         mean, std = torch.cat(means), torch.cat(stds)
         scale = float(1.0 / torch.sqrt((mean**2).mean() + (std**2).mean() - mean.mean() ** 2).clamp(min=1e-6))
-        self.latents[which] = (mean, std, scale)
+        # an autoencoder taken from another model (scripts/seed_run_from_model.py) keeps that model's
+        # factor, which its reused diffusion stages were trained at; measured anew on weights stored in
+        # float16 it would move in the fourth digit
+        marker = self.out / DONE_DIR / f"{which}.json"
+        recorded = json.loads(marker.read_text()).get("scaling_factor") if marker.exists() else None
+        self.latents[which] = (mean, std, scale if recorded is None else float(recorded))
         return self.latents[which]
 
     def _latents(self, which: str, idx: torch.Tensor, ks: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
