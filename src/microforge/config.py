@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -10,6 +11,16 @@ from .errors import MicroforgeError
 from .io import read_yaml_mapping
 
 T = TypeVar("T")
+
+
+GUIDANCE_MAX = 100.0  # the largest classifier-free guidance scale a config or a command accepts
+
+
+def check_guidance(value: float, name: str) -> None:
+    """Refuse a classifier-free guidance scale that is not a finite number in 0..GUIDANCE_MAX (or
+    is a bool), naming the field or option ``name`` that gave it."""
+    if isinstance(value, bool) or not math.isfinite(value) or not 0 <= value <= GUIDANCE_MAX:
+        raise MicroforgeError(f"{name} must be a finite number in 0..{GUIDANCE_MAX:g}, got {value}")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:

@@ -13,7 +13,6 @@ properties straight to the micrograph latent.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from diffusers.models.autoencoders.vae import DecoderOutput, DiagonalGaussianDis
 from diffusers.models.modeling_outputs import AutoencoderKLOutput
 from torch import nn
 
-from ..config import nested_config_from_dict, plain_data
+from ..config import check_guidance, nested_config_from_dict, plain_data
 from ..io import read_yaml_mapping
 from ..errors import MicroforgeError
 
@@ -285,9 +284,8 @@ class TiM3Config:
         if self.sampler not in ("ddim", "dpm++"):
             raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
         for name in ("guidance_scale", "stage2_guidance_scale"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and 0 <= value <= 100):
-                raise MicroforgeError(f"{name} must be a finite number in 0..100, got {value}")
+            if getattr(self, name) is not None:
+                check_guidance(getattr(self, name), name)
         if self.modality not in ("OM", "SEM"):
             raise MicroforgeError(f"modality must be OM or SEM, got {self.modality!r}")
         for name, allowed in (("lr_decay", LR_DECAYS), ("stage2_lr_decay", (None, *LR_DECAYS))):

@@ -13,6 +13,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..config import check_guidance
 from ..errors import MicroforgeError
 from ..io import write_json_atomic
 from ..properties import PropertySet
@@ -88,10 +89,8 @@ class SamplingPipeline:
         (``--steps``, ``--guidance``, ``--seed``, ``--batch-size``, ``--brightness``)."""
         if steps is not None and (isinstance(steps, bool) or not 1 <= steps <= 10_000):
             raise MicroforgeError(f"--steps must be a whole number in 1..10000, got {steps}")
-        if guidance_scale is not None and (
-            isinstance(guidance_scale, bool) or not math.isfinite(guidance_scale) or not 0 <= guidance_scale <= 100
-        ):
-            raise MicroforgeError(f"--guidance must be a finite number in 0..100, got {guidance_scale}")
+        if guidance_scale is not None:
+            check_guidance(guidance_scale, "--guidance")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
             raise MicroforgeError(f"--seed must be a whole number in 0..2^63-1, got {seed}")
         if isinstance(batch_size, bool) or not 1 <= batch_size <= 4096:
