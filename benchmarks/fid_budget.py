@@ -39,6 +39,7 @@ from _record import write_record
 from microforge.characterize.segmentation import lath_halfwidth_px, segment_classical
 from microforge.characterize.statistics import discrepancy, two_point_correlation
 from microforge.data.phase_map import CLASS_NAMES
+from microforge.data.dataset import MicrographDataset
 from microforge.evaluate.distribution import frechet_distance
 from microforge.io import resize_batch
 from microforge.models.inception import InceptionFeatures, extract
@@ -64,8 +65,7 @@ def s2_curves(images: np.ndarray, modality: str, halfwidth: int) -> tuple[np.nda
     return r, curves / len(images)
 
 
-def _tiles(pipe: TiM3Pipeline, data: str, split: str, n: int, seed: int) -> list[dict]:
-    ds = model_split(pipe, data, split)
+def _tiles(ds: MicrographDataset, n: int, seed: int) -> list[dict]:
     idx = np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False)
     return [ds[int(i)] for i in np.sort(idx)]
 
@@ -91,12 +91,12 @@ def main() -> None:
         raise SystemExit(f"{args.model}: not a two-stage model")
     res = cfg.resolution
     inception = InceptionFeatures()
-    ref_items = _tiles(pipe, args.data, "train", args.n_reference, args.seed)
+    train = model_split(pipe, args.data, "train")
+    ref_items = _tiles(train, args.n_reference, args.seed)
     ref = resize_batch(np.stack([it["image"][0].numpy() for it in ref_items]), res)[:, 0].numpy()
     ref_features = extract(inception, ref)
-    info = model_split(pipe, args.data, "train").data.properties.info
-    halfwidth = lath_halfwidth_px(pixel_size_at(info, res))
-    items = _tiles(pipe, args.data, "test", args.n, args.seed + 1)
+    halfwidth = lath_halfwidth_px(pixel_size_at(train.data.properties.info, res))
+    items = _tiles(model_split(pipe, args.data, "test"), args.n, args.seed + 1)
     rows: dict[str, list[np.ndarray]] = {"real": [], "autoencoder": [], "stage2_true_maps": [], "two_stage": []}
     raw_all = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
     vae = m["vae_image"]
