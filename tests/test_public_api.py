@@ -32,6 +32,17 @@ def test_import_is_light_and_unknown_names_fail():
         raise AssertionError("an unknown name must raise AttributeError")
 
 
+def test_the_command_line_loads_no_numeric_library_before_it_sets_the_threads():
+    # cli.main() puts the thread count in OMP_NUM_THREADS, which an OpenMP runtime reads once, when
+    # the first library that uses it loads: numpy or torch imported with the cli module would fix
+    # the count first (a resumed training then no longer reproduced an uninterrupted one)
+    code = "import sys, microforge.cli; print('numpy' in sys.modules, 'torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == [
+        "False",
+        "False",
+    ]
+
+
 def test_load_pipeline_reads_bundled_names():
     pipe = microforge.load_pipeline("bundled:ti-sem-tiny")
     assert isinstance(pipe, microforge.TiM3Pipeline) and pipe.cfg.modality == "SEM"

@@ -13,7 +13,6 @@ from typing import Any
 import click
 
 
-from .config import GUIDANCE_MAX
 from .errors import MicroforgeError
 from .evaluate.options import STEPS_SWEEP, EvaluationOptions
 from .training.segmenter_config import SegmenterTrainConfig
@@ -95,7 +94,8 @@ SEED = click.IntRange(0, 2**63 - 1)  # numpy's SeedSequence and torch's generato
 COUNT = click.IntRange(1, 10**6)  # sample, tile and step counts: a million is far beyond any CPU run
 STEPS = click.IntRange(1, 10_000)  # sampling steps
 BATCH = click.IntRange(1, 4096)
-GUIDANCE = _Number(0.0, GUIDANCE_MAX)
+# config.GUIDANCE_MAX, written out: config imports numpy, which must load after main() sets the threads
+GUIDANCE = _Number(0.0, 100.0)
 
 
 @click.group(cls=_Root, context_settings={"help_option_names": ["-h", "--help"]})
