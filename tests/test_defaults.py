@@ -22,6 +22,22 @@ def test_tim3_defaults_are_the_tiny_config():
     assert plain(load_tim3_config(None)) == plain(TiM3Config()) == plain(load_tim3_config("configs/tim3-tiny.yaml"))
 
 
+def test_om_config_is_the_tiny_recipe_on_the_om_renderings():
+    """Since candidate u (docs/tim3.md) the OM model differs from the SEM one only in what it is shown."""
+    assert plain(load_tim3_config("configs/tim3-tiny-om.yaml")) == {**plain(TiM3Config()), "modality": "OM"}
+
+
+@pytest.mark.parametrize(("name", "config"), [("ti-sem-tiny", "tim3-tiny"), ("ti-om-tiny", "tim3-tiny-om")])
+def test_bundled_models_were_trained_with_their_config_files(name, config):
+    import json
+
+    from microforge.pipelines.registry import resolve_model
+    from microforge.models.tim3 import tim3_config_from_dict
+
+    saved = json.loads((resolve_model(f"bundled:{name}") / "config.json").read_text())["config"]
+    assert plain(tim3_config_from_dict(saved)) == plain(load_tim3_config(f"configs/{config}.yaml"))
+
+
 @pytest.mark.parametrize("kind", BASELINE_KINDS)
 def test_each_baseline_defaults_are_its_tiny_config(kind):
     assert (

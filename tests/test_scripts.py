@@ -74,12 +74,12 @@ def test_om_metrics_summarise_its_report():
     keeps every realism, oracle and microstructure number."""
     report = json.loads((REPO / "docs" / "example-report-om" / "metrics.json").read_text())
     carried = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-om-tiny" / "metrics.json").read_text())
-    again = summary(report, carried["command"], carried["report"], 4.0, "OM tiles at 64 px")
+    again = summary(report, carried["command"], carried["report"], 11.0, "OM tiles at 64 px")
     assert again == carried
     assert again["table1"]["mAcc"] == report["main"]["accuracy"]["mAcc"] and set(again["per_property"]) == {
         *("YS", "TS", "EF", "RH", "IT", "DCS", "CFS")
     }
-    assert again["guidance_scale"] == 4.0 and again["data"].endswith("OM tiles at 64 px")
+    assert again["guidance_scale"] == 11.0 and again["data"].endswith("OM tiles at 64 px")
     assert set(again["oracle_mAcc"]) == {
         "segmented_generated",
         "ceiling_segmented_real",
