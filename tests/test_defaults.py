@@ -2,6 +2,7 @@
 equals the dataclass defaults that the command uses without --config."""
 
 import dataclasses
+import json
 
 import pytest
 
@@ -10,7 +11,8 @@ from microforge.io import read_yaml_mapping
 from microforge.data.synth.config import SynthConfig
 from microforge.fingerprint import FingerprintTrainConfig, load_fingerprint_config
 from microforge.models.baselines import BASELINE_KINDS, baseline_config_from_dict, baseline_defaults
-from microforge.models.tim3 import TiM3Config, load_tim3_config
+from microforge.models.tim3 import TiM3Config, load_tim3_config, tim3_config_from_dict
+from microforge.pipelines.registry import resolve_model
 from microforge.training.regressor_trainer import RegressorTrainConfig
 
 
@@ -29,11 +31,6 @@ def test_om_config_is_the_tiny_recipe_on_the_om_renderings():
 
 @pytest.mark.parametrize(("name", "config"), [("ti-sem-tiny", "tim3-tiny"), ("ti-om-tiny", "tim3-tiny-om")])
 def test_bundled_models_were_trained_with_their_config_files(name, config):
-    import json
-
-    from microforge.pipelines.registry import resolve_model
-    from microforge.models.tim3 import tim3_config_from_dict
-
     saved = json.loads((resolve_model(f"bundled:{name}") / "config.json").read_text())["config"]
     assert plain(tim3_config_from_dict(saved)) == plain(load_tim3_config(f"configs/{config}.yaml"))
 
@@ -89,3 +86,12 @@ def test_cli_defaults_are_the_dataclasses():
     seg, cfg = defaults("segment", "train"), SegmenterTrainConfig()
     for name in ("steps", "batch_size", "crop", "seed"):
         assert seg[name] == getattr(cfg, name), name
+
+
+def test_cli_guidance_range_is_the_configs():
+    """cli.py writes the guidance range out (it may not import config before it sets the threads);
+    it must stay the range config.check_guidance enforces."""
+    from microforge.cli import GUIDANCE
+    from microforge.config import GUIDANCE_MAX
+
+    assert (GUIDANCE.lo, GUIDANCE.hi) == (0.0, GUIDANCE_MAX)

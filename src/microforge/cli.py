@@ -95,6 +95,7 @@ COUNT = click.IntRange(1, 10**6)  # sample, tile and step counts: a million is f
 STEPS = click.IntRange(1, 10_000)  # sampling steps
 BATCH = click.IntRange(1, 4096)
 # config.GUIDANCE_MAX, written out: config imports numpy, which must load after main() sets the threads
+# (tests/test_defaults.py checks that the two agree)
 GUIDANCE = _Number(0.0, 100.0)
 
 
