@@ -242,3 +242,30 @@ def test_morphology_recognition_refuses_a_figure_without_the_stage_rows(tmp_path
         cwd=REPO / "benchmarks",
     )
     assert done.returncode == 1 and done.stderr.strip() == "Error: --figure draws the stage rows: give --stages too"
+
+
+def test_observation_noise_measures_what_the_decoder_lacks_and_writes_a_noisy_copy(micro_model, tiny_bench, tmp_path):
+    """benchmarks/observation_noise.py: the real tiles hold more white noise than their
+    reconstructions; the std they lack is sqrt(real^2 - reconstructed^2); --model-out writes a copy
+    that adds it, and a non-empty --model-out is refused untouched."""
+    from microforge.pipelines.tim3 import TiM3Pipeline
+
+    script = [sys.executable, str(REPO / "benchmarks" / "observation_noise.py"), str(micro_model), str(tiny_bench.root)]
+    out, copy = tmp_path / "noise.json", tmp_path / "noisy"
+    args = ["--n", "24", "--n-samples", "8", "--batch-size", "8", "--out", str(out), "--model-out", str(copy)]
+    done = subprocess.run(script + args, capture_output=True, text=True, cwd=REPO / "benchmarks")
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    sigma = record["noise_std"]
+    assert record["n"] == 24 and record["n_samples"] == 8 and sigma["real"] > sigma["reconstructed"] > 0
+    lacking = np.sqrt(sigma["real"] ** 2 - sigma["reconstructed"] ** 2)
+    assert record["lacking_noise_std"] == pytest.approx(lacking, abs=2e-4)
+    assert TiM3Pipeline.from_pretrained(copy).cfg.observation_noise_std == record["lacking_noise_std"]
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    refused = subprocess.run(
+        script + ["--out", str(out), "--model-out", str(tmp_path / "busy")], capture_output=True, text=True
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == f"Error: {tmp_path / 'busy'}: exists and is not empty; choose a new folder"
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]

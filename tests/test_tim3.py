@@ -416,6 +416,27 @@ def test_stage2_guidance_scale_guides_the_micrograph_stage_alone(micro_model):
         dataclasses.replace(pipe.cfg, stage2_guidance_scale=-1.0)
 
 
+def test_observation_noise_adds_white_noise_of_the_config_std_to_the_micrographs(micro_model):
+    """observation_noise_std s adds, after the sampler, white noise of std s to each micrograph: the
+    maps are unchanged, the images differ from the noise-free ones by s where no pixel clips, the
+    same seed gives the same noise, and a std outside [0, 1) is a named error."""
+    from microforge.characterize.noise import noise_std
+
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 8)
+    clean = pipe(targets, steps=3, seed=2)
+    pipe.cfg = dataclasses.replace(pipe.cfg, observation_noise_std=0.05)
+    noisy, again = pipe(targets, steps=3, seed=2), pipe(targets, steps=3, seed=2)
+    assert np.array_equal(noisy.maps, clean.maps) and np.array_equal(noisy.images, again.images)
+    inside = (noisy.images > 0) & (noisy.images < 1)
+    assert inside.mean() > 0.95
+    assert (noisy.images - clean.images)[inside].std() == pytest.approx(0.05, rel=0.05)
+    lifted = np.median([noise_std(a) for a in noisy.images]) ** 2 - np.median([noise_std(a) for a in clean.images]) ** 2
+    assert np.sqrt(lifted) == pytest.approx(0.05, rel=0.15)
+    with pytest.raises(MicroforgeError, match=r"observation_noise_std must be a grey-level std in \[0, 1\), got -0.1"):
+        dataclasses.replace(pipe.cfg, observation_noise_std=-0.1)
+
+
 def test_float16_storage_halves_the_folder_and_loads_as_float32(micro_model, tmp_path):
     """save_pretrained(weights_dtype="float16") stores every network in float16 (half the bytes);
     loading gives float32 modules holding exactly the rounded weights, which sample close to the

@@ -274,7 +274,8 @@ class TiM3Pipeline(SamplingPipeline):
         ``(B, K)`` and, for a two-stage model, maps ``maps`` (stage 1's, or true maps as
         :meth:`model_maps` gives them): class indices ``(B, R, R)`` (long), or class shares
         ``(B, 3, R, R)`` (float; what a soft-map model reads); ``maps`` is None for a
-        single-stage model."""
+        single-stage model. A config's ``observation_noise_std`` adds white Gaussian noise of that
+        std to the decoded images (drawn from ``gen`` after the sampler), clipped to [0, 1] again."""
         cfg, m = self.cfg, self.modules
         extra = None
         if maps is not None:
@@ -282,7 +283,11 @@ class TiM3Pipeline(SamplingPipeline):
             shares = maps.float() if maps.dim() == 4 else onehot_map(maps)
             extra = map_condition(shares, cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
         zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
-        return (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
+        images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
+        if cfg.observation_noise_std:  # drawn on the CPU, as the sampler's noise: the same on any device
+            noise = torch.randn(images.shape, generator=gen).to(images.device)
+            images = (images + cfg.observation_noise_std * noise).clamp(0.0, 1.0)
+        return images
 
     def stage_guidance(self, guidance_scale: float | None = None) -> tuple[float, float]:
         """The classifier-free guidance scales (map stage, micrograph stage) a call samples with:
