@@ -99,6 +99,18 @@ def held_out_tiles(
     return held.images, held.props, held.morphology
 
 
+@torch.no_grad()
+def reconstructed_images(pipe: TiM3Pipeline, images: np.ndarray, batch: int = 64) -> np.ndarray:
+    """Images ``(N, R, R)`` in [0, 1] encoded (posterior mean) and decoded by the model's learned
+    micrograph autoencoder, in [0, 1]: what its decoder can give back of them at best."""
+    vae = pipe.modules["vae_image"]
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch]))[:, None] * 2.0 - 1.0
+        out.append(((vae.decode(vae.encode(x).latent_dist.mean).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0).numpy())
+    return np.concatenate(out)
+
+
 def reconstructed_maps(pipe: TiM3Pipeline, masks: torch.Tensor) -> torch.Tensor:
     """True maps ``(n, H, W)`` passed through the model's map autoencoder (posterior mean, then
     its decoder), as stage 1 would have to draw them at best: what :meth:`TiM3Pipeline.model_maps`

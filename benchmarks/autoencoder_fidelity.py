@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from _held_out import reconstructed_images
 from _record import write_record
 from microforge.data.dataset import MicrographDataset, nearest_maps, onehot_map
 from microforge.io import resize_batch
@@ -70,17 +71,6 @@ def map_fidelity(pipe: TiM3Pipeline, maps: np.ndarray, batch: int = 64) -> dict:
     }
 
 
-@torch.no_grad()
-def reconstruct(pipe: TiM3Pipeline, images: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Encode (posterior mean) and decode images ``(N, R, R)`` in [0, 1] with the model's micrograph autoencoder."""
-    vae = pipe.modules["vae_image"]
-    out = []
-    for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i : i + batch])[:, None] * 2.0 - 1.0
-        out.append(((vae.decode(vae.encode(x).latent_dist.mean).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0).numpy())
-    return np.concatenate(out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="data/ti-synth")
@@ -97,7 +87,7 @@ def main() -> None:
             tiles, maps = real_tiles(args.data, *key, args.n, args.seed)
             cache[key] = (tiles, maps, extract(inception, tiles[: args.n]), extract(inception, tiles[args.n :]))
         tiles, maps, feats_a, feats_b = cache[key]
-        rec = reconstruct(pipe, tiles[: args.n])
+        rec = reconstructed_images(pipe, tiles[: args.n])
         feats_rec = extract(inception, rec)
         vae = pipe.cfg.vae_image
         results[spec] = {

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _held_out import model_split, regressor_row, sharpness
+from _held_out import model_split, reconstructed_images, regressor_row, sharpness
 from _record import write_record
 
 from microforge.characterize.segmentation import lath_halfwidth_px, segment_classical
@@ -105,9 +105,8 @@ def main() -> None:
         batch = items[start : start + args.batch_size]
         real = resize_batch(np.stack([it["image"][0].numpy() for it in batch]), res)
         rows["real"].append(real[:, 0].numpy())
-        z = vae.encode(real * 2 - 1).latent_dist.mode() if hasattr(vae, "encode") else None
-        if z is not None:
-            rows["autoencoder"].append(((vae.decode(z).sample[:, 0].clamp(-1, 1) + 1) / 2).numpy())
+        if hasattr(vae, "encode"):  # a learned autoencoder (a space-to-depth codec is lossless)
+            rows["autoencoder"].append(reconstructed_images(pipe, real[:, 0].numpy()))
         maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
         raw = np.stack([it["props_raw"].numpy() for it in batch])
         y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)

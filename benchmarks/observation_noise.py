@@ -23,8 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-from _held_out import model_split, sharpness
+from _held_out import model_split, reconstructed_images, sharpness
 from _record import write_record
 
 from microforge.characterize.noise import noise_std
@@ -39,21 +38,6 @@ def median_noise(images: np.ndarray) -> float:
     return float(np.median([noise_std(image) for image in images]))
 
 
-@torch.no_grad()
-def reconstruct(pipe: TiM3Pipeline, images: np.ndarray, batch_size: int) -> np.ndarray | None:
-    """``images`` ``(N, R, R)`` in [0, 1] through the model's micrograph autoencoder (posterior
-    mode), in [0, 1]; None for a codec without a posterior (space-to-depth: lossless)."""
-    vae = pipe.modules["vae_image"]
-    if pipe.cfg.vae_image.kind == "space_to_depth":
-        return None
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(images[i : i + batch_size])[:, None] * 2.0 - 1.0
-        z = vae.encode(x).latent_dist.mode()
-        out.append(((vae.decode(z).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0).numpy())
-    return np.concatenate(out)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -66,8 +50,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     try:
-        if args.model_out and args.model_out.exists() and any(args.model_out.iterdir()):
-            raise MicroforgeError(f"{args.model_out}: exists and is not empty; choose a new folder")
+        dest = args.model_out
+        if dest and dest.exists() and (not dest.is_dir() or any(dest.iterdir())):  # a file, or a folder in use
+            raise MicroforgeError(f"{dest}: exists and is not empty; choose a new folder")
         pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
         train = model_split(pipe, args.data, "train")
     except MicroforgeError as exc:
@@ -77,7 +62,9 @@ def main() -> None:
     items = [train[int(i)] for i in idx]
     real = resize_batch(np.stack([it["image"][0].numpy() for it in items]), res)[:, 0].numpy()
     raw = np.stack([it["props_raw"].numpy() for it in items[: args.n_samples]])
-    reconstructed = reconstruct(pipe, real, args.batch_size)
+    # a space-to-depth codec is lossless: its reconstructions are the tiles
+    lossless = pipe.cfg.vae_image.kind == "space_to_depth"
+    reconstructed = None if lossless else reconstructed_images(pipe, real, args.batch_size)
     samples = np.concatenate([g.images for g in pipe.iter_batches(raw, batch_size=args.batch_size, seed=args.seed)])
     sigma = {"real": median_noise(real), "samples": median_noise(samples)}
     if reconstructed is not None:
