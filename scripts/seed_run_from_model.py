@@ -10,7 +10,8 @@ the phases that CONFIG changes:
   (``train.steps``, ``train.lr_decay`` and ``train.property_noise_scale``: stage 1;
   ``train.stage2_steps``, ``train.stage2_lr_decay`` and ``train.stage2_property_noise_scale``:
   stage 2; a stage-2 field left null follows stage 1's, and so does what it invalidates;
-  ``train.property_noise`` off is a scale of 0 for both);
+  ``train.property_noise`` off is a scale of 0 for both), or, for stage 2, its redrawn map
+  conditions (``train.stage2_redrawn_maps`` and ``stage2_map_redraw_strength``);
 - the map autoencoder and stage 1, when CONFIG changes the ``vae_map`` section: stage 2 reads the
   true maps (and trains its own map encoder, if any), never the map autoencoder, so it is reused;
 - the micrograph autoencoder, its adversarial fine-tune and stage 2, when CONFIG changes the
@@ -22,7 +23,9 @@ the phases that CONFIG changes:
   changes nothing is no change).
 
 The sampler's settings (``sampler``, ``sampling_steps``, ``guidance_scale``) are read by no phase, so
-CONFIG may change them without retraining anything.
+CONFIG may change them without retraining anything, except where stage 2 trains on stage 1's
+redraws of its maps (``train.stage2_redrawn_maps`` above 0): those are drawn with the sampler's
+settings and the map phases, so a change of either retrains stage 2 too.
 
     python scripts/seed_run_from_model.py MODEL CONFIG RUN [--map-phases-from OTHER]
     microforge train tim3 --data data/ti-synth --config CONFIG --out RUN --resume
@@ -73,6 +76,8 @@ STAGE_FIELDS = {
     "property_noise",
     "property_noise_scale",
     "stage2_property_noise_scale",
+    "stage2_redrawn_maps",
+    "stage2_map_redraw_strength",
 }
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
     "vae_image": {"vae_image"},
@@ -103,6 +108,9 @@ def _comparable(cfg) -> dict:
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
     d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
     d["train"]["schedules"] = {f"stage{i}": (*cfg.train.stage_schedule(i), cfg.train.noise_scale(i)) for i in (1, 2)}
+    share = cfg.train.stage2_redrawn_maps  # the strength matters only where some maps are redrawn
+    d["train"]["schedules"]["stage2"] += (share, cfg.train.stage2_map_redraw_strength if share else None)
+    d["redraws_maps"] = bool(share and cfg.two_stage)
     del d["unet"], d["unet_stage2"]
     d["unets"] = {"stage1": _comparable_unet(cfg, 1) if cfg.two_stage else None, "stage2": _comparable_unet(cfg, 2)}
     return d
@@ -119,14 +127,18 @@ def _comparable_unet(cfg, stage: int) -> dict:
 
 
 def _without_retrainable(d: dict) -> dict:
-    d = {k: v for k, v in d.items() if k not in OBJECTIVE_FIELDS | SAMPLER_FIELDS | {"vae_map", "vae_image", "unets"}}
+    d = {
+        k: v
+        for k, v in d.items()
+        if k not in OBJECTIVE_FIELDS | SAMPLER_FIELDS | {"vae_map", "vae_image", "unets", "redraws_maps"}
+    }
     d["train"] = {k: v for k, v in d["train"].items() if k != "schedules"}
     return d
 
 
 def _read_by_map_phases(d: dict) -> dict:
     """The fields of a comparable config that the map autoencoder and stage 1 read."""
-    d = {k: v for k, v in d.items() if k not in NOT_READ_BY_MAP_PHASES}
+    d = {k: v for k, v in d.items() if k not in NOT_READ_BY_MAP_PHASES | {"redraws_maps"}}
     d["train"] = {**d["train"], "schedules": d["train"]["schedules"]["stage1"]}
     d["unets"] = d["unets"]["stage1"]
     return d
@@ -145,6 +157,9 @@ def _retrained(kept: dict, planned: dict) -> set[str]:
         retrain |= {"vae_map", "stage1"}
     if kept["vae_image"] != planned["vae_image"]:  # compared without the adversarial fields
         retrain |= {"vae_image", "vae_image_adversarial", "stage2"}
+    # a stage 2 trained on stage 1's redraws of its maps reads the map phases and the sampler too
+    if planned["redraws_maps"] and (retrain & set(MAP_PHASES) or any(kept[f] != planned[f] for f in SAMPLER_FIELDS)):
+        retrain.add("stage2")
     return retrain
 
 
@@ -190,6 +205,8 @@ def main() -> None:
                 " that the map autoencoder or stage 1 read"
             )
         retrain -= set(MAP_PHASES)
+        if planned["redraws_maps"]:  # its redraws would come from the other model's map phases
+            retrain.add("stage2")
         sources.update({phase: (other, other_record, args.map_phases_from) for phase in MAP_PHASES})
     if run.exists() and (not run.is_dir() or any(run.iterdir())):
         raise SystemExit(f"Error: {run}: exists and is not an empty folder; choose a new one")

@@ -132,6 +132,18 @@ class TrainConfig:
     # stage 2's (None: as stage 1's); 1, Table 4's: the bundled stage 2 was trained with it
     stage2_property_noise_scale: float | None = 1.0
     augment: bool = True  # the 8 symmetries of the square, on latents and maps alike
+    # share of stage 2's training tiles whose map condition is stage 1's SDEdit redraw of the tile's
+    # true map instead of the map itself (conditioning augmentation, as cascaded diffusion models
+    # corrupt the low-resolution image they condition on: Ho et al. 2022). At sampling stage 2 reads
+    # stage 1's maps, with their speckle and broken laths, where TiM3 trains it on true maps only;
+    # trained on redraws, it learns to draw the tile's micrograph from such a map. 0: true maps only,
+    # as TiM3. Each tile's redraw is drawn once, before stage 2, at the config's sampling steps and
+    # guidance and the tile's own properties
+    stage2_redrawn_maps: float = 0.0
+    # how far along the noise schedule each redraw starts (0.5: half of the sampling steps are
+    # rerun): at 0.3 stage 1 keeps 97 % of the true map's pixels, at 0.7 77 % (the layout: globules,
+    # grain boundaries and colony directions) and redraws the laths its own way; at 1 it draws anew
+    stage2_map_redraw_strength: float = 0.6
     checkpoint_every: int = 250  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # older checkpoints are deleted
     seed: int = 0
@@ -140,6 +152,12 @@ class TrainConfig:
         scales = (self.property_noise_scale, self.stage2_property_noise_scale)
         if any(v is not None and v < 0 for v in scales):
             raise MicroforgeError(f"train property_noise_scale must not be negative, got {scales}")
+        if not 0.0 <= self.stage2_redrawn_maps <= 1.0:
+            raise MicroforgeError(f"train stage2_redrawn_maps must lie in [0, 1], got {self.stage2_redrawn_maps}")
+        if not 0.0 < self.stage2_map_redraw_strength <= 1.0:
+            raise MicroforgeError(
+                f"train stage2_map_redraw_strength must lie in (0, 1], got {self.stage2_map_redraw_strength}"
+            )
 
     def noise_scale(self, stage: int) -> float:
         """Diffusion stage ``stage``'s (1 or 2) multiple of the property noise stds; 0 without

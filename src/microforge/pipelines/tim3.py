@@ -114,6 +114,22 @@ class TiM3Pipeline(SamplingPipeline):
             record,
         )
 
+    @classmethod
+    def map_stage(
+        cls, folder: str | Path, cfg: TiM3Config, properties: PropertySet, map_scaling: float, scheduler_config: dict
+    ) -> "TiM3Pipeline":
+        """The map stage alone (map autoencoder, stage-1 encoder and UNet) of a run folder whose map
+        phases are trained but which has no ``config.json`` yet: what the trainer needs to
+        :meth:`redraw_maps` before it trains stage 2. Only :meth:`draw_maps` and :meth:`redraw_maps`
+        work on it."""
+        folder = Path(folder)
+        modules: dict[str, torch.nn.Module] = {
+            "vae_map": _load(codec_class(cfg.vae_map), folder / "vae_map"),
+            "encoder_stage1": _load(PropertyEncoder, folder / "encoder_stage1"),
+            "unet_stage1": _load(UNet2DConditionModel, folder / "unet_stage1"),
+        }
+        return cls(folder, cfg, properties, {"vae_map": map_scaling}, 0.0, modules, scheduler_config)
+
     def save_pretrained(self, folder: str | Path, weights_dtype: str | None = None) -> Path:
         """Write this model as a model folder that :meth:`from_pretrained` reads back exactly.
 
@@ -201,23 +217,35 @@ class TiM3Pipeline(SamplingPipeline):
         guidance: float,
         sampler: str,
         gen: torch.Generator,
+        init: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """Run the sampler from noise to a latent ``(B, C, S, S)``, C and S being the UNet's output
-        channels and sample size."""
+        channels and sample size. With ``init`` (a clean latent of that shape), SDEdit (Meng et al.
+        2022): ``init`` is noised to the schedule's step ``strength`` of the way to pure noise and
+        only the remaining ``round(steps * strength)`` steps run (the img2img of diffusers'
+        pipelines); ``strength`` 1 ignores ``init``'s content."""
         sched = self._scheduler(sampler)
         device = next(unet.parameters()).device
         sched.set_timesteps(steps, device=device)
         b = y.shape[0]
         shape = (b, unet.config.out_channels, unet.config.sample_size, unet.config.sample_size)
-        z = (torch.randn(shape, generator=gen) * sched.init_noise_sigma).to(
-            device
-        )  # drawn on the CPU: same on any device
+        noise = torch.randn(shape, generator=gen)  # drawn on the CPU: same on any device
+        timesteps = sched.timesteps
+        if init is None:
+            z = (noise * sched.init_noise_sigma).to(device)
+        else:
+            start = steps - min(max(int(round(steps * strength)), 1), steps)
+            timesteps = timesteps[start:]
+            if hasattr(sched, "set_begin_index"):  # multistep solvers keep their own step counter
+                sched.set_begin_index(start)
+            z = sched.add_noise(init.to(device), noise.to(device), timesteps[:1])
         y = y.to(device)
         extra = None if extra is None else extra.to(device)
         ctx = encoder(y, sample=True, generator=gen)
         if guidance != 1.0:
             ctx = torch.cat([ctx, encoder.null(b)])
-        for t in sched.timesteps:
+        for t in timesteps:
             zin = sched.scale_model_input(z, t)
             inp = zin if extra is None else torch.cat([zin, extra], 1)
             if guidance != 1.0:
@@ -259,6 +287,33 @@ class TiM3Pipeline(SamplingPipeline):
         return self._decode_map(
             self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
         )
+
+    @torch.no_grad()
+    def redraw_maps(
+        self,
+        y: torch.Tensor,
+        maps: torch.Tensor,
+        strength: float,
+        steps: int,
+        guidance: float,
+        sampler: str,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
+        """Stage 1 redrawing given maps toward the normalised conditions ``y`` ``(B, K)`` (SDEdit):
+        each map is encoded by the map autoencoder (posterior mean), noised ``strength`` (in (0, 1])
+        of the way along the schedule and denoised by stage 1 with ``steps * strength`` of ``steps``
+        sampler steps. Small strengths keep the map's layout and give it stage 1's texture (its
+        speckle, its lath shapes); 1 draws a new map. ``maps``: class indices ``(B, R, R)`` or, for
+        a soft-map model, class shares ``(B, 3, R, R)``; returns the same kind as
+        :meth:`draw_maps`."""
+        if not 0.0 < strength <= 1.0:
+            raise MicroforgeError(f"map redraw strength must lie in (0, 1], got {strength}")
+        m = self.modules
+        shares = maps.float() if maps.dim() == 4 else onehot_map(maps)
+        device = next(m["unet_stage1"].parameters()).device
+        z0 = m["vae_map"].encode(shares.to(device) * 2.0 - 1.0).latent_dist.mean * self.scaling["vae_map"]
+        z = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen, z0, strength)
+        return self._decode_map(z)
 
     @torch.no_grad()
     def draw_micrographs(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -25,6 +26,9 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel, compute_snr
 
@@ -47,12 +51,15 @@ from ..models.weights import save_weights
 from ..pipelines.base import save_diffusers_module
 from ..pipelines.tim3 import TiM3Pipeline
 from ..properties import PropertySet, PropertySpec
-from ..seeding import seed_from
+from ..seeding import seed_from, seeded_generator
 from .data import properties_with_hull
 from .loop import lr_factor, run_steps
 
 DONE_DIR = ".done"
 CHECKPOINT_DIR = "checkpoints"  # one folder per phase beneath it
+# stage 1's redraws of the training maps (train.stage2_redrawn_maps), kept until the run is finished
+# so that a resumed stage 2 reads the same ones
+REDRAWN_MAPS = "redrawn_maps.safetensors"
 
 
 def phases(cfg: TiM3Config) -> list[str]:
@@ -514,12 +521,19 @@ class TiM3Trainer:
             modules["map_encoder"] = build_map_encoder(c)
         modules["unet_stage2"] = build_unet(c, 2)
 
+        redrawn = self._redrawn_maps() if c.two_stage and cfg.stage2_redrawn_maps > 0 else None
+
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             z0 = self._latents("vae_image", idx, ks, gen)
             extra = None
             if c.two_stage:
-                shares = self._map_shares(idx, ks).to(self.acc.device)
+                shares = self._map_shares(idx, ks)
+                if redrawn is not None:  # conditioning augmentation: these tiles read stage 1's redraw
+                    use = torch.rand(len(idx), generator=gen) < cfg.stage2_redrawn_maps
+                    if use.any():
+                        shares[use] = d4_batch(_as_shares(redrawn[idx[use]]), ks[use])
+                shares = shares.to(self.acc.device)
                 extra = map_condition(
                     shares, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth"
                 )
@@ -529,6 +543,46 @@ class TiM3Trainer:
 
         steps, decay = cfg.stage_schedule(2)
         self._loop(i, "stage2", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay)
+        if redrawn is not None and self.acc.is_main_process:  # the redraws' time belongs to the phase
+            marker = self.out / DONE_DIR / "stage2.json"
+            seconds = float(_safetensors_metadata(self.out / REDRAWN_MAPS).get("seconds", 0.0))
+            marker.write_text(json.dumps({**json.loads(marker.read_text()), "redraw_seconds": round(seconds, 1)}))
+
+    def _redrawn_maps(self) -> torch.Tensor:
+        """Stage 1's SDEdit redraw of every training tile's true map toward the tile's own
+        properties (``train.stage2_redrawn_maps``), at the config's sampling steps and guidance:
+        class indices ``(N, R, R)`` uint8, or class shares ``(N, 3, R, R)`` for soft maps. Drawn
+        once per run from the seed and kept in the run folder until the run is finished."""
+        path = self.out / REDRAWN_MAPS
+        if path.exists():
+            return load_file(path)["maps"].to(self.data.maps.device)
+        c = self.cfg
+        pipe = TiM3Pipeline.map_stage(self.out, c, self.props, self._encode_all("vae_map")[2], self.scheduler.config)
+        for module in pipe.modules.values():
+            module.to(self.acc.device)
+        y = torch.from_numpy(self.props.normalise(self.data.props_raw.numpy())).float()
+        if c.brightness:
+            y = torch.cat([y, self.brightness[:, None]], dim=1)
+        out, started = [], time.perf_counter()
+        starts = range(0, len(self.data), 64)
+        for b, start in enumerate(tqdm(starts, desc="redraw maps", disable=not self.progress, unit="batch")):
+            sl = slice(start, start + 64)
+            maps = pipe.redraw_maps(
+                y[sl],
+                self._map_shares(sl),
+                c.train.stage2_map_redraw_strength,
+                c.sampling_steps,
+                c.guidance_scale,
+                c.sampler,
+                seeded_generator(c.train.seed, 4, b),
+            )
+            out.append(maps.cpu().to(torch.uint8 if maps.dim() == 3 else torch.float16))
+        redrawn = torch.cat(out)
+        if self.acc.is_main_process:
+            seconds = {"seconds": f"{time.perf_counter() - started:.1f}"}
+            save_file({"maps": redrawn.contiguous()}, str(path) + ".tmp", metadata=seconds)
+            Path(str(path) + ".tmp").replace(path)
+        return redrawn.to(self.data.maps.device)
 
     def _encoder(self) -> PropertyEncoder:
         e = self.cfg.encoder
@@ -559,6 +613,18 @@ class TiM3Trainer:
             {"brightness_range": list(self.brightness_range), "training": times, "train_tiles": len(self.data)},
         )
         shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
+        (self.out / REDRAWN_MAPS).unlink(missing_ok=True)
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    """The string metadata a safetensors file was saved with ({} when none)."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def _as_shares(maps: torch.Tensor) -> torch.Tensor:
+    """Stored redraws -> class shares ``(B, 3, R, R)`` float: one-hot of indices, or the shares."""
+    return onehot_map(maps) if maps.dim() == 3 else maps.float()
 
 
 def train_tim3(
