@@ -2,10 +2,12 @@
 instead of stage 1's, beside the real tiles. Separates the two stages' faults: if the
 micrographs drawn from true maps look right, the generated maps are the bottleneck.
 
-    python benchmarks/stage2_on_true_maps.py MODEL DATA OUT.png [--n 6] [--seed 0]
+    python benchmarks/stage2_on_true_maps.py MODEL DATA OUT.png [--n 6] [--seed 0] [--redraw S]
 
 MODEL: a two-stage TiM3 folder or bundled:NAME. Rows of the figure: real tile, its true map (at
-the model's resolution, nearest-resized as in training), the micrograph stage 2 draws from it.
+the model's resolution, nearest-resized as in training), the micrograph stage 2 draws from it;
+with ``--redraw S``, also stage 1's redraw of the true map at strength S (TiM3Pipeline.redraw_maps:
+the map with stage 1's speckle and laths) and what stage 2 draws from that.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def main() -> None:
     ap.add_argument("out")
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--redraw", type=float, metavar="S", help="add stage 1's redraws at strength S in (0, 1]")
     args = ap.parse_args()
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
     cfg = pipe.cfg
@@ -53,16 +56,32 @@ def main() -> None:
     drawn = pipe.draw_micrographs(
         y, maps, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, seeded_generator(args.seed, 0)
     ).cpu()
-    fig, axes = plt.subplots(3, args.n, figsize=(2.2 * args.n, 6.8), squeeze=False)
-    for j, it in enumerate(items):
-        axes[0, j].imshow(it["image"][0], cmap="gray", vmin=0, vmax=1)
-        axes[1, j].imshow(to_pseudo_rgb((maps[j].argmax(0) if maps.dim() == 4 else maps[j]).numpy()))
-        axes[2, j].imshow(drawn[j].numpy(), cmap="gray", vmin=0, vmax=1)
-        for ax in axes[:, j]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    for ax, label in zip(axes[:, 0], ("real tile", "true map", "stage 2 from it")):
-        ax.set_ylabel(label)
+    rows = [("real tile", [it["image"][0] for it in items], True), ("true map", maps, False)]
+    rows.append(("stage 2 from it", drawn, True))
+    if args.redraw is not None:
+        gen = seeded_generator(args.seed, 1)
+        redrawn = pipe.redraw_maps(y, maps, args.redraw, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
+        rows.append((f"redrawn at {args.redraw:g}", redrawn, False))
+        rows.append(
+            (
+                "stage 2 from it",
+                pipe.draw_micrographs(
+                    y, redrawn, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, seeded_generator(args.seed, 0)
+                ).cpu(),
+                True,
+            )
+        )
+    fig, axes = plt.subplots(len(rows), args.n, figsize=(2.2 * args.n, 2.27 * len(rows)), squeeze=False)
+    for i, (label, panels, grey) in enumerate(rows):
+        axes[i, 0].set_ylabel(label)
+        for j in range(args.n):
+            panel = panels[j]
+            if grey:
+                axes[i, j].imshow(np.asarray(panel), cmap="gray", vmin=0, vmax=1)
+            else:
+                axes[i, j].imshow(to_pseudo_rgb((panel.argmax(0) if panel.dim() == 3 else panel).numpy()))
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
     fig.tight_layout()
     fig.savefig(args.out, dpi=80)
 
