@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from microforge.accuracy import accuracy_table
-from microforge.data.dataset import MicrographDataset, onehot_map
+from microforge.data.dataset import MicrographDataset
 from microforge.io import resize_batch
 from microforge.models.property_regressor import PropertyRegressor
 from microforge.pipelines.registry import resolve_model
@@ -115,10 +115,7 @@ def reconstructed_maps(pipe: TiM3Pipeline, masks: torch.Tensor) -> torch.Tensor:
     """True maps ``(n, H, W)`` passed through the model's map autoencoder (posterior mean, then
     its decoder), as stage 1 would have to draw them at best: what :meth:`TiM3Pipeline.model_maps`
     gives, class indices ``(n, R, R)`` or shares ``(n, 3, R, R)``."""
-    maps = pipe.model_maps(masks)
-    shares = maps.float() if maps.dim() == 4 else onehot_map(maps)
-    latent = pipe.modules["vae_map"].encode(shares * 2.0 - 1.0).latent_dist.mean
-    return pipe._decode_map(latent * pipe.scaling["vae_map"])
+    return pipe._decode_map(pipe.encode_maps(pipe.model_maps(masks)))
 
 
 def stage2_from(pipe: TiM3Pipeline, raw: np.ndarray, maps: torch.Tensor, batch_size: int, seed: int) -> np.ndarray:

@@ -239,6 +239,12 @@ def onehot_map(phase_map: torch.Tensor) -> torch.Tensor:
     return F.one_hot(phase_map.long().clamp(0, 2), 3).permute(0, 3, 1, 2).float()
 
 
+def as_class_shares(maps: torch.Tensor) -> torch.Tensor:
+    """Phase maps as class shares ``(B, 3, H, W)`` float: the one-hot of class indices
+    ``(B, H, W)``, or shares ``(B, 3, H, W)`` (soft maps) as they are."""
+    return maps.float() if maps.dim() == 4 else onehot_map(maps)
+
+
 def nearest_maps(maps: torch.Tensor, size: int) -> torch.Tensor:
     """Phase maps ``(N, H, W)`` (class indices) nearest-resized to ``(N, size, size)`` int64: one
     source pixel per new pixel, so classes are never mixed (unchanged when already that size)."""

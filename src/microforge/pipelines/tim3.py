@@ -19,7 +19,7 @@ import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UNet2DConditionModel
 from tqdm.auto import tqdm
 
-from ..data.dataset import class_fractions, nearest_maps, onehot_map
+from ..data.dataset import as_class_shares, class_fractions, nearest_maps
 from ..io import read_json_file, write_json_atomic
 from ..errors import MicroforgeError
 from ..models.property_encoder import PropertyEncoder
@@ -309,11 +309,18 @@ class TiM3Pipeline(SamplingPipeline):
         if not 0.0 < strength <= 1.0:
             raise MicroforgeError(f"map redraw strength must lie in (0, 1], got {strength}")
         m = self.modules
-        shares = maps.float() if maps.dim() == 4 else onehot_map(maps)
-        device = next(m["unet_stage1"].parameters()).device
-        z0 = m["vae_map"].encode(shares.to(device) * 2.0 - 1.0).latent_dist.mean * self.scaling["vae_map"]
+        z0 = self.encode_maps(maps)
         z = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen, z0, strength)
         return self._decode_map(z)
+
+    @torch.no_grad()
+    def encode_maps(self, maps: torch.Tensor) -> torch.Tensor:
+        """Maps as stage 1's latents ``(B, C, S, S)``, scaled as stage 1 draws them: the map
+        autoencoder's posterior mean of class indices ``(B, R, R)`` or shares ``(B, 3, R, R)``.
+        :meth:`_decode_map` turns them back into maps."""
+        device = next(self.modules["unet_stage1"].parameters()).device
+        shares = as_class_shares(maps).to(device) * 2.0 - 1.0
+        return self.modules["vae_map"].encode(shares).latent_dist.mean * self.scaling["vae_map"]
 
     @torch.no_grad()
     def draw_micrographs(
@@ -335,8 +342,7 @@ class TiM3Pipeline(SamplingPipeline):
         extra = None
         if maps is not None:
             lossless = cfg.map_condition == "space_to_depth"
-            shares = maps.float() if maps.dim() == 4 else onehot_map(maps)
-            extra = map_condition(shares, cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
+            extra = map_condition(as_class_shares(maps), cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
         zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
         images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
         if cfg.observation_noise_std:  # drawn on the CPU, as the sampler's noise: the same on any device

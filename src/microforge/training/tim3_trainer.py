@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel, compute_snr
 
-from ..data.dataset import d4_batch, load_split, onehot_map
+from ..data.dataset import as_class_shares, d4_batch, load_split, onehot_map
 from ..data.manifest import read_dataset
 from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
@@ -222,7 +222,13 @@ class TiM3Trainer:
         if self.cfg.train.property_noise:
             std = self.noise_std * self.cfg.train.noise_scale(stage)
             raw = raw + std * torch.randn(raw.shape, generator=gen, dtype=torch.float64)
-        y = torch.from_numpy(self.props.normalise(raw.numpy())).float()  # as the pipeline does at inference
+        return self._normalised(raw, idx)
+
+    def _normalised(self, raw: torch.Tensor, idx: torch.Tensor | slice) -> torch.Tensor:
+        """Raw properties ``(B, K)`` of the tiles ``idx`` as the stages' conditions ``(B, K')``:
+        normalised as the pipeline does at inference, with the tiles' brightness where the config
+        has it."""
+        y = torch.from_numpy(self.props.normalise(raw.numpy())).float()
         if self.cfg.brightness:
             y = torch.cat([y, self.brightness[idx, None]], dim=1)
         return y
@@ -267,9 +273,11 @@ class TiM3Trainer:
         lr: float,
         ema: bool,
         lr_decay: str = "constant",
+        record: dict[str, float] | None = None,
     ) -> dict[str, torch.nn.Module]:
         """One phase on the shared resumable loop (``training/loop.run_steps``); returns the
-        trained (unwrapped) modules, with the EMA weights where ``ema``.
+        trained (unwrapped) modules, with the EMA weights where ``ema``. ``record``: more
+        entries for the phase's ``.done`` marker.
 
         Each phase gets its own Accelerator and its own checkpoint folder, so its checkpoints
         hold exactly this phase's modules and a resumed process can load them.
@@ -310,18 +318,17 @@ class TiM3Trainer:
                     module.save_pretrained(self.out / name)
                 else:  # the learned map encoder, a plain module
                     save_weights(module, self.out / name, {"model_type": f"tim3-{name}"})
-            self._mark_done(phase, steps, seconds)
+            self._mark_done(phase, steps, seconds, record)
         acc.wait_for_everyone()
         return trained
 
-    def _mark_done(self, phase: str, steps: int, seconds: float) -> None:
-        """Write ``.done/<phase>.json``: the phase is finished, with its steps and this run's time; its
-        resume checkpoints (if any) are no longer needed and go."""
+    def _mark_done(self, phase: str, steps: int, seconds: float, record: dict[str, float] | None = None) -> None:
+        """Write ``.done/<phase>.json``: the phase is finished, with its steps, this run's time and
+        ``record``'s entries; its resume checkpoints (if any) are no longer needed and go."""
         done = self.out / DONE_DIR
         done.mkdir(exist_ok=True)
-        (done / f"{phase}.json").write_text(
-            json.dumps({"steps": steps, "seconds_this_run": round(seconds, 1), "processes": self.acc.num_processes})
-        )
+        marker = {"steps": steps, "seconds_this_run": round(seconds, 1), "processes": self.acc.num_processes}
+        (done / f"{phase}.json").write_text(json.dumps({**marker, **(record or {})}))
         shutil.rmtree(self.out / CHECKPOINT_DIR / phase, ignore_errors=True)
 
     # ------------------------------------------------------------------ phases
@@ -521,7 +528,10 @@ class TiM3Trainer:
             modules["map_encoder"] = build_map_encoder(c)
         modules["unet_stage2"] = build_unet(c, 2)
 
-        redrawn = self._redrawn_maps() if c.two_stage and cfg.stage2_redrawn_maps > 0 else None
+        redrawn, record = None, None
+        if c.two_stage and cfg.stage2_redrawn_maps > 0:
+            redrawn, seconds = self._redrawn_maps()
+            record = {"redraw_seconds": round(seconds, 1)}  # the redraws' time belongs to the phase
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
@@ -532,7 +542,7 @@ class TiM3Trainer:
                 if redrawn is not None:  # conditioning augmentation: these tiles read stage 1's redraw
                     use = torch.rand(len(idx), generator=gen) < cfg.stage2_redrawn_maps
                     if use.any():
-                        shares[use] = d4_batch(_as_shares(redrawn[idx[use]]), ks[use])
+                        shares[use] = d4_batch(as_class_shares(redrawn[idx[use]]), ks[use])
                 shares = shares.to(self.acc.device)
                 extra = map_condition(
                     shares, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth"
@@ -542,27 +552,24 @@ class TiM3Trainer:
             )
 
         steps, decay = cfg.stage_schedule(2)
-        self._loop(i, "stage2", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay)
-        if redrawn is not None and self.acc.is_main_process:  # the redraws' time belongs to the phase
-            marker = self.out / DONE_DIR / "stage2.json"
-            seconds = float(_safetensors_metadata(self.out / REDRAWN_MAPS).get("seconds", 0.0))
-            marker.write_text(json.dumps({**json.loads(marker.read_text()), "redraw_seconds": round(seconds, 1)}))
+        self._loop(i, "stage2", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay, record=record)
 
-    def _redrawn_maps(self) -> torch.Tensor:
+    def _redrawn_maps(self) -> tuple[torch.Tensor, float]:
         """Stage 1's SDEdit redraw of every training tile's true map toward the tile's own
         properties (``train.stage2_redrawn_maps``), at the config's sampling steps and guidance:
-        class indices ``(N, R, R)`` uint8, or class shares ``(N, 3, R, R)`` for soft maps. Drawn
-        once per run from the seed and kept in the run folder until the run is finished."""
+        class indices ``(N, R, R)`` uint8, or class shares ``(N, 3, R, R)`` for soft maps, and the
+        seconds the redraw took. Drawn once per run from the seed and kept in the run folder (its
+        time in the file's metadata) until the run is finished, so a resumed run reads both."""
         path = self.out / REDRAWN_MAPS
         if path.exists():
-            return load_file(path)["maps"].to(self.data.maps.device)
+            with safe_open(str(path), framework="pt") as f:
+                seconds = float((f.metadata() or {}).get("seconds", 0.0))
+            return load_file(path)["maps"].to(self.data.maps.device), seconds
         c = self.cfg
         pipe = TiM3Pipeline.map_stage(self.out, c, self.props, self._encode_all("vae_map")[2], self.scheduler.config)
         for module in pipe.modules.values():
             module.to(self.acc.device)
-        y = torch.from_numpy(self.props.normalise(self.data.props_raw.numpy())).float()
-        if c.brightness:
-            y = torch.cat([y, self.brightness[:, None]], dim=1)
+        y = self._normalised(self.data.props_raw, slice(None))
         out, started = [], time.perf_counter()
         starts = range(0, len(self.data), 64)
         for b, start in enumerate(tqdm(starts, desc="redraw maps", disable=not self.progress, unit="batch")):
@@ -577,12 +584,11 @@ class TiM3Trainer:
                 seeded_generator(c.train.seed, 4, b),
             )
             out.append(maps.cpu().to(torch.uint8 if maps.dim() == 3 else torch.float16))
-        redrawn = torch.cat(out)
+        redrawn, seconds = torch.cat(out), time.perf_counter() - started
         if self.acc.is_main_process:
-            seconds = {"seconds": f"{time.perf_counter() - started:.1f}"}
-            save_file({"maps": redrawn.contiguous()}, str(path) + ".tmp", metadata=seconds)
+            save_file({"maps": redrawn.contiguous()}, str(path) + ".tmp", metadata={"seconds": f"{seconds:.1f}"})
             Path(str(path) + ".tmp").replace(path)
-        return redrawn.to(self.data.maps.device)
+        return redrawn.to(self.data.maps.device), seconds
 
     def _encoder(self) -> PropertyEncoder:
         e = self.cfg.encoder
@@ -614,17 +620,6 @@ class TiM3Trainer:
         )
         shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         (self.out / REDRAWN_MAPS).unlink(missing_ok=True)
-
-
-def _safetensors_metadata(path: Path) -> dict[str, str]:
-    """The string metadata a safetensors file was saved with ({} when none)."""
-    with safe_open(str(path), framework="pt") as f:
-        return f.metadata() or {}
-
-
-def _as_shares(maps: torch.Tensor) -> torch.Tensor:
-    """Stored redraws -> class shares ``(B, 3, R, R)`` float: one-hot of indices, or the shares."""
-    return onehot_map(maps) if maps.dim() == 3 else maps.float()
 
 
 def train_tim3(
