@@ -38,6 +38,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--redraw", type=float, metavar="S", help="add stage 1's redraws at strength S in (0, 1]")
     args = ap.parse_args()
+    if args.redraw is not None and not 0.0 < args.redraw <= 1.0:
+        raise SystemExit(f"Error: --redraw must lie in (0, 1], got {args.redraw}")
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
     cfg = pipe.cfg
     ds = MicrographDataset(
@@ -53,24 +55,17 @@ def main() -> None:
     y = torch.tensor(
         pipe.condition_properties.normalise(np.stack([it["props_raw"].numpy() for it in items])), dtype=torch.float32
     )
-    drawn = pipe.draw_micrographs(
-        y, maps, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, seeded_generator(args.seed, 0)
-    ).cpu()
+
+    def stage2(maps: torch.Tensor) -> torch.Tensor:  # the same noise for every row of maps
+        gen = seeded_generator(args.seed, 0)
+        return pipe.draw_micrographs(y, maps, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen).cpu()
+
     rows = [("real tile", [it["image"][0] for it in items], True), ("true map", maps, False)]
-    rows.append(("stage 2 from it", drawn, True))
+    rows.append(("stage 2 from it", stage2(maps), True))
     if args.redraw is not None:
         gen = seeded_generator(args.seed, 1)
         redrawn = pipe.redraw_maps(y, maps, args.redraw, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
-        rows.append((f"redrawn at {args.redraw:g}", redrawn, False))
-        rows.append(
-            (
-                "stage 2 from it",
-                pipe.draw_micrographs(
-                    y, redrawn, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, seeded_generator(args.seed, 0)
-                ).cpu(),
-                True,
-            )
-        )
+        rows += [(f"redrawn at {args.redraw:g}", redrawn, False), ("stage 2 from it", stage2(redrawn), True)]
     fig, axes = plt.subplots(len(rows), args.n, figsize=(2.2 * args.n, 2.27 * len(rows)), squeeze=False)
     for i, (label, panels, grey) in enumerate(rows):
         axes[i, 0].set_ylabel(label)
