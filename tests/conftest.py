@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from contextlib import contextmanager
 
 from microforge.data.synth.config import SynthConfig
@@ -84,3 +87,24 @@ def assert_micro_samples_reproduce(pipe, tmp_path: Path) -> None:
     assert np.array_equal(a.images, pipe(targets, steps=3, seed=1).images)
     again = TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "copy"))(targets, steps=3, seed=1)
     assert np.array_equal(a.images, again.images) and np.array_equal(a.maps, again.maps)
+
+
+SEED_SCRIPT = REPO / "scripts" / "seed_run_from_model.py"
+
+
+def run_seed_script(model: Path, config: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``scripts/seed_run_from_model.py MODEL CONFIG RUN [EXTRA...]``, its output captured."""
+    return subprocess.run(
+        [sys.executable, str(SEED_SCRIPT), str(model), str(config), str(run), *extra], capture_output=True, text=True
+    )
+
+
+def seeded_run(model: Path, d: dict, tmp_path: Path, name: str, *extra: str) -> tuple[Path, Path, str]:
+    """Write config ``d`` as ``name``.yaml, seed ``tmp_path/name`` from ``model`` (``extra``: more
+    arguments for the script); it must succeed. Returns (config, run, stdout)."""
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(yaml.safe_dump(d))
+    run = tmp_path / name
+    done = run_seed_script(model, config, run, *extra)
+    assert done.returncode == 0, done.stderr
+    return config, run, done.stdout

@@ -3,8 +3,6 @@ patch discriminator and its hinge losses, the phase's place, and a run seeded fr
 that trains only the decoder, leaving the encoder, every latent and the other phases as they were."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -21,9 +19,9 @@ from microforge.models.tim3 import load_tim3_config, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.training.tim3_trainer import phases, train_tim3
 
-from .conftest import MICRO, REPO, assert_micro_samples_reproduce, interrupted_at_step
-
-SEED_SCRIPT = REPO / "scripts" / "seed_run_from_model.py"
+from .conftest import MICRO, assert_micro_samples_reproduce, interrupted_at_step
+from .conftest import run_seed_script as _seed
+from .conftest import seeded_run as _seeded
 
 
 def _micro(**vae_image) -> dict:
@@ -77,12 +75,6 @@ def test_bad_adversarial_settings_are_refused():
     expected = r"adversarial_condition must be one of none, map, map\+properties, got 'phases'"
     with pytest.raises(MicroforgeError, match=expected):
         tim3_config_from_dict(_micro(adversarial_steps=4, adversarial_condition="phases"))
-
-
-def _seed(model, config, run) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(SEED_SCRIPT), str(model), str(config), str(run)], capture_output=True, text=True
-    )
 
 
 def test_seeded_run_fine_tunes_only_the_decoder(micro_model, tiny_bench, tmp_path, monkeypatch):
@@ -144,16 +136,6 @@ def test_seeding_refuses_other_configs_and_used_folders(micro_model, tmp_path):
     assert (used / "notes.txt").read_text() == "mine"
 
 
-def _seeded(model, d: dict, tmp_path, name: str):
-    """Write config ``d`` as ``name``.yaml, seed ``tmp_path/name`` from ``model``; (config, run, stdout)."""
-    config = tmp_path / f"{name}.yaml"
-    config.write_text(yaml.safe_dump(d))
-    run = tmp_path / name
-    done = _seed(model, config, run)
-    assert done.returncode == 0, done.stderr
-    return config, run, done.stdout
-
-
 def _same_weights(model, run, parts) -> bool:
     """Every safetensors file of ``parts`` is byte for byte the model's."""
     files = [f for part in parts for f in (model / part).glob("*.safetensors")]
@@ -194,11 +176,7 @@ def test_a_new_map_autoencoder_retrains_stage_1_and_keeps_stage_2(micro_model, t
     assert record["training"]["stage2"]["reused_from"] == str(micro_model)
     # the same map phases taken from that run (as the OM model takes the SEM model's) instead of trained
     taken = tmp_path / "taken"
-    done = subprocess.run(
-        [sys.executable, str(SEED_SCRIPT), str(micro_model), str(config), str(taken), "--map-phases-from", str(run)],
-        capture_output=True,
-        text=True,
-    )
+    done = _seed(micro_model, config, taken, "--map-phases-from", str(run))
     assert done.returncode == 0 and "to train: nothing" in done.stdout, done.stderr
     assert _same_weights(run, taken, ("vae_map", "unet_stage1", "encoder_stage1"))
     assert _same_weights(micro_model, taken, ("vae_image", "unet_stage2", "encoder_stage2"))
@@ -211,19 +189,7 @@ def test_a_new_map_autoencoder_retrains_stage_1_and_keeps_stage_2(micro_model, t
     }
     assert (taken / "logs" / "stage1.jsonl").read_bytes() == (run / "logs" / "stage1.jsonl").read_bytes()
     # a model whose map phases CONFIG would not train is refused
-    refused = subprocess.run(
-        [
-            sys.executable,
-            str(SEED_SCRIPT),
-            str(micro_model),
-            str(config),
-            str(tmp_path / "no"),
-            "--map-phases-from",
-            str(micro_model),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    refused = _seed(micro_model, config, tmp_path / "no", "--map-phases-from", str(micro_model))
     assert refused.returncode != 0 and "fields that the map autoencoder or stage 1 read" in refused.stderr
     assert not (tmp_path / "no").exists()
     # only a stage's length changed: that stage alone

@@ -3,12 +3,9 @@ redraws of its training maps (``train.stage2_redrawn_maps``, conditioning augmen
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-import yaml
 
 from microforge.data.dataset import load_split, read_dataset
 from microforge.errors import MicroforgeError
@@ -18,9 +15,7 @@ from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
 from microforge.training.tim3_trainer import REDRAWN_MAPS, train_tim3
 
-from .conftest import MICRO, REPO, assert_micro_samples_reproduce, interrupted_at_step
-
-SEED_SCRIPT = REPO / "scripts" / "seed_run_from_model.py"
+from .conftest import MICRO, assert_micro_samples_reproduce, interrupted_at_step, seeded_run
 
 
 def _micro(**train) -> dict:
@@ -65,22 +60,12 @@ def test_redraw_fields_are_checked():
     assert load_tim3_config(MICRO).train.stage2_redrawn_maps == 0.0  # off by default, as TiM3 trains
 
 
-def _seed(model, d: dict, tmp_path, name: str, *extra: str) -> tuple:
-    config, run = tmp_path / f"{name}.yaml", tmp_path / name
-    config.write_text(yaml.safe_dump(d))
-    done = subprocess.run(
-        [sys.executable, str(SEED_SCRIPT), str(model), str(config), str(run), *extra], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    return config, run, done.stdout
-
-
 def test_stage_2_trained_on_redrawn_maps(micro_model, tiny_bench, tmp_path, monkeypatch):
     """A run seeded from a model retrains only stage 2; the redraws are drawn once, kept across an
     interruption (the resumed run ends with an uninterrupted one's weights), timed in the phase's
     record and removed with the run's other state; the model samples and round-trips."""
     d = _micro(stage2_redrawn_maps=1.0, stage2_map_redraw_strength=0.5)
-    config, run, stdout = _seed(micro_model, d, tmp_path, "redrawn")
+    config, run, stdout = seeded_run(micro_model, d, tmp_path, "redrawn")
     assert "to train: stage2" in stdout
     cfg = load_tim3_config(config)
     with interrupted_at_step(monkeypatch, 5, key_length=2), pytest.raises(KeyboardInterrupt):
@@ -91,7 +76,7 @@ def test_stage_2_trained_on_redrawn_maps(micro_model, tiny_bench, tmp_path, monk
     stage2 = json.loads((run / "config.json").read_text())["training"]["stage2"]
     assert stage2["steps"] == 10 and stage2["redraw_seconds"] > 0 and "reused_from" not in stage2
 
-    _, again, _ = _seed(micro_model, d, tmp_path, "again")
+    _, again, _ = seeded_run(micro_model, d, tmp_path, "again")
     train_tim3(tiny_bench.root, again, cfg, resume=True, progress=False)
     a, b, plain = (
         TiM3Pipeline.from_pretrained(m).modules["unet_stage2"].state_dict() for m in (run, again, micro_model)
@@ -106,7 +91,7 @@ def test_seeding_retrains_stage_2_when_its_redraws_would_change(micro_model, tmp
     also reads the map phases."""
     plain = _micro()
     plain["guidance_scale"] = 3.0
-    assert "to train: nothing" in _seed(micro_model, plain, tmp_path, "guided")[2]
+    assert "to train: nothing" in seeded_run(micro_model, plain, tmp_path, "guided")[2]
     # the micro model as if its stage 2 had been trained on redraws (only the record is read)
     model = tmp_path / "model"
     shutil.copytree(micro_model, model)
@@ -114,12 +99,12 @@ def test_seeding_retrains_stage_2_when_its_redraws_would_change(micro_model, tmp
     record["config"]["train"]["stage2_redrawn_maps"] = 0.5
     (model / "config.json").write_text(json.dumps(record))
     redrawn = _micro(stage2_redrawn_maps=0.5)
-    assert "to train: nothing" in _seed(model, redrawn, tmp_path, "same")[2]
-    assert "to train: stage2" in _seed(model, {**redrawn, "guidance_scale": 3.0}, tmp_path, "guided-redrawn")[2]
-    assert "to train: stage2" in _seed(model, {**redrawn, "sampling_steps": 4}, tmp_path, "steps")[2]
+    assert "to train: nothing" in seeded_run(model, redrawn, tmp_path, "same")[2]
+    assert "to train: stage2" in seeded_run(model, {**redrawn, "guidance_scale": 3.0}, tmp_path, "guided-redrawn")[2]
+    assert "to train: stage2" in seeded_run(model, {**redrawn, "sampling_steps": 4}, tmp_path, "steps")[2]
     longer_stage1 = _micro(stage2_redrawn_maps=0.5, steps=9)
-    assert "to train: stage1, stage2" in _seed(model, longer_stage1, tmp_path, "stage1")[2]
-    taken = _seed(model, redrawn, tmp_path, "taken", "--map-phases-from", str(micro_model))[2]
+    assert "to train: stage1, stage2" in seeded_run(model, longer_stage1, tmp_path, "stage1")[2]
+    taken = seeded_run(model, redrawn, tmp_path, "taken", "--map-phases-from", str(micro_model))[2]
     assert "to train: stage2" in taken
     stronger = _micro(stage2_redrawn_maps=0.5, stage2_map_redraw_strength=0.9)
-    assert "to train: stage2" in _seed(model, stronger, tmp_path, "stronger")[2]
+    assert "to train: stage2" in seeded_run(model, stronger, tmp_path, "stronger")[2]
