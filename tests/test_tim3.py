@@ -22,7 +22,7 @@ from microforge.hull import in_hull
 from microforge.models.property_encoder import PropertyEncoder
 from microforge.models.tim3 import build_unet, tim3_config_from_dict
 from microforge.pipelines.generate import guidance_record
-from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.pipelines.tim3 import TiM3Pipeline, guided_step
 from microforge.seeding import seeded_generator
 from microforge.training.tim3_trainer import gradient_l1
 
@@ -414,6 +414,50 @@ def test_stage2_guidance_scale_guides_the_micrograph_stage_alone(micro_model):
     assert guidance_record(pipe, 3.0) == {"guidance_scale": 3.0}
     with pytest.raises(MicroforgeError, match="stage2_guidance_scale must be a finite number in 0..100, got -1"):
         dataclasses.replace(pipe.cfg, stage2_guidance_scale=-1.0)
+
+
+def test_guided_step_reads_the_noise_level_of_the_schedule():
+    # alphabar 0.2 is sigma sqrt(0.8 / 0.2) = 2 exactly; the interval is (low, high]
+    assert guided_step(0.2, (1.0, 2.0)) and not guided_step(0.2, (2.0, 3.0)) and guided_step(0.2, None)
+    assert guided_step(torch.tensor(0.5), (0.5, 1.0)) and not guided_step(0.5, (0.0, 0.999))
+
+
+def test_guidance_interval_guides_only_the_steps_whose_noise_level_it_holds(micro_model):
+    """An interval that holds every step samples what plain guidance samples; one that holds none
+    samples what guidance 1 (the conditional prediction alone) samples; stage2_guidance_interval
+    changes the micrograph stage alone; generate's run.json records the intervals; a bad interval is
+    a named error."""
+    pipe = TiM3Pipeline.from_pretrained(micro_model)
+    props = pipe.condition_properties
+    raw = (props.mins + props.maxs)[None, :] / 2 + np.zeros((2, 1))
+    base = dataclasses.replace(pipe.cfg, guidance_scale=3.0, stage2_guidance_scale=None)
+    runs = {}
+    for name, intervals in {
+        "none": (None, None),
+        "all": ((0.0, 1000.0), None),
+        "no step": ((500.0, 1000.0), None),
+        "stage 2 no step": (None, (500.0, 1000.0)),
+    }.items():
+        pipe.cfg = dataclasses.replace(base, guidance_interval=intervals[0], stage2_guidance_interval=intervals[1])
+        runs[name] = pipe(raw, steps=3, batch_size=2, seed=3)
+    unguided = pipe(raw, steps=3, batch_size=2, seed=3, guidance_scale=1.0)
+    assert np.array_equal(runs["all"].images, runs["none"].images)
+    assert np.array_equal(runs["no step"].maps, unguided.maps) and np.array_equal(
+        runs["no step"].images, unguided.images
+    )
+    assert not np.array_equal(runs["none"].maps, unguided.maps)
+    assert np.array_equal(runs["stage 2 no step"].maps, runs["none"].maps)
+    assert _stage_by_stage(pipe, (3.0, 1.0))  # the maps guided at 3, the micrographs unguided
+    assert guidance_record(pipe, None) == {"guidance_scale": 3.0, "stage2_guidance_interval": [500.0, 1000.0]}
+    pipe.cfg = dataclasses.replace(base, guidance_interval=(0.5, 6.0))
+    assert guidance_record(pipe, None) == {"guidance_scale": 3.0, "guidance_interval": [0.5, 6.0]}
+    for bad in ((2.0, 1.0), (-1.0, 1.0), (0.0, float("inf")), (1.0,)):
+        with pytest.raises(MicroforgeError, match="guidance_interval must be two noise levels"):
+            dataclasses.replace(base, guidance_interval=bad)
+    with pytest.raises(MicroforgeError, match="stage2_guidance_interval must be two noise levels"):
+        dataclasses.replace(base, stage2_guidance_interval=(3.0, 3.0))
+    loaded = tim3_config_from_dict({"guidance_interval": [0.3, 5]})
+    assert loaded.guidance_interval == (0.3, 5) and loaded.stage_guidance_interval(2) == (0.3, 5)
 
 
 def test_observation_noise_adds_white_noise_of_the_config_std_to_the_micrographs(micro_model):

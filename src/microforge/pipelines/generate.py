@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -79,13 +79,22 @@ def pixel_size_at(info: dict, resolution: int) -> float | None:
     return float(info["pixel_size_um"]) * tile / resolution
 
 
-def guidance_record(pipe: TiM3Pipeline, guidance_scale: float | None) -> dict[str, float]:
-    """The guidance a ``generate`` call sampled with, for its run.json: ``guidance_scale``, and
-    ``stage2_guidance_scale`` where a TiM3 model's micrograph stage used another scale."""
+def guidance_record(pipe: TiM3Pipeline, guidance_scale: float | None) -> dict[str, Any]:
+    """The guidance a ``generate`` call sampled with, for its run.json: ``guidance_scale``;
+    ``stage2_guidance_scale`` where a TiM3 model's micrograph stage used another scale; and a TiM3
+    model's ``guidance_interval`` / ``stage2_guidance_interval`` (sigma low, high) where set."""
     if not isinstance(pipe, TiM3Pipeline):
         return {"guidance_scale": pipe.cfg.guidance_scale if guidance_scale is None else guidance_scale}
     stage1, stage2 = pipe.stage_guidance(guidance_scale)
-    return {"guidance_scale": stage1} | ({"stage2_guidance_scale": stage2} if stage2 != stage1 else {})
+    record: dict[str, Any] = {"guidance_scale": stage1} | (
+        {"stage2_guidance_scale": stage2} if stage2 != stage1 else {}
+    )
+    interval1, interval2 = pipe.cfg.stage_guidance_interval(1), pipe.cfg.stage_guidance_interval(2)
+    if interval1 is not None:
+        record["guidance_interval"] = list(interval1)
+    if interval2 != interval1:
+        record["stage2_guidance_interval"] = list(interval2)
+    return record
 
 
 def generate(

@@ -219,12 +219,15 @@ class TiM3Pipeline(SamplingPipeline):
         gen: torch.Generator,
         init: torch.Tensor | None = None,
         strength: float = 1.0,
+        interval: tuple[float, float] | None = None,
     ) -> torch.Tensor:
         """Run the sampler from noise to a latent ``(B, C, S, S)``, C and S being the UNet's output
         channels and sample size. With ``init`` (a clean latent of that shape), SDEdit (Meng et al.
         2022): ``init`` is noised to the schedule's step ``strength`` of the way to pure noise and
         only the remaining ``round(steps * strength)`` steps run (the img2img of diffusers'
-        pipelines); ``strength`` 1 ignores ``init``'s content."""
+        pipelines); ``strength`` 1 ignores ``init``'s content. ``interval`` (sigma low, high]:
+        ``guidance`` applies only at the steps whose noise level lies in it (the others take the
+        conditional prediction alone); None: at every step."""
         sched = self._scheduler(sampler)
         device = next(unet.parameters()).device
         sched.set_timesteps(steps, device=device)
@@ -248,7 +251,9 @@ class TiM3Pipeline(SamplingPipeline):
         for t in timesteps:
             zin = sched.scale_model_input(z, t)
             inp = zin if extra is None else torch.cat([zin, extra], 1)
-            if guidance != 1.0:
+            if guidance != 1.0 and not guided_step(sched.alphas_cumprod[int(t)], interval):
+                eps = predict_noise(unet, inp, t, ctx[:b])
+            elif guidance != 1.0:
                 eps_c, eps_u = predict_noise(unet, torch.cat([inp, inp]), t, ctx).chunk(2)
                 eps = eps_u + guidance * (eps_c - eps_u)
             else:
@@ -285,7 +290,17 @@ class TiM3Pipeline(SamplingPipeline):
         ``(B, 3, R, R)`` (soft maps)."""
         m = self.modules
         return self._decode_map(
-            self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen)
+            self._denoise(
+                m["unet_stage1"],
+                m["encoder_stage1"],
+                y,
+                None,
+                steps,
+                guidance,
+                sampler,
+                gen,
+                interval=self.cfg.stage_guidance_interval(1),
+            )
         )
 
     @torch.no_grad()
@@ -310,7 +325,10 @@ class TiM3Pipeline(SamplingPipeline):
             raise MicroforgeError(f"map redraw strength must lie in (0, 1], got {strength}")
         m = self.modules
         z0 = self.encode_maps(maps)
-        z = self._denoise(m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen, z0, strength)
+        interval = self.cfg.stage_guidance_interval(1)
+        z = self._denoise(
+            m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen, z0, strength, interval
+        )
         return self._decode_map(z)
 
     @torch.no_grad()
@@ -343,7 +361,10 @@ class TiM3Pipeline(SamplingPipeline):
         if maps is not None:
             lossless = cfg.map_condition == "space_to_depth"
             extra = map_condition(as_class_shares(maps), cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
-        zi = self._denoise(m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen)
+        interval = cfg.stage_guidance_interval(2)
+        zi = self._denoise(
+            m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen, interval=interval
+        )
         images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
         if cfg.observation_noise_std:  # drawn on the CPU, as the sampler's noise: the same on any device
             noise = torch.randn(images.shape, generator=gen).to(images.device)
@@ -411,6 +432,17 @@ class TiM3Pipeline(SamplingPipeline):
             yield Generated(
                 maps, images.float().cpu().numpy(), targets[start : start + batch_size]
             )  # float(): autocast may give bf16
+
+
+def guided_step(alpha_cumprod: torch.Tensor | float, interval: tuple[float, float] | None) -> bool:
+    """Whether a sampler step at cumulative signal share ``alpha_cumprod`` (the schedule's alphabar_t)
+    is guided: its noise level sigma = sqrt((1 - alphabar_t) / alphabar_t) lies in ``interval``
+    (low, high] (Kynkäänniemi et al. 2024), or ``interval`` is None (every step)."""
+    if interval is None:
+        return True
+    a = float(alpha_cumprod)
+    sigma = ((1.0 - a) / a) ** 0.5
+    return interval[0] < sigma <= interval[1]
 
 
 def _stored(module: torch.nn.Module, dtype: torch.dtype, name: str) -> torch.nn.Module:
