@@ -22,10 +22,12 @@ the phases that CONFIG changes:
   (``attention_max_size`` is compared by the levels it gives the stage's latent, so a limit that
   changes nothing is no change).
 
-The sampler's settings (``sampler``, ``sampling_steps``, ``guidance_scale``) are read by no phase, so
-CONFIG may change them without retraining anything, except where stage 2 trains on stage 1's
-redraws of its maps (``train.stage2_redrawn_maps`` above 0): those are drawn with the sampler's
-settings and the map phases, so a change of either retrains stage 2 too.
+The sampler's settings (``sampler``, ``sampling_steps``, ``guidance_scale``, ``guidance_interval``,
+and the micrograph stage's ``stage2_guidance_scale``, ``stage2_guidance_interval`` and
+``observation_noise_std``) are read by no phase, so CONFIG may change them without retraining
+anything, except where stage 2 trains on stage 1's redraws of its maps
+(``train.stage2_redrawn_maps`` above 0): those are drawn with the map stage's sampler settings and
+the map phases, so a change of either retrains stage 2 too.
 
     python scripts/seed_run_from_model.py MODEL CONFIG RUN [--map-phases-from OTHER]
     microforge train tim3 --data data/ti-synth --config CONFIG --out RUN --resume
@@ -64,8 +66,11 @@ from microforge.training.tim3_trainer import DONE_DIR, phases
 ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr", "adversarial_condition"}
 # the diffusion objective: changing it retrains stage 1 and stage 2
 OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
-# the sampler's settings: no phase reads them, so a CONFIG may change them freely
-SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale"}
+# the sampler's settings: no phase reads them, so a CONFIG may change them freely (stage 1's redraws
+# of the maps, where stage 2 trains on them, are drawn with these)
+SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale", "guidance_interval"}
+# the micrograph stage's own sampling settings: read by no phase and by no redraw
+STAGE2_SAMPLER_FIELDS = {"stage2_guidance_scale", "stage2_guidance_interval", "observation_noise_std"}
 # the train section's per-stage fields, compared as each stage's (steps, decay, property noise scale):
 # TrainConfig.stage_schedule and noise_scale
 STAGE_FIELDS = {
@@ -92,6 +97,7 @@ MAP_PHASES = ("vae_map", "stage1")
 NOT_READ_BY_MAP_PHASES = {
     *("modality", "vae_image", "map_condition", "map_condition_channels"),
     *SAMPLER_FIELDS,
+    *STAGE2_SAMPLER_FIELDS,
 }
 
 
@@ -130,7 +136,11 @@ def _without_retrainable(d: dict) -> dict:
     d = {
         k: v
         for k, v in d.items()
-        if k not in OBJECTIVE_FIELDS | SAMPLER_FIELDS | {"vae_map", "vae_image", "unets", "redraws_maps"}
+        if k
+        not in OBJECTIVE_FIELDS
+        | SAMPLER_FIELDS
+        | STAGE2_SAMPLER_FIELDS
+        | {"vae_map", "vae_image", "unets", "redraws_maps"}
     }
     d["train"] = {k: v for k, v in d["train"].items() if k != "schedules"}
     return d

@@ -92,6 +92,8 @@ def test_seeding_retrains_stage_2_when_its_redraws_would_change(micro_model, tmp
     plain = _micro()
     plain["guidance_scale"] = 3.0
     assert "to train: nothing" in seeded_run(micro_model, plain, tmp_path, "guided")[2]
+    stage2_only = {"stage2_guidance_scale": 5.0, "stage2_guidance_interval": [0.0, 1.2], "observation_noise_std": 0.01}
+    assert "to train: nothing" in seeded_run(micro_model, {**plain, **stage2_only}, tmp_path, "stage2-sampling")[2]
     # the micro model as if its stage 2 had been trained on redraws (only the record is read)
     model = tmp_path / "model"
     shutil.copytree(micro_model, model)
@@ -102,6 +104,9 @@ def test_seeding_retrains_stage_2_when_its_redraws_would_change(micro_model, tmp
     assert "to train: nothing" in seeded_run(model, redrawn, tmp_path, "same")[2]
     assert "to train: stage2" in seeded_run(model, {**redrawn, "guidance_scale": 3.0}, tmp_path, "guided-redrawn")[2]
     assert "to train: stage2" in seeded_run(model, {**redrawn, "sampling_steps": 4}, tmp_path, "steps")[2]
+    interval = {**redrawn, "guidance_interval": [0.0, 1.2]}  # stage 1's interval shapes the redraws
+    assert "to train: stage2" in seeded_run(model, interval, tmp_path, "interval")[2]
+    assert "to train: nothing" in seeded_run(model, {**redrawn, **stage2_only}, tmp_path, "stage2-redrawn")[2]
     longer_stage1 = _micro(stage2_redrawn_maps=0.5, steps=9)
     assert "to train: stage1, stage2" in seeded_run(model, longer_stage1, tmp_path, "stage1")[2]
     taken = seeded_run(model, redrawn, tmp_path, "taken", "--map-phases-from", str(micro_model))[2]
