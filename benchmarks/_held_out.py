@@ -130,7 +130,7 @@ def stage2_from(pipe: TiM3Pipeline, raw: np.ndarray, maps: torch.Tensor, batch_s
                 y[i : i + b],
                 maps[i : i + b],
                 cfg.sampling_steps,
-                cfg.guidance_scale,
+                pipe.stage_guidance()[1],
                 cfg.sampler,
                 seeded_generator(seed + i, 0),
             )
