@@ -55,6 +55,15 @@ def load_models(specs: list[str]) -> dict[str, TiM3Pipeline]:
     return pipes
 
 
+def load_regressor(spec: str) -> PropertyRegressor:
+    """The property regressor in folder ``spec`` (or ``bundled:NAME/regressor``); a spec that names
+    no folder is a one-line ``Error:`` exit, never a silent run without the regressor."""
+    folder = resolve_model(spec)
+    if not folder.is_dir():
+        raise SystemExit(f"Error: --regressor {spec}: no such folder")
+    return PropertyRegressor.from_pretrained(str(folder))
+
+
 def _pick(pipe: TiM3Pipeline, data: str, splits: tuple[str, ...], n: int, seed: int) -> list[tuple[dict, object]]:
     """``n`` seeded (item, manifest row) pairs of the model's ``splits``, in a fixed order."""
     pool = []  # (dataset, row) of every tile of the splits

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _held_out import model_split, reconstructed_images, regressor_row, sharpness
+from _held_out import load_regressor, model_split, reconstructed_images, regressor_row, sharpness
 from _record import write_record
 
 from microforge.characterize.segmentation import lath_halfwidth_px, segment_classical
@@ -43,7 +43,6 @@ from microforge.data.dataset import MicrographDataset
 from microforge.evaluate.distribution import frechet_distance
 from microforge.io import resize_batch
 from microforge.models.inception import InceptionFeatures, extract
-from microforge.models.property_regressor import PropertyRegressor
 from microforge.pipelines.generate import pixel_size_at
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
@@ -79,13 +78,15 @@ def main() -> None:
     ap.add_argument("--n-reference", type=int, default=500, help="training tiles in the reference set")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--regressor", type=Path, help="a property regressor folder (default: MODEL's regressor/)")
+    ap.add_argument(
+        "--regressor", help="a property regressor folder or bundled:NAME/regressor (default: MODEL's regressor/)"
+    )
     ap.add_argument("--stage2-guidance", type=float, help="stage 2's guidance scale (default: the model's)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
-    reg_dir = args.regressor or Path(str(resolve_model(args.model))) / "regressor"
-    reg = PropertyRegressor.from_pretrained(str(reg_dir)) if reg_dir.is_dir() else None
+    own = Path(str(resolve_model(args.model))) / "regressor"
+    reg = load_regressor(args.regressor) if args.regressor else (load_regressor(str(own)) if own.is_dir() else None)
     cfg, m = pipe.cfg, pipe.modules
     if not cfg.two_stage:
         raise SystemExit(f"{args.model}: not a two-stage model")

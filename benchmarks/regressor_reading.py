@@ -21,10 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 from _record import write_record
-from _held_out import add_model_arguments, held_out_tiles, load_models, regressor_row, samples_at, save_figure
+from _held_out import (
+    add_model_arguments,
+    held_out_tiles,
+    load_models,
+    load_regressor,
+    regressor_row,
+    samples_at,
+    save_figure,
+)
 
-from microforge.models.property_regressor import PropertyRegressor
-from microforge.pipelines.registry import resolve_model
 
 FIGURE_TARGETS = 8  # columns of the figure
 
@@ -48,10 +54,12 @@ def _figure(path: Path, rows: dict[str, np.ndarray]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_arguments(ap, n_default=128)
-    ap.add_argument("--regressor", help="a property regressor folder (default: the bundled SEM model's)")
+    ap.add_argument(
+        "--regressor", help="a property regressor folder or bundled:NAME/regressor (default: the bundled SEM model's)"
+    )
     ap.add_argument("--figure", type=Path)
     args = ap.parse_args()
-    reg = PropertyRegressor.from_pretrained(args.regressor or str(resolve_model("bundled:ti-sem-tiny")) + "/regressor")
+    reg = load_regressor(args.regressor or "bundled:ti-sem-tiny/regressor")
     pipes = load_models(args.models)
     first = next(iter(pipes.values()))
     real, raw, _ = held_out_tiles(first, args.data, ("test",), args.n, args.seed)

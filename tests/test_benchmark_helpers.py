@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from _held_out import (  # noqa: E402
+    load_regressor,
     held_out_items,
     held_out_tiles,
     model_split,
@@ -269,3 +270,11 @@ def test_observation_noise_measures_what_the_decoder_lacks_and_writes_a_noisy_co
     assert refused.returncode == 1
     assert refused.stderr.strip() == f"Error: {tmp_path / 'busy'}: exists and is not empty; choose a new folder"
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
+
+
+def test_load_regressor_takes_a_bundled_spec_and_refuses_a_missing_folder(tmp_path):
+    # before, fid_budget.py ran without the regressor, silently, when --regressor named bundled:NAME/regressor
+    reg = load_regressor("bundled:ti-om-tiny/regressor")
+    assert reg.properties.names[:2] == ["YS", "TS"]
+    with pytest.raises(SystemExit, match=f"Error: --regressor {tmp_path / 'none'}: no such folder"):
+        load_regressor(str(tmp_path / "none"))
