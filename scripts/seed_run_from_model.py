@@ -71,7 +71,7 @@ OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_s
 SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale", "guidance_interval"}
 # the micrograph stage's own sampling settings: read by no phase and by no redraw
 STAGE2_SAMPLER_FIELDS = {"stage2_guidance_scale", "stage2_guidance_interval", "observation_noise_std"}
-# the train section's per-stage fields, compared as each stage's (steps, decay, property noise scale):
+# the train section's per-stage fields, compared as each stage's (steps, decay, property noise scale, bf16):
 # TrainConfig.stage_schedule and noise_scale
 STAGE_FIELDS = {
     "steps",
@@ -83,6 +83,7 @@ STAGE_FIELDS = {
     "stage2_property_noise_scale",
     "stage2_redrawn_maps",
     "stage2_map_redraw_strength",
+    "bf16_stages",
 }
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
     "vae_image": {"vae_image"},
@@ -108,12 +109,15 @@ def _adversarial(cfg) -> dict:
 
 def _comparable(cfg) -> dict:
     """``cfg`` as a dict without vae_image's adversarial fields, with the per-stage train fields
-    replaced by each stage's (steps, learning-rate decay, property noise scale), and the UNet
+    replaced by each stage's (steps, learning-rate decay, property noise scale, bf16 autocast), and the UNet
     sections by each stage's UNet as built (:func:`_comparable_unet`)."""
     d = cfg.to_dict()
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
     d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
-    d["train"]["schedules"] = {f"stage{i}": (*cfg.train.stage_schedule(i), cfg.train.noise_scale(i)) for i in (1, 2)}
+    d["train"]["schedules"] = {
+        f"stage{i}": (*cfg.train.stage_schedule(i), cfg.train.noise_scale(i), i in cfg.train.bf16_stages)
+        for i in (1, 2)
+    }
     share = cfg.train.stage2_redrawn_maps  # the strength matters only where some maps are redrawn
     d["train"]["schedules"]["stage2"] += (share, cfg.train.stage2_map_redraw_strength if share else None)
     d["redraws_maps"] = bool(share and cfg.two_stage)

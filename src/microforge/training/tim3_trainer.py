@@ -481,19 +481,34 @@ class TiM3Trainer:
         return d4_batch((mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)) * scale, ks)
 
     def _diffusion_loss(
-        self, unet, encoder, z0: torch.Tensor, y: torch.Tensor, gen: torch.Generator, extra: torch.Tensor | None
+        self,
+        stage: int,
+        unet,
+        encoder,
+        z0: torch.Tensor,
+        y: torch.Tensor,
+        gen: torch.Generator,
+        extra: torch.Tensor | None,
     ) -> torch.Tensor:
+        """Diffusion stage ``stage``'s loss on clean latents ``z0`` ``(B, C, S, S)`` at normalised
+        conditions ``y`` ``(B, K)``, ``extra`` channels (the map condition) concatenated to the noisy
+        input; the encoder and UNet run under bfloat16 autocast where ``train.bf16_stages`` names
+        the stage, the loss in fp32."""
         b = z0.shape[0]
         dev = self.acc.device
+        bf16 = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=stage in self.cfg.train.bf16_stages)
         drop = torch.rand(b, generator=gen) < self.cfg.train.cond_dropout
-        ctx = encoder(y.to(dev), generator=gen, drop=drop)
+        with bf16:
+            ctx = encoder(y.to(dev), generator=gen, drop=drop)
         noise = torch.randn(z0.shape, generator=gen).to(dev)
         t = torch.randint(0, self.cfg.num_train_timesteps, (b,), generator=gen).to(dev)
         z0 = z0.to(dev)
         zt = self.scheduler.add_noise(z0, noise, t)
         inp = zt if extra is None else torch.cat([zt, extra.to(dev)], dim=1)
         target = noise if self.cfg.prediction_type == "epsilon" else self.scheduler.get_velocity(z0, noise, t)
-        err = (predict_noise(unet, inp, t, ctx).float() - target).pow(2).mean(dim=(1, 2, 3))
+        with bf16:
+            prediction = predict_noise(unet, inp, t, ctx)
+        err = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))
         return (err * self._loss_weights(t)).mean()
 
     def _loss_weights(self, t: torch.Tensor) -> torch.Tensor:
@@ -514,12 +529,13 @@ class TiM3Trainer:
             idx, ks = self._sample_idx(gen, cfg.batch_size)
             z0 = self._latents("vae_map", idx, ks, gen)
             return self._diffusion_loss(
-                m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen, 1), gen, None
+                1, m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen, 1), gen, None
             )
 
         modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
         steps, decay = cfg.stage_schedule(1)
-        self._loop(i, "stage1", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay)
+        record = {"autocast": "bf16"} if 1 in cfg.bf16_stages else None
+        self._loop(i, "stage1", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay, record=record)
 
     def _train_stage2(self, i: int) -> None:
         cfg, c = self.cfg.train, self.cfg
@@ -528,10 +544,10 @@ class TiM3Trainer:
             modules["map_encoder"] = build_map_encoder(c)
         modules["unet_stage2"] = build_unet(c, 2)
 
-        redrawn, record = None, None
+        redrawn, record = None, {"autocast": "bf16"} if 2 in cfg.bf16_stages else {}
         if c.two_stage and cfg.stage2_redrawn_maps > 0:
             redrawn, seconds = self._redrawn_maps()
-            record = {"redraw_seconds": round(seconds, 1)}  # the redraws' time belongs to the phase
+            record["redraw_seconds"] = round(seconds, 1)  # the redraws' time belongs to the phase
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
@@ -548,7 +564,7 @@ class TiM3Trainer:
                     shares, c.image_latent_size, m.get("map_encoder"), lossless=c.map_condition == "space_to_depth"
                 )
             return self._diffusion_loss(
-                m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen, 2), gen, extra
+                2, m["unet_stage2"], m["encoder_stage2"], z0, self._conditions(idx, gen, 2), gen, extra
             )
 
         steps, decay = cfg.stage_schedule(2)
