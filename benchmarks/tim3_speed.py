@@ -1,13 +1,14 @@
 """Benchmark: TiM3 training step time and sampling throughput, per config.
 
     python benchmarks/tim3_speed.py [--configs tiny small paper] [--sample-configs tiny small] [--device cpu|cuda]
-                                    [--batches 1 16 256] [--autocast bf16] [--steps N]
+                                    [--batches 1 16 256] [--autocast bf16] [--train-autocast bf16] [--steps N]
 
 For each config (a name N for configs/tim3-N.yaml, or a YAML file's path, named by its stem):
 seconds per stage-2 training step (forward, backward, AdamW) at the config's batch size, and
 images per second for full two-stage sampling (``--steps`` DDIM steps, the config's ``sampling_steps`` by default, with
 guidance, map and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with
-``--autocast bf16|fp16``, also under autocast. Random weights: speed does not depend on them.
+``--autocast bf16|fp16``, also under autocast; with ``--train-autocast bf16``, both stages' training
+steps in fp32 and under bf16 autocast (``train.bf16_stages``). Random weights: speed does not depend on them.
 Writes benchmarks/results/tim3_speed_<device>.json.
 """
 
@@ -67,9 +68,10 @@ def timed(fn, device: str) -> float:
     return time.perf_counter() - t0
 
 
-def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2) -> float:
+def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2, autocast: str | None = None) -> float:
     """Median seconds of one training step (forward, backward, AdamW) of ``stage``'s UNet and
-    property encoder at the config's batch size."""
+    property encoder at the config's batch size; with ``autocast`` ("bf16"), the forward pass under
+    bfloat16 autocast and the loss in fp32, as ``train.bf16_stages`` trains."""
     unet, enc = modules[f"unet_stage{stage}"], modules[f"encoder_stage{stage}"]
     params = [*unet.parameters(), *enc.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-4)
@@ -78,8 +80,9 @@ def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2) -> float
     y = torch.rand(b, 7, device=device) * 2 - 1
 
     def step() -> None:
-        out = predict_noise(unet, x, torch.randint(0, 1000, (b,), device=device), enc(y))
-        F.mse_loss(out, x[:, :c]).backward()
+        with torch.autocast(device_type=device, dtype=torch.bfloat16, enabled=autocast == "bf16"):
+            out = predict_noise(unet, x, torch.randint(0, 1000, (b,), device=device), enc(y))
+        F.mse_loss(out.float(), x[:, :c]).backward()
         opt.step()
         opt.zero_grad()
 
@@ -118,6 +121,11 @@ def main() -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 16], help="sampling batch sizes")
     ap.add_argument("--autocast", choices=["bf16", "fp16"], help="also time sampling under this autocast dtype")
     ap.add_argument(
+        "--train-autocast",
+        choices=["bf16"],
+        help="also time both stages' training steps under this autocast (train.bf16_stages), beside fp32",
+    )
+    ap.add_argument(
         "--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)"
     )
     ap.add_argument("--steps", type=int, help="DDIM steps of each timed sampling call [each config's sampling_steps]")
@@ -141,6 +149,11 @@ def main() -> None:
             "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4),
             "sampling_steps": steps,
         }
+        if args.train_autocast:  # each stage in fp32 and under autocast, five steps each
+            for stage in (1, 2):
+                for autocast in (None, args.train_autocast):
+                    key = f"train_step_seconds_stage{stage}" + (f"_{autocast}" if autocast else "")
+                    rec[key] = round(train_step_seconds(cfg, modules, args.device, 5, stage, autocast), 4)
         if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:
                 rec[f"images_per_second_batch{b}"] = round(

@@ -146,8 +146,9 @@ class TrainConfig:
     stage2_map_redraw_strength: float = 0.6
     # the diffusion stages (1, 2) whose forward passes (property encoder and UNet) run under bfloat16 autocast;
     # weights, optimizer, EMA and loss stay fp32. On 2 cores with bf16 units (AVX-512 BF16) a tiny training step
-    # is 1.3x faster (stage 1 0.44 -> 0.34 s, stage 2 0.64 -> 0.50 s: benchmarks/tim3_speed.py --train-autocast);
-    # a CPU without them emulates bf16 and is slower. (): fp32 throughout, as the bundled models' stage 1
+    # is 1.2x faster (stage 1 0.39 -> 0.32 s, stage 2 0.66 -> 0.53 s: benchmarks/results/tim3_train_bf16_cpu.json),
+    # and candidate x's stage 2 scored as the fp32 one (docs/tim3.md); a CPU without them emulates bf16 and is
+    # slower. (): fp32 throughout, as the bundled models were trained
     bf16_stages: tuple[int, ...] = ()
     checkpoint_every: int = 250  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # older checkpoints are deleted
