@@ -251,13 +251,11 @@ class TiM3Pipeline(SamplingPipeline):
         for t in timesteps:
             zin = sched.scale_model_input(z, t)
             inp = zin if extra is None else torch.cat([zin, extra], 1)
-            if guidance != 1.0 and not guided_step(sched.alphas_cumprod[int(t)], interval):
-                eps = predict_noise(unet, inp, t, ctx[:b])
-            elif guidance != 1.0:
+            if guidance != 1.0 and guided_step(sched.alphas_cumprod[int(t)], interval):
                 eps_c, eps_u = predict_noise(unet, torch.cat([inp, inp]), t, ctx).chunk(2)
                 eps = eps_u + guidance * (eps_c - eps_u)
-            else:
-                eps = predict_noise(unet, inp, t, ctx)
+            else:  # the conditional prediction alone (ctx[:b]: without the null contexts, where guided)
+                eps = predict_noise(unet, inp, t, ctx[:b])
             z = sched.step(eps, t, z).prev_sample
         return z
 
