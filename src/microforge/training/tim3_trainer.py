@@ -273,7 +273,7 @@ class TiM3Trainer:
         lr: float,
         ema: bool,
         lr_decay: str = "constant",
-        record: dict[str, float] | None = None,
+        record: dict[str, float | str] | None = None,
     ) -> dict[str, torch.nn.Module]:
         """One phase on the shared resumable loop (``training/loop.run_steps``); returns the
         trained (unwrapped) modules, with the EMA weights where ``ema``. ``record``: more
@@ -322,7 +322,7 @@ class TiM3Trainer:
         acc.wait_for_everyone()
         return trained
 
-    def _mark_done(self, phase: str, steps: int, seconds: float, record: dict[str, float] | None = None) -> None:
+    def _mark_done(self, phase: str, steps: int, seconds: float, record: dict[str, float | str] | None = None) -> None:
         """Write ``.done/<phase>.json``: the phase is finished, with its steps, this run's time and
         ``record``'s entries; its resume checkpoints (if any) are no longer needed and go."""
         done = self.out / DONE_DIR
@@ -511,6 +511,11 @@ class TiM3Trainer:
         err = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))
         return (err * self._loss_weights(t)).mean()
 
+    def _precision_record(self, stage: int) -> dict[str, str]:
+        """What diffusion stage ``stage``'s ``.done`` marker says of its precision: ``autocast``
+        where ``train.bf16_stages`` names it, nothing for fp32."""
+        return {"autocast": "bf16"} if stage in self.cfg.train.bf16_stages else {}
+
     def _loss_weights(self, t: torch.Tensor) -> torch.Tensor:
         """Per-sample loss weights ``(B,)``: ones, or min-SNR-gamma (Hang et al. 2023), which
         stops the nearly clean timesteps from dominating: min(SNR, gamma) / SNR for the noise
@@ -534,7 +539,7 @@ class TiM3Trainer:
 
         modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
         steps, decay = cfg.stage_schedule(1)
-        record = {"autocast": "bf16"} if 1 in cfg.bf16_stages else None
+        record = self._precision_record(1)
         self._loop(i, "stage1", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay, record=record)
 
     def _train_stage2(self, i: int) -> None:
@@ -544,7 +549,7 @@ class TiM3Trainer:
             modules["map_encoder"] = build_map_encoder(c)
         modules["unet_stage2"] = build_unet(c, 2)
 
-        redrawn, record = None, {"autocast": "bf16"} if 2 in cfg.bf16_stages else {}
+        redrawn, record = None, self._precision_record(2)
         if c.two_stage and cfg.stage2_redrawn_maps > 0:
             redrawn, seconds = self._redrawn_maps()
             record["redraw_seconds"] = round(seconds, 1)  # the redraws' time belongs to the phase
