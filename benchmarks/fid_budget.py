@@ -85,7 +85,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
-    own = Path(str(resolve_model(args.model))) / "regressor"
+    own = pipe.folder / "regressor"
     reg = load_regressor(args.regressor) if args.regressor else (load_regressor(str(own)) if own.is_dir() else None)
     cfg, m = pipe.cfg, pipe.modules
     if not cfg.two_stage:
@@ -101,7 +101,7 @@ def main() -> None:
     rows: dict[str, list[np.ndarray]] = {"real": [], "autoencoder": [], "stage2_true_maps": [], "two_stage": []}
     raw_all = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
     vae = m["vae_image"]
-    g2 = cfg.guidance_scale if args.stage2_guidance is None else args.stage2_guidance
+    g2 = pipe.stage_guidance()[1] if args.stage2_guidance is None else args.stage2_guidance
     for b, start in enumerate(range(0, len(items), args.batch_size)):
         batch = items[start : start + args.batch_size]
         real = resize_batch(np.stack([it["image"][0].numpy() for it in batch]), res)
@@ -150,7 +150,7 @@ def main() -> None:
         "regressor": (str(args.regressor or f"{args.model}/regressor")) if reg is not None else None,
         "rows": result,
     }
-    name = Path(str(resolve_model(args.model))).name
+    name = pipe.folder.name
     if args.stage2_guidance is not None:
         name += f"_stage2-guidance-{args.stage2_guidance:g}"
     write_record(record, args.out or Path(__file__).parent / "results" / f"fid_budget_{name}.json")

@@ -20,6 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _held_out import stage2_from  # noqa: E402  (benchmarks/, the script's folder, is on sys.path)
 
 from microforge.data.dataset import MicrographDataset  # noqa: E402
 from microforge.data.phase_map import to_pseudo_rgb  # noqa: E402
@@ -52,17 +53,15 @@ def main() -> None:
     )
     items = [ds[int(i)] for i in np.linspace(0, len(ds) - 1, args.n).astype(int)]
     maps = pipe.model_maps(torch.stack([it["mask"] for it in items]))
-    y = torch.tensor(
-        pipe.condition_properties.normalise(np.stack([it["props_raw"].numpy() for it in items])), dtype=torch.float32
-    )
+    raw = np.stack([it["props_raw"].numpy() for it in items])
 
-    def stage2(maps: torch.Tensor) -> torch.Tensor:  # the same noise for every row of maps
-        gen = seeded_generator(args.seed, 0)
-        return pipe.draw_micrographs(y, maps, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen).cpu()
+    def stage2(maps: torch.Tensor) -> np.ndarray:  # one batch, so the same noise for every row of maps
+        return stage2_from(pipe, raw, maps, len(raw), args.seed)
 
     rows = [("real tile", [it["image"][0] for it in items], True), ("true map", maps, False)]
     rows.append(("stage 2 from it", stage2(maps), True))
     if args.redraw is not None:
+        y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
         gen = seeded_generator(args.seed, 1)
         redrawn = pipe.redraw_maps(y, maps, args.redraw, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
         rows += [(f"redrawn at {args.redraw:g}", redrawn, False), ("stage 2 from it", stage2(redrawn), True)]
