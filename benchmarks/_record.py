@@ -17,6 +17,8 @@ def machine() -> dict[str, Any]:
     """The machine a benchmark ran on."""
     import diffusers
 
+    from microforge.cpu_features import native_bf16
+
     return {
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
@@ -28,7 +30,22 @@ def machine() -> dict[str, Any]:
         # shared the CPU and every timing is slower than the machine's own
         "load_average_at_start": round(LOAD_AT_START, 2),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "cpu": _cpu_name(),
+        # bf16 autocast is faster than fp32 on a CPU only with bf16 units (microforge.cpu_features)
+        "cpu_native_bf16": native_bf16(),
     }
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), or platform.processor() elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def write_record(record: dict[str, Any], out: Path) -> None:

@@ -2,9 +2,11 @@
 
     python benchmarks/tim3_speed.py [--configs tiny small paper] [--sample-configs tiny small] [--device cpu|cuda]
                                     [--batches 1 16 256] [--autocast bf16] [--train-autocast bf16] [--steps N]
+                                    [--train-repeats 5]
 
 For each config (a name N for configs/tim3-N.yaml, or a YAML file's path, named by its stem):
-seconds per stage-2 training step (forward, backward, AdamW) at the config's batch size, and
+seconds per stage-2 training step (forward, backward, AdamW; the median of ``--train-repeats`` steps after
+a warm-up one) at the config's batch size, and
 images per second for full two-stage sampling (``--steps`` DDIM steps, the config's ``sampling_steps`` by default, with
 guidance, map and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with
 ``--autocast bf16|fp16``, also under autocast; with ``--train-autocast bf16``, both stages' training
@@ -128,6 +130,7 @@ def main() -> None:
     ap.add_argument(
         "--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)"
     )
+    ap.add_argument("--train-repeats", type=int, default=5, help="timed training steps per measurement (their median)")
     ap.add_argument("--steps", type=int, help="DDIM steps of each timed sampling call [each config's sampling_steps]")
     ap.add_argument("--out", type=Path, help="JSON file to write [benchmarks/results/tim3_speed_<device>.json]")
     args = ap.parse_args()
@@ -146,14 +149,16 @@ def main() -> None:
             "latent": cfg.image_latent_size,
             "batch_size": cfg.train.batch_size,
             "unet_parameters_m": round(sum(p.numel() for p in modules["unet_stage2"].parameters()) / 1e6, 2),
-            "train_step_seconds": round(train_step_seconds(cfg, modules, args.device), 4),
+            "train_step_seconds": round(train_step_seconds(cfg, modules, args.device, args.train_repeats), 4),
             "sampling_steps": steps,
         }
         if args.train_autocast:  # each stage in fp32 and under autocast, five steps each
             for stage in (1, 2):
                 for autocast in (None, args.train_autocast):
                     key = f"train_step_seconds_stage{stage}" + (f"_{autocast}" if autocast else "")
-                    rec[key] = round(train_step_seconds(cfg, modules, args.device, 5, stage, autocast), 4)
+                    rec[key] = round(
+                        train_step_seconds(cfg, modules, args.device, args.train_repeats, stage, autocast), 4
+                    )
         if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:
                 rec[f"images_per_second_batch{b}"] = round(

@@ -23,6 +23,7 @@ LAYERS: dict[str, int] = {
     "io": 1,
     "seeding": 1,
     "threads": 1,
+    "cpu_features": 1,
     "hull": 1,
     "accuracy": 1,
     "config": 2,
