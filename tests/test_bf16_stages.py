@@ -4,8 +4,11 @@ import json
 
 import pytest
 import torch
+from click.testing import CliRunner
 
+import microforge.cpu_features as cpu_features
 import microforge.training.tim3_trainer as trainer
+from microforge.cli import cli
 from microforge.errors import MicroforgeError
 from microforge.models.tim3 import load_tim3_config, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
@@ -65,3 +68,52 @@ def test_an_fp32_stage_predicts_in_fp32(micro_model, tiny_bench, tmp_path, monke
     seen = _predicted_dtypes(monkeypatch)
     train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
     assert seen and set(seen) == {torch.float32}
+
+
+@pytest.mark.parametrize(
+    ("machine", "avx512_bf16", "amx", "expected"),
+    [
+        ("x86_64", False, False, False),
+        ("x86_64", True, False, True),
+        ("AMD64", False, True, True),
+        ("arm64", True, True, None),
+    ],
+)
+def test_native_bf16_reads_the_cpu_probes_on_x86_only(monkeypatch, machine, avx512_bf16, amx, expected):
+    monkeypatch.setattr(cpu_features.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    assert cpu_features.native_bf16() is expected
+
+
+@pytest.mark.parametrize(
+    ("asked", "native", "warned"),
+    [(True, False, True), (True, True, False), (True, None, False), (False, False, False)],
+)
+def test_bf16_warning_only_where_bf16_is_asked_on_a_cpu_that_emulates_it(monkeypatch, asked, native, warned):
+    monkeypatch.setattr(cpu_features, "native_bf16", lambda: native)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    message = cpu_features.bf16_warning(asked)
+    assert (message is not None) is warned
+    if warned:
+        assert message.startswith("this CPU has no bfloat16 units (AVX512-BF16 or AMX)")
+
+
+@pytest.mark.parametrize(
+    ("command", "config"),
+    [
+        (["train", "tim3"], "benchmarks/candidates/x-stage2-bf16.yaml"),
+        (["fingerprint", "train"], "configs/fingerprint-tiny-bf16.yaml"),
+    ],
+)
+def test_training_commands_warn_before_a_bf16_run_on_a_cpu_without_bf16_units(monkeypatch, tmp_path, command, config):
+    """The warning is one stderr line; the run goes on (here to the missing data folder's error)."""
+    monkeypatch.setattr(cpu_features, "native_bf16", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = [*command, "--data", str(tmp_path / "missing"), "--config", config, "--out", str(tmp_path / "run")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("warning: this CPU has no bfloat16 units") and lines[1].startswith("Error: ")
+    monkeypatch.setattr(cpu_features, "native_bf16", lambda: True)
+    assert "warning" not in CliRunner().invoke(cli, args).stderr

@@ -321,6 +321,15 @@ def train() -> None:
     """Train a model: TiM3, the property regressor, and the CCDM, CcGAN, DDPM and ACWGAN-GP baselines."""
 
 
+def _warn_bf16(asked: bool) -> None:
+    """Warn, on stderr, where a config asks for bf16 autocast on a CPU that would emulate it."""
+    from .cpu_features import bf16_warning
+
+    message = bf16_warning(asked)
+    if message is not None:
+        click.echo(f"warning: {message}", err=True)
+
+
 @train.command("tim3")
 @_training_options(
     "configs/tim3-tiny.yaml", "Dataset folder (with phase maps for two-stage).", "Run folder; becomes the model folder."
@@ -334,6 +343,7 @@ def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool
     from .training.tim3_trainer import train_tim3
 
     cfg = load_tim3_config(config_path)
+    _warn_bf16(bool(cfg.train.bf16_stages))
     train_tim3(data, out, cfg, resume=resume, progress=not quiet)
     click.echo(f"trained TiM3 -> {out}")
 
@@ -668,7 +678,9 @@ def fingerprint_train(data: Path, config_path: Path | None, out: Path, resume: b
     """Train the VAE (loss: alpha BCE + (1 - alpha) spectral + beta KL)."""
     from .fingerprint import load_fingerprint_config, train_fingerprints
 
-    train_fingerprints(data, out, load_fingerprint_config(config_path), resume=resume, progress=not quiet)
+    cfg = load_fingerprint_config(config_path)
+    _warn_bf16(cfg.autocast == "bf16")
+    train_fingerprints(data, out, cfg, resume=resume, progress=not quiet)
     click.echo(f"trained the fingerprint model -> {out}")
 
 
