@@ -72,12 +72,12 @@ def timed(fn, device: str) -> float:
 
 def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2, autocast: str | None = None) -> float:
     """Median seconds of one training step (forward, backward, AdamW) of ``stage``'s UNet and
-    property encoder at the config's batch size; with ``autocast`` ("bf16"), the forward pass under
-    bfloat16 autocast and the loss in fp32, as ``train.bf16_stages`` trains."""
+    property encoder at the stage's batch size (``train.stage_batch``); with ``autocast`` ("bf16"),
+    the forward pass under bfloat16 autocast and the loss in fp32, as ``train.bf16_stages`` trains."""
     unet, enc = modules[f"unet_stage{stage}"], modules[f"encoder_stage{stage}"]
     params = [*unet.parameters(), *enc.parameters()]
     opt = torch.optim.AdamW(params, lr=1e-4)
-    b, s, c = cfg.train.batch_size, unet.config.sample_size, unet.config.out_channels
+    b, s, c = cfg.train.stage_batch(stage)[0], unet.config.sample_size, unet.config.out_channels
     x = torch.randn(b, unet.config.in_channels, s, s, device=device)
     y = torch.rand(b, 7, device=device) * 2 - 1
 

@@ -6,10 +6,12 @@ the phases that CONFIG changes:
 - the two diffusion stages, when CONFIG changes the diffusion objective (prediction type, min-SNR
   weighting, noise schedule, its shift, the sampler's timestep spacing): the autoencoders (and
   their latents) are reused, stage 1 and stage 2 are trained anew;
-- one stage, when CONFIG changes only its length, its learning-rate decay or its property noise
-  (``train.steps``, ``train.lr_decay`` and ``train.property_noise_scale``: stage 1;
-  ``train.stage2_steps``, ``train.stage2_lr_decay`` and ``train.stage2_property_noise_scale``:
-  stage 2; a stage-2 field left null follows stage 1's, and so does what it invalidates;
+- one stage, when CONFIG changes only its length, its learning-rate decay, its property noise, its
+  batch size or its learning rate (``train.steps``, ``train.lr_decay``,
+  ``train.property_noise_scale``, ``train.batch_size`` and ``train.lr``: stage 1;
+  ``train.stage2_steps``, ``train.stage2_lr_decay``, ``train.stage2_property_noise_scale``,
+  ``train.stage2_batch_size`` and ``train.stage2_lr``: stage 2; a stage-2 field left null follows
+  stage 1's, and so does what it invalidates;
   ``train.property_noise`` off is a scale of 0 for both), or, for stage 2, its redrawn map
   conditions (``train.stage2_redrawn_maps`` and ``stage2_map_redraw_strength``);
 - the map autoencoder and stage 1, when CONFIG changes the ``vae_map`` section: stage 2 reads the
@@ -27,7 +29,8 @@ and the micrograph stage's ``stage2_guidance_scale``, ``stage2_guidance_interval
 ``observation_noise_std``) are read by no phase, so CONFIG may change them without retraining
 anything, except where stage 2 trains on stage 1's redraws of its maps
 (``train.stage2_redrawn_maps`` above 0): those are drawn with the map stage's sampler settings and
-the map phases, so a change of either retrains stage 2 too.
+the map phases, so a change of either retrains stage 2 too. How often the run saves resumable
+state (``train.checkpoint_every``, ``train.keep_checkpoints``) may change freely as well.
 
     python scripts/seed_run_from_model.py MODEL CONFIG RUN [--map-phases-from OTHER]
     microforge train tim3 --data data/ti-synth --config CONFIG --out RUN --resume
@@ -71,13 +74,17 @@ OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_s
 SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale", "guidance_interval"}
 # the micrograph stage's own sampling settings: read by no phase and by no redraw
 STAGE2_SAMPLER_FIELDS = {"stage2_guidance_scale", "stage2_guidance_interval", "observation_noise_std"}
-# the train section's per-stage fields, compared as each stage's (steps, decay, property noise scale, bf16):
-# TrainConfig.stage_schedule and noise_scale
+# the train section's per-stage fields, compared as each stage's (steps, decay, property noise scale, bf16,
+# batch size, learning rate): TrainConfig.stage_schedule, noise_scale and stage_batch
 STAGE_FIELDS = {
     "steps",
     "stage2_steps",
     "lr_decay",
     "stage2_lr_decay",
+    "batch_size",
+    "lr",
+    "stage2_batch_size",
+    "stage2_lr",
     "property_noise",
     "property_noise_scale",
     "stage2_property_noise_scale",
@@ -85,6 +92,8 @@ STAGE_FIELDS = {
     "stage2_map_redraw_strength",
     "bf16_stages",
 }
+# how often a run saves resumable state: no weight depends on it (a resumed run equals an uninterrupted one)
+RUN_STATE_FIELDS = {"checkpoint_every", "keep_checkpoints"}
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
     "vae_image": {"vae_image"},
     "vae_image_adversarial": {"vae_image"},
@@ -108,15 +117,16 @@ def _adversarial(cfg) -> dict:
 
 
 def _comparable(cfg) -> dict:
-    """``cfg`` as a dict without vae_image's adversarial fields, with the per-stage train fields
-    replaced by each stage's (steps, learning-rate decay, property noise scale, bf16 autocast), and the UNet
+    """``cfg`` as a dict without vae_image's adversarial fields and the checkpointing fields, with the
+    per-stage train fields replaced by each stage's (steps, learning-rate decay, property noise scale,
+    bf16 autocast, batch size, learning rate), and the UNet
     sections by each stage's UNet as built (:func:`_comparable_unet`)."""
     d = cfg.to_dict()
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
-    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS}
+    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS | RUN_STATE_FIELDS}
+    t = cfg.train
     d["train"]["schedules"] = {
-        f"stage{i}": (*cfg.train.stage_schedule(i), cfg.train.noise_scale(i), i in cfg.train.bf16_stages)
-        for i in (1, 2)
+        f"stage{i}": (*t.stage_schedule(i), t.noise_scale(i), i in t.bf16_stages, *t.stage_batch(i)) for i in (1, 2)
     }
     share = cfg.train.stage2_redrawn_maps  # the strength matters only where some maps are redrawn
     d["train"]["schedules"]["stage2"] += (share, cfg.train.stage2_map_redraw_strength if share else None)

@@ -13,6 +13,7 @@ properties straight to the micrograph latent.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,10 @@ class TrainConfig:
     stage2_steps: int | None = 6000  # stage 2 alone, when the micrograph needs more than the map (None: steps)
     batch_size: int = 16
     lr: float = 3e-4  # AdamW, after a 100-step warm-up
+    # stage 2's batch size and learning rate (None: as stage 1's). A GPU run that trains a new stage 2
+    # on a finished model's stage 1 can use a large batch without retraining stage 1 (benchmarks/gpu_run.sh)
+    stage2_batch_size: int | None = None
+    stage2_lr: float | None = None
     # stage 1's learning rate after the warm-up: "constant", or "cosine" (half a cosine down to 0 at
     # the last step, so the last weights are not a snapshot of a still-noisy walk)
     lr_decay: str = "constant"
@@ -160,6 +165,10 @@ class TrainConfig:
             raise MicroforgeError(f"train property_noise_scale must not be negative, got {scales}")
         if not 0.0 <= self.stage2_redrawn_maps <= 1.0:
             raise MicroforgeError(f"train stage2_redrawn_maps must lie in [0, 1], got {self.stage2_redrawn_maps}")
+        for name in ("batch_size", "lr", "stage2_batch_size", "stage2_lr"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise MicroforgeError(f"train {name} must be a positive number, got {value!r}")
         if not set(self.bf16_stages) <= {1, 2}:
             raise MicroforgeError(
                 f"train bf16_stages names diffusion stages 1 and 2 only, got {list(self.bf16_stages)}"
@@ -168,6 +177,13 @@ class TrainConfig:
             raise MicroforgeError(
                 f"train stage2_map_redraw_strength must lie in (0, 1], got {self.stage2_map_redraw_strength}"
             )
+
+    def stage_batch(self, stage: int) -> tuple[int, float]:
+        """Diffusion stage ``stage``'s (1 or 2) batch size and learning rate after the warm-up, a
+        null stage-2 field taking stage 1's."""
+        if stage == 1:
+            return self.batch_size, self.lr
+        return self.stage2_batch_size or self.batch_size, self.stage2_lr or self.lr
 
     def noise_scale(self, stage: int) -> float:
         """Diffusion stage ``stage``'s (1 or 2) multiple of the property noise stds; 0 without

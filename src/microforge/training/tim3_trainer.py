@@ -529,9 +529,10 @@ class TiM3Trainer:
 
     def _train_stage1(self, i: int) -> None:
         cfg = self.cfg.train
+        batch, lr = cfg.stage_batch(1)
 
         def loss_fn(m, gen):
-            idx, ks = self._sample_idx(gen, cfg.batch_size)
+            idx, ks = self._sample_idx(gen, batch)
             z0 = self._latents("vae_map", idx, ks, gen)
             return self._diffusion_loss(
                 1, m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen, 1), gen, None
@@ -540,7 +541,7 @@ class TiM3Trainer:
         modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
         steps, decay = cfg.stage_schedule(1)
         record = self._precision_record(1)
-        self._loop(i, "stage1", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay, record=record)
+        self._loop(i, "stage1", modules, loss_fn, steps, lr, ema=True, lr_decay=decay, record=record)
 
     def _train_stage2(self, i: int) -> None:
         cfg, c = self.cfg.train, self.cfg
@@ -549,13 +550,14 @@ class TiM3Trainer:
             modules["map_encoder"] = build_map_encoder(c)
         modules["unet_stage2"] = build_unet(c, 2)
 
+        batch, lr = cfg.stage_batch(2)
         redrawn, record = None, self._precision_record(2)
         if c.two_stage and cfg.stage2_redrawn_maps > 0:
             redrawn, seconds = self._redrawn_maps()
             record["redraw_seconds"] = round(seconds, 1)  # the redraws' time belongs to the phase
 
         def loss_fn(m, gen):
-            idx, ks = self._sample_idx(gen, cfg.batch_size)
+            idx, ks = self._sample_idx(gen, batch)
             z0 = self._latents("vae_image", idx, ks, gen)
             extra = None
             if c.two_stage:
@@ -573,7 +575,7 @@ class TiM3Trainer:
             )
 
         steps, decay = cfg.stage_schedule(2)
-        self._loop(i, "stage2", modules, loss_fn, steps, cfg.lr, ema=True, lr_decay=decay, record=record)
+        self._loop(i, "stage2", modules, loss_fn, steps, lr, ema=True, lr_decay=decay, record=record)
 
     def _redrawn_maps(self) -> tuple[torch.Tensor, float]:
         """Stage 1's SDEdit redraw of every training tile's true map toward the tile's own
