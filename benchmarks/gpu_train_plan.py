@@ -3,6 +3,13 @@ device, then give stage 1 and stage 2 as many steps as fit their share of the bu
 
     python benchmarks/gpu_train_plan.py --config configs/tim3-tiny.yaml --seconds 240 --batch-size 128 --out plan.yaml
 
+With ``--stage2-only`` the whole budget goes to stage 2, at its own batch size and learning rate
+(``train.stage2_batch_size``, ``train.stage2_lr``): the config is then a finished model's own, whose
+autoencoders and stage 1 ``scripts/seed_run_from_model.py`` copies, and only stage 2 is trained.
+
+    python benchmarks/gpu_train_plan.py --config configs/tim3-tiny.yaml --seconds 180 --batch-size 512 \
+        --stage2-only --out plan.yaml
+
 The steps are then fixed numbers in the written config (training itself stays step-counted,
 seeded and resumable). A step in the real loop also draws its batch and updates the EMA, so the
 measured step time is multiplied by ``--overhead`` before dividing.
@@ -32,30 +39,36 @@ def main() -> None:
         "--stage1-share", type=float, default=0.35, help="share of the budget for stage 1 (its latent grid is smaller)"
     )
     ap.add_argument("--overhead", type=float, default=1.5, help="real loop step / bare UNet step")
+    ap.add_argument(
+        "--stage2-only",
+        action="store_true",
+        help="the whole budget to stage 2, at its own batch size and learning rate; stage 1's fields unchanged",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, required=True, help="YAML config to write")
     args = ap.parse_args()
     cfg = load_tim3_config(args.config)
-    train = dataclasses.replace(
-        cfg.train, batch_size=args.batch_size or cfg.train.batch_size, lr=args.lr or cfg.train.lr
-    )
-    cfg = dataclasses.replace(cfg, train=train)
+    stage = "stage2_" if args.stage2_only else ""
+    batch, lr = cfg.train.stage_batch(2 if args.stage2_only else 1)
+    changed = {f"{stage}batch_size": args.batch_size or batch, f"{stage}lr": args.lr or lr}
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed))
     _, modules = pipeline_for(cfg, args.device)
-    seconds = {s: train_step_seconds(cfg, modules, args.device, repeats=20, stage=s) * args.overhead for s in (1, 2)}
-    steps1 = max(1, int(args.seconds * args.stage1_share / seconds[1]))
-    steps2 = max(1, int(args.seconds * (1 - args.stage1_share) / seconds[2]))
+    timed = (2,) if args.stage2_only else (1, 2)
+    seconds = {s: train_step_seconds(cfg, modules, args.device, repeats=20, stage=s) * args.overhead for s in timed}
+    share1 = 0.0 if args.stage2_only else args.stage1_share
+    steps2 = max(1, int(args.seconds * (1 - share1) / seconds[2]))
     plan = cfg.to_dict()
-    plan["train"].update(steps=steps1, stage2_steps=steps2, checkpoint_every=max(250, steps2 // 4))
+    plan["train"].update(stage2_steps=steps2, checkpoint_every=max(250, steps2 // 4))
+    if not args.stage2_only:
+        plan["train"]["steps"] = steps1 = max(1, int(args.seconds * share1 / seconds[1]))
+    else:
+        steps1 = 0  # stage 1 is the seeded model's
     args.out.write_text(
         f"# planned by benchmarks/gpu_train_plan.py from {args.config}: {args.seconds:.0f} s on {args.device}, "
         f"step seconds (with overhead) {json.dumps({k: round(v, 4) for k, v in seconds.items()})}\n"
         + yaml.safe_dump(plan, sort_keys=False)
     )
-    print(
-        json.dumps(
-            {"stage1_steps": steps1, "stage2_steps": steps2, "step_seconds": seconds, "batch_size": train.batch_size}
-        )
-    )
+    print(json.dumps({"stage1_steps": steps1, "stage2_steps": steps2, "step_seconds": seconds, **changed}))
 
 
 if __name__ == "__main__":
