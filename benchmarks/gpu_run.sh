@@ -17,7 +17,8 @@
 #
 #   OUT=/some/folder bash benchmarks/gpu_run.sh          # the device tool sets OUT itself
 #
-# Knobs (environment): PLAN (stage2), CONFIG (full only; configs/tim3-tiny.yaml: the bundled models'
+# Knobs (environment): PLAN (stage2), STAGE2_WIDTHS (stage2 only: the new stage 2's UNet widths, e.g.
+# 64,128,128,128; none: the bundled 48,96,96,96, whose CPU sampling cost stays in budget), CONFIG (full only; configs/tim3-tiny.yaml: the bundled models'
 # recipe, which won the ablation in docs/tim3.md and samples within the CPU budget; configs/tim3-tiny-s2d.yaml
 # or configs/tim3-small.yaml for others), TRAIN_SECONDS (300 for stage2, 180 for full: both models together),
 # BATCH (512 for stage2, 128 for full), LR (0.0004), EVAL_N (200), SYNTH_CONFIG (none: the default benchmark),
@@ -66,7 +67,8 @@ if [ "$PLAN" = stage2 ]; then
         run="$WORK/ti-$kind-gpu"; share=$([ $kind = sem ] && echo 60 || echo 40)
         config=configs/tim3-tiny.yaml; [ $kind = om ] && config=configs/tim3-tiny-om.yaml
         step "plan $kind" $PY benchmarks/gpu_train_plan.py --config "$config" --seconds "$(( TRAIN_SECONDS * share / 100 ))" \
-            --batch-size "$BATCH" --lr "$LR" --stage2-only --overhead 3.0 --out "$WORK/plan-$kind.yaml"
+            --batch-size "$BATCH" --lr "$LR" --stage2-only --overhead 3.0 ${STAGE2_WIDTHS:+--stage2-widths "$STAGE2_WIDTHS"} \
+            --out "$WORK/plan-$kind.yaml"
         $PY scripts/seed_run_from_model.py "bundled:ti-$kind-tiny" "$WORK/plan-$kind.yaml" "$run"
         step "train $kind (stage 2)" $PY -m microforge train tim3 --data "$WORK/ti-synth" --config "$WORK/plan-$kind.yaml" \
             --out "$run" --resume --quiet

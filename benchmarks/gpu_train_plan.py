@@ -44,6 +44,10 @@ def main() -> None:
         action="store_true",
         help="the whole budget to stage 2, at its own batch size and learning rate; stage 1's fields unchanged",
     )
+    ap.add_argument(
+        "--stage2-widths",
+        help="stage 2's UNet block widths, comma-separated (e.g. 64,128,128,128) [the config's]",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", type=Path, required=True, help="YAML config to write")
     args = ap.parse_args()
@@ -52,6 +56,12 @@ def main() -> None:
     batch, lr = cfg.train.stage_batch(2 if args.stage2_only else 1)
     changed = {f"{stage}batch_size": args.batch_size or batch, f"{stage}lr": args.lr or lr}
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changed))
+    if args.stage2_widths:  # a wider or narrower stage 2, its other UNet settings the config's
+        widths = tuple(int(w) for w in args.stage2_widths.split(","))
+        # (unet.global_condition names the stages that take it; unet_stage2's own must stay empty)
+        unet2 = dataclasses.replace(cfg.stage_unet(2), block_out_channels=widths, global_condition=())
+        cfg = dataclasses.replace(cfg, unet_stage2=unet2)
+        changed["stage2_widths"] = list(widths)
     _, modules = pipeline_for(cfg, args.device)
     timed = (2,) if args.stage2_only else (1, 2)
     seconds = {s: train_step_seconds(cfg, modules, args.device, repeats=20, stage=s) * args.overhead for s in timed}
