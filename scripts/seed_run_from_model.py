@@ -25,8 +25,8 @@ the phases that CONFIG changes:
   changes nothing is no change).
 
 The sampler's settings (``sampler``, ``sampling_steps``, ``guidance_scale``, ``guidance_interval``,
-and the micrograph stage's ``stage2_guidance_scale``, ``stage2_guidance_interval`` and
-``observation_noise_std``) are read by no phase, so CONFIG may change them without retraining
+``ddim_eta``, and the micrograph stage's ``stage2_guidance_scale``, ``stage2_guidance_interval``,
+``stage2_ddim_eta`` and ``observation_noise_std``) are read by no phase, so CONFIG may change them without retraining
 anything, except where stage 2 trains on stage 1's redraws of its maps
 (``train.stage2_redrawn_maps`` above 0): those are drawn with the map stage's sampler settings and
 the map phases, so a change of either retrains stage 2 too. How often the run saves resumable
@@ -71,9 +71,14 @@ ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr
 OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
 # the sampler's settings: no phase reads them, so a CONFIG may change them freely (stage 1's redraws
 # of the maps, where stage 2 trains on them, are drawn with these)
-SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale", "guidance_interval"}
+SAMPLER_FIELDS = {"sampler", "sampling_steps", "guidance_scale", "guidance_interval", "ddim_eta"}
 # the micrograph stage's own sampling settings: read by no phase and by no redraw
-STAGE2_SAMPLER_FIELDS = {"stage2_guidance_scale", "stage2_guidance_interval", "observation_noise_std"}
+STAGE2_SAMPLER_FIELDS = {
+    "stage2_guidance_scale",
+    "stage2_guidance_interval",
+    "stage2_ddim_eta",
+    "observation_noise_std",
+}
 # the train section's per-stage fields, compared as each stage's (steps, decay, property noise scale, bf16,
 # batch size, learning rate): TrainConfig.stage_schedule, noise_scale and stage_batch
 STAGE_FIELDS = {

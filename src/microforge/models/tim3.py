@@ -246,6 +246,10 @@ class TiM3Config:
     guidance_interval: tuple[float, float] | None = None
     # the micrograph stage's interval when it differs from the map stage's (None: guidance_interval for both)
     stage2_guidance_interval: tuple[float, float] | None = None
+    # DDIM's eta (Song et al. 2021, eq. 16): 0, the deterministic sampler, as TiM3; 1, as stochastic as DDPM's
+    # ancestral sampler (fresh noise from the call's generator at every step). The dpm++ sampler ignores it
+    ddim_eta: float = 0.0
+    stage2_ddim_eta: float | None = None  # the micrograph stage's (None: ddim_eta for both)
     # std of white Gaussian noise added to every decoded micrograph, in grey levels of [0, 1]; 0: none, as TiM3.
     # The decoder draws a mean image and averages away the SEM shot noise; benchmarks/observation_noise.py
     # measures what it lacks. 0 by default: on the bundled SEM model the missing 0.031 lowers FID 218 -> 206 and
@@ -353,6 +357,10 @@ class TiM3Config:
                 raise MicroforgeError(
                     f"{name} must be two noise levels [low, high] with 0 <= low < high, got {interval}"
                 )
+        for name in ("ddim_eta", "stage2_ddim_eta"):
+            eta = getattr(self, name)
+            if eta is not None and not 0.0 <= eta <= 1.0:
+                raise MicroforgeError(f"{name} must lie in [0, 1] (0: deterministic DDIM), got {eta}")
         if not 0.0 <= self.observation_noise_std < 1.0:
             raise MicroforgeError(
                 f"observation_noise_std must be a grey-level std in [0, 1), got {self.observation_noise_std}"
@@ -370,6 +378,12 @@ class TiM3Config:
         if stage == 2 and self.stage2_guidance_interval is not None:
             return self.stage2_guidance_interval
         return self.guidance_interval
+
+    def stage_eta(self, stage: int) -> float:
+        """Diffusion stage ``stage``'s (1 or 2) DDIM eta (0: deterministic)."""
+        if stage == 2 and self.stage2_ddim_eta is not None:
+            return self.stage2_ddim_eta
+        return self.ddim_eta
 
     def stage_unet(self, stage: int) -> UNetConfig:
         """The UNet config of diffusion ``stage`` (1: maps; 2: micrographs, ``unet_stage2`` if given)."""

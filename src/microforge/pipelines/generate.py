@@ -82,7 +82,8 @@ def pixel_size_at(info: dict, resolution: int) -> float | None:
 def guidance_record(pipe: TiM3Pipeline, guidance_scale: float | None) -> dict[str, Any]:
     """The guidance a ``generate`` call sampled with, for its run.json: ``guidance_scale``;
     ``stage2_guidance_scale`` where a TiM3 model's micrograph stage used another scale; and a TiM3
-    model's ``guidance_interval`` / ``stage2_guidance_interval`` (sigma low, high) where set."""
+    model's ``guidance_interval`` / ``stage2_guidance_interval`` (sigma low, high) and
+    ``ddim_eta`` / ``stage2_ddim_eta`` where set."""
     if not isinstance(pipe, TiM3Pipeline):
         return {"guidance_scale": pipe.cfg.guidance_scale if guidance_scale is None else guidance_scale}
     stage1, stage2 = pipe.stage_guidance(guidance_scale)
@@ -94,6 +95,11 @@ def guidance_record(pipe: TiM3Pipeline, guidance_scale: float | None) -> dict[st
         record["guidance_interval"] = list(interval1)
     if interval2 != interval1:
         record["stage2_guidance_interval"] = list(interval2)
+    eta1, eta2 = pipe.cfg.stage_eta(1), pipe.cfg.stage_eta(2)
+    if eta1:
+        record["ddim_eta"] = eta1
+    if eta2 != eta1:
+        record["stage2_ddim_eta"] = eta2
     return record
 
 

@@ -220,6 +220,7 @@ class TiM3Pipeline(SamplingPipeline):
         init: torch.Tensor | None = None,
         strength: float = 1.0,
         interval: tuple[float, float] | None = None,
+        eta: float = 0.0,
     ) -> torch.Tensor:
         """Run the sampler from noise to a latent ``(B, C, S, S)``, C and S being the UNet's output
         channels and sample size. With ``init`` (a clean latent of that shape), SDEdit (Meng et al.
@@ -227,8 +228,10 @@ class TiM3Pipeline(SamplingPipeline):
         only the remaining ``round(steps * strength)`` steps run (the img2img of diffusers'
         pipelines); ``strength`` 1 ignores ``init``'s content. ``interval`` (sigma low, high]:
         ``guidance`` applies only at the steps whose noise level lies in it (the others take the
-        conditional prediction alone); None: at every step."""
+        conditional prediction alone); None: at every step. ``eta``: DDIM's eta (0: deterministic;
+        its noise is drawn from ``gen`` on the CPU at every step); the dpm++ sampler ignores it."""
         sched = self._scheduler(sampler)
+        stochastic = bool(eta) and sampler == "ddim"  # diffusers' DPMSolverMultistepScheduler.step takes no eta
         device = next(unet.parameters()).device
         sched.set_timesteps(steps, device=device)
         b = y.shape[0]
@@ -256,7 +259,11 @@ class TiM3Pipeline(SamplingPipeline):
                 eps = eps_u + guidance * (eps_c - eps_u)
             else:  # the conditional prediction alone (ctx[:b]: without the null contexts, where guided)
                 eps = predict_noise(unet, inp, t, ctx[:b])
-            z = sched.step(eps, t, z).prev_sample
+            if stochastic:  # DDIM's fresh noise, drawn on the CPU as the initial noise: the same on any device
+                fresh = torch.randn(z.shape, generator=gen).to(z.device)
+                z = sched.step(eps, t, z, eta=eta, variance_noise=fresh).prev_sample
+            else:
+                z = sched.step(eps, t, z).prev_sample
         return z
 
     def _decode_map(self, zm: torch.Tensor) -> torch.Tensor:
@@ -298,6 +305,7 @@ class TiM3Pipeline(SamplingPipeline):
                 sampler,
                 gen,
                 interval=self.cfg.stage_guidance_interval(1),
+                eta=self.cfg.stage_eta(1),
             )
         )
 
@@ -325,7 +333,18 @@ class TiM3Pipeline(SamplingPipeline):
         z0 = self.encode_maps(maps)
         interval = self.cfg.stage_guidance_interval(1)
         z = self._denoise(
-            m["unet_stage1"], m["encoder_stage1"], y, None, steps, guidance, sampler, gen, z0, strength, interval
+            m["unet_stage1"],
+            m["encoder_stage1"],
+            y,
+            None,
+            steps,
+            guidance,
+            sampler,
+            gen,
+            z0,
+            strength,
+            interval,
+            self.cfg.stage_eta(1),
         )
         return self._decode_map(z)
 
@@ -361,7 +380,16 @@ class TiM3Pipeline(SamplingPipeline):
             extra = map_condition(as_class_shares(maps), cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
         interval = cfg.stage_guidance_interval(2)
         zi = self._denoise(
-            m["unet_stage2"], m["encoder_stage2"], y, extra, steps, guidance, sampler, gen, interval=interval
+            m["unet_stage2"],
+            m["encoder_stage2"],
+            y,
+            extra,
+            steps,
+            guidance,
+            sampler,
+            gen,
+            interval=interval,
+            eta=cfg.stage_eta(2),
         )
         images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
         if cfg.observation_noise_std:  # drawn on the CPU, as the sampler's noise: the same on any device
