@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
@@ -93,10 +97,21 @@ SEED_SCRIPT = REPO / "scripts" / "seed_run_from_model.py"
 
 
 def run_seed_script(model: Path, config: Path, run: Path, *extra: str) -> subprocess.CompletedProcess:
-    """``scripts/seed_run_from_model.py MODEL CONFIG RUN [EXTRA...]``, its output captured."""
-    return subprocess.run(
-        [sys.executable, str(SEED_SCRIPT), str(model), str(config), str(run), *extra], capture_output=True, text=True
-    )
+    """``scripts/seed_run_from_model.py MODEL CONFIG RUN [EXTRA...]``, its output captured, as a
+    process would end: exit code 0, or the code of ``SystemExit`` (a message given to it goes to
+    stderr with code 1, as Python does). It runs in this process (``runpy``), where a subprocess spent
+    seconds importing torch and diffusers for each of the suite's many seeded runs;
+    ``tests/test_scripts.py`` runs it as a process too."""
+    argv = [str(SEED_SCRIPT), str(model), str(config), str(run), *extra]
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with mock.patch.object(sys, "argv", argv), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            runpy.run_path(str(SEED_SCRIPT), run_name="__main__")
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            if isinstance(exc.code, str):
+                print(exc.code, file=err)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def seeded_run(model: Path, d: dict, tmp_path: Path, name: str, *extra: str) -> tuple[Path, Path, str]:

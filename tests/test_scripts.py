@@ -1,13 +1,18 @@
 """The measurement helpers of scripts/ (target response, model metrics summary) on known cases."""
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from microforge.characterize.lamellae import stripes
+from microforge.models.tim3 import load_tim3_config
+
+from .conftest import MICRO
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -63,6 +68,12 @@ def test_metrics_record_stage2_guidance_only_where_the_model_sampled_with_it():
     own = summary(report, "c", "r", 8.0, "SEM tiles at 64 px", 11.0)
     assert own["guidance_scale"] == 8.0 and own["stage2_guidance_scale"] == 11.0
     assert "stage2_guidance_scale" not in summary(report, "c", "r", 8.0)
+    # DDIM's eta is the model's: recorded where not 0, stage 2's where it differs from stage 1's
+    assert "ddim_eta" not in own and "stage2_ddim_eta" not in own
+    stochastic = summary(report, "c", "r", 11.0, etas=(0.0, 1.0))
+    assert stochastic["stage2_ddim_eta"] == 1.0 and "ddim_eta" not in stochastic
+    both = summary(report, "c", "r", 11.0, etas=(0.5, 0.5))
+    assert both["ddim_eta"] == 0.5 and "stage2_ddim_eta" not in both
     forced = {**report, "options": {**report["options"], "guidance_scale": 6.0}}  # --guidance 6: both stages
     again = summary(forced, "c", "r", 8.0, "SEM tiles at 64 px", 11.0)
     assert again["guidance_scale"] == 6.0 and "stage2_guidance_scale" not in again
@@ -74,8 +85,10 @@ def test_om_metrics_summarise_its_report():
     keeps every realism, oracle and microstructure number."""
     report = json.loads((REPO / "docs" / "example-report-om" / "metrics.json").read_text())
     carried = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-om-tiny" / "metrics.json").read_text())
-    again = summary(report, carried["command"], carried["report"], 11.0, "OM tiles at 64 px")
-    assert again == carried
+    model = json.loads((REPO / "src" / "microforge" / "checkpoints" / "ti-om-tiny" / "config.json").read_text())
+    etas = (model["config"].get("ddim_eta", 0.0), model["config"]["stage2_ddim_eta"])  # (0, 1): stage 2 stochastic
+    again = summary(report, carried["command"], carried["report"], 11.0, "OM tiles at 64 px", etas=etas)
+    assert again == carried and again["stage2_ddim_eta"] == 1.0
     assert again["table1"]["mAcc"] == report["main"]["accuracy"]["mAcc"] and set(again["per_property"]) == {
         *("YS", "TS", "EF", "RH", "IT", "DCS", "CFS")
     }
@@ -122,3 +135,15 @@ def test_store_model_writes_float16_weights_into_a_new_folder_only(micro_model, 
     assert refused.returncode == 1
     assert refused.stderr.strip() == f"Error: {tmp_path / 'busy'}: exists and is not an empty folder; choose a new one"
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
+
+
+def test_seed_script_runs_as_a_process(micro_model, tmp_path):
+    """The suite's seeded runs call scripts/seed_run_from_model.py in-process (conftest); here it
+    runs as a user runs it: a process that seeds a folder, then one that refuses a used folder."""
+    config = tmp_path / "same.yaml"
+    config.write_text(yaml.safe_dump(load_tim3_config(MICRO).to_dict()))
+    seed = [sys.executable, str(REPO / "scripts" / "seed_run_from_model.py"), str(micro_model), str(config)]
+    done = subprocess.run([*seed, str(tmp_path / "run")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.rstrip().endswith("to train: nothing"), done.stderr
+    refused = subprocess.run([*seed, str(micro_model)], capture_output=True, text=True)
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: ") and refused.stderr.count("\n") == 1
