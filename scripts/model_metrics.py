@@ -31,14 +31,16 @@ def summary(
     default_guidance: float | None = None,
     tiles: str = "SEM tiles at 64 px",
     default_stage2_guidance: float | None = None,
+    etas: tuple[float, float] = (0.0, 0.0),
 ) -> dict:
     """The ``microforge-metrics/1`` summary of a full evaluation report ``report``; the guidance scale
     is the report's option, or ``default_guidance`` (the model's own) when the report used the default,
     and ``stage2_guidance_scale`` is the micrograph stage's own (``default_stage2_guidance``, the
     model's ``stage2_guidance_scale``) where the report used the default and the model has one.
-    ``tiles``: what the model was trained on. A report made without a property regressor (the OM
-    model has none) gives no Acc_gamma, mAcc, domain Fréchet distance or per-property block: those
-    fields are None."""
+    ``tiles``: what the model was trained on. ``etas``: the model's DDIM eta per stage (map,
+    micrograph), recorded as ``ddim_eta`` / ``stage2_ddim_eta`` where not 0. A report made without
+    a property regressor (the OM model has none) gives no Acc_gamma, mAcc, domain Fréchet distance
+    or per-property block: those fields are None."""
     main, options = report["main"], report["options"]
     acc = main.get("accuracy") or {"acc": {str(g): None for g in (0.1, 0.2, 0.3)}, "mAcc": None, "per_property": None}
     out = {
@@ -51,6 +53,8 @@ def summary(
             if options.get("guidance_scale") is None and default_stage2_guidance is not None
             else {}
         ),
+        **({"ddim_eta": etas[0]} if etas[0] else {}),
+        **({"stage2_ddim_eta": etas[1]} if etas[1] != etas[0] else {}),
         "n_generated": main["n"],
         "n_reference": options["n_reference"],
         "table1": {
@@ -94,8 +98,10 @@ def main() -> None:
     cfg = json.loads((args.model / "config.json").read_text())["config"]
     tiles = f"{cfg.get('modality', 'SEM')} tiles at {cfg.get('resolution', 64)} px"
     report = json.loads((args.report / "metrics.json").read_text())
+    eta = cfg.get("ddim_eta") or 0.0
+    etas = (eta, eta if cfg.get("stage2_ddim_eta") is None else cfg["stage2_ddim_eta"])
     record = summary(
-        report, args.command, args.report_link, cfg.get("guidance_scale"), tiles, cfg.get("stage2_guidance_scale")
+        report, args.command, args.report_link, cfg.get("guidance_scale"), tiles, cfg.get("stage2_guidance_scale"), etas
     )
     (args.model / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record["table1"], indent=1))
