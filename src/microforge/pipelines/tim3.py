@@ -209,8 +209,7 @@ class TiM3Pipeline(SamplingPipeline):
 
     def _denoise(
         self,
-        unet,
-        encoder,
+        stage: int,
         y: torch.Tensor,
         extra: torch.Tensor | None,
         steps: int,
@@ -219,17 +218,18 @@ class TiM3Pipeline(SamplingPipeline):
         gen: torch.Generator,
         init: torch.Tensor | None = None,
         strength: float = 1.0,
-        interval: tuple[float, float] | None = None,
-        eta: float = 0.0,
     ) -> torch.Tensor:
-        """Run the sampler from noise to a latent ``(B, C, S, S)``, C and S being the UNet's output
-        channels and sample size. With ``init`` (a clean latent of that shape), SDEdit (Meng et al.
-        2022): ``init`` is noised to the schedule's step ``strength`` of the way to pure noise and
-        only the remaining ``round(steps * strength)`` steps run (the img2img of diffusers'
-        pipelines); ``strength`` 1 ignores ``init``'s content. ``interval`` (sigma low, high]:
-        ``guidance`` applies only at the steps whose noise level lies in it (the others take the
-        conditional prediction alone); None: at every step. ``eta``: DDIM's eta (0: deterministic;
-        its noise is drawn from ``gen`` on the CPU at every step); the dpm++ sampler ignores it."""
+        """Run diffusion stage ``stage``'s (1: maps, 2: micrographs) sampler from noise to a latent
+        ``(B, C, S, S)``, C and S being its UNet's output channels and sample size. With ``init`` (a
+        clean latent of that shape), SDEdit (Meng et al. 2022): ``init`` is noised to the schedule's
+        step ``strength`` of the way to pure noise and only the remaining ``round(steps * strength)``
+        steps run (the img2img of diffusers' pipelines); ``strength`` 1 ignores ``init``'s content.
+        The stage's guidance interval (sigma low, high] from the config: ``guidance`` applies only at
+        the steps whose noise level lies in it (the others take the conditional prediction alone);
+        None: at every step. Its DDIM eta from the config (0: deterministic; its noise is drawn from
+        ``gen`` on the CPU at every step); the dpm++ sampler ignores it."""
+        unet, encoder = self.modules[f"unet_stage{stage}"], self.modules[f"encoder_stage{stage}"]
+        interval, eta = self.cfg.stage_guidance_interval(stage), self.cfg.stage_eta(stage)
         sched = self._scheduler(sampler)
         stochastic = bool(eta) and sampler == "ddim"  # diffusers' DPMSolverMultistepScheduler.step takes no eta
         device = next(unet.parameters()).device
@@ -293,21 +293,7 @@ class TiM3Pipeline(SamplingPipeline):
         """The map stage (stage 1): maps for normalised conditions ``y`` ``(B, K)``, as
         :meth:`draw_micrographs` reads them: class indices ``(B, R, R)`` (hard maps) or class shares
         ``(B, 3, R, R)`` (soft maps)."""
-        m = self.modules
-        return self._decode_map(
-            self._denoise(
-                m["unet_stage1"],
-                m["encoder_stage1"],
-                y,
-                None,
-                steps,
-                guidance,
-                sampler,
-                gen,
-                interval=self.cfg.stage_guidance_interval(1),
-                eta=self.cfg.stage_eta(1),
-            )
-        )
+        return self._decode_map(self._denoise(1, y, None, steps, guidance, sampler, gen))
 
     @torch.no_grad()
     def redraw_maps(
@@ -329,24 +315,8 @@ class TiM3Pipeline(SamplingPipeline):
         :meth:`draw_maps`."""
         if not 0.0 < strength <= 1.0:
             raise MicroforgeError(f"map redraw strength must lie in (0, 1], got {strength}")
-        m = self.modules
         z0 = self.encode_maps(maps)
-        interval = self.cfg.stage_guidance_interval(1)
-        z = self._denoise(
-            m["unet_stage1"],
-            m["encoder_stage1"],
-            y,
-            None,
-            steps,
-            guidance,
-            sampler,
-            gen,
-            z0,
-            strength,
-            interval,
-            self.cfg.stage_eta(1),
-        )
-        return self._decode_map(z)
+        return self._decode_map(self._denoise(1, y, None, steps, guidance, sampler, gen, z0, strength))
 
     @torch.no_grad()
     def encode_maps(self, maps: torch.Tensor) -> torch.Tensor:
@@ -378,19 +348,7 @@ class TiM3Pipeline(SamplingPipeline):
         if maps is not None:
             lossless = cfg.map_condition == "space_to_depth"
             extra = map_condition(as_class_shares(maps), cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
-        interval = cfg.stage_guidance_interval(2)
-        zi = self._denoise(
-            m["unet_stage2"],
-            m["encoder_stage2"],
-            y,
-            extra,
-            steps,
-            guidance,
-            sampler,
-            gen,
-            interval=interval,
-            eta=cfg.stage_eta(2),
-        )
+        zi = self._denoise(2, y, extra, steps, guidance, sampler, gen)
         images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
         if cfg.observation_noise_std:  # drawn on the CPU, as the sampler's noise: the same on any device
             noise = torch.randn(images.shape, generator=gen).to(images.device)
