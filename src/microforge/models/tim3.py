@@ -153,7 +153,8 @@ class TrainConfig:
     # weights, optimizer, EMA and loss stay fp32. On 2 cores with bf16 units (AVX-512 BF16) a tiny training step
     # is 1.2x faster (stage 1 0.39 -> 0.32 s, stage 2 0.66 -> 0.53 s: benchmarks/results/tim3_train_bf16_cpu.json),
     # and candidate x's stage 2 scored as the fp32 one (docs/tim3.md); a CPU without them emulates bf16 and is
-    # slower. (): fp32 throughout, as the bundled models were trained
+    # slower (stage 2 2.00 s against fp32's 1.03 s: tim3_train_bf16_cpu_no-bf16-units.json; `train tim3` warns).
+    # (): fp32 throughout, as the bundled models were trained
     bf16_stages: tuple[int, ...] = ()
     checkpoint_every: int = 250  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # older checkpoints are deleted
@@ -249,7 +250,10 @@ class TiM3Config:
     # DDIM's eta (Song et al. 2021, eq. 16): 0, the deterministic sampler, as TiM3; 1, as stochastic as DDPM's
     # ancestral sampler (fresh noise from the call's generator at every step). The dpm++ sampler ignores it
     ddim_eta: float = 0.0
-    stage2_ddim_eta: float | None = None  # the micrograph stage's (None: ddim_eta for both)
+    # the micrograph stage's (None: ddim_eta for both). At 1 on the bundled SEM model FID 218 -> 206, KID 0.109 ->
+    # 0.097 and mAcc 0.709 -> 0.693, under the 0.70 target, so the SEM default stays deterministic; the OM model
+    # samples at 1 (FID 172 -> 161, mAcc 0.582 -> 0.573: docs/tim3.md)
+    stage2_ddim_eta: float | None = None
     # std of white Gaussian noise added to every decoded micrograph, in grey levels of [0, 1]; 0: none, as TiM3.
     # The decoder draws a mean image and averages away the SEM shot noise; benchmarks/observation_noise.py
     # measures what it lacks. 0 by default: on the bundled SEM model the missing 0.031 lowers FID 218 -> 206 and
