@@ -66,13 +66,12 @@ def main() -> None:
     timed = (2,) if args.stage2_only else (1, 2)
     seconds = {s: train_step_seconds(cfg, modules, args.device, repeats=20, stage=s) * args.overhead for s in timed}
     share1 = 0.0 if args.stage2_only else args.stage1_share
+    steps1 = 0 if args.stage2_only else max(1, int(args.seconds * share1 / seconds[1]))  # 0: the seeded model's
     steps2 = max(1, int(args.seconds * (1 - share1) / seconds[2]))
     plan = cfg.to_dict()
-    plan["train"].update(stage2_steps=steps2, checkpoint_every=max(250, steps2 // 4))
-    if not args.stage2_only:
-        plan["train"]["steps"] = steps1 = max(1, int(args.seconds * share1 / seconds[1]))
-    else:
-        steps1 = 0  # stage 1 is the seeded model's
+    plan["train"].update(
+        stage2_steps=steps2, checkpoint_every=max(250, steps2 // 4), **({"steps": steps1} if steps1 else {})
+    )
     args.out.write_text(
         f"# planned by benchmarks/gpu_train_plan.py from {args.config}: {args.seconds:.0f} s on {args.device}, "
         f"step seconds (with overhead) {json.dumps({k: round(v, 4) for k, v in seconds.items()})}\n"

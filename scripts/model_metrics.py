@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from microforge.data.phase_map import CLASS_NAMES
+from microforge.models.tim3 import tim3_config_from_dict
 
 
 def discrepancies(block: dict) -> dict:
@@ -98,8 +99,8 @@ def main() -> None:
     cfg = json.loads((args.model / "config.json").read_text())["config"]
     tiles = f"{cfg.get('modality', 'SEM')} tiles at {cfg.get('resolution', 64)} px"
     report = json.loads((args.report / "metrics.json").read_text())
-    eta = cfg.get("ddim_eta") or 0.0
-    etas = (eta, eta if cfg.get("stage2_ddim_eta") is None else cfg["stage2_ddim_eta"])
+    model = tim3_config_from_dict(cfg, str(args.model / "config.json"), saved=True)
+    etas = (model.stage_eta(1), model.stage_eta(2))
     record = summary(
         report, args.command, args.report_link, cfg.get("guidance_scale"), tiles, cfg.get("stage2_guidance_scale"), etas
     )

@@ -93,6 +93,15 @@ def assert_micro_samples_reproduce(pipe, tmp_path: Path) -> None:
     assert np.array_equal(a.images, again.images) and np.array_equal(a.maps, again.maps)
 
 
+def micro_with_train(**train) -> dict:
+    """The micro TiM3 config (``MICRO``) as a dict, with ``train`` fields replaced."""
+    from microforge.models.tim3 import load_tim3_config
+
+    d = load_tim3_config(MICRO).to_dict()
+    d["train"] = {**d["train"], **train}
+    return d
+
+
 SEED_SCRIPT = REPO / "scripts" / "seed_run_from_model.py"
 
 

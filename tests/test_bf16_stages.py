@@ -14,13 +14,7 @@ from microforge.models.tim3 import load_tim3_config, tim3_config_from_dict
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.training.tim3_trainer import train_tim3
 
-from .conftest import MICRO, assert_micro_samples_reproduce, seeded_run
-
-
-def _micro(**train) -> dict:
-    d = load_tim3_config(MICRO).to_dict()
-    d["train"] = {**d["train"], **train}
-    return d
+from .conftest import MICRO, assert_micro_samples_reproduce, micro_with_train, seeded_run
 
 
 def _predicted_dtypes(monkeypatch) -> list[torch.dtype]:
@@ -39,17 +33,17 @@ def _predicted_dtypes(monkeypatch) -> list[torch.dtype]:
 
 def test_bf16_stages_are_checked_and_off_by_default():
     assert load_tim3_config(MICRO).train.bf16_stages == ()
-    assert tim3_config_from_dict(_micro(bf16_stages=[2])).train.bf16_stages == (2,)
+    assert tim3_config_from_dict(micro_with_train(bf16_stages=[2])).train.bf16_stages == (2,)
     with pytest.raises(MicroforgeError, match=r"train bf16_stages names diffusion stages 1 and 2 only, got \[3\]"):
-        tim3_config_from_dict(_micro(bf16_stages=[3]))
+        tim3_config_from_dict(micro_with_train(bf16_stages=[3]))
 
 
 def test_stage_2_trains_under_bf16_autocast_and_says_so(micro_model, tiny_bench, tmp_path, monkeypatch):
     """Seeding retrains only the stage whose precision changes; that stage's UNet predicts in
     bfloat16 in training (stage 1's stays fp32), its record says so, its weights are saved in fp32
     and differ from the fp32 ones, and the model samples and round-trips."""
-    assert "to train: stage1" in seeded_run(micro_model, _micro(bf16_stages=[1]), tmp_path, "stage1")[2]
-    config, run, stdout = seeded_run(micro_model, _micro(bf16_stages=[2]), tmp_path, "bf16")
+    assert "to train: stage1" in seeded_run(micro_model, micro_with_train(bf16_stages=[1]), tmp_path, "stage1")[2]
+    config, run, stdout = seeded_run(micro_model, micro_with_train(bf16_stages=[2]), tmp_path, "bf16")
     assert "to train: stage2" in stdout and "stage1" not in stdout.split("to train:")[1]
     seen = _predicted_dtypes(monkeypatch)
     train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
@@ -64,7 +58,7 @@ def test_stage_2_trains_under_bf16_autocast_and_says_so(micro_model, tiny_bench,
 
 
 def test_an_fp32_stage_predicts_in_fp32(micro_model, tiny_bench, tmp_path, monkeypatch):
-    config, run, _ = seeded_run(micro_model, _micro(steps=9), tmp_path, "fp32")
+    config, run, _ = seeded_run(micro_model, micro_with_train(steps=9), tmp_path, "fp32")
     seen = _predicted_dtypes(monkeypatch)
     train_tim3(tiny_bench.root, run, load_tim3_config(config), resume=True, progress=False)
     assert seen and set(seen) == {torch.float32}

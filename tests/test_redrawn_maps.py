@@ -15,13 +15,7 @@ from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
 from microforge.training.tim3_trainer import REDRAWN_MAPS, train_tim3
 
-from .conftest import MICRO, assert_micro_samples_reproduce, interrupted_at_step, seeded_run
-
-
-def _micro(**train) -> dict:
-    d = load_tim3_config(MICRO).to_dict()
-    d["train"] = {**d["train"], **train}
-    return d
+from .conftest import MICRO, assert_micro_samples_reproduce, interrupted_at_step, micro_with_train, seeded_run
 
 
 def test_redraw_keeps_the_layout_at_small_strength_and_draws_anew_at_one(tiny_bench):
@@ -54,9 +48,9 @@ def test_redraw_keeps_the_layout_at_small_strength_and_draws_anew_at_one(tiny_be
 
 def test_redraw_fields_are_checked():
     with pytest.raises(MicroforgeError, match=r"train stage2_redrawn_maps must lie in \[0, 1\], got 1.5"):
-        tim3_config_from_dict(_micro(stage2_redrawn_maps=1.5))
+        tim3_config_from_dict(micro_with_train(stage2_redrawn_maps=1.5))
     with pytest.raises(MicroforgeError, match=r"train stage2_map_redraw_strength must lie in \(0, 1\], got 0"):
-        tim3_config_from_dict(_micro(stage2_map_redraw_strength=0))
+        tim3_config_from_dict(micro_with_train(stage2_map_redraw_strength=0))
     assert load_tim3_config(MICRO).train.stage2_redrawn_maps == 0.0  # off by default, as TiM3 trains
 
 
@@ -64,7 +58,7 @@ def test_stage_2_trained_on_redrawn_maps(micro_model, tiny_bench, tmp_path, monk
     """A run seeded from a model retrains only stage 2; the redraws are drawn once, kept across an
     interruption (the resumed run ends with an uninterrupted one's weights), timed in the phase's
     record and removed with the run's other state; the model samples and round-trips."""
-    d = _micro(stage2_redrawn_maps=1.0, stage2_map_redraw_strength=0.5)
+    d = micro_with_train(stage2_redrawn_maps=1.0, stage2_map_redraw_strength=0.5)
     config, run, stdout = seeded_run(micro_model, d, tmp_path, "redrawn")
     assert "to train: stage2" in stdout
     cfg = load_tim3_config(config)
@@ -89,7 +83,7 @@ def test_stage_2_trained_on_redrawn_maps(micro_model, tiny_bench, tmp_path, monk
 def test_seeding_retrains_stage_2_when_its_redraws_would_change(micro_model, tmp_path):
     """The sampler's settings are read by no phase, except by a stage 2 trained on redraws, which
     also reads the map phases."""
-    plain = _micro()
+    plain = micro_with_train()
     plain["guidance_scale"] = 3.0
     assert "to train: nothing" in seeded_run(micro_model, plain, tmp_path, "guided")[2]
     stage2_only = {"stage2_guidance_scale": 5.0, "stage2_guidance_interval": [0.0, 1.2], "observation_noise_std": 0.01}
@@ -100,16 +94,16 @@ def test_seeding_retrains_stage_2_when_its_redraws_would_change(micro_model, tmp
     record = json.loads((model / "config.json").read_text())
     record["config"]["train"]["stage2_redrawn_maps"] = 0.5
     (model / "config.json").write_text(json.dumps(record))
-    redrawn = _micro(stage2_redrawn_maps=0.5)
+    redrawn = micro_with_train(stage2_redrawn_maps=0.5)
     assert "to train: nothing" in seeded_run(model, redrawn, tmp_path, "same")[2]
     assert "to train: stage2" in seeded_run(model, {**redrawn, "guidance_scale": 3.0}, tmp_path, "guided-redrawn")[2]
     assert "to train: stage2" in seeded_run(model, {**redrawn, "sampling_steps": 4}, tmp_path, "steps")[2]
     interval = {**redrawn, "guidance_interval": [0.0, 1.2]}  # stage 1's interval shapes the redraws
     assert "to train: stage2" in seeded_run(model, interval, tmp_path, "interval")[2]
     assert "to train: nothing" in seeded_run(model, {**redrawn, **stage2_only}, tmp_path, "stage2-redrawn")[2]
-    longer_stage1 = _micro(stage2_redrawn_maps=0.5, steps=9)
+    longer_stage1 = micro_with_train(stage2_redrawn_maps=0.5, steps=9)
     assert "to train: stage1, stage2" in seeded_run(model, longer_stage1, tmp_path, "stage1")[2]
     taken = seeded_run(model, redrawn, tmp_path, "taken", "--map-phases-from", str(micro_model))[2]
     assert "to train: stage2" in taken
-    stronger = _micro(stage2_redrawn_maps=0.5, stage2_map_redraw_strength=0.9)
+    stronger = micro_with_train(stage2_redrawn_maps=0.5, stage2_map_redraw_strength=0.9)
     assert "to train: stage2" in seeded_run(model, stronger, tmp_path, "stronger")[2]

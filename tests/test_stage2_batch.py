@@ -13,15 +13,9 @@ from microforge.errors import MicroforgeError
 from microforge.models.tim3 import TrainConfig, load_tim3_config, tim3_config_from_dict
 from microforge.training.tim3_trainer import train_tim3
 
-from .conftest import MICRO, run_seed_script, seeded_run
+from .conftest import MICRO, micro_with_train, run_seed_script, seeded_run
 
 GPU_PLAN = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_train_plan.py"
-
-
-def _micro(**train) -> dict:
-    d = load_tim3_config(MICRO).to_dict()
-    d["train"] = {**d["train"], **train}
-    return d
 
 
 def test_stage_2_follows_stage_1_unless_it_has_its_own():
@@ -36,7 +30,7 @@ def test_stage_2_follows_stage_1_unless_it_has_its_own():
 )
 def test_batch_sizes_and_learning_rates_must_be_positive(field, value):
     with pytest.raises(MicroforgeError, match=f"train {field} must be a positive number"):
-        tim3_config_from_dict(_micro(**{field: value}))
+        tim3_config_from_dict(micro_with_train(**{field: value}))
 
 
 @pytest.mark.parametrize(
@@ -49,12 +43,12 @@ def test_batch_sizes_and_learning_rates_must_be_positive(field, value):
     ],
 )
 def test_seeding_retrains_the_stages_whose_batch_or_rate_changes(micro_model, tmp_path, train, retrained):
-    stdout = seeded_run(micro_model, _micro(**train), tmp_path, "run")[2]
+    stdout = seeded_run(micro_model, micro_with_train(**train), tmp_path, "run")[2]
     assert stdout.rstrip().endswith(f"to train: {retrained}"), stdout
 
 
 def test_stage_2_trains_at_its_own_batch_size_and_rate(micro_model, tiny_bench, tmp_path, monkeypatch):
-    config, run, _ = seeded_run(micro_model, _micro(stage2_batch_size=3, stage2_lr=1e-3), tmp_path, "own")
+    config, run, _ = seeded_run(micro_model, micro_with_train(stage2_batch_size=3, stage2_lr=1e-3), tmp_path, "own")
     sizes: list[int] = []
     rates: dict[str, float] = {}
     sample, loop = trainer.TiM3Trainer._sample_idx, trainer.TiM3Trainer._loop
