@@ -99,6 +99,9 @@ STAGE_FIELDS = {
 }
 # how often a run saves resumable state: no weight depends on it (a resumed run equals an uninterrupted one)
 RUN_STATE_FIELDS = {"checkpoint_every", "keep_checkpoints"}
+# the memory layout the stages train in: the same arithmetic with other float rounding, as another CPU's
+# kernels give, so a CONFIG may change it freely (the bundled stages were trained contiguous)
+LAYOUT_FIELDS = {"channels_last"}
 PHASE_PARTS = {  # the model folder's parts each phase writes (scheduler/ is written anew by every run)
     "vae_image": {"vae_image"},
     "vae_image_adversarial": {"vae_image"},
@@ -122,13 +125,13 @@ def _adversarial(cfg) -> dict:
 
 
 def _comparable(cfg) -> dict:
-    """``cfg`` as a dict without vae_image's adversarial fields and the checkpointing fields, with the
+    """``cfg`` as a dict without vae_image's adversarial fields, the checkpointing and layout fields, with the
     per-stage train fields replaced by each stage's (steps, learning-rate decay, property noise scale,
     bf16 autocast, batch size, learning rate), and the UNet
     sections by each stage's UNet as built (:func:`_comparable_unet`)."""
     d = cfg.to_dict()
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
-    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS | RUN_STATE_FIELDS}
+    d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS | RUN_STATE_FIELDS | LAYOUT_FIELDS}
     t = cfg.train
     d["train"]["schedules"] = {
         f"stage{i}": (*t.stage_schedule(i), t.noise_scale(i), i in t.bf16_stages, *t.stage_batch(i)) for i in (1, 2)
@@ -205,7 +208,17 @@ def main() -> None:
     parser.add_argument("config", type=Path, help="the config the run will train with")
     parser.add_argument("run", type=Path, help="a new or empty folder")
     parser.add_argument("--map-phases-from", metavar="OTHER", help="take vae_map and stage 1 from this model")
+    parser.add_argument(
+        "--retrain",
+        action="append",
+        default=[],
+        choices=["stage1", "stage2"],
+        help="also train this diffusion stage anew though CONFIG does not change it (to measure it under another"
+        " memory layout, say); repeatable",
+    )
     args = parser.parse_args()
+    if "stage1" in args.retrain and args.map_phases_from:
+        raise SystemExit("Error: --retrain stage1: stage 1 comes from --map-phases-from; give one of the two")
     config, run = args.config, args.run
     model, record, have = _load(args.model)
     plan = tim3_config_from_dict(yaml.safe_load(config.read_text()), str(config))
@@ -215,7 +228,9 @@ def main() -> None:
             f"Error: {config}: differs from {model}'s config beyond vae_image, the diffusion objective,"
             " the stages' steps, learning-rate decay, property noise and UNets, vae_map and the sampler"
         )
-    retrain = _retrained(kept, planned)
+    retrain = _retrained(kept, planned) | set(args.retrain)
+    if "stage1" in retrain and planned["redraws_maps"]:  # stage 2's redrawn maps come from stage 1
+        retrain.add("stage2")
     if (
         "vae_image_adversarial" in phases(have)
         and "vae_image" not in retrain

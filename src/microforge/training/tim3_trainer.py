@@ -512,9 +512,19 @@ class TiM3Trainer:
         return (err * self._loss_weights(t)).mean()
 
     def _precision_record(self, stage: int) -> dict[str, str]:
-        """What diffusion stage ``stage``'s ``.done`` marker says of its precision: ``autocast``
-        where ``train.bf16_stages`` names it, nothing for fp32."""
-        return {"autocast": "bf16"} if stage in self.cfg.train.bf16_stages else {}
+        """What diffusion stage ``stage``'s ``.done`` marker says of its arithmetic: ``autocast``
+        where ``train.bf16_stages`` names it (nothing for fp32), and ``memory_format`` where
+        ``train.channels_last`` holds (nothing for the contiguous layout)."""
+        record = {"autocast": "bf16"} if stage in self.cfg.train.bf16_stages else {}
+        if self.cfg.train.channels_last:
+            record["memory_format"] = "channels_last"
+        return record
+
+    def _unet(self, stage: int) -> torch.nn.Module:
+        """Diffusion stage ``stage``'s new UNet, in the channels-last layout where ``train.channels_last``
+        holds (its weights save contiguous: diffusers' ``save_pretrained`` packs them)."""
+        unet = build_unet(self.cfg, stage)
+        return unet.to(memory_format=torch.channels_last) if self.cfg.train.channels_last else unet
 
     def _loss_weights(self, t: torch.Tensor) -> torch.Tensor:
         """Per-sample loss weights ``(B,)``: ones, or min-SNR-gamma (Hang et al. 2023), which
@@ -538,7 +548,7 @@ class TiM3Trainer:
                 1, m["unet_stage1"], m["encoder_stage1"], z0, self._conditions(idx, gen, 1), gen, None
             )
 
-        modules = {"unet_stage1": build_unet(self.cfg, 1), "encoder_stage1": self._encoder()}
+        modules = {"unet_stage1": self._unet(1), "encoder_stage1": self._encoder()}
         steps, decay = cfg.stage_schedule(1)
         record = self._precision_record(1)
         self._loop(i, "stage1", modules, loss_fn, steps, lr, ema=True, lr_decay=decay, record=record)
@@ -548,7 +558,7 @@ class TiM3Trainer:
         modules: dict[str, torch.nn.Module] = {"encoder_stage2": self._encoder()}
         if c.two_stage and c.map_condition == "learned":
             modules["map_encoder"] = build_map_encoder(c)
-        modules["unet_stage2"] = build_unet(c, 2)
+        modules["unet_stage2"] = self._unet(2)
 
         batch, lr = cfg.stage_batch(2)
         redrawn, record = None, self._precision_record(2)
