@@ -2,7 +2,7 @@
 
     python benchmarks/tim3_speed.py [--configs tiny small paper] [--sample-configs tiny small] [--device cpu|cuda]
                                     [--batches 1 16 256] [--autocast bf16] [--train-autocast bf16] [--steps N]
-                                    [--train-repeats 5]
+                                    [--train-repeats 5] [--contiguous]
 
 For each config (a name N for configs/tim3-N.yaml, or a YAML file's path, named by its stem):
 seconds per stage-2 training step (forward, backward, AdamW; the median of ``--train-repeats`` steps after
@@ -10,7 +10,9 @@ a warm-up one) at the config's batch size, and
 images per second for full two-stage sampling (``--steps`` DDIM steps, the config's ``sampling_steps`` by default, with
 guidance, map and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with
 ``--autocast bf16|fp16``, also under autocast; with ``--train-autocast bf16``, both stages' training
-steps in fp32 and under bf16 autocast (``train.bf16_stages``). Random weights: speed does not depend on them.
+steps in fp32 and under bf16 autocast (``train.bf16_stages``); with ``--contiguous``, both stages' training
+steps and the sampling with the UNets in the channels-last layout (``train.channels_last``, the default: the
+timings without a suffix are in it) and in the contiguous one. Random weights: speed does not depend on them.
 Writes benchmarks/results/tim3_speed_<device>.json.
 """
 
@@ -33,6 +35,10 @@ from microforge.properties import TITANIUM_PROPERTIES, PropertySet
 from microforge.training.tim3_trainer import make_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+# the UNets' memory layouts --contiguous compares (TiM3Pipeline puts its UNets in the channels-last one)
+LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
 def pipeline_for(cfg, device):
@@ -128,6 +134,12 @@ def main() -> None:
         help="also time both stages' training steps under this autocast (train.bf16_stages), beside fp32",
     )
     ap.add_argument(
+        "--contiguous",
+        action="store_true",
+        help="also time both stages' training steps, and sampling, with the UNets in the contiguous layout"
+        " (train.channels_last false), beside the channels-last one",
+    )
+    ap.add_argument(
         "--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)"
     )
     ap.add_argument("--train-repeats", type=int, default=5, help="timed training steps per measurement (their median)")
@@ -159,11 +171,27 @@ def main() -> None:
                     rec[key] = round(
                         train_step_seconds(cfg, modules, args.device, args.train_repeats, stage, autocast), 4
                     )
+        if args.contiguous:  # each stage in both layouts, the channels-last one (the default) first
+            for stage in (1, 2):
+                for layout in LAYOUTS:
+                    modules[f"unet_stage{stage}"].to(memory_format=LAYOUTS[layout])
+                    rec[f"train_step_seconds_stage{stage}_{layout}"] = round(
+                        train_step_seconds(cfg, modules, args.device, args.train_repeats, stage), 4
+                    )
+                modules[f"unet_stage{stage}"].to(memory_format=torch.channels_last)
         if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:
                 rec[f"images_per_second_batch{b}"] = round(
                     images_per_second(pipe, b, args.device, budget_s=args.budget, steps=steps), 3
                 )
+                if args.contiguous:
+                    for m in (modules["unet_stage1"], modules["unet_stage2"]):
+                        m.to(memory_format=torch.contiguous_format)
+                    rec[f"images_per_second_batch{b}_contiguous"] = round(
+                        images_per_second(pipe, b, args.device, budget_s=args.budget, steps=steps), 3
+                    )
+                    for m in (modules["unet_stage1"], modules["unet_stage2"]):
+                        m.to(memory_format=torch.channels_last)
                 if args.autocast:
                     rec[f"images_per_second_batch{b}_{args.autocast}"] = round(
                         images_per_second(

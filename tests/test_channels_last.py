@@ -1,0 +1,61 @@
+"""``train.channels_last``: the diffusion stages' UNets train and sample in the channels-last
+memory layout, which changes the float rounding and nothing else."""
+
+import json
+
+import torch
+
+from microforge.models.tim3 import load_tim3_config
+from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.training.tim3_trainer import train_tim3
+
+from .conftest import MICRO, assert_micro_samples_reproduce, micro_with_train, run_seed_script, seeded_run
+
+
+def _channels_last(module: torch.nn.Module) -> bool:
+    """Whether ``module``'s last convolution (several input channels: unambiguous) is channels-last."""
+    return module.conv_out.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_stages_train_channels_last_by_default_and_say_so(micro_model):
+    assert load_tim3_config(MICRO).train.channels_last is True
+    record = json.loads((micro_model / "config.json").read_text())["training"]
+    assert record["stage1"]["memory_format"] == record["stage2"]["memory_format"] == "channels_last"
+    assert "memory_format" not in record["vae_image"] and "memory_format" not in record["vae_map"]
+    pipe = TiM3Pipeline.from_pretrained(micro_model)  # sampling reads the UNets in the same layout
+    assert _channels_last(pipe.modules["unet_stage1"]) and _channels_last(pipe.modules["unet_stage2"])
+    assert not _channels_last(pipe.modules["vae_image"].encoder)
+
+
+def test_a_stage_retrained_in_either_layout_differs_by_rounding_only(micro_model, tiny_bench, tmp_path):
+    """``--retrain stage2`` under the model's own config trains stage 2 again and nothing else, and
+    reproduces it exactly (same seeds, same layout); in the contiguous layout the weights differ,
+    but only by float rounding, and the record says which layout trained the stage."""
+    config, same, stdout = seeded_run(micro_model, micro_with_train(), tmp_path, "same", "--retrain", "stage2")
+    assert stdout.rstrip().endswith("to train: stage2")
+    train_tim3(tiny_bench.root, same, load_tim3_config(config), resume=True, progress=False)
+    config, flat, stdout = seeded_run(
+        micro_model, micro_with_train(channels_last=False), tmp_path, "flat", "--retrain", "stage2"
+    )
+    train_tim3(tiny_bench.root, flat, load_tim3_config(config), resume=True, progress=False)
+    record = json.loads((flat / "config.json").read_text())["training"]
+    assert "memory_format" not in record["stage2"] and record["stage1"]["memory_format"] == "channels_last"
+    weights = [TiM3Pipeline.from_pretrained(m).modules["unet_stage2"].state_dict() for m in (micro_model, same, flat)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert any(not torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
+    worst = max(float((weights[0][k] - weights[2][k]).abs().max() / weights[0][k].abs().max()) for k in weights[0])
+    assert worst < 1e-4
+    assert_micro_samples_reproduce(TiM3Pipeline.from_pretrained(flat), tmp_path)
+
+
+def test_seeding_lets_the_layout_change_freely(micro_model, tmp_path):
+    stdout = seeded_run(micro_model, micro_with_train(channels_last=False), tmp_path, "free")[2]
+    assert stdout.rstrip().endswith("to train: nothing")
+    config = seeded_run(micro_model, micro_with_train(), tmp_path, "config")[0]
+    done = run_seed_script(
+        micro_model, config, tmp_path / "both", "--retrain", "stage1", "--map-phases-from", str(micro_model)
+    )
+    assert done.returncode == 1 and done.stderr.strip() == (
+        "Error: --retrain stage1: stage 1 comes from --map-phases-from; give one of the two"
+    )
+    assert not (tmp_path / "both").exists()
