@@ -11,8 +11,9 @@ images per second for full two-stage sampling (``--steps`` DDIM steps, the confi
 guidance, map and image decoding) at batch 1 and 16 (``--batches``), in fp32 and, with
 ``--autocast bf16|fp16``, also under autocast; with ``--train-autocast bf16``, both stages' training
 steps in fp32 and under bf16 autocast (``train.bf16_stages``); with ``--contiguous``, both stages' training
-steps and the sampling with the UNets in the channels-last layout (``train.channels_last``, the default: the
-timings without a suffix are in it) and in the contiguous one. Random weights: speed does not depend on them.
+steps (three rounds, the two layouts in turn, and their medians) and the sampling with the UNets in the
+channels-last layout (``train.channels_last``, the default: the timings without a suffix are in it) and in the
+contiguous one. Random weights: speed does not depend on them.
 Writes benchmarks/results/tim3_speed_<device>.json.
 """
 
@@ -171,13 +172,17 @@ def main() -> None:
                     rec[key] = round(
                         train_step_seconds(cfg, modules, args.device, args.train_repeats, stage, autocast), 4
                     )
-        if args.contiguous:  # each stage in both layouts, the channels-last one (the default) first
+        if args.contiguous:  # each stage in both layouts, taken in turn for 3 rounds: the machine's drift shows
             for stage in (1, 2):
-                for layout in LAYOUTS:
-                    modules[f"unet_stage{stage}"].to(memory_format=LAYOUTS[layout])
-                    rec[f"train_step_seconds_stage{stage}_{layout}"] = round(
-                        train_step_seconds(cfg, modules, args.device, args.train_repeats, stage), 4
-                    )
+                rounds: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
+                for _ in range(3):
+                    for layout in LAYOUTS:
+                        modules[f"unet_stage{stage}"].to(memory_format=LAYOUTS[layout])
+                        seconds = train_step_seconds(cfg, modules, args.device, args.train_repeats, stage)
+                        rounds[layout].append(round(seconds, 4))
+                for layout, seconds in rounds.items():
+                    rec[f"train_step_seconds_stage{stage}_{layout}"] = float(np.median(seconds))
+                    rec[f"train_step_seconds_stage{stage}_{layout}_rounds"] = seconds
                 modules[f"unet_stage{stage}"].to(memory_format=torch.channels_last)
         if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:

@@ -157,7 +157,7 @@ class TrainConfig:
     # (): fp32 throughout, as the bundled models were trained
     bf16_stages: tuple[int, ...] = ()
     # the diffusion stages' UNets train in the channels-last memory layout, which the CPU's oneDNN convolutions
-    # run faster: a tiny training step 0.79 -> 0.58 s for stage 2 and 0.42 -> 0.37 s for stage 1 on 2 cores
+    # run faster: a tiny training step 0.95 -> 0.78 s for stage 2 and 0.51 -> 0.36 s for stage 1 on 2 cores
     # without bf16 units (benchmarks/results/tim3_train_channels_last_cpu.json). The arithmetic is the same; only
     # the float rounding moves (outputs within 5e-6, gradients within 1.2e-5 relative, as on another CPU), so
     # seeding a run may change it freely. The bundled models' stages were trained in the contiguous layout,
