@@ -2,14 +2,17 @@
 memory layout, which changes the float rounding and nothing else."""
 
 import json
+import subprocess
+import sys
 
+import numpy as np
 import torch
 
 from microforge.models.tim3 import load_tim3_config
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.training.tim3_trainer import train_tim3
 
-from .conftest import MICRO, assert_micro_samples_reproduce, micro_with_train, run_seed_script, seeded_run
+from .conftest import MICRO, REPO, assert_micro_samples_reproduce, micro_with_train, run_seed_script, seeded_run
 
 
 def _channels_last(module: torch.nn.Module) -> bool:
@@ -59,3 +62,20 @@ def test_seeding_lets_the_layout_change_freely(micro_model, tmp_path):
         "Error: --retrain stage1: stage 1 comes from --map-phases-from; give one of the two"
     )
     assert not (tmp_path / "both").exists()
+
+
+def test_the_speed_benchmark_times_both_layouts(tmp_path):
+    """``benchmarks/tim3_speed.py --contiguous`` times each stage's training step in both layouts,
+    three rounds each taken in turn, and the sampling in both; the medians are the rounds'."""
+    out = tmp_path / "speed.json"
+    args = ["--configs", str(MICRO), "--sample-configs", MICRO.stem, "--contiguous", "--train-repeats", "1"]
+    args += ["--batches", "2", "--budget", "0.01", "--steps", "2", "--out", str(out)]
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "tim3_speed.py"), *args], capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    rec = json.loads(out.read_text())["results"][MICRO.stem]
+    for stage in (1, 2):
+        for layout in ("channels_last", "contiguous"):
+            rounds = rec[f"train_step_seconds_stage{stage}_{layout}_rounds"]
+            assert len(rounds) == 3 and all(s > 0 for s in rounds)
+            assert rec[f"train_step_seconds_stage{stage}_{layout}"] == float(np.median(rounds))
+    assert rec["images_per_second_batch2"] > 0 and rec["images_per_second_batch2_contiguous"] > 0
