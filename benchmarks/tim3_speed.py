@@ -42,6 +42,12 @@ REPO = Path(__file__).resolve().parents[1]
 LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
+def put_unets(modules, layout: str, stages: tuple[int, ...] = (1, 2)) -> None:
+    """Put the UNets of diffusion ``stages`` in the memory ``layout`` (a key of ``LAYOUTS``)."""
+    for stage in stages:
+        modules[f"unet_stage{stage}"].to(memory_format=LAYOUTS[layout])
+
+
 def pipeline_for(cfg, device):
     e = cfg.encoder
     modules = {
@@ -177,26 +183,24 @@ def main() -> None:
                 rounds: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
                 for _ in range(3):
                     for layout in LAYOUTS:
-                        modules[f"unet_stage{stage}"].to(memory_format=LAYOUTS[layout])
+                        put_unets(modules, layout, (stage,))
                         seconds = train_step_seconds(cfg, modules, args.device, args.train_repeats, stage)
                         rounds[layout].append(round(seconds, 4))
                 for layout, seconds in rounds.items():
                     rec[f"train_step_seconds_stage{stage}_{layout}"] = float(np.median(seconds))
                     rec[f"train_step_seconds_stage{stage}_{layout}_rounds"] = seconds
-                modules[f"unet_stage{stage}"].to(memory_format=torch.channels_last)
+                put_unets(modules, "channels_last", (stage,))
         if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:
                 rec[f"images_per_second_batch{b}"] = round(
                     images_per_second(pipe, b, args.device, budget_s=args.budget, steps=steps), 3
                 )
                 if args.contiguous:
-                    for m in (modules["unet_stage1"], modules["unet_stage2"]):
-                        m.to(memory_format=torch.contiguous_format)
+                    put_unets(modules, "contiguous")
                     rec[f"images_per_second_batch{b}_contiguous"] = round(
                         images_per_second(pipe, b, args.device, budget_s=args.budget, steps=steps), 3
                     )
-                    for m in (modules["unet_stage1"], modules["unet_stage2"]):
-                        m.to(memory_format=torch.channels_last)
+                    put_unets(modules, "channels_last")
                 if args.autocast:
                     rec[f"images_per_second_batch{b}_{args.autocast}"] = round(
                         images_per_second(

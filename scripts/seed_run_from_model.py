@@ -176,10 +176,11 @@ def _read_by_map_phases(d: dict) -> dict:
     return d
 
 
-def _retrained(kept: dict, planned: dict) -> set[str]:
-    """The phases that the differences between two comparable configs invalidate; the configs
-    must agree beyond the fields this script knows how to retrain around."""
-    retrain = set()
+def _retrained(kept: dict, planned: dict, forced: set[str] = frozenset()) -> set[str]:
+    """The phases that the differences between two comparable configs invalidate, with the
+    ``forced`` ones (``--retrain``) and what they invalidate in turn; the configs must agree beyond
+    the fields this script knows how to retrain around."""
+    retrain = set(forced)
     if any(kept[f] != planned[f] for f in OBJECTIVE_FIELDS):
         retrain |= {"stage1", "stage2"}
     old, new = kept["train"]["schedules"], planned["train"]["schedules"]
@@ -228,9 +229,7 @@ def main() -> None:
             f"Error: {config}: differs from {model}'s config beyond vae_image, the diffusion objective,"
             " the stages' steps, learning-rate decay, property noise and UNets, vae_map and the sampler"
         )
-    retrain = _retrained(kept, planned) | set(args.retrain)
-    if "stage1" in retrain and planned["redraws_maps"]:  # stage 2's redrawn maps come from stage 1
-        retrain.add("stage2")
+    retrain = _retrained(kept, planned, set(args.retrain))
     if (
         "vae_image_adversarial" in phases(have)
         and "vae_image" not in retrain

@@ -511,7 +511,7 @@ class TiM3Trainer:
         err = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))
         return (err * self._loss_weights(t)).mean()
 
-    def _precision_record(self, stage: int) -> dict[str, str]:
+    def _arithmetic_record(self, stage: int) -> dict[str, str]:
         """What diffusion stage ``stage``'s ``.done`` marker says of its arithmetic: ``autocast``
         where ``train.bf16_stages`` names it (nothing for fp32), and ``memory_format`` where
         ``train.channels_last`` holds (nothing for the contiguous layout)."""
@@ -550,7 +550,7 @@ class TiM3Trainer:
 
         modules = {"unet_stage1": self._unet(1), "encoder_stage1": self._encoder()}
         steps, decay = cfg.stage_schedule(1)
-        record = self._precision_record(1)
+        record = self._arithmetic_record(1)
         self._loop(i, "stage1", modules, loss_fn, steps, lr, ema=True, lr_decay=decay, record=record)
 
     def _train_stage2(self, i: int) -> None:
@@ -561,7 +561,7 @@ class TiM3Trainer:
         modules["unet_stage2"] = self._unet(2)
 
         batch, lr = cfg.stage_batch(2)
-        redrawn, record = None, self._precision_record(2)
+        redrawn, record = None, self._arithmetic_record(2)
         if c.two_stage and cfg.stage2_redrawn_maps > 0:
             redrawn, seconds = self._redrawn_maps()
             record["redraw_seconds"] = round(seconds, 1)  # the redraws' time belongs to the phase
