@@ -97,12 +97,13 @@ def main() -> None:
         if not needed.is_file():
             raise SystemExit(f"Error: {needed}: not found (MODEL is a TiM3 model folder, REPORT an evaluate report)")
     cfg = json.loads((args.model / "config.json").read_text())["config"]
-    tiles = f"{cfg.get('modality', 'SEM')} tiles at {cfg.get('resolution', 64)} px"
-    report = json.loads((args.report / "metrics.json").read_text())
+    # every setting read through the parsed config, whose dataclass holds the defaults a saved config omits
     model = tim3_config_from_dict(cfg, str(args.model / "config.json"), saved=True)
+    tiles = f"{model.modality} tiles at {model.resolution} px"
+    report = json.loads((args.report / "metrics.json").read_text())
     etas = (model.stage_eta(1), model.stage_eta(2))
     record = summary(
-        report, args.command, args.report_link, cfg.get("guidance_scale"), tiles, cfg.get("stage2_guidance_scale"), etas
+        report, args.command, args.report_link, model.guidance_scale, tiles, model.stage2_guidance_scale, etas
     )
     (args.model / "metrics.json").write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps(record["table1"], indent=1))
