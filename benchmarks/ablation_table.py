@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from microforge.training.loop import recorded_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 from model_metrics import discrepancies  # noqa: E402  (scripts/ is not a package)
@@ -32,7 +34,7 @@ def row(run: Path) -> dict:
 
         model = resolve_model(str(model))
     training = json.loads((model / "config.json").read_text()).get("training", {})
-    minutes = sum(float(training.get(p, {}).get("seconds_this_run", 0.0)) for p in ("stage1", "stage2")) / 60
+    minutes = sum(recorded_seconds(training[p]) for p in ("stage1", "stage2") if p in training) / 60
     per = main["accuracy"]["per_property"]
     return {
         "row": run.name,

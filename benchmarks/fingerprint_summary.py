@@ -6,13 +6,15 @@ import json
 import sys
 from pathlib import Path
 
+from microforge.training.loop import recorded_seconds
+
 runs = Path(sys.argv[1])
 vae = json.loads((runs / "vae" / "config.json").read_text())
 out = {
     "command": f"bash benchmarks/fingerprint_kinds.sh <data> {runs}",
     "vae": {
         "config": vae["train"],
-        "train_minutes": round(vae["seconds_this_run"] / 60, 1),
+        "train_minutes": round(recorded_seconds(vae) / 60, 1),
         "reconstruction": json.loads((runs / "vae" / "reconstruction.json").read_text()),
     },
 }

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from microforge.training.loop import recorded_seconds
+
 
 def variant(train_dir: Path, explore_dir: Path) -> dict[str, Any]:
     """One variant's record (see the module docstring)."""
@@ -28,7 +30,7 @@ def variant(train_dir: Path, explore_dir: Path) -> dict[str, Any]:
         "model": {k: config[k] for k in ("resolution", "width", "hidden", "latent", "alpha", "beta", "spectral")}
         | ({"spectral_window": config["spectral_window"]} if config.get("spectral") == "local" else {}),
         "steps": config["train"]["steps"],
-        "train_minutes": round(config["seconds_this_run"] / 60, 1),
+        "train_minutes": round(recorded_seconds(config) / 60, 1),
         "reconstruction": json.loads((train_dir / "reconstruction.json").read_text()),
         "morphology_accuracy": morphology["accuracy_mean"],
         "morphology_accuracy_std": morphology["accuracy_std"],

@@ -88,7 +88,12 @@ def test_seeded_run_fine_tunes_only_the_decoder(micro_model, tiny_bench, tmp_pat
     # killed at step 5, after the step-4 checkpoint
     with interrupted_at_step(monkeypatch, 5, key_length=2), pytest.raises(KeyboardInterrupt):
         train_tim3(tiny_bench.root, run, cfg, resume=True, progress=False)
+    checkpoint = run / "checkpoints" / "vae_image_adversarial" / "step_0000004" / "step.json"
+    first_run = json.loads(checkpoint.read_text())["seconds"]  # the 4 steps' time, from the killed run
     train_tim3(tiny_bench.root, run, cfg, resume=True, progress=False)
+    marker = json.loads((run / ".done" / "vae_image_adversarial.json").read_text())
+    # the phase's record counts the killed run's 4 steps beside the resumed run's 2
+    assert first_run > 0 and marker["seconds"] == pytest.approx(first_run + marker["seconds_this_run"], abs=0.11)
 
     before = AutoencoderKL.from_pretrained(micro_model / "vae_image")
     after = AutoencoderKL.from_pretrained(run / "vae_image")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from microforge.training.loop import recorded_seconds
+
 REPO = Path(__file__).resolve().parents[1]
 CHECKPOINTS = REPO / "src" / "microforge" / "checkpoints"
 MODELS = ("ti-sem-tiny", "ti-om-tiny")  # the table's columns, in order
@@ -47,6 +49,6 @@ def test_the_standing_table_states_each_models_committed_metrics(column, name):
 
 def test_the_standing_table_states_the_sem_models_recorded_training_minutes():
     training = json.loads((CHECKPOINTS / "ti-sem-tiny" / "config.json").read_text())["training"]
-    minutes = sum(phase["seconds_this_run"] for phase in training.values()) / 60
+    minutes = sum(recorded_seconds(phase) for phase in training.values()) / 60
     cell = standing_rows()["training on 2 CPU cores, as recorded"][0]
     assert first_numbers(cell) == [round(minutes)]

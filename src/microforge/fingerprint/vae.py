@@ -24,7 +24,7 @@ from ..models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_
 from ..io import read_yaml_mapping, resize_batch
 from ..models.patch_discriminator import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
 from ..training.checkpoints import prepare_run_dir, save_checkpoint
-from ..training.loop import lr_factor, random_batch, run_steps
+from ..training.loop import StepSeconds, lr_factor, random_batch, run_steps
 
 RECONSTRUCTION_FILE = "reconstruction.json"
 LR_DECAYS = ("none", "cosine")
@@ -137,12 +137,13 @@ def train_fingerprints(
     test = load_split(data, "test", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)
     held_out, ds = test.images, test.dataset
     tile_px = int(ds[0]["image"].shape[-1])
-    record: dict[str, Any] = {"train": cfg.to_dict(), "train_tiles": len(images), "seconds_this_run": round(seconds, 1)}
+    record: dict[str, Any] = {"train": cfg.to_dict(), "train_tiles": len(images), **seconds.record()}
     quality: dict[str, Any] = {"split": "test", "tiles": len(held_out)}
     if cfg.adversarial_steps:
         quality["before_adversarial"] = reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM")
-        save_checkpoint(out / "checkpoints", cfg.steps, {"vae": model}, states)  # a resumed fine-tune skips the VAE
-        record["adversarial_seconds_this_run"] = round(_fine_tune_decoder(model, images, out, cfg, progress), 1)
+        # a resumed fine-tune skips the VAE
+        save_checkpoint(out / "checkpoints", cfg.steps, {"vae": model}, states, seconds=seconds.total)
+        record.update(_fine_tune_decoder(model, images, out, cfg, progress).record("adversarial_"))
     quality.update(reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM"))
     (out / RECONSTRUCTION_FILE).write_text(json.dumps(quality, indent=1) + "\n")
     model.save_pretrained(out, record)
@@ -153,7 +154,7 @@ def train_fingerprints(
 
 def _fine_tune_decoder(
     model: FingerprintVAE, images: torch.Tensor, out: Path, cfg: FingerprintTrainConfig, progress: bool
-) -> float:
+) -> StepSeconds:
     """Fine-tune ``model``'s decoder for ``cfg.adversarial_steps`` against a patch discriminator:
     White et al.'s loss on the reconstruction plus ``adversarial_weight`` times the hinge generator
     loss, so that the decoder draws texture (laths) that the pixel terms average away. The encoder

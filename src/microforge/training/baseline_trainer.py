@@ -233,7 +233,7 @@ class BaselineTrainer:
             "train_tiles": len(self.images),
             "sigma": self.sigma.round(6).tolist(),
             "kappa": self.kappa.round(6).tolist(),
-            "seconds_this_run": round(seconds, 1),
+            **seconds.record(),
         }
         if self.cfg.kind == "acwgan-gp":  # how property targets map to the two conditions at sampling
             by_specimen: dict[str, tuple[list[float], int]] = {}

@@ -21,16 +21,24 @@ from ..models.weights import load_weights, save_weights
 
 
 def save_checkpoint(
-    ckdir: Path, step: int, modules: Mapping[str, torch.nn.Module], states: Mapping[str, Any], keep: int = 1
+    ckdir: Path,
+    step: int,
+    modules: Mapping[str, torch.nn.Module],
+    states: Mapping[str, Any],
+    keep: int = 1,
+    seconds: float | None = None,
 ) -> None:
     """Write ``ckdir/step_<step>`` with every module's weights and the ``states`` (optimisers,
-    schedules: anything with ``state_dict``), then delete all but the newest ``keep``."""
+    schedules: anything with ``state_dict``), then delete all but the newest ``keep``. ``seconds``:
+    the training time its ``step`` steps took, over every run (``step.json`` records it; a resumed
+    run adds its own to it, so a phase's record counts the whole phase, not only its last run)."""
     tmp, final = ckdir / f".tmp_step_{step:07d}", ckdir / f"step_{step:07d}"
     shutil.rmtree(tmp, ignore_errors=True)
     for name, module in modules.items():
         save_weights(module, tmp / name, {"step": step})
     torch.save({name: s.state_dict() for name, s in states.items()}, tmp / "optimizer.pt")
-    (tmp / "step.json").write_text(json.dumps({"step": step}))
+    record = {"step": step} if seconds is None else {"step": step, "seconds": round(seconds, 3)}
+    (tmp / "step.json").write_text(json.dumps(record))
     shutil.rmtree(final, ignore_errors=True)  # a resumed run may write the same step again
     os.replace(tmp, final)
     for old in sorted(ckdir.glob("step_*"))[:-keep]:
@@ -60,6 +68,16 @@ def load_checkpoint(ckdir: Path, modules: Mapping[str, torch.nn.Module], states:
     for name, s in states.items():
         s.load_state_dict(saved[name])
     return int(json.loads((latest / "step.json").read_text())["step"])
+
+
+def checkpoint_seconds(ckdir: Path) -> float | None:
+    """The training seconds the newest checkpoint in ``ckdir`` records for its steps: 0.0 when there
+    is no checkpoint, ``None`` when it was written by a version that did not record them."""
+    done = sorted(ckdir.glob("step_*"))
+    if not done:
+        return 0.0
+    seconds = json.loads((done[-1] / "step.json").read_text()).get("seconds")
+    return None if seconds is None else float(seconds)
 
 
 def prepare_run_dir(out: Path, done_marker: str, what: str, resume: bool, config: dict[str, Any]) -> None:

@@ -13,14 +13,14 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from ..data.dataset import d4_batch
 from ..seeding import seeded_generator
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import checkpoint_seconds, load_checkpoint, save_checkpoint
 
 if TYPE_CHECKING:
     from accelerate import Accelerator
@@ -40,6 +40,31 @@ def lr_factor(step: int, steps: int, decay: str = "cosine", warmup: int = 100) -
     return 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
 
+class StepSeconds(NamedTuple):
+    """A loop's training time in seconds: ``this_run``, since this process started or resumed it, and
+    ``total``, over every run that contributed steps (the resumed checkpoint records its steps'
+    time; steps redone after a kill count once). ``total`` is ``None`` where the run resumed from a
+    checkpoint of a version that did not record its time."""
+
+    this_run: float
+    total: float | None
+
+    def record(self, prefix: str = "") -> dict[str, float]:
+        """The times as a record's entries, rounded to 0.1 s: ``<prefix>seconds_this_run`` and,
+        where known, ``<prefix>seconds``."""
+        out = {f"{prefix}seconds_this_run": round(self.this_run, 1)}
+        if self.total is not None:
+            out[f"{prefix}seconds"] = round(self.total, 1)
+        return out
+
+
+def recorded_seconds(record: Mapping[str, Any], prefix: str = "") -> float:
+    """A training record's time in seconds: ``<prefix>seconds``, over every run that trained it, or,
+    in records written before that entry (or after a resume from such a checkpoint),
+    ``<prefix>seconds_this_run``."""
+    return float(record.get(f"{prefix}seconds", record[f"{prefix}seconds_this_run"]))
+
+
 def run_steps(
     out: Path,
     steps: int,
@@ -55,7 +80,7 @@ def run_steps(
     checkpoint_dir: Path | None = None,
     keep: int = 1,
     accelerator: Accelerator | None = None,
-) -> float:
+) -> StepSeconds:
     """Resume from the newest checkpoint (if any) and run ``step_fn(generator)`` up to ``steps``.
 
     ``modules`` (unwrapped networks) and ``states`` (optimisers, schedules, EMA: anything with
@@ -63,7 +88,7 @@ def run_steps(
     returns its losses. Step ``s`` draws from ``seeded_generator(*seed, s)``, and from
     ``seeded_generator(*seed, s, rank)`` when an ``accelerator`` is given. The log defaults to
     ``out/log.jsonl`` and the checkpoints to ``out/checkpoints``, keeping the newest ``keep``.
-    Returns the seconds spent.
+    Returns the seconds spent, in this run and in all (``StepSeconds``).
     """
     key = (seed,) if isinstance(seed, int) else tuple(seed)
     rank = () if accelerator is None else (accelerator.process_index,)
@@ -71,6 +96,7 @@ def run_steps(
     log_path = log_path or out / "log.jsonl"
     ckdir = checkpoint_dir or out / CHECKPOINT_DIR
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    before = checkpoint_seconds(ckdir)  # the resumed steps' time, from earlier runs
     start = load_checkpoint(ckdir, modules, states)
     for m in modules.values():
         m.train()
@@ -84,13 +110,15 @@ def run_steps(
             bar.set_postfix({k: f"{v:.4f}" for k, v in list(losses.items())[:2]})
         if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
             if main:
-                save_checkpoint(ckdir, step + 1, modules, states, keep)
+                elapsed = None if before is None else before + time.perf_counter() - t0
+                save_checkpoint(ckdir, step + 1, modules, states, keep, elapsed)
             if accelerator is not None:
                 accelerator.wait_for_everyone()
     bar.close()
     if accelerator is not None:
         accelerator.wait_for_everyone()
-    return time.perf_counter() - t0
+    this_run = time.perf_counter() - t0
+    return StepSeconds(this_run, None if before is None else before + this_run)
 
 
 def random_batch(images: torch.Tensor, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -122,7 +122,7 @@ def train_regressor(
         progress,
     )
     regressor = PropertyRegressor(net.eval(), props, cfg.resolution)
-    metrics: dict = {"train_tiles": len(images), "seconds_this_run": round(seconds, 1), "config": config_to_dict(cfg)}
+    metrics: dict = {"train_tiles": len(images), **seconds.record(), "config": config_to_dict(cfg)}
     metrics.update(held_out_metrics(regressor, data, cfg))
     regressor.save_pretrained(out, {"train_config": config_to_dict(cfg)})
     write_json_atomic(out / "metrics.json", metrics, indent=2)

@@ -112,9 +112,9 @@ def train_segmenter(
         "trained_on": [str(d) for d in datasets],
         "train_config": asdict(cfg),
         "train_tiles": n,
-        "train_seconds": round(
-            seconds, 1
-        ),  # of this run (a resumed run counts its last part); scripts/segmentation_report.py reads it
+        # train_seconds: over every run that trained it (scripts/segmentation_report.py reads it);
+        # train_seconds_this_run: since the last resume
+        **seconds.record("train_"),
     }
     model.save_pretrained(out, {"training": meta})
     shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)

@@ -53,7 +53,7 @@ from ..pipelines.tim3 import TiM3Pipeline
 from ..properties import PropertySet, PropertySpec
 from ..seeding import seed_from, seeded_generator
 from .data import properties_with_hull
-from .loop import lr_factor, run_steps
+from .loop import StepSeconds, lr_factor, run_steps
 
 DONE_DIR = ".done"
 CHECKPOINT_DIR = "checkpoints"  # one folder per phase beneath it
@@ -242,10 +242,10 @@ class TiM3Trainer:
         states: dict[str, Any],
         step_fn: Callable[[torch.Generator], dict[str, float]],
         acc: Accelerator,
-    ) -> float:
+    ) -> StepSeconds:
         """``steps`` of ``step_fn`` on the shared resumable loop, checkpointing ``modules`` and
         ``states`` into the phase's own folder and logging to ``logs/PHASE.jsonl``; returns the
-        phase's training seconds."""
+        phase's training seconds (this run's and, across resumes, the whole phase's)."""
         cfg = self.cfg.train
         return run_steps(
             self.out,
@@ -322,12 +322,15 @@ class TiM3Trainer:
         acc.wait_for_everyone()
         return trained
 
-    def _mark_done(self, phase: str, steps: int, seconds: float, record: dict[str, float | str] | None = None) -> None:
-        """Write ``.done/<phase>.json``: the phase is finished, with its steps, this run's time and
-        ``record``'s entries; its resume checkpoints (if any) are no longer needed and go."""
+    def _mark_done(
+        self, phase: str, steps: int, seconds: StepSeconds, record: dict[str, float | str] | None = None
+    ) -> None:
+        """Write ``.done/<phase>.json``: the phase is finished, with its steps, its time (this run's,
+        ``seconds_this_run``, and over every run that trained it, ``seconds``) and ``record``'s
+        entries; its resume checkpoints (if any) are no longer needed and go."""
         done = self.out / DONE_DIR
         done.mkdir(exist_ok=True)
-        marker = {"steps": steps, "seconds_this_run": round(seconds, 1), "processes": self.acc.num_processes}
+        marker = {"steps": steps, **seconds.record(), "processes": self.acc.num_processes}
         (done / f"{phase}.json").write_text(json.dumps({**marker, **(record or {})}))
         shutil.rmtree(self.out / CHECKPOINT_DIR / phase, ignore_errors=True)
 
@@ -355,7 +358,7 @@ class TiM3Trainer:
             return False
         if self.acc.is_main_process:
             build_autoencoder(cfg, channels).save_pretrained(self.out / phase)
-            self._mark_done(phase, 0, 0.0)
+            self._mark_done(phase, 0, StepSeconds(0.0, 0.0))
         self.acc.wait_for_everyone()
         return True
 
