@@ -221,7 +221,16 @@ def test_resume_after_sigkill_gives_the_same_weights(tiny_bench, micro_model, tm
         cli, ["train", "tim3", "--data", str(tiny_bench.root), "--config", str(cfg_path), "--out", str(out)]
     )
     assert r.exit_code == 1 and "--resume" in r.output
-    assert subprocess.run([*args, "--resume"], capture_output=True).returncode == 0
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    # stage 2's record counts the killed run's 12 checkpointed steps beside the resumed run's
+    stage2 = json.loads((out / "config.json").read_text())["training"]["stage2"]
+    assert stage2["seconds"] > stage2["seconds_this_run"] > 0
+    total = sum(
+        r.get("seconds", r["seconds_this_run"])
+        for r in json.loads((out / "config.json").read_text())["training"].values()
+    )
+    assert f"stage2 {stage2['seconds'] / 60:.1f}," in resumed.stdout and f"{total / 60:.1f} in all" in resumed.stdout
     reference = tmp_path / "straight"
     assert subprocess.run([*args[:-2], str(reference), "--quiet"], capture_output=True).returncode == 0
     got, want = _weights(out), _weights(reference)

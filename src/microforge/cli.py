@@ -346,6 +346,22 @@ def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool
     _warn_bf16(bool(cfg.train.bf16_stages))
     train_tim3(data, out, cfg, resume=resume, progress=not quiet)
     click.echo(f"trained TiM3 -> {out}")
+    click.echo(_training_minutes(out))
+
+
+def _training_minutes(model: Path) -> str:
+    """One line: each phase's training time in minutes as the model's config.json records it (over
+    every run that trained it; "reused" where the phase was copied from another model), and the sum."""
+    from .io import read_json_file
+    from .training.loop import recorded_seconds
+
+    training = read_json_file(model / "config.json", "a trained TiM3 model").get("training", {})
+    parts = [
+        f"{phase} {recorded_seconds(r) / 60:.1f}" + (" (reused)" if "reused_from" in r else "")
+        for phase, r in training.items()
+    ]
+    total = sum(recorded_seconds(r) for r in training.values()) / 60
+    return f"training minutes, as config.json records them: {', '.join(parts)}; {total:.1f} in all"
 
 
 def _train_baseline(kind: str, data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
