@@ -24,6 +24,7 @@ from microforge.models.tim3 import build_unet, tim3_config_from_dict
 from microforge.pipelines.generate import guidance_record
 from microforge.pipelines.tim3 import TiM3Pipeline, guided_step
 from microforge.seeding import seeded_generator
+from microforge.training.loop import recorded_seconds
 from microforge.training.tim3_trainer import gradient_l1
 
 MICRO = Path(__file__).parent / "data" / "tim3-micro.yaml"
@@ -224,12 +225,10 @@ def test_resume_after_sigkill_gives_the_same_weights(tiny_bench, micro_model, tm
     resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     # stage 2's record counts the killed run's 12 checkpointed steps beside the resumed run's
-    stage2 = json.loads((out / "config.json").read_text())["training"]["stage2"]
+    training = json.loads((out / "config.json").read_text())["training"]
+    stage2 = training["stage2"]
     assert stage2["seconds"] > stage2["seconds_this_run"] > 0
-    total = sum(
-        r.get("seconds", r["seconds_this_run"])
-        for r in json.loads((out / "config.json").read_text())["training"].values()
-    )
+    total = sum(recorded_seconds(r) for r in training.values())
     assert f"stage2 {stage2['seconds'] / 60:.1f}," in resumed.stdout and f"{total / 60:.1f} in all" in resumed.stdout
     reference = tmp_path / "straight"
     assert subprocess.run([*args[:-2], str(reference), "--quiet"], capture_output=True).returncode == 0

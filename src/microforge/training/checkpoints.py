@@ -45,14 +45,20 @@ def save_checkpoint(
         shutil.rmtree(old, ignore_errors=True)
 
 
+def newest_checkpoint(ckdir: Path) -> Path | None:
+    """The newest ``step_<n>`` folder in ``ckdir`` (the step numbers are zero-padded, so the names
+    sort by step), or ``None`` when there is none."""
+    done = sorted(ckdir.glob("step_*"))
+    return done[-1] if done else None
+
+
 def load_checkpoint(ckdir: Path, modules: Mapping[str, torch.nn.Module], states: Mapping[str, Any]) -> int:
     """Restore the newest checkpoint in ``ckdir`` into ``modules`` and ``states``; return its
     step (0 when there is none). Weights load through safetensors; ``optimizer.pt`` with
     ``weights_only=True`` (tensors and numbers only: nothing executes)."""
-    done = sorted(ckdir.glob("step_*"))
-    if not done:
+    latest = newest_checkpoint(ckdir)
+    if latest is None:
         return 0
-    latest = done[-1]
     if not (latest / "optimizer.pt").is_file():  # TiM3 runs checkpointed through accelerate's save_state before
         raise MicroforgeError(
             f"{latest}: a checkpoint in an older format (no optimizer.pt) that this version cannot resume; "
@@ -73,10 +79,10 @@ def load_checkpoint(ckdir: Path, modules: Mapping[str, torch.nn.Module], states:
 def checkpoint_seconds(ckdir: Path) -> float | None:
     """The training seconds the newest checkpoint in ``ckdir`` records for its steps: 0.0 when there
     is no checkpoint, ``None`` when it was written by a version that did not record them."""
-    done = sorted(ckdir.glob("step_*"))
-    if not done:
+    latest = newest_checkpoint(ckdir)
+    if latest is None:
         return 0.0
-    seconds = json.loads((done[-1] / "step.json").read_text()).get("seconds")
+    seconds = json.loads((latest / "step.json").read_text()).get("seconds")
     return None if seconds is None else float(seconds)
 
 
