@@ -229,7 +229,12 @@ def test_resume_after_sigkill_gives_the_same_weights(tiny_bench, micro_model, tm
     stage2 = training["stage2"]
     assert stage2["seconds"] > stage2["seconds_this_run"] > 0
     total = sum(recorded_seconds(r) for r in training.values())
-    assert f"stage2 {stage2['seconds'] / 60:.1f}," in resumed.stdout and f"{total / 60:.1f} in all" in resumed.stdout
+    # one line, the phases in training order: "training minutes, ...: vae_image 0.0, ..., stage2 0.1; 0.2 in all"
+    line = next(s for s in resumed.stdout.splitlines() if s.startswith("training minutes"))
+    phases, all_minutes = line.split(": ", 1)[1].split("; ")
+    minutes = dict(part.split(" ", 1) for part in phases.split(", "))
+    assert list(minutes) == ["vae_image", "vae_map", "stage1", "stage2"]
+    assert minutes["stage2"] == f"{stage2['seconds'] / 60:.1f}" and all_minutes == f"{total / 60:.1f} in all"
     reference = tmp_path / "straight"
     assert subprocess.run([*args[:-2], str(reference), "--quiet"], capture_output=True).returncode == 0
     got, want = _weights(out), _weights(reference)

@@ -340,25 +340,26 @@ def train_tim3_cmd(data: Path, config_path: Path | None, out: Path, resume: bool
     Several processes or machines: accelerate launch -m microforge train tim3 ...
     """
     from .models.tim3 import load_tim3_config
-    from .training.tim3_trainer import train_tim3
+    from .training.tim3_trainer import phases, train_tim3
 
     cfg = load_tim3_config(config_path)
     _warn_bf16(bool(cfg.train.bf16_stages))
     train_tim3(data, out, cfg, resume=resume, progress=not quiet)
     click.echo(f"trained TiM3 -> {out}")
-    click.echo(_training_minutes(out))
+    click.echo(_training_minutes(out, phases(cfg)))
 
 
-def _training_minutes(model: Path) -> str:
+def _training_minutes(model: Path, order: list[str]) -> str:
     """One line: each phase's training time in minutes as the model's config.json records it (over
-    every run that trained it; "reused" where the phase was copied from another model), and the sum."""
+    every run that trained it; "reused" where the phase was copied from another model), in the
+    training's phase ``order`` (config.json sorts them by name), and the sum."""
     from .io import read_json_file
     from .training.loop import recorded_seconds
 
     training = read_json_file(model / "config.json", "a trained TiM3 model").get("training", {})
+    ranked = sorted(training.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
     parts = [
-        f"{phase} {recorded_seconds(r) / 60:.1f}" + (" (reused)" if "reused_from" in r else "")
-        for phase, r in training.items()
+        f"{phase} {recorded_seconds(r) / 60:.1f}" + (" (reused)" if "reused_from" in r else "") for phase, r in ranked
     ]
     total = sum(recorded_seconds(r) for r in training.values()) / 60
     return f"training minutes, as config.json records them: {', '.join(parts)}; {total:.1f} in all"
