@@ -2,7 +2,7 @@
 
     python benchmarks/tim3_speed.py [--configs tiny small paper] [--sample-configs tiny small] [--device cpu|cuda]
                                     [--batches 1 16 256] [--autocast bf16] [--train-autocast bf16] [--steps N]
-                                    [--train-repeats 5] [--contiguous]
+                                    [--train-repeats 5] [--contiguous] [--autoencoders]
 
 For each config (a name N for configs/tim3-N.yaml, or a YAML file's path, named by its stem):
 seconds per stage-2 training step (forward, backward, AdamW; the median of ``--train-repeats`` steps after
@@ -13,7 +13,9 @@ guidance, map and image decoding) at batch 1 and 16 (``--batches``), in fp32 and
 steps in fp32 and under bf16 autocast (``train.bf16_stages``); with ``--contiguous``, both stages' training
 steps (three rounds, the two layouts in turn, and their medians) and the sampling with the UNets in the
 channels-last layout (``train.channels_last``, the default: the timings without a suffix are in it) and in the
-contiguous one. Random weights: speed does not depend on them.
+contiguous one; with ``--autoencoders``, the two autoencoders' training steps (reconstruction and KL loss,
+backward, AdamW, at each one's batch size) in both layouts, three rounds in turn. Random weights: speed does not
+depend on them.
 Writes benchmarks/results/tim3_speed_<device>.json.
 """
 
@@ -33,7 +35,7 @@ from microforge.models.property_encoder import PropertyEncoder
 from microforge.models.tim3 import build_autoencoder, build_unet, load_tim3_config, predict_noise
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.properties import TITANIUM_PROPERTIES, PropertySet
-from microforge.training.tim3_trainer import make_scheduler
+from microforge.training.tim3_trainer import VAETraining, make_scheduler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -105,6 +107,27 @@ def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2, autocast
     return float(np.median([timed(step, device) for _ in range(repeats)]))
 
 
+def autoencoder_step_seconds(cfg, which: str, device: str, layout: str, repeats: int = 3) -> float:
+    """Median seconds of one training step of autoencoder ``which`` (``vae_image``: 1 channel, ``vae_map``: 3)
+    at its batch size, the network and the batch in memory ``layout`` (a key of ``LAYOUTS``): the
+    reconstruction's MSE plus the KL term, backward and AdamW, as ``train tim3`` trains it."""
+    ae_cfg, channels = getattr(cfg, which), 1 if which == "vae_image" else 3
+    vae = VAETraining(build_autoencoder(ae_cfg, channels)).to(device, memory_format=LAYOUTS[layout])
+    opt = torch.optim.AdamW(vae.parameters(), lr=1e-4)
+    x = torch.rand(ae_cfg.batch_size, channels, cfg.resolution, cfg.resolution, device=device) * 2 - 1
+    x = x.contiguous(memory_format=LAYOUTS[layout])
+    gen = torch.Generator(device).manual_seed(0)
+
+    def step() -> None:
+        rec, kl = vae(x, gen)
+        (F.mse_loss(rec, x) + 1e-6 * kl).backward()
+        opt.step()
+        opt.zero_grad()
+
+    step()  # warm-up
+    return float(np.median([timed(step, device) for _ in range(repeats)]))
+
+
 def images_per_second(
     pipe,
     batch: int,
@@ -145,6 +168,11 @@ def main() -> None:
         action="store_true",
         help="also time both stages' training steps, and sampling, with the UNets in the contiguous layout"
         " (train.channels_last false), beside the channels-last one",
+    )
+    ap.add_argument(
+        "--autoencoders",
+        action="store_true",
+        help="also time the two autoencoders' training steps in both layouts (train.channels_last)",
     )
     ap.add_argument(
         "--budget", type=float, default=60.0, help="seconds of timed calls per measurement (at least one call)"
@@ -190,6 +218,18 @@ def main() -> None:
                     rec[f"train_step_seconds_stage{stage}_{layout}"] = float(np.median(seconds))
                     rec[f"train_step_seconds_stage{stage}_{layout}_rounds"] = seconds
                 put_unets(modules, "channels_last", (stage,))
+        if args.autoencoders:  # each autoencoder in both layouts, taken in turn for 3 rounds
+            for which in ("vae_image", "vae_map"):
+                if getattr(cfg, which).kind != "kl":
+                    continue  # a space-to-depth codec trains nothing
+                rounds = {layout: [] for layout in LAYOUTS}
+                for _ in range(3):
+                    for layout in LAYOUTS:
+                        seconds = autoencoder_step_seconds(cfg, which, args.device, layout, args.train_repeats)
+                        rounds[layout].append(round(seconds, 4))
+                for layout, seconds in rounds.items():
+                    rec[f"train_step_seconds_{which}_{layout}"] = float(np.median(seconds))
+                    rec[f"train_step_seconds_{which}_{layout}_rounds"] = seconds
         if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:
                 rec[f"images_per_second_batch{b}"] = round(

@@ -156,12 +156,14 @@ class TrainConfig:
     # slower (stage 2 2.00 s against fp32's 1.03 s: tim3_train_bf16_cpu_no-bf16-units.json; `train tim3` warns).
     # (): fp32 throughout, as the bundled models were trained
     bf16_stages: tuple[int, ...] = ()
-    # the diffusion stages' UNets train in the channels-last memory layout, which the CPU's oneDNN convolutions
-    # run faster: a tiny training step 0.95 -> 0.78 s for stage 2 and 0.51 -> 0.36 s for stage 1 on 2 cores
-    # without bf16 units (benchmarks/results/tim3_train_channels_last_cpu.json). The arithmetic is the same; only
-    # the float rounding moves (outputs within 5e-6, gradients within 1.2e-5 relative, as on another CPU), so
-    # seeding a run may change it freely. The bundled models' stages were trained in the contiguous layout,
-    # before this option. False: contiguous (an escape hatch, should a PyTorch build mishandle the layout)
+    # the diffusion stages' UNets and the two autoencoders train in the channels-last memory layout, which the
+    # CPU's oneDNN convolutions run faster: a tiny training step 0.95 -> 0.78 s for stage 2 and 0.51 -> 0.36 s for
+    # stage 1 on 2 cores without bf16 units (benchmarks/results/tim3_train_channels_last_cpu.json), and the map
+    # autoencoder's 0.39 -> 0.34 s and the image one's 0.21 -> 0.18 s (tim3_train_channels_last_autoencoders_cpu.json).
+    # The arithmetic is the same; only the float rounding moves (outputs within 5e-6, gradients within 1.2e-5
+    # relative, as on another CPU), so seeding a run may change it freely. The bundled models were trained in the
+    # contiguous layout (their stages and autoencoders) before this option; candidate z (docs/tim3.md), its
+    # stages in this one. False: contiguous (an escape hatch, should a PyTorch build mishandle the layout)
     channels_last: bool = True
     checkpoint_every: int = 250  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # older checkpoints are deleted

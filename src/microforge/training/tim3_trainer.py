@@ -369,15 +369,16 @@ class TiM3Trainer:
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
-            x = d4_batch(self.data.images[idx], ks).to(self.acc.device)
+            x = self._in_layout(d4_batch(self.data.images[idx], ks).to(self.acc.device))
             rec, kl = m["vae_image"](x, gen)
             loss = F.mse_loss(rec, x) + cfg.kl_weight * kl
             if cfg.gradient_weight:
                 loss = loss + cfg.gradient_weight * gradient_l1(rec, x)
             return loss
 
+        vae = self._in_layout(VAETraining(build_autoencoder(cfg, 1)))
         self._loop(
-            i, "vae_image", {"vae_image": VAETraining(build_autoencoder(cfg, 1))}, loss_fn, cfg.steps, cfg.lr, ema=False
+            i, "vae_image", {"vae_image": vae}, loss_fn, cfg.steps, cfg.lr, ema=False, record=self._layout_record()
         )
 
     def _train_vae_map(self, i: int) -> None:
@@ -387,15 +388,14 @@ class TiM3Trainer:
 
         def loss_fn(m, gen):
             idx, ks = self._sample_idx(gen, cfg.batch_size)
-            shares = self._map_shares(idx, ks).to(self.acc.device)
+            shares = self._in_layout(self._map_shares(idx, ks).to(self.acc.device))
             logits, kl = m["vae_map"](shares * 2.0 - 1.0, gen)
             # hard maps: the class index; soft: the shares themselves, so the softmax learns them
             target = shares if self.data.shares is not None else shares.argmax(1)
             return F.cross_entropy(logits, target) + cfg.kl_weight * kl
 
-        self._loop(
-            i, "vae_map", {"vae_map": VAETraining(build_autoencoder(cfg, 3))}, loss_fn, cfg.steps, cfg.lr, ema=False
-        )
+        vae = self._in_layout(VAETraining(build_autoencoder(cfg, 3)))
+        self._loop(i, "vae_map", {"vae_map": vae}, loss_fn, cfg.steps, cfg.lr, ema=False, record=self._layout_record())
 
     def _train_vae_image_adversarial(self, i: int) -> None:
         """Fine-tune the micrograph decoder against a patch discriminator (hinge losses), beside the
@@ -519,15 +519,21 @@ class TiM3Trainer:
         where ``train.bf16_stages`` names it (nothing for fp32), and ``memory_format`` where
         ``train.channels_last`` holds (nothing for the contiguous layout)."""
         record = {"autocast": "bf16"} if stage in self.cfg.train.bf16_stages else {}
-        if self.cfg.train.channels_last:
-            record["memory_format"] = "channels_last"
-        return record
+        return {**record, **self._layout_record()}
+
+    def _layout_record(self) -> dict[str, str]:
+        """What a phase's ``.done`` marker says of its memory layout: ``memory_format`` where
+        ``train.channels_last`` holds (nothing for the contiguous layout)."""
+        return {"memory_format": "channels_last"} if self.cfg.train.channels_last else {}
+
+    def _in_layout(self, x: torch.nn.Module | torch.Tensor) -> Any:
+        """A network, or a batch ``(B, C, H, W)``, in the channels-last layout where ``train.channels_last``
+        holds, else as it is. Networks save contiguous: diffusers' ``save_pretrained`` packs them."""
+        return x.to(memory_format=torch.channels_last) if self.cfg.train.channels_last else x
 
     def _unet(self, stage: int) -> torch.nn.Module:
-        """Diffusion stage ``stage``'s new UNet, in the channels-last layout where ``train.channels_last``
-        holds (its weights save contiguous: diffusers' ``save_pretrained`` packs them)."""
-        unet = build_unet(self.cfg, stage)
-        return unet.to(memory_format=torch.channels_last) if self.cfg.train.channels_last else unet
+        """Diffusion stage ``stage``'s new UNet, in the training's memory layout (``_in_layout``)."""
+        return self._in_layout(build_unet(self.cfg, stage))
 
     def _loss_weights(self, t: torch.Tensor) -> torch.Tensor:
         """Per-sample loss weights ``(B,)``: ones, or min-SNR-gamma (Hang et al. 2023), which
