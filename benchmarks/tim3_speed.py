@@ -107,6 +107,19 @@ def train_step_seconds(cfg, modules, device, repeats=3, stage: int = 2, autocast
     return float(np.median([timed(step, device) for _ in range(repeats)]))
 
 
+def time_layouts_in_turn(rec: dict, prefix: str, seconds_in, rounds: int = 3) -> None:
+    """Time ``seconds_in(layout)`` for each layout of ``LAYOUTS``, taken in turn for ``rounds`` rounds (so the
+    machine's drift touches both alike), into ``rec[f"{prefix}_{layout}"]`` (the rounds' median) and
+    ``rec[f"{prefix}_{layout}_rounds"]``."""
+    times: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
+    for _ in range(rounds):
+        for layout in LAYOUTS:
+            times[layout].append(round(seconds_in(layout), 4))
+    for layout, seconds in times.items():
+        rec[f"{prefix}_{layout}"] = float(np.median(seconds))
+        rec[f"{prefix}_{layout}_rounds"] = seconds
+
+
 def autoencoder_step_seconds(cfg, which: str, device: str, layout: str, repeats: int = 3) -> float:
     """Median seconds of one training step of autoencoder ``which`` (``vae_image``: 1 channel, ``vae_map``: 3)
     at its batch size, the network and the batch in memory ``layout`` (a key of ``LAYOUTS``): the
@@ -206,30 +219,26 @@ def main() -> None:
                     rec[key] = round(
                         train_step_seconds(cfg, modules, args.device, args.train_repeats, stage, autocast), 4
                     )
-        if args.contiguous:  # each stage in both layouts, taken in turn for 3 rounds: the machine's drift shows
+        if args.contiguous:  # each stage in both layouts, taken in turn: the machine's drift shows
             for stage in (1, 2):
-                rounds: dict[str, list[float]] = {layout: [] for layout in LAYOUTS}
-                for _ in range(3):
-                    for layout in LAYOUTS:
-                        put_unets(modules, layout, (stage,))
-                        seconds = train_step_seconds(cfg, modules, args.device, args.train_repeats, stage)
-                        rounds[layout].append(round(seconds, 4))
-                for layout, seconds in rounds.items():
-                    rec[f"train_step_seconds_stage{stage}_{layout}"] = float(np.median(seconds))
-                    rec[f"train_step_seconds_stage{stage}_{layout}_rounds"] = seconds
+
+                def stage_seconds(layout: str, stage: int = stage) -> float:
+                    put_unets(modules, layout, (stage,))
+                    return train_step_seconds(cfg, modules, args.device, args.train_repeats, stage)
+
+                time_layouts_in_turn(rec, f"train_step_seconds_stage{stage}", stage_seconds)
                 put_unets(modules, "channels_last", (stage,))
-        if args.autoencoders:  # each autoencoder in both layouts, taken in turn for 3 rounds
+        if args.autoencoders:  # each autoencoder in both layouts, taken in turn
             for which in ("vae_image", "vae_map"):
                 if getattr(cfg, which).kind != "kl":
                     continue  # a space-to-depth codec trains nothing
-                rounds = {layout: [] for layout in LAYOUTS}
-                for _ in range(3):
-                    for layout in LAYOUTS:
-                        seconds = autoencoder_step_seconds(cfg, which, args.device, layout, args.train_repeats)
-                        rounds[layout].append(round(seconds, 4))
-                for layout, seconds in rounds.items():
-                    rec[f"train_step_seconds_{which}_{layout}"] = float(np.median(seconds))
-                    rec[f"train_step_seconds_{which}_{layout}_rounds"] = seconds
+                time_layouts_in_turn(
+                    rec,
+                    f"train_step_seconds_{which}",
+                    lambda layout, which=which: autoencoder_step_seconds(
+                        cfg, which, args.device, layout, args.train_repeats
+                    ),
+                )
         if given in args.sample_configs or name in args.sample_configs:
             for b in args.batches:
                 rec[f"images_per_second_batch{b}"] = round(
