@@ -68,6 +68,7 @@ def test_space_to_depth_config_sizes_the_unets():
         ({"schedule_shift": 0}, "schedule_shift"),
         ({"snr_gamma": -1}, "snr_gamma"),
         ({"timestep_spacing": "x"}, "timestep_spacing"),
+        ({"vae_map": {"kind": "space_to_depth", "signal_scale": 0}}, "vae_map signal_scale"),
     ]:
         with pytest.raises(MicroforgeError, match=match):
             tim3_config_from_dict({**LEVERS, **bad})
@@ -179,6 +180,23 @@ def test_space_to_depth_latents_are_augmented_in_pixel_space(tiny_bench, tmp_pat
     assert torch.allclose(F.pixel_shuffle(z / scale, 2), d4_batch(trainer.data.images[idx], ks), atol=1e-6)
     zm = trainer._latents("vae_map", idx, ks, gen)
     assert torch.equal(F.pixel_shuffle(zm, 4).argmax(1), d4_batch(trainer.data.maps[idx], ks))
+
+
+def test_signal_scale_multiplies_the_latents_scaling_factor(tiny_bench, tmp_path):
+    """signal_scale s: the scaling factor is s / std of the latents, so the stage's clean latents
+    have std s, and the sampler's map decodes as before (the factor is divided out)."""
+    scaled = {**LEVERS, "vae_map": {"kind": "space_to_depth", "factor": 4, "signal_scale": 0.45}}
+    factors, stds = [], []
+    for i, cfg in enumerate((LEVERS, scaled)):
+        trainer = TiM3Trainer(tiny_bench.root, tmp_path / f"r{i}", tim3_config_from_dict(cfg), progress=False)
+        trainer.out.mkdir()
+        trainer._save_lossless_codec("vae_map", 3)
+        factors.append(trainer._encode_all("vae_map")[2])
+        z = trainer._latents("vae_map", torch.arange(len(trainer.data)), torch.zeros(len(trainer.data), dtype=torch.long), None)
+        stds.append(float(torch.sqrt((z**2).mean() - z.mean() ** 2)))
+        assert torch.equal(F.pixel_shuffle(z / factors[-1], 4).argmax(1), trainer.data.maps)
+    assert factors[1] == pytest.approx(0.45 * factors[0], rel=1e-6)
+    assert stds == pytest.approx([1.0, 0.45], rel=1e-4)
 
 
 def test_model_with_every_lever_trains_samples_and_round_trips(tiny_bench, tmp_path):

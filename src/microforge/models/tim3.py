@@ -46,6 +46,13 @@ class AutoencoderConfig:
     # 64-128 px a learned autoencoder costs more than it saves (docs/tim3.md, ablation table).
     kind: str = "kl"
     factor: int = 2  # space_to_depth only: the downsampling factor
+    # multiplies the latents' scaling factor (1 / their std): below 1 it divides the signal-to-noise
+    # ratio of every noise level by its square, for this codec's stage alone (Chen 2023's input
+    # scaling). A one-hot map rearranged by space_to_depth keeps so much of its layout at the last
+    # noise level (8 x 8 means: correlation 0.32 with the clean map, against 0.15 for the learned map
+    # latent) that a stage trained on it never learns to start from pure noise; at 0.45 it keeps as
+    # much as the learned latent (docs/tim3.md, candidate aa). 1: latent diffusion's unit variance
+    signal_scale: float = 1.0
     block_out_channels: tuple[int, ...] = (16, 32, 32)  # three levels: downsampling f = 4
     latent_channels: int = 4  # as in Stable Diffusion and TiM3
     layers_per_block: int = 1  # tiny: 0.24 M parameters, 0.16 s per step on 2 CPU cores
@@ -302,6 +309,8 @@ class TiM3Config:
                 raise MicroforgeError(f"{name} kind must be one of {', '.join(CODECS)}, got {ae.kind!r}")
             if ae.kind == "space_to_depth" and (ae.factor < 1 or ae.factor & (ae.factor - 1)):
                 raise MicroforgeError(f"{name} factor must be a power of 2, got {ae.factor}")
+            if not ae.signal_scale > 0:
+                raise MicroforgeError(f"{name} signal_scale must be positive, got {ae.signal_scale}")
             if ae.adversarial_steps < 0 or ae.adversarial_weight < 0:
                 raise MicroforgeError(f"{name} adversarial_steps and adversarial_weight must not be negative")
             if ae.adversarial_condition not in ADVERSARIAL_CONDITIONS:

@@ -450,8 +450,8 @@ class TiM3Trainer:
     @torch.no_grad()
     def _encode_all(self, which: str) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Posterior means and stds of every training tile's latent, and the scaling factor
-        (1 / std of the latents, as latent diffusion uses; for an autoencoder taken from another
-        model, that model's recorded factor)."""
+        (1 / std of the latents, as latent diffusion uses, times the codec's ``signal_scale``; for an
+        autoencoder taken from another model, that model's recorded factor)."""
         if which in self.latents:
             return self.latents[which]
         vae = codec_class(getattr(self.cfg, which)).from_pretrained(self.out / which, use_safetensors=True).eval()
@@ -463,7 +463,8 @@ class TiM3Trainer:
             means.append(post.mean)
             stds.append(post.std)
         mean, std = torch.cat(means), torch.cat(stds)
-        scale = float(1.0 / torch.sqrt((mean**2).mean() + (std**2).mean() - mean.mean() ** 2).clamp(min=1e-6))
+        spread = torch.sqrt((mean**2).mean() + (std**2).mean() - mean.mean() ** 2).clamp(min=1e-6)
+        scale = float(getattr(self.cfg, which).signal_scale / spread)
         # an autoencoder taken from another model (scripts/seed_run_from_model.py) keeps that model's
         # factor, which its reused diffusion stages were trained at; measured anew on weights stored in
         # float16 it would move in the fourth digit
