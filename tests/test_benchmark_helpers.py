@@ -36,6 +36,7 @@ from fid_budget import s2_curves  # noqa: E402
 from lowpass_reconstruction import LowPass  # noqa: E402
 from maps_at_specimens import primary_alpha_fractions, summarise  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
+from terminal_signal import window_correlation  # noqa: E402
 
 from microforge.characterize.segmentation import segment_classical  # noqa: E402
 from microforge.data.dataset import split_specimens  # noqa: E402
@@ -270,6 +271,34 @@ def test_observation_noise_measures_what_the_decoder_lacks_and_writes_a_noisy_co
     assert refused.returncode == 1
     assert refused.stderr.strip() == f"Error: {tmp_path / 'busy'}: exists and is not empty; choose a new folder"
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["notes.txt"]
+
+
+def test_window_correlation_of_known_cases():
+    """Identical latents read 1, their negation -1; white noise added at the same std to a field
+    that is constant over 4 x 4 blocks reads 1/sqrt(2) per pixel and, in 4 x 4 means, where the
+    noise averages down by 4, 1/sqrt(1 + 1/16)."""
+    gen = torch.Generator().manual_seed(0)
+    z0 = torch.randn(64, 3, 32, 32, generator=gen)
+    assert window_correlation(z0, z0, 1) == pytest.approx(1.0, abs=1e-6)
+    assert window_correlation(z0, -z0, 4) == pytest.approx(-1.0, abs=1e-6)
+    blocks = torch.repeat_interleave(torch.repeat_interleave(torch.randn(64, 3, 8, 8, generator=gen), 4, 2), 4, 3)
+    zt = blocks + torch.randn(blocks.shape, generator=gen)
+    assert window_correlation(blocks, zt, 1) == pytest.approx(2**-0.5, abs=0.01)
+    assert window_correlation(blocks, zt, 4) == pytest.approx((1 + 1 / 16) ** -0.5, abs=0.01)
+
+
+def test_terminal_signal_reads_the_model_latent_and_the_scaled_lossless_codec(micro_model, tiny_bench, tmp_path):
+    """benchmarks/terminal_signal.py on the micro model: one row for its map latent and one per
+    scale of the space-to-depth codec, whose correlation falls as its signal_scale does."""
+    out = tmp_path / "terminal.json"
+    script = [sys.executable, str(REPO / "benchmarks" / "terminal_signal.py"), str(micro_model), str(tiny_bench.root)]
+    args = ["--n", "16", "--scales", "1", "0.3", "--windows", "1", "4", "--out", str(out)]
+    done = subprocess.run(script + args, capture_output=True, text=True, cwd=REPO / "benchmarks")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 3 and list(next(iter(rows.values()))["correlation"]) == ["1", "4"]
+    unscaled, scaled = (row["correlation"]["4"] for name, row in rows.items() if "space_to_depth" in name)
+    assert 0 < scaled < unscaled
 
 
 def test_load_regressor_takes_a_bundled_spec_and_refuses_a_missing_folder(tmp_path):

@@ -192,7 +192,9 @@ def test_signal_scale_multiplies_the_latents_scaling_factor(tiny_bench, tmp_path
         trainer.out.mkdir()
         trainer._save_lossless_codec("vae_map", 3)
         factors.append(trainer._encode_all("vae_map")[2])
-        z = trainer._latents("vae_map", torch.arange(len(trainer.data)), torch.zeros(len(trainer.data), dtype=torch.long), None)
+        z = trainer._latents(
+            "vae_map", torch.arange(len(trainer.data)), torch.zeros(len(trainer.data), dtype=torch.long), None
+        )
         stds.append(float(torch.sqrt((z**2).mean() - z.mean() ** 2)))
         assert torch.equal(F.pixel_shuffle(z / factors[-1], 4).argmax(1), trainer.data.maps)
     assert factors[1] == pytest.approx(0.45 * factors[0], rel=1e-6)
