@@ -68,7 +68,7 @@ def main() -> None:
     idx = np.sort(np.random.default_rng(args.seed).choice(len(train), min(args.n, len(train)), replace=False))
     maps = nearest_maps(torch.stack([train[int(i)]["mask"] for i in idx]), pipe.cfg.resolution)
     x = onehot_map(maps) * 2.0 - 1.0  # the map stage's input, (N, 3, R, R) in {-1, 1}
-    abar = float(make_scheduler(pipe.cfg).alphas_cumprod[-1])
+    abar = float(make_scheduler(pipe.cfg, 1).alphas_cumprod[-1])  # the map stage's schedule
     gen = torch.Generator().manual_seed(args.seed)
 
     def read(z0: torch.Tensor) -> dict[str, float]:

@@ -70,6 +70,8 @@ def pipeline_for(cfg, device):
         0.0,
         modules,
         dict(make_scheduler(cfg).config),
+        None,
+        dict(make_scheduler(cfg, 1).config) if cfg.stage1_objective is not None else None,
     )
     return pipe, modules
 

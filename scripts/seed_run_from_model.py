@@ -3,9 +3,10 @@ the phases that CONFIG changes:
 
 - the adversarial fine-tune of the micrograph decoder (``vae_image``'s adversarial fields), which
   changes no latent and so leaves every other phase valid;
-- the two diffusion stages, when CONFIG changes the diffusion objective (prediction type, min-SNR
-  weighting, noise schedule, its shift, the sampler's timestep spacing): the autoencoders (and
-  their latents) are reused, stage 1 and stage 2 are trained anew;
+- each diffusion stage whose objective CONFIG changes (prediction type, min-SNR weighting, noise
+  schedule, its shift, the sampler's timestep spacing: the top-level fields, which are both
+  stages' unless ``stage1_objective`` gives stage 1 its own): the autoencoders (and their latents)
+  are reused, the stage is trained anew;
 - one stage, when CONFIG changes only its length, its learning-rate decay, its property noise, its
   batch size or its learning rate (``train.steps``, ``train.lr_decay``,
   ``train.property_noise_scale``, ``train.batch_size`` and ``train.lr``: stage 1;
@@ -67,7 +68,8 @@ from microforge.pipelines.registry import resolve_model
 from microforge.training.tim3_trainer import DONE_DIR, phases
 
 ADVERSARIAL_FIELDS = {"adversarial_steps", "adversarial_weight", "adversarial_lr", "adversarial_condition"}
-# the diffusion objective: changing it retrains stage 1 and stage 2
+# the diffusion objective, both stages' unless stage1_objective gives stage 1 its own: changing a stage's
+# retrains that stage
 OBJECTIVE_FIELDS = {"prediction_type", "snr_gamma", "beta_schedule", "schedule_shift", "timestep_spacing"}
 # the sampler's settings: no phase reads them, so a CONFIG may change them freely (stage 1's redraws
 # of the maps, where stage 2 trains on them, are drawn with these)
@@ -129,7 +131,8 @@ def _comparable(cfg) -> dict:
     per-stage train fields replaced by each stage's (steps, learning-rate decay, property noise scale,
     bf16 autocast, batch size, learning rate), and the UNet
     sections by each stage's UNet as built (:func:`_comparable_unet`)."""
-    d = cfg.to_dict()
+    d = {k: v for k, v in cfg.to_dict().items() if k not in OBJECTIVE_FIELDS | {"stage1_objective"}}
+    d["objectives"] = {f"stage{i}": dataclasses.asdict(cfg.objective(i)) for i in (1, 2)}  # each stage's own
     d["vae_image"] = {k: v for k, v in d["vae_image"].items() if k not in ADVERSARIAL_FIELDS}
     d["train"] = {k: v for k, v in d["train"].items() if k not in STAGE_FIELDS | RUN_STATE_FIELDS | LAYOUT_FIELDS}
     t = cfg.train
@@ -159,10 +162,7 @@ def _without_retrainable(d: dict) -> dict:
         k: v
         for k, v in d.items()
         if k
-        not in OBJECTIVE_FIELDS
-        | SAMPLER_FIELDS
-        | STAGE2_SAMPLER_FIELDS
-        | {"vae_map", "vae_image", "unets", "redraws_maps"}
+        not in SAMPLER_FIELDS | STAGE2_SAMPLER_FIELDS | {"objectives", "vae_map", "vae_image", "unets", "redraws_maps"}
     }
     d["train"] = {k: v for k, v in d["train"].items() if k != "schedules"}
     return d
@@ -173,6 +173,7 @@ def _read_by_map_phases(d: dict) -> dict:
     d = {k: v for k, v in d.items() if k not in NOT_READ_BY_MAP_PHASES | {"redraws_maps"}}
     d["train"] = {**d["train"], "schedules": d["train"]["schedules"]["stage1"]}
     d["unets"] = d["unets"]["stage1"]
+    d["objectives"] = d["objectives"]["stage1"]
     return d
 
 
@@ -181,8 +182,7 @@ def _retrained(kept: dict, planned: dict, forced: set[str] = frozenset()) -> set
     ``forced`` ones (``--retrain``) and what they invalidate in turn; the configs must agree beyond
     the fields this script knows how to retrain around."""
     retrain = set(forced)
-    if any(kept[f] != planned[f] for f in OBJECTIVE_FIELDS):
-        retrain |= {"stage1", "stage2"}
+    retrain |= {phase for phase in kept["objectives"] if kept["objectives"][phase] != planned["objectives"][phase]}
     old, new = kept["train"]["schedules"], planned["train"]["schedules"]
     retrain |= {phase for phase in old if old[phase] != new[phase]}
     retrain |= {phase for phase in kept["unets"] if kept["unets"][phase] != planned["unets"][phase]}

@@ -17,7 +17,7 @@ from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.training.loop import lr_factor
 from microforge.training.tim3_trainer import TiM3Trainer, make_scheduler, shifted_betas, train_tim3
 
-from .conftest import assert_micro_samples_reproduce
+from .conftest import assert_micro_samples_reproduce, micro_with_train, seeded_run
 
 LEVERS = {
     "resolution": 32,
@@ -235,3 +235,80 @@ def test_every_shipped_tim3_config_loads_and_builds_its_unets():
         16,
         "v_prediction",
     )
+
+
+STAGE1_V = {
+    "prediction_type": "v_prediction",
+    "snr_gamma": 5.0,
+    "beta_schedule": "squaredcos_cap_v2",
+    "timestep_spacing": "trailing",
+}
+
+
+def test_stage1_objective_is_stage_1s_alone(tiny_bench, tmp_path):
+    """stage1_objective gives stage 1 its own schedule, target and weighting; stage 2 keeps the
+    top-level fields; without it both stages share them. A bad field names the section."""
+    from microforge.models.tim3 import ObjectiveConfig
+
+    shared = tim3_config_from_dict({**LEVERS, "prediction_type": "epsilon", "snr_gamma": None})
+    own = tim3_config_from_dict(
+        {**LEVERS, "prediction_type": "epsilon", "snr_gamma": None, "stage1_objective": STAGE1_V}
+    )
+    assert shared.objective(1) == shared.objective(2) == own.objective(2)
+    assert own.objective(1) == ObjectiveConfig(**STAGE1_V)
+    assert make_scheduler(own, 1).config.prediction_type == "v_prediction"
+    assert make_scheduler(own, 2).config.prediction_type == "epsilon"
+    assert not torch.equal(make_scheduler(own, 1).alphas_cumprod, make_scheduler(own, 2).alphas_cumprod)
+    with pytest.raises(MicroforgeError, match="stage1_objective: prediction_type must be one of"):
+        tim3_config_from_dict({**LEVERS, "stage1_objective": {"prediction_type": "x0"}})
+    trainer = TiM3Trainer(tiny_bench.root, tmp_path / "unused", own, progress=False)
+    t = torch.tensor([0, 400, 999])
+    a1 = trainer.stage_schedulers[1].alphas_cumprod
+    snr1 = a1[t] / (1 - a1[t])
+    assert torch.allclose(trainer._loss_weights(t, 1), snr1.clamp(max=5.0) / (snr1 + 1), rtol=1e-5)
+    assert torch.equal(trainer._loss_weights(t, 2), torch.ones(3))  # stage 2: plain MSE, as TiM3
+
+
+def test_model_with_its_own_stage1_objective_trains_samples_and_round_trips(tiny_bench, tmp_path):
+    """A lossless-map model whose stage 1 is v-prediction on the cosine schedule and stage 2 epsilon
+    on the shared one: the folder keeps both schedules, sampling reads each stage's, and a copy
+    without stage 1's schedule is refused by name."""
+    import shutil
+
+    d = {
+        **LEVERS,
+        "prediction_type": "epsilon",
+        "snr_gamma": None,
+        "beta_schedule": "scaled_linear",
+        "schedule_shift": 1.0,
+        "timestep_spacing": "leading",
+        "stage1_objective": STAGE1_V,
+    }
+    out = train_tim3(tiny_bench.root, tmp_path / "m", tim3_config_from_dict(d), progress=False)
+    stage1 = json.loads((out / "scheduler_stage1" / "scheduler_config.json").read_text())
+    shared = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert (stage1["prediction_type"], stage1["beta_schedule"], stage1["timestep_spacing"]) == (
+        "v_prediction",
+        "squaredcos_cap_v2",
+        "trailing",
+    )
+    assert (shared["prediction_type"], shared["beta_schedule"]) == ("epsilon", "scaled_linear")
+    pipe = TiM3Pipeline.from_pretrained(out)
+    assert pipe._scheduler("ddim", 1).config.prediction_type == "v_prediction"
+    assert pipe._scheduler("ddim", 2).config.prediction_type == "epsilon"
+    assert_micro_samples_reproduce(pipe, tmp_path)
+    assert (tmp_path / "copy" / "scheduler_stage1" / "scheduler_config.json").is_file()
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    shutil.rmtree(broken / "scheduler_stage1")
+    with pytest.raises(MicroforgeError, match="scheduler_stage1/scheduler_config.json: not found"):
+        TiM3Pipeline.from_pretrained(broken)
+
+
+def test_a_stage1_objective_retrains_stage_1_alone(micro_model, tmp_path):
+    """scripts/seed_run_from_model.py: a config that gives stage 1 its own objective retrains stage 1
+    and keeps stage 2, which still trains and samples with the shared one."""
+    d = micro_with_train()
+    d["stage1_objective"] = {"prediction_type": "v_prediction", "beta_schedule": "squaredcos_cap_v2"}
+    stdout = seeded_run(micro_model, d, tmp_path, "run")[2]
+    assert stdout.rstrip().endswith("to train: stage1"), stdout

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,44 @@ class UNetConfig:
         """The levels (0: the latent's own grid of side ``sample_size``) with attention blocks."""
         n, limit = len(self.block_out_channels), self.attention_max_size
         return tuple(i for i in range(n - 1) if limit is None or sample_size // 2**i <= limit)
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """A diffusion stage's objective: its noise schedule, what its UNet predicts, how each timestep's
+    loss is weighted, and how the sampler spaces its steps. TiM3Config's top-level fields of these
+    names are both stages' unless its ``stage1_objective`` gives stage 1 its own."""
+
+    beta_schedule: str = "scaled_linear"  # latent-diffusion schedule, beta 0.00085 .. 0.012
+    # divides the schedule's signal-to-noise ratio by shift^2 at every t (Hoogeboom et al. 2023: a
+    # tensor with more, redundant values needs more noise to hide its content); 1: none
+    schedule_shift: float = 1.0
+    # what the UNet predicts: "epsilon" (the noise, TiM3's loss) or "v_prediction" (Salimans & Ho)
+    prediction_type: str = "epsilon"
+    # min-SNR-gamma loss weighting (Hang et al. 2023): each timestep's loss weighted by
+    # min(SNR, gamma) / SNR (epsilon) or / (SNR + 1) (v); None: the plain MSE, as TiM3
+    snr_gamma: float | None = None
+    # how the sampler places its steps (diffusers' timestep_spacing): "leading" starts 20-step DDIM
+    # at t = 950; "trailing" starts at t = 999, the schedule's last, noisiest step
+    timestep_spacing: str = "leading"
+
+    def __post_init__(self) -> None:
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise MicroforgeError(
+                f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}"
+            )
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise MicroforgeError(
+                f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {self.beta_schedule!r}"
+            )
+        if not self.schedule_shift > 0:
+            raise MicroforgeError(f"schedule_shift must be positive, got {self.schedule_shift}")
+        if self.snr_gamma is not None and not self.snr_gamma > 0:
+            raise MicroforgeError(f"snr_gamma must be positive (or null for none), got {self.snr_gamma}")
+        if self.timestep_spacing not in ("leading", "trailing", "linspace"):
+            raise MicroforgeError(
+                f"timestep_spacing must be leading, trailing or linspace, got {self.timestep_spacing!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -234,18 +272,17 @@ class TiM3Config:
     map_representation: str = "hard"
     brightness: bool = False  # the optional extra condition: mean grey level in [-1, 1]
     num_train_timesteps: int = 1000
-    beta_schedule: str = "scaled_linear"  # latent-diffusion schedule, beta 0.00085 .. 0.012
-    # divides the schedule's signal-to-noise ratio by shift^2 at every t (Hoogeboom et al. 2023: a
-    # tensor with more, redundant values needs more noise to hide its content); 1: none
-    schedule_shift: float = 1.0
-    # what the UNet predicts: "epsilon" (the noise, TiM3's loss) or "v_prediction" (Salimans & Ho)
-    prediction_type: str = "epsilon"
-    # min-SNR-gamma loss weighting (Hang et al. 2023): each timestep's loss weighted by
-    # min(SNR, gamma) / SNR (epsilon) or / (SNR + 1) (v); None: the plain MSE, as TiM3
-    snr_gamma: float | None = None
-    # how the sampler places its steps (diffusers' timestep_spacing): "leading" starts 20-step DDIM
-    # at t = 950; "trailing" starts at t = 999, the schedule's last, noisiest step
-    timestep_spacing: str = "leading"
+    # both stages' objective (ObjectiveConfig says what each field does), unless stage1_objective is given
+    beta_schedule: str = ObjectiveConfig.beta_schedule
+    schedule_shift: float = ObjectiveConfig.schedule_shift
+    prediction_type: str = ObjectiveConfig.prediction_type
+    snr_gamma: float | None = ObjectiveConfig.snr_gamma
+    timestep_spacing: str = ObjectiveConfig.timestep_spacing
+    # stage 1's own objective, a section with the five fields above; None: stage 1 trains and samples
+    # with them, as stage 2 does. The lossless space-to-depth map codec needs v-prediction on a schedule
+    # that ends at pure noise, where the learned micrograph latent's stage 2 keeps TiM3's epsilon
+    # (docs/tim3.md, candidate aa)
+    stage1_objective: ObjectiveConfig | None = field(default=None, metadata={"section": ObjectiveConfig})
     sampler: str = "ddim"  # "ddim" or "dpm++"
     # DDIM steps: 10, where TiM3 uses 20. The tiny model scores the same at 10 (FID 246.8 against 246.6,
     # mAcc 0.62 against 0.61: docs/tim3.md), and 10 keeps its wider stage 2 inside 0.5 s per image on 2 cores
@@ -348,22 +385,7 @@ class TiM3Config:
             raise MicroforgeError(
                 f"map_representation must be one of {', '.join(MAP_REPRESENTATIONS)}, got {self.map_representation!r}"
             )
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise MicroforgeError(
-                f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}"
-            )
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise MicroforgeError(
-                f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {self.beta_schedule!r}"
-            )
-        if not self.schedule_shift > 0:
-            raise MicroforgeError(f"schedule_shift must be positive, got {self.schedule_shift}")
-        if self.snr_gamma is not None and not self.snr_gamma > 0:
-            raise MicroforgeError(f"snr_gamma must be positive (or null for none), got {self.snr_gamma}")
-        if self.timestep_spacing not in ("leading", "trailing", "linspace"):
-            raise MicroforgeError(
-                f"timestep_spacing must be leading, trailing or linspace, got {self.timestep_spacing!r}"
-            )
+        self.objective(2)  # the shared objective's fields, checked by ObjectiveConfig
         if self.sampler not in ("ddim", "dpm++"):
             raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
         for name in ("guidance_scale", "stage2_guidance_scale"):
@@ -406,6 +428,13 @@ class TiM3Config:
         if stage == 2 and self.stage2_ddim_eta is not None:
             return self.stage2_ddim_eta
         return self.ddim_eta
+
+    def objective(self, stage: int) -> ObjectiveConfig:
+        """The objective diffusion ``stage`` trains and samples with: ``stage1_objective`` for stage 1
+        where given, else the top-level fields, shared by both stages."""
+        if stage == 1 and self.stage1_objective is not None:
+            return self.stage1_objective
+        return ObjectiveConfig(**{f.name: getattr(self, f.name) for f in fields(ObjectiveConfig)})
 
     def stage_unet(self, stage: int) -> UNetConfig:
         """The UNet config of diffusion ``stage`` (1: maps; 2: micrographs, ``unet_stage2`` if given)."""

@@ -40,6 +40,9 @@ FORMAT = "microforge-tim3/1"
 # how a model folder may store its networks' weights; loading always gives float32 modules, so the
 # stored precision changes the folder's size (float16: half), never the dtype the pipeline computes in
 WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+# the folder of stage 1's noise schedule, where the config gives stage 1 its own objective
+# (``stage1_objective``); ``scheduler/`` holds stage 2's, which stage 1 otherwise shares
+STAGE1_SCHEDULER_DIR = "scheduler_stage1"
 
 
 class TiM3Pipeline(SamplingPipeline):
@@ -55,11 +58,13 @@ class TiM3Pipeline(SamplingPipeline):
         modules: dict[str, torch.nn.Module],
         scheduler_config: dict,
         record: dict | None = None,
+        stage1_scheduler_config: dict | None = None,
     ) -> None:
         self.folder, self.cfg, self.properties = folder, cfg, properties
         self.scaling, self.brightness_mean = scaling, brightness_mean
         self.modules = modules
-        self.scheduler_config = scheduler_config
+        self.scheduler_config = scheduler_config  # stage 2's, and stage 1's unless it has its own
+        self.stage1_scheduler_config = stage1_scheduler_config  # stage 1's own (cfg.stage1_objective)
         # the rest of config.json (training times per phase, tile count), carried over by save_pretrained
         self.record = dict(record or {})
         for name, m in modules.items():
@@ -101,9 +106,13 @@ class TiM3Pipeline(SamplingPipeline):
         modules: dict[str, torch.nn.Module] = {name: _load(cls, folder / name) for name, cls in parts.items()}
         if cfg.two_stage and cfg.map_condition == "learned":
             modules["map_encoder"] = load_weights(build_map_encoder(cfg), folder / "map_encoder")
-        sched_path = folder / "scheduler" / "scheduler_config.json"
-        if not sched_path.is_file():
-            raise MicroforgeError(f"{sched_path}: not found")
+        sched_paths = [folder / "scheduler" / "scheduler_config.json"]
+        if cfg.stage1_objective is not None:
+            sched_paths.append(folder / STAGE1_SCHEDULER_DIR / "scheduler_config.json")
+        for sched_path in sched_paths:
+            if not sched_path.is_file():
+                raise MicroforgeError(f"{sched_path}: not found")
+        scheds = [json.loads(p.read_text()) for p in sched_paths]
         record = {k: v for k, v in raw.items() if k not in ("format", "config", "scaling_factors", "brightness_mean")}
         return cls(
             folder,
@@ -112,8 +121,9 @@ class TiM3Pipeline(SamplingPipeline):
             raw["scaling_factors"],
             float(raw.get("brightness_mean", 0.0)),
             modules,
-            json.loads(sched_path.read_text()),
+            scheds[0],
             record,
+            scheds[1] if len(scheds) > 1 else None,
         )
 
     @classmethod
@@ -123,14 +133,16 @@ class TiM3Pipeline(SamplingPipeline):
         """The map stage alone (map autoencoder, stage-1 encoder and UNet) of a run folder whose map
         phases are trained but which has no ``config.json`` yet: what the trainer needs to
         :meth:`redraw_maps` before it trains stage 2. Only :meth:`draw_maps` and :meth:`redraw_maps`
-        work on it."""
+        work on it. ``scheduler_config``: stage 1's noise schedule."""
         folder = Path(folder)
         modules: dict[str, torch.nn.Module] = {
             "vae_map": _load(codec_class(cfg.vae_map), folder / "vae_map"),
             "encoder_stage1": _load(PropertyEncoder, folder / "encoder_stage1"),
             "unet_stage1": _load(UNet2DConditionModel, folder / "unet_stage1"),
         }
-        return cls(folder, cfg, properties, {"vae_map": map_scaling}, 0.0, modules, scheduler_config)
+        return cls(
+            folder, cfg, properties, {"vae_map": map_scaling}, 0.0, modules, scheduler_config, None, scheduler_config
+        )
 
     def save_pretrained(self, folder: str | Path, weights_dtype: str | None = None) -> Path:
         """Write this model as a model folder that :meth:`from_pretrained` reads back exactly.
@@ -162,9 +174,10 @@ class TiM3Pipeline(SamplingPipeline):
             else:  # the learned map encoder, a plain module, as the trainer writes it
                 save_weights(module, folder / name, {"model_type": f"tim3-{name}"})
         self.properties.save(folder / "properties.json")
-        DDPMScheduler.from_config(self.scheduler_config).save_config(
-            folder / "scheduler"
-        )  # the training schedule, as the trainer writes it
+        # the training schedules, as the trainer writes them
+        DDPMScheduler.from_config(self.scheduler_config).save_config(folder / "scheduler")
+        if self.stage1_scheduler_config is not None:
+            DDPMScheduler.from_config(self.stage1_scheduler_config).save_config(folder / STAGE1_SCHEDULER_DIR)
         for extra in ("logs", "metrics.json", "regressor"):
             source = self.folder / extra
             if source.exists() and not (folder / extra).exists():
@@ -202,11 +215,13 @@ class TiM3Pipeline(SamplingPipeline):
 
     # ------------------------------------------------------------------ sampling
 
-    def _scheduler(self, sampler: str):
+    def _scheduler(self, sampler: str, stage: int = 2):
+        """A fresh ``sampler`` ("ddim" or "dpm++") on diffusion ``stage``'s training schedule."""
+        config = self.stage1_scheduler_config if stage == 1 and self.stage1_scheduler_config else self.scheduler_config
         if sampler == "ddim":
-            return DDIMScheduler.from_config(self.scheduler_config)
+            return DDIMScheduler.from_config(config)
         if sampler == "dpm++":
-            return DPMSolverMultistepScheduler.from_config(self.scheduler_config, algorithm_type="dpmsolver++")
+            return DPMSolverMultistepScheduler.from_config(config, algorithm_type="dpmsolver++")
         raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {sampler!r}")
 
     def _denoise(
@@ -232,7 +247,7 @@ class TiM3Pipeline(SamplingPipeline):
         ``gen`` on the CPU at every step); the dpm++ sampler ignores it."""
         unet, encoder = self.modules[f"unet_stage{stage}"], self.modules[f"encoder_stage{stage}"]
         interval, eta = self.cfg.stage_guidance_interval(stage), self.cfg.stage_eta(stage)
-        sched = self._scheduler(sampler)
+        sched = self._scheduler(sampler, stage)
         stochastic = bool(eta) and sampler == "ddim"  # diffusers' DPMSolverMultistepScheduler.step takes no eta
         device = next(unet.parameters()).device
         sched.set_timesteps(steps, device=device)

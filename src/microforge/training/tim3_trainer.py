@@ -49,7 +49,7 @@ from ..models.tim3 import (
 )
 from ..models.weights import save_weights
 from ..pipelines.base import save_diffusers_module
-from ..pipelines.tim3 import TiM3Pipeline
+from ..pipelines.tim3 import STAGE1_SCHEDULER_DIR, TiM3Pipeline
 from ..properties import PropertySet, PropertySpec
 from ..seeding import seed_from, seeded_generator
 from .data import properties_with_hull
@@ -72,22 +72,26 @@ def phases(cfg: TiM3Config) -> list[str]:
     return order
 
 
-def make_scheduler(cfg: TiM3Config) -> DDPMScheduler:
-    """The training noise schedule (the sampler is built from its saved config). A
-    ``schedule_shift`` s divides the base schedule's signal-to-noise ratio by s^2 at every step
-    and stores the resulting betas explicitly (diffusers' ``trained_betas``)."""
+def make_scheduler(cfg: TiM3Config, stage: int = 2) -> DDPMScheduler:
+    """Diffusion ``stage``'s training noise schedule (the sampler is built from its saved config):
+    its objective's (``cfg.objective(stage)``; stage 2's is the top-level one, which stage 1 shares
+    unless ``stage1_objective`` is given). A ``schedule_shift`` s divides the base schedule's
+    signal-to-noise ratio by s^2 at every step and stores the resulting betas explicitly
+    (diffusers' ``trained_betas``)."""
+    objective = cfg.objective(stage)
     kw = dict(
         num_train_timesteps=cfg.num_train_timesteps,
         beta_start=0.00085,
         beta_end=0.012,
         clip_sample=False,
-        prediction_type=cfg.prediction_type,
-        timestep_spacing=cfg.timestep_spacing,
+        prediction_type=objective.prediction_type,
+        timestep_spacing=objective.timestep_spacing,
     )
-    base = DDPMScheduler(beta_schedule=cfg.beta_schedule, **kw)
-    if cfg.schedule_shift == 1.0:
+    base = DDPMScheduler(beta_schedule=objective.beta_schedule, **kw)
+    if objective.schedule_shift == 1.0:
         return base
-    return DDPMScheduler(trained_betas=shifted_betas(base.alphas_cumprod.double(), cfg.schedule_shift).tolist(), **kw)
+    shifted = shifted_betas(base.alphas_cumprod.double(), objective.schedule_shift)
+    return DDPMScheduler(trained_betas=shifted.tolist(), **kw)
 
 
 def shifted_betas(alphas_cumprod: torch.Tensor, shift: float) -> torch.Tensor:
@@ -196,7 +200,8 @@ class TiM3Trainer:
             self.data.images, self.data.maps = self.data.images.to(self.acc.device), self.data.maps.to(self.acc.device)
             if self.data.shares is not None:
                 self.data.shares = self.data.shares.to(self.acc.device)
-        self.scheduler = make_scheduler(cfg)
+        self.scheduler = make_scheduler(cfg)  # stage 2's, and stage 1's unless it has its own objective
+        self.stage_schedulers = {1: make_scheduler(cfg, 1), 2: self.scheduler}
         self.n_cond = len(self.props) + (1 if cfg.brightness else 0)
         self.latents: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
@@ -507,13 +512,15 @@ class TiM3Trainer:
         noise = torch.randn(z0.shape, generator=gen).to(dev)
         t = torch.randint(0, self.cfg.num_train_timesteps, (b,), generator=gen).to(dev)
         z0 = z0.to(dev)
-        zt = self.scheduler.add_noise(z0, noise, t)
+        sched = self.stage_schedulers[stage]
+        zt = sched.add_noise(z0, noise, t)
         inp = zt if extra is None else torch.cat([zt, extra.to(dev)], dim=1)
-        target = noise if self.cfg.prediction_type == "epsilon" else self.scheduler.get_velocity(z0, noise, t)
+        velocity = self.cfg.objective(stage).prediction_type == "v_prediction"
+        target = sched.get_velocity(z0, noise, t) if velocity else noise
         with bf16:
             prediction = predict_noise(unet, inp, t, ctx)
         err = (prediction.float() - target).pow(2).mean(dim=(1, 2, 3))
-        return (err * self._loss_weights(t)).mean()
+        return (err * self._loss_weights(t, stage)).mean()
 
     def _arithmetic_record(self, stage: int) -> dict[str, str]:
         """What diffusion stage ``stage``'s ``.done`` marker says of its arithmetic: ``autocast``
@@ -536,16 +543,17 @@ class TiM3Trainer:
         """Diffusion stage ``stage``'s new UNet, in the training's memory layout (``_in_layout``)."""
         return self._in_layout(build_unet(self.cfg, stage))
 
-    def _loss_weights(self, t: torch.Tensor) -> torch.Tensor:
-        """Per-sample loss weights ``(B,)``: ones, or min-SNR-gamma (Hang et al. 2023), which
-        stops the nearly clean timesteps from dominating: min(SNR, gamma) / SNR for the noise
-        target, min(SNR, gamma) / (SNR + 1) for the velocity target."""
-        gamma = self.cfg.snr_gamma
-        if gamma is None:
+    def _loss_weights(self, t: torch.Tensor, stage: int = 2) -> torch.Tensor:
+        """Diffusion stage ``stage``'s per-sample loss weights ``(B,)`` at timesteps ``t`` ``(B,)``:
+        ones, or min-SNR-gamma (Hang et al. 2023), which stops the nearly clean timesteps from
+        dominating: min(SNR, gamma) / SNR for the noise target, min(SNR, gamma) / (SNR + 1) for the
+        velocity target, under the stage's own objective and schedule."""
+        objective = self.cfg.objective(stage)
+        if objective.snr_gamma is None:
             return torch.ones(t.shape, device=t.device)
-        snr = compute_snr(self.scheduler, t).to(t.device)
-        clipped = snr.clamp(max=gamma)
-        return clipped / snr if self.cfg.prediction_type == "epsilon" else clipped / (snr + 1.0)
+        snr = compute_snr(self.stage_schedulers[stage], t).to(t.device)
+        clipped = snr.clamp(max=objective.snr_gamma)
+        return clipped / snr if objective.prediction_type == "epsilon" else clipped / (snr + 1.0)
 
     def _train_stage1(self, i: int) -> None:
         cfg = self.cfg.train
@@ -609,7 +617,9 @@ class TiM3Trainer:
                 seconds = float((f.metadata() or {}).get("seconds", 0.0))
             return load_file(path)["maps"].to(self.data.maps.device), seconds
         c = self.cfg
-        pipe = TiM3Pipeline.map_stage(self.out, c, self.props, self._encode_all("vae_map")[2], self.scheduler.config)
+        pipe = TiM3Pipeline.map_stage(
+            self.out, c, self.props, self._encode_all("vae_map")[2], dict(self.stage_schedulers[1].config)
+        )
         for module in pipe.modules.values():
             module.to(self.acc.device)
         y = self._normalised(self.data.props_raw, slice(None))
@@ -653,6 +663,8 @@ class TiM3Trainer:
             self.out / "properties.json"
         )
         make_scheduler(self.cfg).save_pretrained(self.out / "scheduler")
+        if self.cfg.stage1_objective is not None:  # stage 1's own, beside the shared one
+            make_scheduler(self.cfg, 1).save_pretrained(self.out / STAGE1_SCHEDULER_DIR)
         times = {p.stem: json.loads(p.read_text()) for p in sorted((self.out / DONE_DIR).glob("*.json"))}
         TiM3Pipeline.write_config(
             self.out,
