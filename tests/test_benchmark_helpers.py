@@ -33,9 +33,11 @@ from bias_by_label import (  # noqa: E402
     specimen_spacing,
 )
 from fid_budget import s2_curves  # noqa: E402
+from layout_divergence import drift  # noqa: E402
 from lowpass_reconstruction import LowPass  # noqa: E402
 from maps_at_specimens import primary_alpha_fractions, summarise  # noqa: E402
 from morphology_recognition import recognition  # noqa: E402
+from stage1_maps import isolated_share, map_statistics  # noqa: E402
 from terminal_signal import window_correlation  # noqa: E402
 
 from microforge.characterize.segmentation import segment_classical  # noqa: E402
@@ -299,6 +301,102 @@ def test_terminal_signal_reads_the_model_latent_and_the_scaled_lossless_codec(mi
     assert len(rows) == 3 and list(next(iter(rows.values()))["correlation"]) == ["1", "4"]
     unscaled, scaled = (row["correlation"]["4"] for name, row in rows.items() if "space_to_depth" in name)
     assert 0 < scaled < unscaled
+
+
+def test_drift_is_the_largest_difference_as_a_share_of_the_largest_weight():
+    a = {
+        "w": torch.tensor([1.0, -4.0]),
+        "b": torch.tensor([2.0, 2.0]),
+        "n": torch.tensor([3]),
+        "s": torch.tensor([1.0]),
+    }
+    b = {
+        "w": torch.tensor([1.5, -4.0]),
+        "b": torch.tensor([2.0, 1.0]),
+        "n": torch.tensor([5]),
+        "s": torch.tensor([9.0]),
+    }
+    assert drift(a, b) == {"median": 0.3125, "largest": 0.5}  # w: 0.5 / 4, b: 1 / 2; integer and 1-element skipped
+
+
+def test_layout_divergence_trains_the_map_autoencoder_in_both_layouts(micro_model, tiny_bench, tmp_path):
+    """benchmarks/layout_divergence.py on the micro config: both layouts start from the same weights
+    and batches, so after a few steps they differ by rounding only; each row reads both runs'
+    map accuracy; a used WORK folder is refused untouched."""
+    from .conftest import MICRO
+
+    out, work = tmp_path / "drift.json", tmp_path / "work"
+    script = [sys.executable, str(REPO / "benchmarks" / "layout_divergence.py"), str(tiny_bench.root)]
+    args = ["--config", str(MICRO), "--steps", "4", "--every", "2", "--out", str(out)]
+    done = subprocess.run(
+        script + [str(work)] + args + ["--compare", str(micro_model), str(micro_model)],
+        capture_output=True,
+        text=True,
+        cwd=REPO / "benchmarks",
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads(out.read_text())
+    assert [r["step"] for r in record["rows"]] == [2, 4]
+    assert all(0 <= r["drift"]["median"] <= r["drift"]["largest"] < 1e-3 for r in record["rows"])
+    assert all(0 < r["fidelity_contiguous"] <= 1 and 0 < r["fidelity_channels_last"] <= 1 for r in record["rows"])
+    assert record["models"]["drift"] == {"median": 0.0, "largest": 0.0}
+    refused = subprocess.run(script + [str(work)] + args, capture_output=True, text=True, cwd=REPO / "benchmarks")
+    assert (
+        refused.returncode == 1
+        and refused.stderr.strip() == f"Error: {work}: exists and is not empty; choose a new folder"
+    )
+
+
+def test_map_statistics_of_known_maps():
+    """A checkerboard is all isolated pixels inside; a map of stripes two pixels wide has none;
+    the primary-alpha fractions of two drawn maps against two true ones, exactly."""
+    board = (np.indices((6, 6)).sum(0) % 2)[None]
+    stripes = np.repeat(np.arange(6) // 2 % 2, 6).reshape(6, 6)[None]
+    assert isolated_share(board) == 1.0 and isolated_share(stripes) == 0.0
+    true = np.stack([np.zeros((4, 4), int), np.full((4, 4), 2)])
+    drawn = true.copy()
+    drawn[0, :2] = 1  # half the first map turns to beta: primary alpha 0.5 instead of 1
+    drawn[1, 0, 0] = 0  # one pixel of the second map turns primary: 1/16 instead of 0
+    stats = map_statistics(drawn, true)
+    assert stats["primary_alpha_correlation"] == 1.0 and stats["primary_alpha_mean_abs_error"] == round(
+        (0.5 + 1 / 16) / 2, 4
+    )
+    assert stats["class_fractions_true"] == [0.5, 0.0, 0.5]
+    assert stats["class_fractions_drawn"] == [round(9 / 32, 4), 0.25, round(15 / 32, 4)]
+
+
+def test_stage1_maps_reads_a_model_its_run_folder_and_a_checkpoint_alike(micro_model, tiny_bench, tmp_path):
+    """benchmarks/stage1_maps.py: the micro model, its folder read as a run whose stage 1 is done,
+    and the same folder with stage 1 turned back into a checkpoint (its weights as the EMA's) draw
+    the same maps, so every row is equal; the checkpoint row records its step."""
+    import shutil
+
+    from .conftest import MICRO
+    from diffusers import UNet2DConditionModel
+
+    from microforge.models.property_encoder import PropertyEncoder
+    from microforge.models.weights import save_weights
+
+    run = tmp_path / "run"
+    shutil.copytree(micro_model, run)
+    (run / ".done" / "stage1.json").unlink()
+    step = run / "checkpoints" / "stage1" / "step_0000008"
+    unet = UNet2DConditionModel.from_pretrained(micro_model / "unet_stage1")
+    encoder = PropertyEncoder.from_pretrained(micro_model / "encoder_stage1")
+    save_weights(unet, step / "unet_stage1", {})
+    save_weights(encoder, step / "encoder_stage1", {})
+    shadow = [p.detach().clone() for p in [*unet.parameters(), *encoder.parameters()]]
+    torch.save({"ema": {"shadow_params": shadow}}, step / "optimizer.pt")
+    (step / "step.json").write_text('{"step": 8}')
+    out = tmp_path / "maps.json"
+    script = [sys.executable, str(REPO / "benchmarks" / "stage1_maps.py"), str(tiny_bench.root), f"model={micro_model}"]
+    args = ["--run", f"done={micro_model}:{MICRO}", "--run", f"checkpoint={run}:{MICRO}", "--n", "4", "--out", str(out)]
+    done = subprocess.run(script + args, capture_output=True, text=True, cwd=REPO / "benchmarks")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert rows["checkpoint"].pop("checkpoint_step") == 8
+    assert rows["model"] == rows["done"] == rows["checkpoint"]
+    assert rows["model"]["class_fractions_true"] != [0.0, 0.0, 0.0]
 
 
 def test_load_regressor_takes_a_bundled_spec_and_refuses_a_missing_folder(tmp_path):
