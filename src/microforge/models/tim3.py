@@ -48,10 +48,10 @@ class AutoencoderConfig:
     factor: int = 2  # space_to_depth only: the downsampling factor
     # multiplies the latents' scaling factor (1 / their std): below 1 it divides the signal-to-noise
     # ratio of every noise level by its square, for this codec's stage alone (Chen 2023's input
-    # scaling). A one-hot map rearranged by space_to_depth keeps so much of its layout at the last
-    # noise level (8 x 8 means: correlation 0.32 with the clean map, against 0.15 for the learned map
-    # latent) that a stage trained on it never learns to start from pure noise; at 0.45 it keeps as
-    # much as the learned latent (docs/tim3.md, candidate aa). 1: latent diffusion's unit variance
+    # scaling). Under the scaled-linear schedule a one-hot map rearranged by space_to_depth keeps much
+    # of its layout at the last noise level (8 x 8 means: correlation 0.31 with the clean map, against
+    # 0.13 for the learned map latent; at 0.45, 0.14), but scaling alone did not make the epsilon
+    # objective draw maps (candidate aa, docs/tim3.md). 1: latent diffusion's unit variance
     signal_scale: float = 1.0
     block_out_channels: tuple[int, ...] = (16, 32, 32)  # three levels: downsampling f = 4
     latent_channels: int = 4  # as in Stable Diffusion and TiM3
@@ -281,7 +281,7 @@ class TiM3Config:
     # stage 1's own objective, a section with the five fields above; None: stage 1 trains and samples
     # with them, as stage 2 does. The lossless space-to-depth map codec needs v-prediction on a schedule
     # that ends at pure noise, where the learned micrograph latent's stage 2 keeps TiM3's epsilon
-    # (docs/tim3.md, candidate aa)
+    # (docs/tim3.md, candidates aa and ac)
     stage1_objective: ObjectiveConfig | None = field(default=None, metadata={"section": ObjectiveConfig})
     sampler: str = "ddim"  # "ddim" or "dpm++"
     # DDIM steps: 10, where TiM3 uses 20. The tiny model scores the same at 10 (FID 246.8 against 246.6,
