@@ -39,6 +39,12 @@ MAP_REPRESENTATIONS = ("hard", "soft")
 ADVERSARIAL_CONDITIONS = ("none", "map", "map+properties")  # what the decoder's discriminator sees beside the image
 
 
+def _require_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Refuse a config value outside ``choices``, naming the field and the choices."""
+    if value not in choices:
+        raise MicroforgeError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class AutoencoderConfig:
     # "kl": a learned AutoencoderKL (the fields below); "space_to_depth": a lossless pixel-unshuffle
@@ -125,14 +131,8 @@ class ObjectiveConfig:
     timestep_spacing: str = "leading"
 
     def __post_init__(self) -> None:
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise MicroforgeError(
-                f"prediction_type must be one of {', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}"
-            )
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise MicroforgeError(
-                f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}, got {self.beta_schedule!r}"
-            )
+        _require_choice("prediction_type", self.prediction_type, PREDICTION_TYPES)
+        _require_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
         if not self.schedule_shift > 0:
             raise MicroforgeError(f"schedule_shift must be positive, got {self.schedule_shift}")
         if self.snr_gamma is not None and not self.snr_gamma > 0:
@@ -377,14 +377,8 @@ class TiM3Config:
                     f"{section} attention_max_size {unet.attention_max_size} leaves the {name} latent's UNet "
                     "without attention, and the properties enter through cross-attention"
                 )
-        if self.map_condition not in MAP_CONDITIONS:
-            raise MicroforgeError(
-                f"map_condition must be one of {', '.join(MAP_CONDITIONS)}, got {self.map_condition!r}"
-            )
-        if self.map_representation not in MAP_REPRESENTATIONS:
-            raise MicroforgeError(
-                f"map_representation must be one of {', '.join(MAP_REPRESENTATIONS)}, got {self.map_representation!r}"
-            )
+        _require_choice("map_condition", self.map_condition, MAP_CONDITIONS)
+        _require_choice("map_representation", self.map_representation, MAP_REPRESENTATIONS)
         self.objective(2)  # the shared objective's fields, checked by ObjectiveConfig
         if self.sampler not in ("ddim", "dpm++"):
             raise MicroforgeError(f"sampler must be 'ddim' or 'dpm++', got {self.sampler!r}")
