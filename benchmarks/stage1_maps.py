@@ -21,7 +21,6 @@ drawn and true. Writes benchmarks/results/stage1_maps.json unless --out says oth
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from _held_out import model_split
 from _record import write_record
-from safetensors.torch import load_file
+from diffusers.training_utils import EMAModel
 
 from microforge.data.dataset import nearest_maps
 from microforge.errors import MicroforgeError
@@ -37,7 +36,7 @@ from microforge.models.tim3 import codec_class, load_tim3_config
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
-from microforge.training.checkpoints import newest_checkpoint
+from microforge.training.checkpoints import load_checkpoint
 from microforge.training.tim3_trainer import CHECKPOINT_DIR, DONE_DIR, TiM3Trainer
 
 
@@ -73,20 +72,17 @@ def run_map_stage(data: str, run: Path, config: str) -> tuple[TiM3Pipeline, int 
     sched = dict(trainer.stage_schedulers[1].config)
     if (run / DONE_DIR / "stage1.json").is_file():
         return TiM3Pipeline.map_stage(run, cfg, trainer.props, scale, sched), None
-    checkpoint = newest_checkpoint(run / CHECKPOINT_DIR / "stage1")
-    if checkpoint is None:
-        raise MicroforgeError(f"{run}: stage 1 has neither finished nor a checkpoint")
+    ckdir = run / CHECKPOINT_DIR / "stage1"
     unet, encoder = trainer._unet(1), trainer._encoder()
-    unet.load_state_dict(load_file(str(checkpoint / "unet_stage1" / "model.safetensors")))
-    encoder.load_state_dict(load_file(str(checkpoint / "encoder_stage1" / "model.safetensors")))
-    shadow = torch.load(checkpoint / "optimizer.pt", weights_only=False)["ema"]["shadow_params"]
-    with torch.no_grad():  # the trainer's parameter order: the UNet's, then the encoder's
-        for param, ema in zip([*unet.parameters(), *encoder.parameters()], shadow, strict=True):
-            param.copy_(ema)
+    params = [*unet.parameters(), *encoder.parameters()]  # the trainer's order: the UNet's, then the encoder's
+    ema = EMAModel(params, decay=cfg.train.ema_decay)
+    step = load_checkpoint(ckdir, {"unet_stage1": unet, "encoder_stage1": encoder}, {"ema": ema})
+    if step == 0:
+        raise MicroforgeError(f"{run}: stage 1 has neither finished nor a checkpoint")
+    ema.copy_to(params)
     modules = {"vae_map": codec_class(cfg.vae_map).from_pretrained(run / "vae_map"), "unet_stage1": unet.eval()}
     modules["encoder_stage1"] = encoder.eval()
-    step = json.loads((checkpoint / "step.json").read_text())["step"]
-    return TiM3Pipeline(run, cfg, trainer.props, {"vae_map": scale}, 0.0, modules, sched), step
+    return TiM3Pipeline(run, cfg, trainer.props, {"vae_map": scale}, 0.0, modules, sched, None, sched), step
 
 
 def main() -> None:

@@ -373,6 +373,7 @@ def test_stage1_maps_reads_a_model_its_run_folder_and_a_checkpoint_alike(micro_m
 
     from .conftest import MICRO
     from diffusers import UNet2DConditionModel
+    from diffusers.training_utils import EMAModel
 
     from microforge.models.property_encoder import PropertyEncoder
     from microforge.models.weights import save_weights
@@ -385,8 +386,8 @@ def test_stage1_maps_reads_a_model_its_run_folder_and_a_checkpoint_alike(micro_m
     encoder = PropertyEncoder.from_pretrained(micro_model / "encoder_stage1")
     save_weights(unet, step / "unet_stage1", {})
     save_weights(encoder, step / "encoder_stage1", {})
-    shadow = [p.detach().clone() for p in [*unet.parameters(), *encoder.parameters()]]
-    torch.save({"ema": {"shadow_params": shadow}}, step / "optimizer.pt")
+    ema = EMAModel([*unet.parameters(), *encoder.parameters()])  # its shadow starts as the weights
+    torch.save({"ema": ema.state_dict()}, step / "optimizer.pt")
     (step / "step.json").write_text('{"step": 8}')
     out = tmp_path / "maps.json"
     script = [sys.executable, str(REPO / "benchmarks" / "stage1_maps.py"), str(tiny_bench.root), f"model={micro_model}"]
