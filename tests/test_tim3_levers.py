@@ -106,7 +106,7 @@ def test_shifted_schedule_divides_the_snr_by_the_shift_squared():
 
 def test_min_snr_weights_and_v_target(tiny_bench, tmp_path):
     trainer = TiM3Trainer(tiny_bench.root, tmp_path / "unused", tim3_config_from_dict(LEVERS), progress=False)
-    a = trainer.scheduler.alphas_cumprod
+    a = trainer.stage_schedulers[2].alphas_cumprod
     t = torch.tensor([0, 400, 999])
     snr = a[t] / (1 - a[t])
     assert torch.allclose(
@@ -119,7 +119,7 @@ def test_min_snr_weights_and_v_target(tiny_bench, tmp_path):
     assert torch.equal(trainer._loss_weights(t), torch.ones(3))
     # v = sqrt(a) eps - sqrt(1 - a) x0 (Salimans & Ho), what the loss regresses on
     x0, noise = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
-    v = trainer.scheduler.get_velocity(x0, noise, t)
+    v = trainer.stage_schedulers[2].get_velocity(x0, noise, t)
     assert torch.allclose(v, a[t].sqrt().view(3, 1, 1, 1) * noise - (1 - a[t]).sqrt().view(3, 1, 1, 1) * x0, atol=1e-6)
 
 

@@ -200,8 +200,8 @@ class TiM3Trainer:
             self.data.images, self.data.maps = self.data.images.to(self.acc.device), self.data.maps.to(self.acc.device)
             if self.data.shares is not None:
                 self.data.shares = self.data.shares.to(self.acc.device)
-        self.scheduler = make_scheduler(cfg)  # stage 2's, and stage 1's unless it has its own objective
-        self.stage_schedulers = {1: make_scheduler(cfg, 1), 2: self.scheduler}
+        # each diffusion stage's training schedule: stage 1's is stage 2's unless it has its own objective
+        self.stage_schedulers = {stage: make_scheduler(cfg, stage) for stage in (1, 2)}
         self.n_cond = len(self.props) + (1 if cfg.brightness else 0)
         self.latents: dict[str, tuple[torch.Tensor, torch.Tensor, float]] = {}
 
