@@ -48,6 +48,7 @@ def summary(
         "format": "microforge-metrics/1",
         "command": command,
         "data": f"default synthetic benchmark (microforge data synth --out data/ti-synth), {tiles}",
+        **({"data_digest": report["data_digest"]} if "data_digest" in report else {}),
         "guidance_scale": default_guidance if options.get("guidance_scale") is None else options["guidance_scale"],
         **(
             {"stage2_guidance_scale": default_stage2_guidance}

@@ -243,7 +243,13 @@ def data_import(**kw: Any) -> None:
 @data.command("info")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Split seed.")
-def data_info(dataset: Path, seed: int) -> None:
+@click.option(
+    "--digest",
+    is_flag=True,
+    help="Also print the content digest (SHA-256 of the table and the decoded pixels) that trained models "
+    "and evaluations record, to check that two copies of a dataset are the same.",
+)
+def data_info(dataset: Path, seed: int, digest: bool) -> None:
     """Summarise a dataset: tiles, specimens, splits and property ranges."""
     from .data.dataset import split_specimens
     from .data.manifest import read_dataset
@@ -260,6 +266,10 @@ def data_info(dataset: Path, seed: int) -> None:
     for s in ds.properties.specs:
         extra = f"  categories: {', '.join(s.categories)}" if s.categories else ""
         click.echo(f"  {s.label:<22} {s.min:10.4g} .. {s.max:<10.4g} noise std {s.noise_std:g}{extra}")
+    if digest:
+        from .data.digest import dataset_digest
+
+        click.echo(f"content digest: {dataset_digest(ds, progress=True)}")
 
 
 @data.command("sheet")

@@ -238,8 +238,9 @@ def write_report(report: Path, metrics: dict[str, Any]) -> Path:
     already in ``report/figures`` (:func:`draw_figures`); needs no model and no data."""
     parts = [
         f"<h1>microforge evaluation: {html.escape(metrics['model'])}</h1>",
-        f"<p>Data: <code>{html.escape(metrics['data'])}</code>. {metrics['main']['n']} samples at targets drawn "
-        "uniformly inside the "
+        f"<p>Data: <code>{html.escape(metrics['data'])}</code> "
+        f"(<code>{html.escape(metrics.get('data_digest', 'no digest recorded'))}</code>). "
+        f"{metrics['main']['n']} samples at targets drawn uniformly inside the "
         f"training hull (Algorithm 1), against {metrics['options']['n_reference']} real tiles. Every number is also in "
         f"<a href='metrics.json'>metrics.json</a>.</p>",
     ]

@@ -28,6 +28,7 @@ from ..data.outdir import prepare_output_dir, record_outputs
 from ..errors import MicroforgeError
 from ..io import write_json_atomic
 from ..pipelines.registry import resolve_model
+from ..data.digest import dataset_digest
 from .batches import load_arrays
 from .evaluator import Evaluator, describe_set
 from .grid import sample_grid
@@ -55,7 +56,8 @@ def evaluate(
     ev = Evaluator(model, data, report, opts, regressor, progress)  # loads and checks everything before writing
     prepare_output_dir(report, overwrite, done_marker="metrics.json", command="evaluate")
     options_file = report / "options.json"
-    record = {"model": model, "data": str(data), "regressor": regressor, **asdict(opts)}
+    digest = dataset_digest(ev.data)  # the dataset's content, so that a resume cannot mix two datasets
+    record = {"model": model, "data": str(data), "data_digest": digest, "regressor": regressor, **asdict(opts)}
     record["sweep_steps"] = list(opts.sweep_steps)
     if options_file.exists() and json.loads(options_file.read_text()) != record:
         raise MicroforgeError(
@@ -76,6 +78,7 @@ def evaluate(
     metrics: dict[str, Any] = {
         "model": model,
         "data": str(data),
+        "data_digest": digest,
         "options": record,
         "properties": ev.pipe.condition_properties.to_json()["properties"],
         "pixel_size_um": ev.pixel_size_um,

@@ -109,7 +109,9 @@ def train_fingerprints(
     images = load_split(
         data, "train", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution
     ).images  # fails before writing
-    prepare_run_dir(out, "model.safetensors", "fingerprint model", resume, cfg.to_dict())
+    data_record = prepare_run_dir(
+        out, "model.safetensors", "fingerprint model", resume, cfg.to_dict(), [data], progress
+    )
     torch.manual_seed(cfg.seed)
     model = FingerprintVAE(cfg.model)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -137,7 +139,12 @@ def train_fingerprints(
     test = load_split(data, "test", cfg.split_fractions, cfg.seed, cfg.modality, cfg.model.resolution)
     held_out, ds = test.images, test.dataset
     tile_px = int(ds[0]["image"].shape[-1])
-    record: dict[str, Any] = {"train": cfg.to_dict(), "train_tiles": len(images), **seconds.record()}
+    record: dict[str, Any] = {
+        "train": cfg.to_dict(),
+        "train_tiles": len(images),
+        "data_digest": data_record[str(data)],
+        **seconds.record(),
+    }
     quality: dict[str, Any] = {"split": "test", "tiles": len(held_out)}
     if cfg.adversarial_steps:
         quality["before_adversarial"] = reconstruction_quality(model, held_out, tile_px, cfg.modality or "SEM")

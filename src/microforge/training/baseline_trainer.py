@@ -60,6 +60,9 @@ class BaselineTrainer:
 
     def __init__(self, data: str | Path, out: Path, cfg: BaselineConfig, progress: bool) -> None:
         self.cfg, self.out, self.progress = cfg, out, progress
+        # the dataset's content digest, recorded with the model; train_baseline sets it once the
+        # run folder is checked (None: not recorded)
+        self.data_digest: str | None = None
         split = load_split(data, "train", cfg.split_fractions, cfg.train.seed, cfg.modality, cfg.resolution)
         images, raw, ds = split.images, split.raw, split.dataset
         if cfg.kind != "ddpm":  # the unconditional DDPM trains on unlabelled sets too
@@ -231,6 +234,7 @@ class BaselineTrainer:
                 save_weights(module, self.out / name, {"model_type": f"{self.cfg.kind}-{name}"})
         record = {
             "train_tiles": len(self.images),
+            **({"data_digest": self.data_digest} if self.data_digest else {}),
             "sigma": self.sigma.round(6).tolist(),
             "kappa": self.kappa.round(6).tolist(),
             **seconds.record(),
@@ -265,5 +269,6 @@ def train_baseline(
     A finished ``out`` is refused; an unfinished one is continued only with ``resume``."""
     out = Path(out)
     trainer = BaselineTrainer(data, out, cfg, progress)  # bad data fails before anything is written
-    prepare_run_dir(out, "config.json", "model", resume, cfg.to_dict())
+    data_record = prepare_run_dir(out, "config.json", "model", resume, cfg.to_dict(), [data], progress)
+    trainer.data_digest = data_record[str(data)]
     return trainer.run()

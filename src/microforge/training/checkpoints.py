@@ -11,10 +11,11 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
+from ..data.digest import data_digests
 from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
 from ..models.weights import load_weights, save_weights
@@ -86,10 +87,27 @@ def checkpoint_seconds(ckdir: Path) -> float | None:
     return None if seconds is None else float(seconds)
 
 
-def prepare_run_dir(out: Path, done_marker: str, what: str, resume: bool, config: dict[str, Any]) -> None:
-    """Check a training run folder: a finished one (holding ``done_marker``) is refused, an
-    unfinished one is continued only with ``resume`` and only with the config it was started
-    with; then record ``config`` in ``run_config.json``."""
+RUN_DATA = "run_data.json"  # the datasets a run started on, by content digest, checked on --resume
+
+
+def _started_digests(path: Path) -> list[str] | None:
+    """The data digests ``run_data.json`` recorded at a run's first start (``None``: a run started
+    before the record existed); an unreadable record is an error that names it."""
+    if not path.exists():
+        return None
+    try:
+        digests = json.loads(path.read_text())["data_digest"]
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError):
+        digests = None
+    if not isinstance(digests, list) or not all(isinstance(d, str) for d in digests):
+        raise MicroforgeError(f"{path}: unreadable; it should hold the data_digest list the run started on")
+    return digests
+
+
+def check_run_dir(out: Path, done_marker: str, what: str, resume: bool, config: dict[str, Any]) -> None:
+    """Check a training run folder before the data are read or anything is written: a finished
+    one (holding ``done_marker``) is refused; an unfinished one is continued only with ``resume``
+    and the config it was started with."""
     if (out / done_marker).exists():
         raise MicroforgeError(f"{out}: already holds a trained {what}; choose another folder")
     if check_run_folder(out) and not resume:
@@ -97,5 +115,43 @@ def prepare_run_dir(out: Path, done_marker: str, what: str, resume: bool, config
     saved = out / "run_config.json"
     if resume and saved.exists() and json.loads(saved.read_text()) != config:
         raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
+
+
+def check_run_data(out: Path, data: Mapping[str, str]) -> None:
+    """Refuse to continue a run on datasets other than those it was started on: ``data`` holds
+    each dataset's path and :func:`~microforge.data.digest.dataset_digest`, in order, and must
+    have the digests of ``run_data.json`` where the run folder has one."""
+    was = _started_digests(out / RUN_DATA)
+    if was is not None and was != list(data.values()):
+        raise MicroforgeError(
+            f"{out}: was started on another dataset ({', '.join(was)}); {', '.join(data)} holds "
+            f"{', '.join(data.values())}; resume with the same --data"
+        )
+
+
+def start_run_dir(out: Path, what: str, config: dict[str, Any], data: Mapping[str, str]) -> None:
+    """Claim a checked run folder (:func:`check_run_dir`, :func:`check_run_data`) and record
+    ``config`` in ``run_config.json`` and ``data``'s paths and digests in ``run_data.json``."""
     claim_run_folder(out, f"train {what}")
-    saved.write_text(json.dumps(config, indent=2) + "\n")
+    (out / "run_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    record = {"data": list(data), "data_digest": list(data.values())}
+    (out / RUN_DATA).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def prepare_run_dir(
+    out: Path,
+    done_marker: str,
+    what: str,
+    resume: bool,
+    config: dict[str, Any],
+    datasets: Sequence[str | Path],
+    progress: bool = False,
+) -> dict[str, str]:
+    """For a trainer in one process: :func:`check_run_dir`, then the datasets' content digests
+    (a progress bar with ``progress``), :func:`check_run_data` and :func:`start_run_dir`. Returns
+    each dataset's path and digest, for the model's record."""
+    check_run_dir(out, done_marker, what, resume, config)
+    data = data_digests(*datasets, progress=progress)
+    check_run_data(out, data)
+    start_run_dir(out, what, config, data)
+    return data

@@ -91,7 +91,7 @@ def train_regressor(
     out = Path(out)
     images, raw, ds = _split(data, cfg, "train")  # bad data fails before anything is written
     ds.properties.require(str(data), "train regressor")
-    prepare_run_dir(out, "metrics.json", "regressor", resume, config_to_dict(cfg))
+    data_record = prepare_run_dir(out, "metrics.json", "regressor", resume, config_to_dict(cfg), [data], progress)
     props = ds.properties
     target = torch.tensor(props.normalise(raw), dtype=torch.float32)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -122,7 +122,12 @@ def train_regressor(
         progress,
     )
     regressor = PropertyRegressor(net.eval(), props, cfg.resolution)
-    metrics: dict = {"train_tiles": len(images), **seconds.record(), "config": config_to_dict(cfg)}
+    metrics: dict = {
+        "train_tiles": len(images),
+        "data_digest": data_record[str(data)],
+        **seconds.record(),
+        "config": config_to_dict(cfg),
+    }
     metrics.update(held_out_metrics(regressor, data, cfg))
     regressor.save_pretrained(out, {"train_config": config_to_dict(cfg)})
     write_json_atomic(out / "metrics.json", metrics, indent=2)

@@ -77,7 +77,9 @@ def train_segmenter(
     n, _, h, w = images.shape
     if min(h, w) < cfg.crop:
         raise MicroforgeError(f"tiles of {w}x{h} px are smaller than the {cfg.crop} px crop")
-    prepare_run_dir(out, "model.safetensors", "segmenter", resume, config_to_dict(cfg))
+    data_record = prepare_run_dir(
+        out, "model.safetensors", "segmenter", resume, config_to_dict(cfg), list(datasets), progress
+    )
     torch.manual_seed(cfg.seed)
     model = AttentionUNet(AttentionUNetConfig(channels=tuple(cfg.channels)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -110,6 +112,7 @@ def train_segmenter(
     model.eval()
     meta = {
         "trained_on": [str(d) for d in datasets],
+        "data_digests": [data_record[str(d)] for d in datasets],
         "train_config": asdict(cfg),
         "train_tiles": n,
         # train_seconds: over every run that trained it (scripts/segmentation_report.py reads it);

@@ -33,8 +33,8 @@ from diffusers import DDPMScheduler
 from diffusers.training_utils import EMAModel, compute_snr
 
 from ..data.dataset import as_class_shares, d4_batch, load_split, onehot_map
+from ..data.digest import data_digests
 from ..data.manifest import read_dataset
-from ..data.outdir import check_run_folder, claim_run_folder
 from ..errors import MicroforgeError
 from ..models.patch_discriminator import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
 from ..models.property_encoder import PropertyEncoder
@@ -52,6 +52,7 @@ from ..pipelines.base import save_diffusers_module
 from ..pipelines.tim3 import STAGE1_SCHEDULER_DIR, TiM3Pipeline
 from ..properties import PropertySet, PropertySpec
 from ..seeding import seed_from, seeded_generator
+from .checkpoints import check_run_data, check_run_dir, start_run_dir
 from .data import properties_with_hull
 from .loop import StepSeconds, lr_factor, run_steps
 
@@ -185,8 +186,10 @@ class TiM3Trainer:
         cfg: TiM3Config,
         accelerator: Accelerator | None = None,
         progress: bool = True,
+        data_digest: str | None = None,
     ) -> None:
         self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.data_digest = data_digest  # the dataset's content digest, recorded in config.json
         self.acc = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         self.data = TrainingData.load(data_root, cfg)
         self.props = self.data.properties
@@ -671,7 +674,12 @@ class TiM3Trainer:
             self.cfg,
             scales,
             float(self.brightness.mean()),
-            {"brightness_range": list(self.brightness_range), "training": times, "train_tiles": len(self.data)},
+            {
+                "brightness_range": list(self.brightness_range),
+                "training": times,
+                "train_tiles": len(self.data),
+                **({"data_digest": self.data_digest} if self.data_digest else {}),
+            },
         )
         shutil.rmtree(self.out / CHECKPOINT_DIR, ignore_errors=True)
         (self.out / REDRAWN_MAPS).unlink(missing_ok=True)
@@ -686,18 +694,11 @@ def train_tim3(
     ``resume`` (so a typo cannot silently mix two runs).
     """
     out = Path(out)
-    if (out / "config.json").exists():
-        raise MicroforgeError(f"{out}: already holds a trained model; choose another folder")
-    started = check_run_folder(out)
-    if started and not resume:
-        raise MicroforgeError(f"{out}: holds an unfinished run; pass --resume to continue it, or choose another folder")
-    if started:
-        saved = out / "run_config.json"
-        if saved.exists() and json.loads(saved.read_text()) != cfg.to_dict():
-            raise MicroforgeError(f"{out}: was started with another config; resume with the same --config")
-    trainer = TiM3Trainer(data_root, out, cfg, progress=progress)
+    check_run_dir(out, "config.json", "model", resume, cfg.to_dict())
+    data = data_digests(data_root, progress=progress)
+    check_run_data(out, data)
+    trainer = TiM3Trainer(data_root, out, cfg, progress=progress, data_digest=data[str(data_root)])
     if trainer.acc.is_main_process:
-        claim_run_folder(out, "train tim3")
-        (out / "run_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
+        start_run_dir(out, "tim3", cfg.to_dict(), data)
     trainer.acc.wait_for_everyone()
     return trainer.run()
