@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from microforge.cli import cli
 from microforge.data.dataset import MicrographDataset
+from microforge.data.digest import dataset_digest
 from microforge.data.synth.morphology import generate_microstructure
 from microforge.data.synth.params import SpecimenParams
 from microforge.errors import MicroforgeError
@@ -200,6 +202,28 @@ def test_an_unfinished_report_with_other_options_is_refused(evaluated, micro_mod
     other = EvaluationOptions(n=12, n_reference=8, n_describe=3, batch_size=4)
     with pytest.raises(MicroforgeError, match="other options"):
         evaluate(str(micro_model), tiny_bench.root, report, other, regressor=str(evaluated[2]), progress=False)
+
+
+def test_a_report_records_its_data_and_resumes_only_on_the_same(evaluated, micro_model, tiny_bench, tmp_path):
+    digest = dataset_digest(tiny_bench.root)
+    saved = json.loads((evaluated[0] / "metrics.json").read_text())
+    assert saved["data_digest"] == saved["options"]["data_digest"] == digest
+    assert digest in (evaluated[0] / "index.html").read_text()
+    report = copy_of(evaluated[0], tmp_path)
+    (report / "metrics.json").unlink()
+    data = shutil.copytree(tiny_bench.root, tmp_path / "data")
+    options = json.loads((report / "options.json").read_text())
+    (report / "options.json").write_text(json.dumps({**options, "data": str(data)}, indent=1) + "\n")
+    tile = data / str(MicrographDataset(data, modality="SEM").table["tile"].iloc[0])
+    pixels = np.asarray(Image.open(tile))
+    changed = pixels.copy()
+    changed[0, 0] ^= 1
+    Image.fromarray(changed).save(tile)
+    with pytest.raises(MicroforgeError, match="other options"):  # same path and options, other content
+        evaluate(str(micro_model), data, report, OPTS, regressor=str(evaluated[2]), progress=False)
+    Image.fromarray(pixels).save(tile)  # the content the report was started on: it resumes
+    again = evaluate(str(micro_model), data, report, OPTS, regressor=str(evaluated[2]), progress=False)
+    assert again["data_digest"] == digest
 
 
 def test_evaluate_sweeps_and_ablation(micro_model, tiny_bench, tmp_path):
