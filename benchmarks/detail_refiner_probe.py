@@ -1,0 +1,132 @@
+"""Can a stochastic decoder bring the segmenter's primary-alpha reading of a blurred reconstruction
+back within 0.05 of the input's (issue 21)? Trains the detail refiner
+(``microforge.models.detail_refiner``) to draw held-out tiles' detail from their f x f box
+low-pass (the ideal stand-in for the fingerprint VAE's reconstruction, which holds about what the
+8 x 8 low-pass holds: benchmarks/results/lowpass_reconstruction.json), then scores the refined
+low-passes with ``fingerprint train``'s reconstruction measure.
+
+    python benchmarks/detail_refiner_probe.py DATA RUN [--lowpass 8] [--steps 4000] [--out JSON] [--figure PNG]
+
+RUN holds the resumable training (checkpoints, log.jsonl); rerun the same command to resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from _record import write_record
+from torch import nn
+
+from microforge.data.dataset import load_split
+from microforge.fingerprint.vae import FingerprintTrainConfig, reconstruction_quality
+from microforge.models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
+from microforge.seeding import seeded_generator
+from microforge.training.loop import lr_factor, random_batch, run_steps
+
+
+def low_pass(x: torch.Tensor, f: int) -> torch.Tensor:
+    """``(N, 1, R, R)`` box-averaged over ``f`` x ``f`` blocks and resized back bilinearly."""
+    return F.interpolate(F.avg_pool2d(x, f), scale_factor=f, mode="bilinear", align_corners=False)
+
+
+class RefinedLowPass(nn.Module):
+    """``encode``: the ``f`` x ``f`` low-pass; ``decode``: the refiner's draw of its detail (seeded)."""
+
+    def __init__(self, refiner: DetailRefiner | None, f: int, seed: int = 0) -> None:
+        super().__init__()
+        self.refiner, self.f, self.gen = refiner, f, seeded_generator(seed, 1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return low_pass(x, self.f), None
+
+    def decode(self, c: torch.Tensor) -> torch.Tensor:
+        return c if self.refiner is None else self.refiner.refine(c, self.gen)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("data")
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--lowpass", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detail_refiner_probe.json")
+    ap.add_argument("--figure", type=Path, default=None)
+    args = ap.parse_args()
+    fp = FingerprintTrainConfig()  # the fingerprint's split, modality and resolution
+    train = load_split(args.data, "train", fp.split_fractions, fp.seed, fp.modality, fp.model.resolution)
+    test = load_split(args.data, "test", fp.split_fractions, fp.seed, fp.modality, fp.model.resolution)
+    cfg = RefinerConfig(resolution=fp.model.resolution)
+    torch.manual_seed(0)
+    refiner = DetailRefiner(cfg)
+    images = train.images
+    std = fit_residual_std(refiner, images, low_pass(images, args.lowpass))
+    opt = torch.optim.AdamW(refiner.unet.parameters(), lr=args.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.steps, "cosine"))
+
+    def step(gen: torch.Generator) -> dict[str, float]:
+        _, x = random_batch(images, args.batch, gen)
+        loss = refiner.loss(x, low_pass(x, args.lowpass), gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        return {"loss": loss.item()}
+
+    args.run.mkdir(parents=True, exist_ok=True)
+    seconds = run_steps(
+        args.run, args.steps, 0, 250, {"refiner": refiner}, {"opt": opt, "sched": sched}, step, "refiner"
+    )
+    refiner.eval()
+    tile_px = int(test.dataset[0]["image"].shape[-1])
+    start = time.perf_counter()
+    rows = {
+        "low_pass": reconstruction_quality(RefinedLowPass(None, args.lowpass), test.images, tile_px, "SEM"),
+        "refined": reconstruction_quality(RefinedLowPass(refiner, args.lowpass), test.images, tile_px, "SEM"),
+    }
+    score_s = time.perf_counter() - start
+    if args.figure:
+        x = test.images[:6]
+        c = low_pass(x, args.lowpass)
+        y = refiner.refine(c, seeded_generator(0, 2))
+        fig, axes = plt.subplots(3, 6, figsize=(12, 6.3))
+        for row, (name, imgs) in enumerate(
+            [("tile", x), (f"{args.lowpass}x{args.lowpass} low-pass", c), ("refined", y)]
+        ):
+            for col in range(6):
+                axes[row, col].imshow(imgs[col, 0], cmap="gray", vmin=0, vmax=1)
+                axes[row, col].set_xticks([])
+                axes[row, col].set_yticks([])
+            axes[row, 0].set_ylabel(name)
+        fig.tight_layout()
+        fig.savefig(args.figure, dpi=90)
+    write_record(
+        {
+            "benchmark": "a diffusion refiner drawing held-out tiles' detail from their low-pass (issue 21)",
+            "command": f"python benchmarks/detail_refiner_probe.py {args.data} RUN --lowpass {args.lowpass} "
+            f"--steps {args.steps} --batch {args.batch} --lr {args.lr}",
+            "split": "test",
+            "tiles": len(test.images),
+            "refiner": cfg.to_dict(),
+            "parameters": sum(p.numel() for p in refiner.unet.parameters()),
+            "residual_std": round(std, 5),
+            "train_tiles": len(images),
+            **seconds.record("train_"),
+            "score_seconds": round(score_s, 1),
+            "rows": rows,
+        },
+        args.out,
+    )
+
+
+if __name__ == "__main__":
+    main()
