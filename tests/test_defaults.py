@@ -58,6 +58,8 @@ def test_fingerprint_regressor_and_synth_defaults_are_their_config_files():
     # the bf16 recipe is the tiny one with the forward pass under bf16 autocast, and nothing else
     bf16 = load_fingerprint_config("configs/fingerprint-tiny-bf16.yaml").to_dict()
     assert bf16 == {**FingerprintTrainConfig().to_dict(), "autocast": "bf16"}
+    refined = load_fingerprint_config("configs/fingerprint-tiny-refined.yaml").to_dict()
+    assert refined == {**FingerprintTrainConfig().to_dict(), "refiner_steps": 4000}
     assert plain(RegressorTrainConfig()) == plain(load_config(RegressorTrainConfig, "configs/regressor-tiny.yaml"))
     # the OM regressor is the same recipe on the OM renderings
     om = plain(load_config(RegressorTrainConfig, "configs/regressor-tiny-om.yaml"))

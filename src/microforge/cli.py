@@ -702,7 +702,8 @@ def fingerprint() -> None:
 @fingerprint.command("train")
 @_training_options("configs/fingerprint-tiny.yaml")
 def fingerprint_train(data: Path, config_path: Path | None, out: Path, resume: bool, quiet: bool) -> None:
-    """Train the VAE (loss: alpha BCE + (1 - alpha) spectral + beta KL)."""
+    """Train the VAE (loss: alpha BCE + (1 - alpha) spectral + beta KL); with refiner_steps in the config,
+    then a detail refiner that draws the laths its reconstructions blur away."""
     from .fingerprint import load_fingerprint_config, train_fingerprints
 
     cfg = load_fingerprint_config(config_path)

@@ -12,7 +12,9 @@ Each analysis writes a figure and a JSON into the output folder, beside ``finger
   fingerprints), ``paths.png`` (decoded linear paths between fingerprints of different labels),
   ``clouds.png`` (decoded Gaussian clouds ``e(x) + gamma * N(mu, sigma)``, ``mu`` and ``sigma`` the
   dataset's fingerprint statistics) and ``pca.png`` (the perturbed fingerprints in the data's
-  principal plane).
+  principal plane). Where the model folder has a detail refiner (``fingerprint train`` with
+  ``refiner_steps``), the paths and clouds show the refiner's seeded draw of each decoded image's
+  detail, and ``reconstructions.png`` a third row of refined reconstructions.
 
 Labels: the columns named by ``labels`` (default ``morphology``, where the dataset has it) and the
 dataset's categorical properties are classified, never regressed on their integer codes; the
@@ -308,12 +310,16 @@ def vae_figures(
     """White et al.'s decoded figures (module docstring) for the VAE's fingerprints ``f``."""
     from sklearn.decomposition import PCA
 
-    model = kind.model
+    from .vae import refine
 
-    def decode(a: np.ndarray) -> list[np.ndarray]:  # fingerprints (M, D) -> M uint8 images
-        return [
-            to_uint8(x) for x in model.decode(torch.from_numpy(np.asarray(a, dtype=np.float32)))[:, 0].detach().numpy()
-        ]
+    model, refiner = kind.model, kind.refiner
+
+    def decode(a: np.ndarray, refined: bool = True) -> list[np.ndarray]:  # fingerprints (M, D) -> M uint8 images
+        with torch.no_grad():
+            images = model.decode(torch.from_numpy(np.asarray(a, dtype=np.float32)))
+        if refined and refiner is not None:  # the refiner draws the detail (seeded: the same figure each run)
+            images = refine(refiner, images, seed)
+        return [to_uint8(x) for x in images[:, 0].numpy()]
 
     def tile(i: int) -> np.ndarray:
         return to_uint8(tiles.images[i])
@@ -321,12 +327,13 @@ def vae_figures(
     order = np.argsort(f[:, 0])
     # reconstructions: eight tiles spread over the first fingerprint coordinate
     show = order[np.linspace(0, len(order) - 1, 8).astype(int)]
+    refined_row = decode(f[show]) if refiner is not None else []
     image_grid(
-        [tile(i) for i in show] + decode(f[show]),
-        [f"tile {tiles.index[i]}" for i in show] + ["decoded"] * 8,
+        [tile(i) for i in show] + decode(f[show], refined=False) + refined_row,
+        [f"tile {tiles.index[i]}" for i in show] + ["decoded"] * 8 + ["refined"] * len(refined_row),
         8,
         out / "reconstructions.png",
-        row_labels=["input", "reconstruction"],
+        row_labels=["input", "reconstruction"] + (["refined"] if refined_row else []),
     )
     # linear paths between fingerprints of different labels (or of distant tiles)
     ends = [(order[0], order[-1]), (order[len(order) // 4], order[3 * len(order) // 4])]
@@ -389,4 +396,4 @@ def vae_figures(
         "cloud_rms_spread_pc": spread,
     }
     (out / "pca.json").write_text(json.dumps(pca_info, indent=1) + "\n")
-    return {"pca": pca_info}
+    return {"pca": pca_info, "refined": refiner is not None}

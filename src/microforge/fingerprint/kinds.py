@@ -37,9 +37,10 @@ class VAEKind:
     name: str = "vae"
 
     def __post_init__(self) -> None:
-        from .vae import load_fingerprint_model
+        from .vae import load_fingerprint_model, load_refiner
 
         self.model = load_fingerprint_model(self.model_dir)
+        self.refiner = load_refiner(self.model_dir)  # None where the folder has no detail refiner
 
     def column_names(self) -> list[str]:
         return [f"f{j}" for j in range(self.model.cfg.latent)]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -26,6 +27,9 @@ from diffusers.training_utils import compute_snr
 from torch import nn
 
 from ..errors import MicroforgeError
+from .weights import load_weights, read_config, save_weights
+
+MODEL_TYPE = "microforge-detail-refiner"  # config.json's model_type of a refiner folder
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,18 @@ class DetailRefiner(nn.Module):
             v = self._denoise(r, cond, t.expand(len(r)))
             r = sched.step(v, t, r).prev_sample
         return (cond + r * self.residual_std).clamp(0, 1)
+
+    def save_pretrained(self, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+        """Write ``folder/config.json`` (the config, ``model_type`` and ``extra``) and ``folder/model.safetensors``."""
+        save_weights(self, folder, {"model_type": MODEL_TYPE, **self.cfg.to_dict(), **(extra or {})})
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path) -> DetailRefiner:
+        """Load a folder of :meth:`save_pretrained` (safetensors only; errors name the file)."""
+        raw = read_config(folder, MODEL_TYPE, "a detail refiner")
+        names = {f.name for f in dataclasses.fields(RefinerConfig)}
+        kept = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in names}
+        return load_weights(cls(RefinerConfig(**kept)), folder)
 
 
 def fit_residual_std(refiner: DetailRefiner, x: torch.Tensor, cond: torch.Tensor) -> float:

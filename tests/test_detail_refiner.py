@@ -1,0 +1,138 @@
+"""The detail refiner: a stochastic decoder that draws the fine detail a blurred image lost, alone
+and as the fingerprint VAE's optional second decoder."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from microforge.errors import MicroforgeError
+from microforge.fingerprint import explore, fingerprints, load_fingerprint_model, train_fingerprints
+from microforge.fingerprint.vae import load_refiner, reconstruct
+from microforge.models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
+from microforge.models.fingerprint import FingerprintConfig
+from microforge.seeding import seeded_generator
+from microforge.training.loop import random_batch
+
+from .conftest import interrupted_at_step
+from .test_fingerprint import MICRO
+
+SMALL = RefinerConfig(resolution=32, factor=2, channels=(16, 32), sample_steps=4)
+
+
+def low_pass(x: torch.Tensor, f: int = 8) -> torch.Tensor:
+    return F.interpolate(F.avg_pool2d(x, f), scale_factor=f, mode="bilinear", align_corners=False)
+
+
+def striped_tiles(n: int, seed: int) -> torch.Tensor:
+    """``(n, 1, 32, 32)``: a colony of 2 px dark and 2 px bright laths (period 4 px) in the left half,
+    a flat dark grain in the right half; the laths' phase is random, so a low-pass of 8 px loses them."""
+    rng = np.random.default_rng(seed)
+    x = np.full((n, 1, 32, 32), 0.2, dtype=np.float32)
+    cols = np.arange(16)
+    for i in range(n):
+        x[i, 0, :, :16] = np.where((cols + rng.integers(4)) % 4 < 2, 0.2, 0.8)
+    return torch.from_numpy(x)
+
+
+def test_residual_scale_seeded_draws_and_round_trip(tmp_path):
+    torch.manual_seed(0)
+    ref = DetailRefiner(SMALL)
+    x = striped_tiles(6, 0)
+    c = low_pass(x)
+    std = fit_residual_std(ref, x, c)
+    assert std == pytest.approx(float(np.std((x - c).numpy(), ddof=1)), rel=1e-5)
+    assert float(ref.residual_std) == pytest.approx(std)
+    a = ref.refine(c, seeded_generator(0))
+    assert a.shape == (6, 1, 32, 32) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, ref.refine(c, seeded_generator(0)))  # the same seed, the same draw
+    assert not torch.equal(a, ref.refine(c, seeded_generator(1)))
+    ref.save_pretrained(tmp_path / "r")
+    back = DetailRefiner.from_pretrained(tmp_path / "r")
+    assert back.cfg == SMALL and torch.equal(a, back.refine(c, seeded_generator(0)))
+    with pytest.raises(MicroforgeError, match="must be divisible by factor x 2"):
+        RefinerConfig(resolution=36, factor=4, channels=(16, 32))
+    with pytest.raises(MicroforgeError, match="model_type"):
+        (tmp_path / "r" / "config.json").write_text('{"model_type": "something-else"}')
+        DetailRefiner.from_pretrained(tmp_path / "r")
+
+
+def test_the_refiner_draws_the_laths_a_low_pass_lost():
+    """Trained on striped colonies beside flat grains, the refiner draws laths (high horizontal
+    contrast) in the colony half only, from an 8 px low-pass that holds none of them."""
+    torch.manual_seed(0)
+    ref = DetailRefiner(dataclasses.replace(SMALL, sample_steps=10))
+    x = striped_tiles(64, 0)
+    fit_residual_std(ref, x, low_pass(x))
+    opt = torch.optim.AdamW(ref.unet.parameters(), lr=2e-3, weight_decay=0.0)
+    pairs = torch.cat([x, low_pass(x)], 1)
+    for step in range(600):
+        _, batch = random_batch(pairs, 16, seeded_generator(0, step))  # random symmetries turn the colony
+        loss = ref.loss(batch[:, :1], batch[:, 1:], seeded_generator(1, step))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = striped_tiles(8, 1)
+    out = ref.refine(low_pass(test), seeded_generator(2))
+
+    def contrast(img: torch.Tensor, cols: slice) -> float:  # mean |step| between horizontal neighbours
+        return float((img[..., 4:-4, cols][..., 1:] - img[..., 4:-4, cols][..., :-1]).abs().mean())
+
+    colony = slice(2, 15)  # 12 neighbour pairs: a step of 0.6 at every other one, whatever the laths' phase
+    truth, blurred = contrast(test, colony), contrast(low_pass(test), colony)
+    drawn, grain = contrast(out, colony), contrast(out, slice(19, 30))
+    assert truth == pytest.approx(0.3, rel=1e-6)
+    assert blurred < 0.1 * truth
+    assert drawn > 0.5 * truth and grain < 0.25 * drawn
+
+
+@pytest.fixture(scope="module")
+def refined_model(tiny_bench, tmp_path_factory):
+    cfg = dataclasses.replace(MICRO, refiner_steps=6, refiner=SMALL)
+    return train_fingerprints(tiny_bench.root, tmp_path_factory.mktemp("fpr") / "full", cfg, progress=False), cfg
+
+
+def test_fingerprint_train_adds_a_refiner_that_keeps_every_fingerprint_and_resumes_exactly(
+    tiny_bench, refined_model, tmp_path, monkeypatch
+):
+    folder, cfg = refined_model
+    plain = train_fingerprints(tiny_bench.root, tmp_path / "plain", MICRO, progress=False)
+    imgs = np.random.default_rng(2).random((4, 32, 32)).astype(np.float32)
+    assert np.array_equal(
+        fingerprints(load_fingerprint_model(plain), imgs), fingerprints(load_fingerprint_model(folder), imgs)
+    )
+    rec = json.loads((folder / "reconstruction.json").read_text())
+    assert rec["before_refiner"]["mse"] == json.loads((plain / "reconstruction.json").read_text())["mse"]
+    assert rec["mse"] != rec["before_refiner"]["mse"]  # scored on the refined reconstructions
+    refiner = load_refiner(folder)
+    assert refiner is not None and refiner.cfg == SMALL and load_refiner(plain) is None
+    record = json.loads((folder / "config.json").read_text())
+    assert record["train"]["refiner_steps"] == 6 and "refiner_seconds" in record
+    assert len((folder / "log_refiner.jsonl").read_text().splitlines()) == 2  # steps 0 and 5 (the last)
+    assert not any((folder / d).exists() for d in ("checkpoints", "checkpoints_refiner"))
+    x = torch.from_numpy(imgs)[:, None]
+    first = reconstruct(load_fingerprint_model(folder), x, refiner, seed=3)
+    assert torch.equal(first, reconstruct(load_fingerprint_model(folder), x, load_refiner(folder), seed=3))
+
+    # the refiner's key is (seed, 2, step): die at its step 4, after the step-3 checkpoint
+    with interrupted_at_step(monkeypatch, 4, key_length=2), pytest.raises(KeyboardInterrupt):
+        train_fingerprints(tiny_bench.root, tmp_path / "cut", cfg, progress=False)
+    assert (tmp_path / "cut" / "checkpoints" / "step_0000006").is_dir()  # the finished VAE, not trained again
+    train_fingerprints(tiny_bench.root, tmp_path / "cut", cfg, resume=True, progress=False)
+    for name in ("model.safetensors", "refiner/model.safetensors"):
+        assert (folder / name).read_bytes() == (tmp_path / "cut" / name).read_bytes()
+
+
+def test_explore_draws_the_refined_reconstructions(tiny_bench, refined_model, tmp_path):
+    folder, _ = refined_model
+    summary = explore(tiny_bench.root, tmp_path / "ex", ("vae",), model_dir=folder, gammas=(1.0,))
+    assert summary["vae"]["refined"] is True
+    assert (tmp_path / "ex" / "reconstructions.png").stat().st_size > 1000
+
+
+def test_a_refiner_of_another_resolution_is_one_error():
+    with pytest.raises(MicroforgeError, match="refiner resolution 128 must equal the model resolution 32"):
+        dataclasses.replace(MICRO, model=FingerprintConfig(resolution=32), refiner_steps=10)
