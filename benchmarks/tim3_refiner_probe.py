@@ -1,0 +1,178 @@
+"""Does a detail refiner after stage 2 give a TiM3 model the SEM texture its micrograph stage does
+not draw (issue 17)? The refiner (``microforge.models.detail_refiner``) learns to draw a real
+training tile from stage 2's rendition of that tile's true map and properties (the two share the
+layout, not the pixels), then draws the detail of the model's samples; both are scored as
+``fid_budget.py`` scores its rows.
+
+    python benchmarks/tim3_refiner_probe.py MODEL DATA RUN [--pairs 1200] [--steps 3000] [--n 160] [--out JSON]
+
+Phases, each kept in RUN so that a rerun of the same command resumes: ``pairs.pt`` (``--pairs``
+training tiles and stage 2's renditions of them, at the model's resolution and sampling
+settings), the refiner's training (checkpoints, ``log.jsonl``, then ``refiner/``), and the
+scoring: ``--n`` held-out tiles drawn four ways (stage 2 from their true maps, the full model at
+their properties, each without and with the refiner) against ``--n-reference`` training tiles:
+FID, sharpness, the S2 discrepancy against the real tiles and, with the model's regressor (or
+``--regressor``), its reading of every row at the tiles' properties. MODEL: a two-stage TiM3
+folder or bundled:NAME. Writes benchmarks/results/tim3_refiner_probe_<model name>.json unless
+--out says otherwise. A probe: the refiner is not part of the TiM3 pipeline.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from _held_out import load_regressor, model_split, regressor_row, sharpness
+from _record import write_record
+from fid_budget import _tiles, s2_curves
+
+from microforge.characterize.segmentation import lath_halfwidth_px
+from microforge.characterize.statistics import discrepancy
+from microforge.data.phase_map import CLASS_NAMES
+from microforge.evaluate.distribution import frechet_distance
+from microforge.io import resize_batch
+from microforge.models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
+from microforge.models.inception import InceptionFeatures, extract
+from microforge.pipelines.generate import pixel_size_at
+from microforge.pipelines.registry import resolve_model
+from microforge.pipelines.tim3 import TiM3Pipeline
+from microforge.seeding import seeded_generator
+from microforge.training.loop import lr_factor, random_batch, run_steps
+
+
+@torch.no_grad()
+def draw_pairs(pipe: TiM3Pipeline, items: list[dict], batch_size: int, seed: int) -> torch.Tensor:
+    """``(N, 2, R, R)``: each tile (area-resized to the model's R) and stage 2's rendition of its
+    true map at its properties, both in [0, 1]."""
+    cfg, out = pipe.cfg, []
+    g2 = pipe.stage_guidance()[1]
+    for b, start in enumerate(range(0, len(items), batch_size)):
+        batch = items[start : start + batch_size]
+        real = resize_batch(np.stack([it["image"][0].numpy() for it in batch]), cfg.resolution)
+        maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
+        raw = np.stack([it["props_raw"].numpy() for it in batch])
+        y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
+        drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, seeded_generator(seed, b))
+        out.append(torch.stack([real[:, 0], drawn.cpu()], dim=1))
+        print(f"pairs: {start + len(batch)} / {len(items)}", flush=True)
+    return torch.cat(out)
+
+
+def train_refiner(pairs: torch.Tensor, run: Path, steps: int, batch: int, lr: float) -> DetailRefiner:
+    """A refiner trained for ``steps`` to draw ``pairs[:, 0]`` from ``pairs[:, 1]`` (resumable in ``run``)."""
+    if (run / "refiner").is_dir():
+        return DetailRefiner.from_pretrained(run / "refiner")
+    res = pairs.shape[-1]
+    torch.manual_seed(0)
+    refiner = DetailRefiner(RefinerConfig(resolution=res, factor=2 if res <= 64 else 4))
+    fit_residual_std(refiner, pairs[:, :1], pairs[:, 1:])
+    opt = torch.optim.AdamW(refiner.unet.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, "cosine"))
+
+    def step(gen: torch.Generator) -> dict[str, float]:
+        _, x = random_batch(pairs, batch, gen)
+        loss = refiner.loss(x[:, :1], x[:, 1:], gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        return {"loss": loss.item()}
+
+    seconds = run_steps(run, steps, 0, 250, {"refiner": refiner}, {"opt": opt, "sched": sched}, step, "refiner")
+    refiner.save_pretrained(run / "refiner", {"pairs": len(pairs), "steps": steps, **seconds.record()})
+    return refiner.eval()
+
+
+@torch.no_grad()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("data")
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--pairs", type=int, default=1200, help="training tiles the refiner learns from")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--n", type=int, default=160, help="held-out tiles scored per row")
+    ap.add_argument("--n-reference", type=int, default=500, help="training tiles in the reference set")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--regressor", help="a property regressor folder or bundled:NAME/regressor")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
+    cfg = pipe.cfg
+    if not cfg.two_stage:
+        raise SystemExit(f"Error: {args.model}: not a two-stage model")
+    own = pipe.folder / "regressor"
+    reg = load_regressor(args.regressor) if args.regressor else (load_regressor(str(own)) if own.is_dir() else None)
+    args.run.mkdir(parents=True, exist_ok=True)
+    train = model_split(pipe, args.data, "train")
+    if not (args.run / "pairs.pt").is_file():
+        pairs = draw_pairs(pipe, _tiles(train, args.pairs, args.seed + 2), args.batch_size, args.seed + 2)
+        torch.save(pairs, args.run / "pairs.pt")
+    pairs = torch.load(args.run / "pairs.pt")
+    with torch.enable_grad():
+        refiner = train_refiner(pairs, args.run, args.steps, args.batch_size, args.lr)
+    res = cfg.resolution
+    inception = InceptionFeatures()
+    ref = resize_batch(np.stack([it["image"][0].numpy() for it in _tiles(train, args.n_reference, args.seed)]), res)
+    ref_features = extract(inception, ref[:, 0].numpy())
+    halfwidth = lath_halfwidth_px(pixel_size_at(train.data.properties.info, res))
+    items = _tiles(model_split(pipe, args.data, "test"), args.n, args.seed + 1)
+    names = ("real", "stage2_true_maps", "stage2_true_maps_refined", "two_stage", "two_stage_refined")
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    g2 = pipe.stage_guidance()[1]
+    for b, start in enumerate(range(0, len(items), args.batch_size)):
+        batch = items[start : start + args.batch_size]
+        rows["real"].append(resize_batch(np.stack([it["image"][0].numpy() for it in batch]), res)[:, 0].numpy())
+        maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
+        raw = np.stack([it["props_raw"].numpy() for it in batch])
+        y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
+        drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, seeded_generator(args.seed, b))
+        gen = seeded_generator(args.seed + b, 0)  # what pipe(raw, seed=args.seed + b) samples, its batch 0
+        drawn_maps = pipe.draw_maps(y, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
+        sampled = pipe.draw_micrographs(y, drawn_maps, cfg.sampling_steps, g2, cfg.sampler, gen)
+        for name, images in (("stage2_true_maps", drawn), ("two_stage", sampled)):
+            rows[name].append(images.numpy())
+            refined = refiner.refine(images[:, None], seeded_generator(args.seed, b, 9))
+            rows[f"{name}_refined"].append(refined[:, 0].numpy())
+    raw_all = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
+    r, real_s2 = s2_curves(np.concatenate(rows["real"]), cfg.modality, halfwidth)
+    result = {}
+    for name, parts in rows.items():
+        images = np.concatenate(parts)
+        result[name] = {
+            "fid": round(frechet_distance(ref_features, extract(inception, images)), 1),
+            "sharpness": round(sharpness(images), 2),
+        }
+        if name != "real":
+            curves = s2_curves(images, cfg.modality, halfwidth)[1]
+            result[name]["s2_discrepancy_pct_vs_real"] = {
+                phase: round(discrepancy(real_s2[c], curves[c], r), 1) for c, phase in enumerate(CLASS_NAMES)
+            }
+        if reg is not None:
+            result[name]["regressor"] = regressor_row(reg, images, raw_all)
+    np.savez_compressed(args.run / "rows.npz", **{k: np.concatenate(v)[:16] for k, v in rows.items()})
+    result["reference_sharpness"] = round(sharpness(ref[:, 0].numpy()), 2)
+    write_record(
+        {
+            "benchmark": "a detail refiner after TiM3's stage 2 (issue 17)",
+            "command": f"python benchmarks/tim3_refiner_probe.py {args.model} {args.data} RUN --pairs {args.pairs} "
+            f"--steps {args.steps} --n {args.n} --n-reference {args.n_reference}"
+            + ("" if args.regressor is None else f" --regressor {args.regressor}"),
+            "model": args.model,
+            "pairs": len(pairs),
+            "refiner": refiner.cfg.to_dict(),
+            "n": len(items),
+            "n_reference": len(ref),
+            "resolution": res,
+            "rows": result,
+        },
+        args.out or Path(__file__).parent / "results" / f"tim3_refiner_probe_{pipe.folder.name}.json",
+    )
+
+
+if __name__ == "__main__":
+    main()
