@@ -43,6 +43,7 @@ from microforge.data.dataset import MicrographDataset
 from microforge.evaluate.distribution import frechet_distance
 from microforge.io import resize_batch
 from microforge.models.inception import InceptionFeatures, extract
+from microforge.models.property_regressor import PropertyRegressor
 from microforge.pipelines.generate import pixel_size_at
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
@@ -62,6 +63,39 @@ def s2_curves(images: np.ndarray, modality: str, halfwidth: int) -> tuple[np.nda
             r, curve = two_point_correlation(phases == c, r_max)
             curves[c] += curve
     return r, curves / len(images)
+
+
+def score_rows(
+    rows: dict[str, list[np.ndarray]],
+    inception: InceptionFeatures,
+    ref_features: np.ndarray,
+    modality: str,
+    halfwidth: int,
+    reg: PropertyRegressor | None,
+    raw: np.ndarray,
+) -> dict[str, dict]:
+    """Each row of images (a list of ``(B, R, R)`` batches in [0, 1]; empty rows are skipped) scored
+    against the reference's Inception features ``ref_features``: its FID and sharpness; for every
+    row but ``real``, its per-class S2 discrepancy (percent) against the ``real`` row's images,
+    segmented with opening radius ``halfwidth`` px; and, with a regressor ``reg``, its reading of
+    the row at the properties ``raw`` ``(N, P)``."""
+    result = {}
+    r, real_s2 = s2_curves(np.concatenate(rows["real"]), modality, halfwidth)
+    for name, parts in rows.items():
+        if parts:
+            images = np.concatenate(parts)
+            result[name] = {
+                "fid": round(frechet_distance(ref_features, extract(inception, images)), 1),
+                "sharpness": round(sharpness(images), 2),
+            }
+            if name != "real":
+                curves = s2_curves(images, modality, halfwidth)[1]
+                result[name]["s2_discrepancy_pct_vs_real"] = {
+                    phase: round(discrepancy(real_s2[c], curves[c], r), 1) for c, phase in enumerate(CLASS_NAMES)
+                }
+            if reg is not None:
+                result[name]["regressor"] = regressor_row(reg, images, raw)
+    return result
 
 
 def _tiles(ds: MicrographDataset, n: int, seed: int) -> list[dict]:
@@ -118,22 +152,7 @@ def main() -> None:
         gen = seeded_generator(args.seed + b, 0)
         drawn_maps = pipe.draw_maps(y, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
         rows["two_stage"].append(pipe.draw_micrographs(y, drawn_maps, cfg.sampling_steps, g2, cfg.sampler, gen).numpy())
-    result = {}
-    r, real_s2 = s2_curves(np.concatenate(rows["real"]), cfg.modality, halfwidth)
-    for name, parts in rows.items():
-        if parts:
-            images = np.concatenate(parts)
-            result[name] = {
-                "fid": round(frechet_distance(ref_features, extract(inception, images)), 1),
-                "sharpness": round(sharpness(images), 2),
-            }
-            if name != "real":
-                curves = s2_curves(images, cfg.modality, halfwidth)[1]
-                result[name]["s2_discrepancy_pct_vs_real"] = {
-                    phase: round(discrepancy(real_s2[c], curves[c], r), 1) for c, phase in enumerate(CLASS_NAMES)
-                }
-            if reg is not None:
-                result[name]["regressor"] = regressor_row(reg, images, raw_all)
+    result = score_rows(rows, inception, ref_features, cfg.modality, halfwidth, reg, raw_all)
     result["reference_sharpness"] = round(sharpness(ref), 2)
     record = {
         "benchmark": "fid_budget",

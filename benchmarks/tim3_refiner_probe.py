@@ -24,14 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _held_out import load_regressor, model_split, regressor_row, sharpness
+from _held_out import load_regressor, model_split, sharpness
 from _record import write_record
-from fid_budget import _tiles, s2_curves
+from fid_budget import _tiles, score_rows
 
 from microforge.characterize.segmentation import lath_halfwidth_px
-from microforge.characterize.statistics import discrepancy
-from microforge.data.phase_map import CLASS_NAMES
-from microforge.evaluate.distribution import frechet_distance
 from microforge.io import resize_batch
 from microforge.models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
 from microforge.models.inception import InceptionFeatures, extract
@@ -139,21 +136,7 @@ def main() -> None:
             refined = refiner.refine(images[:, None], seeded_generator(args.seed, b, 9))
             rows[f"{name}_refined"].append(refined[:, 0].numpy())
     raw_all = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
-    r, real_s2 = s2_curves(np.concatenate(rows["real"]), cfg.modality, halfwidth)
-    result = {}
-    for name, parts in rows.items():
-        images = np.concatenate(parts)
-        result[name] = {
-            "fid": round(frechet_distance(ref_features, extract(inception, images)), 1),
-            "sharpness": round(sharpness(images), 2),
-        }
-        if name != "real":
-            curves = s2_curves(images, cfg.modality, halfwidth)[1]
-            result[name]["s2_discrepancy_pct_vs_real"] = {
-                phase: round(discrepancy(real_s2[c], curves[c], r), 1) for c, phase in enumerate(CLASS_NAMES)
-            }
-        if reg is not None:
-            result[name]["regressor"] = regressor_row(reg, images, raw_all)
+    result = score_rows(rows, inception, ref_features, cfg.modality, halfwidth, reg, raw_all)
     np.savez_compressed(args.run / "rows.npz", **{k: np.concatenate(v)[:16] for k, v in rows.items()})
     result["reference_sharpness"] = round(sharpness(ref[:, 0].numpy()), 2)
     write_record(

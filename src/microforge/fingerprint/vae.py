@@ -57,7 +57,7 @@ class FingerprintTrainConfig:
     autocast: str | None = None
     # steps of the detail refiner, trained after the VAE (and its fine-tune) to draw the detail of the
     # VAE's reconstructions of the training tiles (0: none, White et al.'s deterministic decoder alone).
-    # The VAE is frozen, so every fingerprint stays as it was; 4 000 steps at batch 32 take about 40 min on 2 cores
+    # The VAE is frozen, so every fingerprint stays as it was; 4 000 steps at batch 32 took 45 min on 2 cores
     refiner_steps: int = 0
     refiner: RefinerConfig = field(default_factory=RefinerConfig)
     refiner_lr: float = 1e-3  # AdamW, 100-step warm-up and a cosine decay to 0
