@@ -30,13 +30,13 @@ from fid_budget import _tiles, score_rows
 
 from microforge.characterize.segmentation import lath_halfwidth_px
 from microforge.io import resize_batch
-from microforge.models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
+from microforge.models.detail_refiner import DetailRefiner, RefinerConfig
 from microforge.models.inception import InceptionFeatures, extract
 from microforge.pipelines.generate import pixel_size_at
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
-from microforge.training.loop import lr_factor, random_batch, run_steps
+from microforge.training.refiner_trainer import train_refiner
 
 
 @torch.no_grad()
@@ -57,29 +57,16 @@ def draw_pairs(pipe: TiM3Pipeline, items: list[dict], batch_size: int, seed: int
     return torch.cat(out)
 
 
-def train_refiner(pairs: torch.Tensor, run: Path, steps: int, batch: int, lr: float) -> DetailRefiner:
-    """A refiner trained for ``steps`` to draw ``pairs[:, 0]`` from ``pairs[:, 1]`` (resumable in ``run``)."""
+def refiner_for(pairs: torch.Tensor, run: Path, steps: int, batch: int, lr: float) -> DetailRefiner:
+    """A refiner trained for ``steps`` to draw ``pairs[:, 0]`` from ``pairs[:, 1]`` (resumable in ``run``;
+    read back from ``run/refiner`` once trained)."""
     if (run / "refiner").is_dir():
         return DetailRefiner.from_pretrained(run / "refiner")
     res = pairs.shape[-1]
-    torch.manual_seed(0)
-    refiner = DetailRefiner(RefinerConfig(resolution=res, factor=2 if res <= 64 else 4))
-    fit_residual_std(refiner, pairs[:, :1], pairs[:, 1:])
-    opt = torch.optim.AdamW(refiner.unet.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, "cosine"))
-
-    def step(gen: torch.Generator) -> dict[str, float]:
-        _, x = random_batch(pairs, batch, gen)
-        loss = refiner.loss(x[:, :1], x[:, 1:], gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        return {"loss": loss.item()}
-
-    seconds = run_steps(run, steps, 0, 250, {"refiner": refiner}, {"opt": opt, "sched": sched}, step, "refiner")
+    cfg = RefinerConfig(resolution=res, factor=2 if res <= 64 else 4)
+    refiner, seconds = train_refiner(pairs, cfg, run, steps, batch, lr, 0)
     refiner.save_pretrained(run / "refiner", {"pairs": len(pairs), "steps": steps, **seconds.record()})
-    return refiner.eval()
+    return refiner
 
 
 @torch.no_grad()
@@ -111,7 +98,7 @@ def main() -> None:
         torch.save(pairs, args.run / "pairs.pt")
     pairs = torch.load(args.run / "pairs.pt")
     with torch.enable_grad():
-        refiner = train_refiner(pairs, args.run, args.steps, args.batch_size, args.lr)
+        refiner = refiner_for(pairs, args.run, args.steps, args.batch_size, args.lr)
     res = cfg.resolution
     inception = InceptionFeatures()
     ref = resize_batch(np.stack([it["image"][0].numpy() for it in _tiles(train, args.n_reference, args.seed)]), res)

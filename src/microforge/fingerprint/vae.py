@@ -22,13 +22,14 @@ from ..config import nested_config_from_dict, plain_data
 from ..data.dataset import d4_batch, load_split
 from ..data.phase_map import BETA, PRIMARY_ALPHA
 from ..errors import MicroforgeError
-from ..models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
+from ..models.detail_refiner import DetailRefiner, RefinerConfig
 from ..models.fingerprint import FingerprintConfig, FingerprintVAE, fingerprint_loss
 from ..io import read_yaml_mapping, resize_batch
 from ..models.patch_discriminator import PatchDiscriminator, hinge_discriminator_loss, hinge_generator_loss
 from ..training.checkpoints import prepare_run_dir, save_checkpoint
 from ..seeding import seeded_generator
 from ..training.loop import StepSeconds, lr_factor, random_batch, run_steps
+from ..training.refiner_trainer import train_refiner
 
 RECONSTRUCTION_FILE = "reconstruction.json"
 LR_DECAYS = ("none", "cosine")
@@ -191,36 +192,20 @@ def _train_refiner(
     """Train a detail refiner for ``cfg.refiner_steps`` to draw each training tile ``images``
     ``(N, 1, R, R)`` from the frozen ``model``'s reconstruction of it (both under the same random
     symmetry of the square). Returns the refiner (eval mode) and the seconds spent."""
-    torch.manual_seed(cfg.seed)
-    refiner = DetailRefiner(cfg.refiner)
     pairs = torch.cat([images, reconstruct(model, images)], dim=1)  # (N, 2, R, R): tile, reconstruction
-    fit_residual_std(refiner, pairs[:, :1], pairs[:, 1:])
-    opt = torch.optim.AdamW(refiner.unet.parameters(), lr=cfg.refiner_lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.refiner_steps, "cosine"))
-
-    def step(gen: torch.Generator) -> dict[str, float]:
-        _, batch = random_batch(pairs, cfg.batch_size, gen)
-        loss = refiner.loss(batch[:, :1], batch[:, 1:], gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        return {"loss": loss.item()}
-
-    seconds = run_steps(
+    return train_refiner(
+        pairs,
+        cfg.refiner,
         out,
         cfg.refiner_steps,
+        cfg.batch_size,
+        cfg.refiner_lr,
         (cfg.seed, 2),
         cfg.checkpoint_every,
-        {"refiner": refiner},
-        {"opt": opt, "sched": sched},
-        step,
-        "train the detail refiner",
         progress,
         log_path=out / "log_refiner.jsonl",
         checkpoint_dir=out / REFINER_CHECKPOINTS,
     )
-    return refiner.eval(), seconds
 
 
 def _fine_tune_decoder(
