@@ -27,9 +27,9 @@ from torch import nn
 
 from microforge.data.dataset import load_split
 from microforge.fingerprint.vae import FingerprintTrainConfig, reconstruction_quality
-from microforge.models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
+from microforge.models.detail_refiner import DetailRefiner, RefinerConfig
 from microforge.seeding import seeded_generator
-from microforge.training.loop import lr_factor, random_batch, run_steps
+from microforge.training.refiner_trainer import train_refiner
 
 
 def low_pass(x: torch.Tensor, f: int) -> torch.Tensor:
@@ -66,27 +66,11 @@ def main() -> None:
     train = load_split(args.data, "train", fp.split_fractions, fp.seed, fp.modality, fp.model.resolution)
     test = load_split(args.data, "test", fp.split_fractions, fp.seed, fp.modality, fp.model.resolution)
     cfg = RefinerConfig(resolution=fp.model.resolution)
-    torch.manual_seed(0)
-    refiner = DetailRefiner(cfg)
     images = train.images
-    std = fit_residual_std(refiner, images, low_pass(images, args.lowpass))
-    opt = torch.optim.AdamW(refiner.unet.parameters(), lr=args.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.steps, "cosine"))
-
-    def step(gen: torch.Generator) -> dict[str, float]:
-        _, x = random_batch(images, args.batch, gen)
-        loss = refiner.loss(x, low_pass(x, args.lowpass), gen)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        return {"loss": loss.item()}
-
     args.run.mkdir(parents=True, exist_ok=True)
-    seconds = run_steps(
-        args.run, args.steps, 0, 250, {"refiner": refiner}, {"opt": opt, "sched": sched}, step, "refiner"
-    )
-    refiner.eval()
+    pairs = torch.cat([images, low_pass(images, args.lowpass)], dim=1)  # (N, 2, R, R): tile, its low-pass
+    refiner, seconds = train_refiner(pairs, cfg, args.run, args.steps, args.batch, args.lr, 0)
+    std = float(refiner.residual_std)
     tile_px = int(test.dataset[0]["image"].shape[-1])
     start = time.perf_counter()
     rows = {

@@ -24,11 +24,11 @@ import numpy as np
 
 from ..accuracy import accuracy_table
 from ..characterize.descriptors import compare_sets
+from ..data.digest import dataset_digest
 from ..data.outdir import prepare_output_dir, record_outputs
 from ..errors import MicroforgeError
 from ..io import write_json_atomic
 from ..pipelines.registry import resolve_model
-from ..data.digest import dataset_digest
 from .batches import load_arrays
 from .evaluator import Evaluator, describe_set
 from .grid import sample_grid
