@@ -40,9 +40,14 @@ from microforge.training.refiner_trainer import train_refiner
 
 
 @torch.no_grad()
-def draw_pairs(pipe: TiM3Pipeline, items: list[dict], batch_size: int, seed: int) -> torch.Tensor:
+def draw_pairs(
+    pipe: TiM3Pipeline, items: list[dict], batch_size: int, seed: int, strength: float = 1.0
+) -> torch.Tensor:
     """``(N, 2, R, R)``: each tile (area-resized to the model's R) and stage 2's rendition of its
-    true map at its properties, both in [0, 1]."""
+    true map at its properties, both in [0, 1]. ``strength`` below 1: stage 2 redraws the tile's
+    own latent from that far along the schedule (SDEdit), so the pair shares the tile's layout
+    pixel for pixel and differs in the texture stage 2 draws; 1: drawn from noise, so the pair
+    shares the map only."""
     cfg, out = pipe.cfg, []
     g2 = pipe.stage_guidance()[1]
     for b, start in enumerate(range(0, len(items), batch_size)):
@@ -51,7 +56,9 @@ def draw_pairs(pipe: TiM3Pipeline, items: list[dict], batch_size: int, seed: int
         maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
         raw = np.stack([it["props_raw"].numpy() for it in batch])
         y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
-        drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, seeded_generator(seed, b))
+        init = pipe.encode_images(real[:, 0]) if strength < 1.0 else None
+        gen = seeded_generator(seed, b)
+        drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, gen, init, strength)
         out.append(torch.stack([real[:, 0], drawn.cpu()], dim=1))
         print(f"pairs: {start + len(batch)} / {len(items)}", flush=True)
     return torch.cat(out)
@@ -78,6 +85,13 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=1200, help="training tiles the refiner learns from")
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument(
+        "--strength",
+        type=float,
+        default=1.0,
+        help="pairs: 1 draws stage 2 from noise at the tile's true map; below 1 redraws the tile's own latent "
+        "from that far along the schedule (SDEdit), so the pair is aligned pixel for pixel",
+    )
     ap.add_argument("--n", type=int, default=160, help="held-out tiles scored per row")
     ap.add_argument("--n-reference", type=int, default=500, help="training tiles in the reference set")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -94,7 +108,8 @@ def main() -> None:
     args.run.mkdir(parents=True, exist_ok=True)
     train = model_split(pipe, args.data, "train")
     if not (args.run / "pairs.pt").is_file():
-        pairs = draw_pairs(pipe, _tiles(train, args.pairs, args.seed + 2), args.batch_size, args.seed + 2)
+        items = _tiles(train, args.pairs, args.seed + 2)
+        pairs = draw_pairs(pipe, items, args.batch_size, args.seed + 2, args.strength)
         torch.save(pairs, args.run / "pairs.pt")
     pairs = torch.load(args.run / "pairs.pt")
     with torch.enable_grad():
@@ -130,10 +145,11 @@ def main() -> None:
         {
             "benchmark": "a detail refiner after TiM3's stage 2 (issue 17)",
             "command": f"python benchmarks/tim3_refiner_probe.py {args.model} {args.data} RUN --pairs {args.pairs} "
-            f"--steps {args.steps} --n {args.n} --n-reference {args.n_reference}"
+            f"--steps {args.steps} --n {args.n} --n-reference {args.n_reference} --strength {args.strength}"
             + ("" if args.regressor is None else f" --regressor {args.regressor}"),
             "model": args.model,
             "pairs": len(pairs),
+            "pair_strength": args.strength,
             "refiner": refiner.cfg.to_dict(),
             "n": len(items),
             "n_reference": len(ref),

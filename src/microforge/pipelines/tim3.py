@@ -353,24 +353,42 @@ class TiM3Pipeline(SamplingPipeline):
         guidance: float,
         sampler: str,
         gen: torch.Generator,
+        init: torch.Tensor | None = None,
+        strength: float = 1.0,
     ) -> torch.Tensor:
         """The micrograph stage: images ``(B, R, R)`` in [0, 1] for normalised conditions ``y``
         ``(B, K)`` and, for a two-stage model, maps ``maps`` (stage 1's, or true maps as
         :meth:`model_maps` gives them): class indices ``(B, R, R)`` (long), or class shares
         ``(B, 3, R, R)`` (float; what a soft-map model reads); ``maps`` is None for a
         single-stage model. A config's ``observation_noise_std`` adds white Gaussian noise of that
-        std to the decoded images (drawn from ``gen`` after the sampler), clipped to [0, 1] again."""
+        std to the decoded images (drawn from ``gen`` after the sampler), clipped to [0, 1] again.
+
+        ``init``: images' latents from :meth:`encode_images` to redraw (SDEdit, as
+        :meth:`redraw_maps` does for maps): noised ``strength`` (in (0, 1]) of the way along the
+        schedule and denoised with ``steps * strength`` sampler steps, so small strengths keep the
+        images' layout and give them stage 2's texture. None: drawn from noise."""
         cfg, m = self.cfg, self.modules
+        if not 0.0 < strength <= 1.0:
+            raise MicroforgeError(f"micrograph redraw strength must lie in (0, 1], got {strength}")
         extra = None
         if maps is not None:
             lossless = cfg.map_condition == "space_to_depth"
             extra = map_condition(as_class_shares(maps), cfg.image_latent_size, m.get("map_encoder"), lossless=lossless)
-        zi = self._denoise(2, y, extra, steps, guidance, sampler, gen)
+        zi = self._denoise(2, y, extra, steps, guidance, sampler, gen, init, strength)
         images = (m["vae_image"].decode(zi / self.scaling["vae_image"]).sample[:, 0].clamp(-1, 1) + 1.0) / 2.0
         if cfg.observation_noise_std:  # drawn on the CPU, as the sampler's noise: the same on any device
             noise = torch.randn(images.shape, generator=gen).to(images.device)
             images = (images + cfg.observation_noise_std * noise).clamp(0.0, 1.0)
         return images
+
+    @torch.no_grad()
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Micrographs ``(B, R, R)`` in [0, 1] as stage 2's latents ``(B, C, S, S)``, scaled as stage
+        2 draws them (the image autoencoder's posterior mean): what :meth:`draw_micrographs`
+        redraws as ``init``."""
+        device = next(self.modules["unet_stage2"].parameters()).device
+        x = images[:, None].to(device, torch.float32) * 2.0 - 1.0
+        return self.modules["vae_image"].encode(x).latent_dist.mean * self.scaling["vae_image"]
 
     def stage_guidance(self, guidance_scale: float | None = None) -> tuple[float, float]:
         """The classifier-free guidance scales (map stage, micrograph stage) a call samples with:
