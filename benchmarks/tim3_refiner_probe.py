@@ -29,7 +29,7 @@ from _record import write_record
 from fid_budget import _tiles, score_rows
 
 from microforge.characterize.segmentation import lath_halfwidth_px
-from microforge.io import resize_batch
+from microforge.io import read_json_file, resize_batch
 from microforge.models.detail_refiner import DetailRefiner, RefinerConfig
 from microforge.models.inception import InceptionFeatures, extract
 from microforge.pipelines.generate import pixel_size_at
@@ -151,6 +151,10 @@ def main() -> None:
             "pairs": len(pairs),
             "pair_strength": args.strength,
             "refiner": refiner.cfg.to_dict(),
+            # the refiner's training time, as its folder records it (over every resumed run)
+            "refiner_training_minutes": round(
+                read_json_file(args.run / "refiner" / "config.json", "a detail refiner")["seconds"] / 60, 1
+            ),
             "n": len(items),
             "n_reference": len(ref),
             "resolution": res,

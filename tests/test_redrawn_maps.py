@@ -17,6 +17,9 @@ from microforge.training.tim3_trainer import REDRAWN_MAPS, train_tim3
 
 from .conftest import MICRO, assert_micro_samples_reproduce, interrupted_at_step, micro_with_train, seeded_run
 
+# the redraws' mean squared difference to the tiles at strengths 0.2, 0.5 and 1 (measured, seeded)
+MICROGRAPH_REDRAW_MSE = [0.00316, 0.00515, 0.01118]
+
 
 def test_redraw_keeps_the_layout_at_small_strength_and_draws_anew_at_one(tiny_bench):
     """On the bundled SEM model and the tiny benchmark's test maps: the share of pixels a redraw
@@ -44,6 +47,36 @@ def test_redraw_keeps_the_layout_at_small_strength_and_draws_anew_at_one(tiny_be
     for bad in (0.0, 1.5):
         with pytest.raises(MicroforgeError, match="map redraw strength must lie in"):
             pipe.redraw_maps(y, maps, bad, 10, 2.0, "ddim", seeded_generator(0))
+
+
+def test_micrograph_redraw_keeps_the_tile_at_small_strength(tiny_bench):
+    """Stage 2 redrawing real tiles (draw_micrographs with init from encode_images, SDEdit) at their
+    true maps: the squared difference to the tile grows with the strength, the autoencoder's own
+    round trip (no diffusion step) sits below every redraw, and the same seed gives the same draw."""
+    pipe = TiM3Pipeline.from_pretrained(resolve_model("bundled:ti-sem-tiny"))
+    cfg = pipe.cfg
+    split = load_split(read_dataset(tiny_bench.root), "test", (0.5, 0.25, 0.25), 0, "SEM", 64, masks=True)
+    tiles, maps = split.images[:8, 0], pipe.model_maps(split.masks[:8])
+    y = torch.tensor(pipe.condition_properties.normalise(split.raw[:8]), dtype=torch.float32)
+    z0 = pipe.encode_images(tiles)
+    assert z0.shape == (8, 4, 32, 32)
+    with torch.no_grad():
+        round_trip = (pipe.modules["vae_image"].decode(z0 / pipe.scaling["vae_image"]).sample[:, 0] + 1) / 2
+
+    def mse(strength: float) -> float:
+        gen = seeded_generator(0)
+        drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, 4.0, "ddim", gen, z0, strength)
+        assert drawn.shape == tiles.shape
+        return float(((drawn - tiles) ** 2).mean())
+
+    errors = [mse(s) for s in (0.2, 0.5, 1.0)]
+    assert float(((round_trip.clamp(0, 1) - tiles) ** 2).mean()) < errors[0] < errors[1] < errors[2]
+    assert errors == pytest.approx(MICROGRAPH_REDRAW_MSE, rel=0.05)
+    again = [pipe.draw_micrographs(y, maps, 10, 4.0, "ddim", seeded_generator(0), z0, 0.5) for _ in range(2)]
+    assert torch.equal(*again)
+    for bad in (0.0, 1.5):
+        with pytest.raises(MicroforgeError, match="micrograph redraw strength must lie in"):
+            pipe.draw_micrographs(y, maps, 10, 4.0, "ddim", seeded_generator(0), z0, bad)
 
 
 def test_redraw_fields_are_checked():
