@@ -12,7 +12,8 @@ settings), the refiner's training (checkpoints, ``log.jsonl``, then ``refiner/``
 scoring: ``--n`` held-out tiles drawn four ways (stage 2 from their true maps, the full model at
 their properties, each without and with the refiner) against ``--n-reference`` training tiles:
 FID, sharpness, the S2 discrepancy against the real tiles and, with the model's regressor (or
-``--regressor``), its reading of every row at the tiles' properties. MODEL: a two-stage TiM3
+``--regressor``), its reading of every row at the tiles' properties; ``RUN/rows.png`` shows eight
+images of each row. MODEL: a two-stage TiM3
 folder or bundled:NAME. Writes benchmarks/results/tim3_refiner_probe_<model name>.json unless
 --out says otherwise. A probe: the refiner is not part of the TiM3 pipeline.
 """
@@ -28,6 +29,7 @@ from _held_out import load_regressor, model_split, sharpness
 from _record import write_record
 from fid_budget import _tiles, score_rows
 
+from microforge.data.dataset import as_class_shares
 from microforge.characterize.segmentation import lath_halfwidth_px
 from microforge.io import read_json_file, resize_batch
 from microforge.models.detail_refiner import DetailRefiner, RefinerConfig
@@ -43,11 +45,11 @@ from microforge.training.refiner_trainer import train_refiner
 def draw_pairs(
     pipe: TiM3Pipeline, items: list[dict], batch_size: int, seed: int, strength: float = 1.0
 ) -> torch.Tensor:
-    """``(N, 2, R, R)``: each tile (area-resized to the model's R) and stage 2's rendition of its
-    true map at its properties, both in [0, 1]. ``strength`` below 1: stage 2 redraws the tile's
-    own latent from that far along the schedule (SDEdit), so the pair shares the tile's layout
-    pixel for pixel and differs in the texture stage 2 draws; 1: drawn from noise, so the pair
-    shares the map only."""
+    """``(N, 5, R, R)``: each tile (area-resized to the model's R), stage 2's rendition of its true
+    map at its properties, both in [0, 1], and that map's three class shares. ``strength`` below
+    1: stage 2 redraws the tile's own latent from that far along the schedule (SDEdit), so the
+    pair shares the tile's layout pixel for pixel and differs in the texture stage 2 draws; 1:
+    drawn from noise, so the pair shares the map only."""
     cfg, out = pipe.cfg, []
     g2 = pipe.stage_guidance()[1]
     for b, start in enumerate(range(0, len(items), batch_size)):
@@ -59,21 +61,54 @@ def draw_pairs(
         init = pipe.encode_images(real[:, 0]) if strength < 1.0 else None
         gen = seeded_generator(seed, b)
         drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, gen, init, strength)
-        out.append(torch.stack([real[:, 0], drawn.cpu()], dim=1))
+        out.append(torch.cat([real, drawn.cpu()[:, None], as_class_shares(maps).cpu()], dim=1))
         print(f"pairs: {start + len(batch)} / {len(items)}", flush=True)
     return torch.cat(out)
 
 
-def refiner_for(pairs: torch.Tensor, run: Path, steps: int, batch: int, lr: float) -> DetailRefiner:
-    """A refiner trained for ``steps`` to draw ``pairs[:, 0]`` from ``pairs[:, 1]`` (resumable in ``run``;
-    read back from ``run/refiner`` once trained)."""
+def refiner_for(pairs: torch.Tensor, run: Path, steps: int, batch: int, lr: float, guide_maps: bool) -> DetailRefiner:
+    """A refiner trained for ``steps`` to draw ``pairs[:, 0]`` from ``pairs[:, 1]`` and, with
+    ``guide_maps``, the map's class shares ``pairs[:, 2:]`` (resumable in ``run``; read back from
+    ``run/refiner`` once trained)."""
     if (run / "refiner").is_dir():
         return DetailRefiner.from_pretrained(run / "refiner")
     res = pairs.shape[-1]
-    cfg = RefinerConfig(resolution=res, factor=2 if res <= 64 else 4)
+    cfg = RefinerConfig(resolution=res, factor=2 if res <= 64 else 4, guide_channels=3 if guide_maps else 0)
+    pairs = pairs if guide_maps else pairs[:, :2]
     refiner, seconds = train_refiner(pairs, cfg, run, steps, batch, lr, 0)
     refiner.save_pretrained(run / "refiner", {"pairs": len(pairs), "steps": steps, **seconds.record()})
     return refiner
+
+
+ROW_LABELS = {
+    "real": "real tiles",
+    "stage2_true_maps": "stage 2, true maps",
+    "stage2_true_maps_refined": "  + refiner",
+    "two_stage": "two stages",
+    "two_stage_refined": "  + refiner",
+}
+
+
+def plot_rows(rows_npz: Path, png: Path, n: int = 8) -> Path:
+    """A figure of the first ``n`` images of every row the probe scored (``rows.npz``): a row of
+    images per way of drawing, all on one grey scale [0, 1]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = np.load(rows_npz)
+    fig, axes = plt.subplots(len(ROW_LABELS), n, figsize=(1.5 * n, 1.6 * len(ROW_LABELS)), squeeze=False)
+    for i, (name, label) in enumerate(ROW_LABELS.items()):
+        for j in range(n):
+            axes[i, j].imshow(rows[name][j], cmap="gray", vmin=0, vmax=1)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+        axes[i, 0].set_ylabel(label, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
+    return png
 
 
 @torch.no_grad()
@@ -91,6 +126,11 @@ def main() -> None:
         default=1.0,
         help="pairs: 1 draws stage 2 from noise at the tile's true map; below 1 redraws the tile's own latent "
         "from that far along the schedule (SDEdit), so the pair is aligned pixel for pixel",
+    )
+    ap.add_argument(
+        "--guide-maps",
+        action="store_true",
+        help="the refiner also reads the phase map each image was drawn from (its class shares)",
     )
     ap.add_argument("--n", type=int, default=160, help="held-out tiles scored per row")
     ap.add_argument("--n-reference", type=int, default=500, help="training tiles in the reference set")
@@ -113,7 +153,7 @@ def main() -> None:
         torch.save(pairs, args.run / "pairs.pt")
     pairs = torch.load(args.run / "pairs.pt")
     with torch.enable_grad():
-        refiner = refiner_for(pairs, args.run, args.steps, args.batch_size, args.lr)
+        refiner = refiner_for(pairs, args.run, args.steps, args.batch_size, args.lr, args.guide_maps)
     res = cfg.resolution
     inception = InceptionFeatures()
     ref = resize_batch(np.stack([it["image"][0].numpy() for it in _tiles(train, args.n_reference, args.seed)]), res)
@@ -133,19 +173,22 @@ def main() -> None:
         gen = seeded_generator(args.seed + b, 0)  # what pipe(raw, seed=args.seed + b) samples, its batch 0
         drawn_maps = pipe.draw_maps(y, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
         sampled = pipe.draw_micrographs(y, drawn_maps, cfg.sampling_steps, g2, cfg.sampler, gen)
-        for name, images in (("stage2_true_maps", drawn), ("two_stage", sampled)):
+        for name, images, drawn_from in (("stage2_true_maps", drawn, maps), ("two_stage", sampled, drawn_maps)):
             rows[name].append(images.numpy())
-            refined = refiner.refine(images[:, None], seeded_generator(args.seed, b, 9))
+            guide = as_class_shares(drawn_from) if refiner.cfg.guide_channels else None
+            refined = refiner.refine(images[:, None], seeded_generator(args.seed, b, 9), guide=guide)
             rows[f"{name}_refined"].append(refined[:, 0].numpy())
     raw_all = np.stack([it["props_raw"].numpy() for it in items]).astype(np.float64)
     result = score_rows(rows, inception, ref_features, cfg.modality, halfwidth, reg, raw_all)
     np.savez_compressed(args.run / "rows.npz", **{k: np.concatenate(v)[:16] for k, v in rows.items()})
+    plot_rows(args.run / "rows.npz", args.run / "rows.png")
     result["reference_sharpness"] = round(sharpness(ref[:, 0].numpy()), 2)
     write_record(
         {
             "benchmark": "a detail refiner after TiM3's stage 2 (issue 17)",
             "command": f"python benchmarks/tim3_refiner_probe.py {args.model} {args.data} RUN --pairs {args.pairs} "
             f"--steps {args.steps} --n {args.n} --n-reference {args.n_reference} --strength {args.strength}"
+            + (" --guide-maps" if args.guide_maps else "")
             + ("" if args.regressor is None else f" --regressor {args.regressor}"),
             "model": args.model,
             "pairs": len(pairs),

@@ -43,6 +43,9 @@ class RefinerConfig:
     train_timesteps: int = 1000  # DDPM's T
     snr_gamma: float = 5.0  # min-SNR-gamma loss weights (Hang et al.'s recommended 5)
     sample_steps: int = 25  # DDIM steps when refining
+    # per-pixel guide channels read beside the blurred image (0: none, the fingerprint VAE's refiner;
+    # 3: a TiM3 phase map's class shares, which say where laths belong and where globules do)
+    guide_channels: int = 0
 
     def __post_init__(self) -> None:
         if self.resolution % (self.factor * 2 ** (len(self.channels) - 1)):
@@ -52,6 +55,8 @@ class RefinerConfig:
             )
         if self.sample_steps < 1 or self.snr_gamma <= 0:
             raise MicroforgeError("refiner sample_steps must be at least 1 and snr_gamma positive")
+        if self.guide_channels < 0:
+            raise MicroforgeError(f"refiner guide_channels must be at least 0, got {self.guide_channels}")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -77,7 +82,7 @@ class DetailRefiner(nn.Module):
         n = len(cfg.channels)
         self.unet = UNet2DModel(
             sample_size=cfg.resolution // cfg.factor,
-            in_channels=2 * f2,
+            in_channels=(2 + cfg.guide_channels) * f2,
             out_channels=f2,
             block_out_channels=tuple(cfg.channels),
             layers_per_block=cfg.layers_per_block,
@@ -88,14 +93,30 @@ class DetailRefiner(nn.Module):
         self.train_scheduler = DDPMScheduler(**_schedule_kwargs(cfg))
         self.register_buffer("residual_std", torch.ones(()))
 
+    def _guide(self, cond: torch.Tensor, guide: torch.Tensor | None) -> torch.Tensor:
+        """The condition the UNet reads: ``cond`` and, for a guided refiner, ``guide``, in [-1, 1]."""
+        g = self.cfg.guide_channels
+        if g == 0 and guide is not None:
+            raise MicroforgeError("this detail refiner takes no guide channels; pass guide=None")
+        if g and (guide is None or guide.shape[1] != g or guide.shape[-2:] != cond.shape[-2:]):
+            got = "none" if guide is None else tuple(guide.shape)
+            raise MicroforgeError(
+                f"this detail refiner needs a guide of {g} channels at {cond.shape[-1]} px; got {got}"
+            )
+        return cond if guide is None else torch.cat([cond, guide.to(cond.dtype)], dim=1)
+
     def _denoise(self, noisy: torch.Tensor, cond: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         f = self.cfg.factor
         inp = torch.cat([F.pixel_unshuffle(noisy, f), F.pixel_unshuffle(cond * 2 - 1, f)], dim=1)
         return F.pixel_shuffle(self.unet(inp, t).sample, f)
 
-    def loss(self, x: torch.Tensor, cond: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def loss(
+        self, x: torch.Tensor, cond: torch.Tensor, gen: torch.Generator, guide: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The min-SNR-weighted v-prediction loss on images ``x`` and their blurred versions ``cond``,
-        both ``(N, 1, R, R)`` in [0, 1]; the noise and timesteps come from ``gen``."""
+        both ``(N, 1, R, R)`` in [0, 1]; the noise and timesteps come from ``gen``. ``guide``
+        ``(N, guide_channels, R, R)`` in [0, 1] for a guided refiner, else None."""
+        full = self._guide(cond, guide)
         r = (x - cond) / self.residual_std
         noise = torch.randn(r.shape, generator=gen)
         t = torch.randint(0, self.cfg.train_timesteps, (len(r),), generator=gen)
@@ -103,18 +124,22 @@ class DetailRefiner(nn.Module):
         target = self.train_scheduler.get_velocity(r, noise, t)
         snr = compute_snr(self.train_scheduler, t)
         weight = snr.clamp(max=self.cfg.snr_gamma) / (snr + 1)  # min-SNR-gamma for v-prediction
-        per_image = F.mse_loss(self._denoise(noisy, cond, t), target, reduction="none").mean(dim=(1, 2, 3))
+        per_image = F.mse_loss(self._denoise(noisy, full, t), target, reduction="none").mean(dim=(1, 2, 3))
         return (weight * per_image).mean()
 
     @torch.no_grad()
-    def refine(self, cond: torch.Tensor, gen: torch.Generator, steps: int | None = None) -> torch.Tensor:
+    def refine(
+        self, cond: torch.Tensor, gen: torch.Generator, steps: int | None = None, guide: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Draw the detail of blurred images ``cond`` ``(N, 1, R, R)`` in [0, 1]: returns ``cond`` plus
-        a sampled residual, clipped to [0, 1], ``(N, 1, R, R)``. ``gen`` seeds the draw."""
+        a sampled residual, clipped to [0, 1], ``(N, 1, R, R)``. ``gen`` seeds the draw; ``guide``
+        ``(N, guide_channels, R, R)`` in [0, 1] for a guided refiner, else None."""
+        full = self._guide(cond, guide)
         sched = DDIMScheduler(**_schedule_kwargs(self.cfg), timestep_spacing="trailing")
         sched.set_timesteps(steps or self.cfg.sample_steps)
         r = torch.randn(cond.shape, generator=gen)
         for t in sched.timesteps:
-            v = self._denoise(r, cond, t.expand(len(r)))
+            v = self._denoise(r, full, t.expand(len(r)))
             r = sched.step(v, t, r).prev_sample
         return (cond + r * self.residual_std).clamp(0, 1)
 
