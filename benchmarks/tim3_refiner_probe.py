@@ -21,6 +21,7 @@ folder or bundled:NAME. Writes benchmarks/results/tim3_refiner_probe_<model name
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,20 @@ def refiner_for(pairs: torch.Tensor, run: Path, steps: int, batch: int, lr: floa
     return refiner
 
 
+def save_with_refiner(pipe: TiM3Pipeline, refiner: DetailRefiner, steps: int, folder: Path) -> Path:
+    """Write ``pipe``'s model with ``refiner`` (sampling in ``steps`` DDIM steps) as its third stage
+    into ``folder``, without the source's ``metrics.json``, which scored the model without it."""
+    staged = DetailRefiner(dataclasses.replace(refiner.cfg, sample_steps=steps))
+    staged.load_state_dict(refiner.state_dict())
+    pipe.modules["refiner"] = staged.eval()
+    try:
+        pipe.save_pretrained(folder)
+    finally:
+        del pipe.modules["refiner"]
+    (folder / "metrics.json").unlink(missing_ok=True)  # written by save_pretrained just now, in its new folder
+    return folder
+
+
 ROW_LABELS = {
     "real": "real tiles",
     "stage2_true_maps": "stage 2, true maps",
@@ -132,6 +147,8 @@ def main() -> None:
         action="store_true",
         help="the refiner also reads the phase map each image was drawn from (its class shares)",
     )
+    ap.add_argument("--save-model", type=Path, help="also write MODEL with the refiner as its third stage here")
+    ap.add_argument("--model-refiner-steps", type=int, default=10, help="the saved model's refiner DDIM steps")
     ap.add_argument("--n", type=int, default=160, help="held-out tiles scored per row")
     ap.add_argument("--n-reference", type=int, default=500, help="training tiles in the reference set")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -154,6 +171,8 @@ def main() -> None:
     pairs = torch.load(args.run / "pairs.pt")
     with torch.enable_grad():
         refiner = refiner_for(pairs, args.run, args.steps, args.batch_size, args.lr, args.guide_maps)
+    if args.save_model is not None and not (args.save_model / "config.json").exists():
+        save_with_refiner(pipe, refiner, args.model_refiner_steps, args.save_model)
     res = cfg.resolution
     inception = InceptionFeatures()
     ref = resize_batch(np.stack([it["image"][0].numpy() for it in _tiles(train, args.n_reference, args.seed)]), res)

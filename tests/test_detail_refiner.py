@@ -14,8 +14,10 @@ from microforge.fingerprint import explore, fingerprints, load_fingerprint_model
 from microforge.fingerprint.vae import load_refiner, reconstruct
 from microforge.models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
 from microforge.models.fingerprint import FingerprintConfig
+from microforge.pipelines.tim3 import TiM3Pipeline
 from microforge.seeding import seeded_generator
 from microforge.training.loop import random_batch
+from microforge.training.refiner_trainer import train_refiner
 
 from .conftest import interrupted_at_step
 from .test_fingerprint import MICRO
@@ -87,6 +89,99 @@ def test_the_refiner_draws_the_laths_a_low_pass_lost():
     assert truth == pytest.approx(0.3, rel=1e-6)
     assert blurred < 0.1 * truth
     assert drawn > 0.5 * truth and grain < 0.25 * drawn
+
+
+def colony_on_either_side(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tiles ``(n, 1, 32, 32)`` with a colony of 2 px laths in a random half and a flat grain
+    (0.35, the colony's mean) in the other, and their guides ``(n, 3, 32, 32)``: class shares with
+    the grain in channel 0 and the colony in channel 2, as a TiM3 phase map gives them."""
+    rng = np.random.default_rng(seed)
+    x = np.full((n, 1, 32, 32), 0.35, dtype=np.float32)
+    guide = np.zeros((n, 3, 32, 32), dtype=np.float32)
+    cols = np.arange(16)
+    for i in range(n):
+        half = slice(0, 16) if rng.random() < 0.5 else slice(16, 32)
+        x[i, 0, :, half] = np.where((cols + rng.integers(4)) % 4 < 2, 0.2, 0.5)
+        guide[i, 0] = 1.0
+        guide[i, 0, :, half], guide[i, 2, :, half] = 0.0, 1.0
+    return torch.from_numpy(x), torch.from_numpy(guide)
+
+
+def test_a_guided_refiner_draws_laths_where_its_map_says(tmp_path):
+    """The blurred image is a flat grey that cannot tell the colony from the grain; the guide (a
+    phase map's class shares) can. Trained on colonies in a random half, the guided refiner draws
+    laths in the half its guide marks and not in the other."""
+    torch.manual_seed(0)
+    ref = DetailRefiner(dataclasses.replace(SMALL, sample_steps=10, guide_channels=3))
+    x, guide = colony_on_either_side(64, 0)
+    flat = torch.full_like(x, 0.35)
+    fit_residual_std(ref, x, flat)
+    opt = torch.optim.AdamW(ref.unet.parameters(), lr=2e-3, weight_decay=0.0)
+    pairs = torch.cat([x, flat, guide], 1)
+    for step in range(600):
+        _, batch = random_batch(pairs, 16, seeded_generator(0, step))
+        loss = ref.loss(batch[:, :1], batch[:, 1:2], seeded_generator(1, step), batch[:, 2:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test, test_guide = colony_on_either_side(8, 1)
+    out = ref.refine(torch.full_like(test, 0.35), seeded_generator(2), guide=test_guide)
+    colony = test_guide[:, 2:3] > 0.5
+
+    def contrast(img: torch.Tensor, where: torch.Tensor) -> float:  # mean |step| between horizontal neighbours
+        step, inside = (img[..., 1:] - img[..., :-1]).abs(), where[..., 1:] & where[..., :-1]
+        return float(step[inside].mean())
+
+    truth = contrast(test, colony)
+    # a step of 0.3 at 7 or 8 of a half's 15 neighbour pairs, as the laths' phase falls
+    assert 0.3 * 7 / 15 - 1e-6 < truth < 0.3 * 8 / 15 + 1e-6
+    drawn, grain = contrast(out, colony), contrast(out, ~colony)
+    assert drawn > 0.5 * truth and grain < 0.25 * drawn
+    ref.save_pretrained(tmp_path / "g")
+    assert DetailRefiner.from_pretrained(tmp_path / "g").cfg.guide_channels == 3
+
+
+def test_guide_channels_are_checked(tmp_path):
+    guided, plain = DetailRefiner(dataclasses.replace(SMALL, guide_channels=3)), DetailRefiner(SMALL)
+    c = torch.full((2, 1, 32, 32), 0.5)
+    with pytest.raises(MicroforgeError, match=r"needs a guide of 3 channels at 32 px; got none"):
+        guided.refine(c, seeded_generator(0))
+    with pytest.raises(MicroforgeError, match=r"needs a guide of 3 channels at 32 px; got \(2, 2, 32, 32\)"):
+        guided.refine(c, seeded_generator(0), guide=torch.zeros(2, 2, 32, 32))
+    with pytest.raises(MicroforgeError, match="takes no guide channels"):
+        plain.refine(c, seeded_generator(0), guide=torch.zeros(2, 3, 32, 32))
+    with pytest.raises(MicroforgeError, match="guide_channels must be at least 0"):
+        RefinerConfig(guide_channels=-1)
+    with pytest.raises(MicroforgeError, match="refiner pairs have 2 channels; 5 expected"):
+        train_refiner(torch.zeros(4, 2, 32, 32), guided.cfg, tmp_path, 1, 2, 1e-3, 0, progress=False)
+
+
+def test_a_tim3_model_folder_carries_a_refiner_as_its_third_stage(micro_model, tmp_path):
+    """A refiner saved in a TiM3 folder's ``refiner/`` is loaded, applied after stage 2 (guided by
+    the drawn maps), seeded by the batch and saved again; one that does not fit is an error naming
+    the folder."""
+    plain = TiM3Pipeline.from_pretrained(micro_model)
+    targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 3)
+    torch.manual_seed(0)
+    refiner = DetailRefiner(dataclasses.replace(SMALL, guide_channels=3))
+    refiner.residual_std.fill_(0.1)
+    plain.modules["refiner"] = refiner.eval()
+    staged = plain.save_pretrained(tmp_path / "staged")
+    del plain.modules["refiner"]
+    pipe = TiM3Pipeline.from_pretrained(staged)
+    assert pipe.modules["refiner"].cfg == refiner.cfg
+    before, after = plain(targets, steps=3, seed=4), pipe(targets, steps=3, seed=4)
+    assert np.array_equal(before.maps, after.maps)  # stages 1 and 2 draw as before
+    assert not np.allclose(before.images, after.images) and after.images.min() >= 0 and after.images.max() <= 1
+    assert np.array_equal(after.images, pipe(targets, steps=3, seed=4).images)  # seeded
+    assert (staged / "refiner" / "model.safetensors").is_file()
+    assert TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "again")).modules["refiner"].cfg == refiner.cfg
+    DetailRefiner(dataclasses.replace(SMALL, resolution=64)).save_pretrained(staged / "refiner")
+    with pytest.raises(MicroforgeError, match=r"staged/refiner: refiner resolution 64 is not the model's \(32\)"):
+        TiM3Pipeline.from_pretrained(staged)
+    DetailRefiner(dataclasses.replace(SMALL, guide_channels=2)).save_pretrained(staged / "refiner")
+    with pytest.raises(MicroforgeError, match="a refiner guided by 2 channels does not fit this model"):
+        TiM3Pipeline.from_pretrained(staged)
 
 
 @pytest.fixture(scope="module")

@@ -137,7 +137,7 @@ class DetailRefiner(nn.Module):
         full = self._guide(cond, guide)
         sched = DDIMScheduler(**_schedule_kwargs(self.cfg), timestep_spacing="trailing")
         sched.set_timesteps(steps or self.cfg.sample_steps)
-        r = torch.randn(cond.shape, generator=gen)
+        r = torch.randn(cond.shape, generator=gen).to(cond.device)  # drawn on the CPU: the same on any device
         for t in sched.timesteps:
             v = self._denoise(r, full, t.expand(len(r)))
             r = sched.step(v, t, r).prev_sample

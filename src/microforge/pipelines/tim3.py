@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..data.dataset import as_class_shares, class_fractions, nearest_maps
 from ..io import read_json_file, write_json_atomic
 from ..errors import MicroforgeError
+from ..models.detail_refiner import DetailRefiner
 from ..models.property_encoder import PropertyEncoder
 from ..models.tim3 import (
     TiM3Config,
@@ -43,6 +44,9 @@ WEIGHTS_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 # the folder of stage 1's noise schedule, where the config gives stage 1 its own objective
 # (``stage1_objective``); ``scheduler/`` holds stage 2's, which stage 1 otherwise shares
 STAGE1_SCHEDULER_DIR = "scheduler_stage1"
+# the folder of an optional detail refiner (models.detail_refiner), a third stage after stage 2 that
+# draws the fine texture into its micrographs; not part of TiM3 (docs/departures.md)
+REFINER_DIR = "refiner"
 
 
 class TiM3Pipeline(SamplingPipeline):
@@ -106,6 +110,8 @@ class TiM3Pipeline(SamplingPipeline):
         modules: dict[str, torch.nn.Module] = {name: _load(cls, folder / name) for name, cls in parts.items()}
         if cfg.two_stage and cfg.map_condition == "learned":
             modules["map_encoder"] = load_weights(build_map_encoder(cfg), folder / "map_encoder")
+        if (folder / REFINER_DIR).is_dir():
+            modules["refiner"] = checked_refiner(DetailRefiner.from_pretrained(folder / REFINER_DIR), cfg, folder)
         sched_paths = [folder / "scheduler" / "scheduler_config.json"]
         if cfg.stage1_objective is not None:
             sched_paths.append(folder / STAGE1_SCHEDULER_DIR / "scheduler_config.json")
@@ -169,7 +175,9 @@ class TiM3Pipeline(SamplingPipeline):
         folder.mkdir(parents=True, exist_ok=True)
         for name, module in self.modules.items():
             module = _stored(module, WEIGHTS_DTYPES[weights_dtype], name)
-            if hasattr(module, "save_pretrained"):
+            if isinstance(module, DetailRefiner):  # its own format (config.json and safetensors)
+                module.save_pretrained(folder / name)
+            elif hasattr(module, "save_pretrained"):
                 save_diffusers_module(module, folder / name)
             else:  # the learned map encoder, a plain module, as the trainer writes it
                 save_weights(module, folder / name, {"model_type": f"tim3-{name}"})
@@ -390,6 +398,16 @@ class TiM3Pipeline(SamplingPipeline):
         x = images[:, None].to(device, torch.float32) * 2.0 - 1.0
         return self.modules["vae_image"].encode(x).latent_dist.mean * self.scaling["vae_image"]
 
+    @torch.no_grad()
+    def refine(self, images: torch.Tensor, maps: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
+        """The optional third stage: the model's detail refiner (``refiner/``) draws fine texture into
+        stage 2's images ``(B, R, R)`` in [0, 1], in its own ``sample_steps``; a guided refiner also
+        reads the maps they were drawn from (class indices ``(B, R, R)`` or shares ``(B, 3, R, R)``).
+        Returns ``(B, R, R)`` in [0, 1]."""
+        refiner = self.modules["refiner"]
+        guide = as_class_shares(maps).to(images.device) if refiner.cfg.guide_channels else None
+        return refiner.refine(images[:, None].float(), gen, guide=guide)[:, 0]
+
     def stage_guidance(self, guidance_scale: float | None = None) -> tuple[float, float]:
         """The classifier-free guidance scales (map stage, micrograph stage) a call samples with:
         ``guidance_scale`` for both when given, else the config's ``guidance_scale`` and its
@@ -448,9 +466,25 @@ class TiM3Pipeline(SamplingPipeline):
                 maps_t = self.draw_maps(y, steps, guidance, sampler, gen)
                 maps = (maps_t.argmax(1) if maps_t.dim() == 4 else maps_t).cpu().numpy().astype(np.uint8)
             images = self.draw_micrographs(y, maps_t, steps, guidance2, sampler, gen)
+            if "refiner" in self.modules:  # the optional third stage, drawn from the batch's generator
+                images = self.refine(images, maps_t, gen)
             yield Generated(
                 maps, images.float().cpu().numpy(), targets[start : start + batch_size]
             )  # float(): autocast may give bf16
+
+
+def checked_refiner(refiner: DetailRefiner, cfg: TiM3Config, folder: Path) -> DetailRefiner:
+    """``refiner`` if it fits a TiM3 model of ``cfg`` (the model's resolution; a guided one reads a
+    two-stage model's three class shares), else an error naming the folder."""
+    where, res = folder / REFINER_DIR, refiner.cfg.resolution
+    if res != cfg.resolution:
+        raise MicroforgeError(f"{where}: refiner resolution {res} is not the model's ({cfg.resolution})")
+    if refiner.cfg.guide_channels not in ((0, 3) if cfg.two_stage else (0,)):
+        raise MicroforgeError(
+            f"{where}: a refiner guided by {refiner.cfg.guide_channels} channels does not fit this model "
+            f"(0, or 3 for a two-stage model's phase map)"
+        )
+    return refiner
 
 
 def guided_step(alpha_cumprod: torch.Tensor | float, interval: tuple[float, float] | None) -> bool:
