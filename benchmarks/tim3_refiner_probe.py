@@ -1,10 +1,13 @@
 """Does a detail refiner after stage 2 give a TiM3 model the SEM texture its micrograph stage does
 not draw (issue 17)? The refiner (``microforge.models.detail_refiner``) learns to draw a real
-training tile from stage 2's rendition of that tile's true map and properties (the two share the
-layout, not the pixels), then draws the detail of the model's samples; both are scored as
-``fid_budget.py`` scores its rows.
+training tile from stage 2's version of it, then draws the detail of the model's samples; both
+are scored as ``fid_budget.py`` scores its rows. Stage 2's version: its rendition of the tile's
+true map and properties (``--strength 1``, the default: the two share the layout, not the
+pixels), or its redraw of the tile's own latent from ``--strength`` of the way along the schedule
+(SDEdit: aligned pixel for pixel). ``--guide-maps``: the refiner also reads the map.
 
-    python benchmarks/tim3_refiner_probe.py MODEL DATA RUN [--pairs 1200] [--steps 3000] [--n 160] [--out JSON]
+    python benchmarks/tim3_refiner_probe.py MODEL DATA RUN [--pairs 1200] [--steps 3000] [--n 160]
+        [--strength 1] [--guide-maps] [--save-model DIR] [--out JSON]
 
 Phases, each kept in RUN so that a rerun of the same command resumes: ``pairs.pt`` (``--pairs``
 training tiles and stage 2's renditions of them, at the model's resolution and sampling
@@ -15,7 +18,9 @@ FID, sharpness, the S2 discrepancy against the real tiles and, with the model's 
 ``--regressor``), its reading of every row at the tiles' properties; ``RUN/rows.png`` shows eight
 images of each row. MODEL: a two-stage TiM3
 folder or bundled:NAME. Writes benchmarks/results/tim3_refiner_probe_<model name>.json unless
---out says otherwise. A probe: the refiner is not part of the TiM3 pipeline.
+--out says otherwise. ``--save-model DIR`` also writes MODEL with the trained refiner as its
+optional third stage (``refiner/``, sampling in ``--model-refiner-steps``), which ``microforge
+evaluate`` scores; no bundled model carries one (docs/tim3.md, lever 5).
 """
 
 from __future__ import annotations
