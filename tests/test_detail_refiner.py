@@ -176,6 +176,10 @@ def test_a_tim3_model_folder_carries_a_refiner_as_its_third_stage(micro_model, t
     assert np.array_equal(after.images, pipe(targets, steps=3, seed=4).images)  # seeded
     assert (staged / "refiner" / "model.safetensors").is_file()
     assert TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "again")).modules["refiner"].cfg == refiner.cfg
+    half = TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "half", weights_dtype="float16"))
+    weight = half.modules["refiner"].unet.conv_in.weight
+    assert weight.dtype == torch.float32  # stored in float16, computed in float32
+    assert torch.equal(weight, refiner.unet.conv_in.weight.half().float())
     DetailRefiner(dataclasses.replace(SMALL, resolution=64)).save_pretrained(staged / "refiner")
     with pytest.raises(MicroforgeError, match=r"staged/refiner: refiner resolution 64 is not the model's \(32\)"):
         TiM3Pipeline.from_pretrained(staged)
