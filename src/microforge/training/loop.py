@@ -126,3 +126,15 @@ def random_batch(images: torch.Tensor, batch: int, gen: torch.Generator) -> tupl
     symmetry of the square; returns ``(indices, images)``."""
     idx = torch.randint(0, len(images), (batch,), generator=gen)
     return idx, d4_batch(images[idx], torch.randint(0, 8, (batch,), generator=gen))
+
+
+def optimizer_step(
+    loss: torch.Tensor, opt: torch.optim.Optimizer, sched: torch.optim.lr_scheduler.LRScheduler
+) -> dict[str, float]:
+    """One plain optimiser step on ``loss`` (a scalar): clear the gradients, backpropagate, step
+    ``opt`` and the learning-rate schedule ``sched``; returns ``{"loss": loss}`` for ``run_steps``'s log."""
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return {"loss": loss.item()}

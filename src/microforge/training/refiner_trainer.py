@@ -10,7 +10,7 @@ import torch
 
 from ..errors import MicroforgeError
 from ..models.detail_refiner import DetailRefiner, RefinerConfig, fit_residual_std
-from .loop import StepSeconds, lr_factor, random_batch, run_steps
+from .loop import StepSeconds, lr_factor, optimizer_step, random_batch, run_steps
 
 
 def train_refiner(
@@ -44,11 +44,7 @@ def train_refiner(
     def step(gen: torch.Generator) -> dict[str, float]:
         _, batch = random_batch(pairs, batch_size, gen)
         loss = refiner.loss(batch[:, :1], batch[:, 1:2], gen, batch[:, 2:] if cfg.guide_channels else None)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        return {"loss": loss.item()}
+        return optimizer_step(loss, opt, sched)
 
     seconds = run_steps(
         out,

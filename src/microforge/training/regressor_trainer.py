@@ -22,7 +22,7 @@ from ..accuracy import accuracy_table
 from ..models.property_regressor import PropertyRegressor, min_max_stretch
 from ..models.resnet import ResNet18
 from .checkpoints import prepare_run_dir
-from .loop import CHECKPOINT_DIR, lr_factor, random_batch, run_steps
+from .loop import CHECKPOINT_DIR, lr_factor, optimizer_step, random_batch, run_steps
 
 
 @dataclass(frozen=True)
@@ -104,11 +104,7 @@ def train_regressor(
         idx, x = random_batch(images, cfg.batch_size, gen)
         x = gamma_contrast(x, gen, cfg.gamma_sigma, cfg.contrast)
         loss = F.mse_loss(net(x.to(device)), target[idx].to(device))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        return {"loss": loss.item()}
+        return optimizer_step(loss, opt, sched)
 
     seconds = run_steps(
         out,

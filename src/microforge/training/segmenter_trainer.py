@@ -19,7 +19,7 @@ from ..errors import MicroforgeError
 from ..config import config_to_dict
 from ..models.attention_unet import AttentionUNet, AttentionUNetConfig
 from .checkpoints import prepare_run_dir
-from .loop import CHECKPOINT_DIR, run_steps
+from .loop import CHECKPOINT_DIR, optimizer_step, run_steps
 from .segmenter_config import SegmenterTrainConfig
 
 
@@ -92,11 +92,7 @@ def train_segmenter(
         window = (slice(y0, y0 + cfg.crop), slice(x0, x0 + cfg.crop))
         x, y = _augment(images[idx][..., window[0], window[1]], masks[idx][..., window[0], window[1]], gen)
         loss = segmentation_loss(model(x), y, merge[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        return {"loss": loss.item()}
+        return optimizer_step(loss, opt, sched)
 
     seconds = run_steps(
         out,
