@@ -88,7 +88,8 @@ def refiner_for(pairs: torch.Tensor, run: Path, steps: int, batch: int, lr: floa
 
 def save_with_refiner(pipe: TiM3Pipeline, refiner: DetailRefiner, steps: int, folder: Path) -> Path:
     """Write ``pipe``'s model with ``refiner`` (sampling in ``steps`` DDIM steps) as its third stage
-    into ``folder``, without the source's ``metrics.json``, which scored the model without it."""
+    into ``folder`` (``save_pretrained`` leaves out the source's ``metrics.json``, which scored the
+    model without it)."""
     staged = DetailRefiner(dataclasses.replace(refiner.cfg, sample_steps=steps))
     staged.load_state_dict(refiner.state_dict())
     pipe.modules["refiner"] = staged.eval()
@@ -96,7 +97,6 @@ def save_with_refiner(pipe: TiM3Pipeline, refiner: DetailRefiner, steps: int, fo
         pipe.save_pretrained(folder)
     finally:
         del pipe.modules["refiner"]
-    (folder / "metrics.json").unlink(missing_ok=True)  # written by save_pretrained just now, in its new folder
     return folder
 
 

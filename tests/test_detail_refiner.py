@@ -3,6 +3,7 @@ and as the fingerprint VAE's optional second decoder."""
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -158,9 +159,13 @@ def test_guide_channels_are_checked(tmp_path):
 
 def test_a_tim3_model_folder_carries_a_refiner_as_its_third_stage(micro_model, tmp_path):
     """A refiner saved in a TiM3 folder's ``refiner/`` is loaded, applied after stage 2 (guided by
-    the drawn maps), seeded by the batch and saved again; one that does not fit is an error naming
-    the folder."""
-    plain = TiM3Pipeline.from_pretrained(micro_model)
+    the drawn maps), seeded by the batch and saved again, without the source's metrics; one that
+    does not fit is an error naming the folder."""
+    source = shutil.copytree(micro_model, tmp_path / "source")
+    (source / "metrics.json").write_text('{"scored": "the model without a refiner"}')
+    plain = TiM3Pipeline.from_pretrained(source)
+    copied = plain.save_pretrained(tmp_path / "copy") / "metrics.json"
+    assert copied.read_text() == (source / "metrics.json").read_text()  # the same model: its metrics go along
     targets = np.array([[1000, 1080, 12, 37, 30, 1450, 0.2]] * 3)
     torch.manual_seed(0)
     refiner = DetailRefiner(dataclasses.replace(SMALL, guide_channels=3))
@@ -175,6 +180,7 @@ def test_a_tim3_model_folder_carries_a_refiner_as_its_third_stage(micro_model, t
     assert not np.allclose(before.images, after.images) and after.images.min() >= 0 and after.images.max() <= 1
     assert np.array_equal(after.images, pipe(targets, steps=3, seed=4).images)  # seeded
     assert (staged / "refiner" / "model.safetensors").is_file()
+    assert not (staged / "metrics.json").exists()  # it scored the source, which had no refiner
     assert TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "again")).modules["refiner"].cfg == refiner.cfg
     half = TiM3Pipeline.from_pretrained(pipe.save_pretrained(tmp_path / "half", weights_dtype="float16"))
     weight = half.modules["refiner"].unet.conv_in.weight

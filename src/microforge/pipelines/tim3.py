@@ -157,7 +157,9 @@ class TiM3Pipeline(SamplingPipeline):
         encoder, a plain module, through :func:`~microforge.models.weights.save_weights`); ``config.json``,
         ``properties.json``
         (with the hull points) and ``scheduler/`` are written beside them. The loaded folder's
-        ``logs/``, ``metrics.json`` and ``regressor/``, where present, are copied along. A folder that
+        ``logs/``, ``metrics.json`` and ``regressor/``, where present, are copied along;
+        ``metrics.json`` only while the model has no part the loaded folder lacks (such as a
+        refiner added since), because it scored that folder's model. A folder that
         already holds a model is refused, so nothing is overwritten. Returns the folder.
 
         ``weights_dtype``: ``"float32"`` or ``"float16"``, the precision every network's weights are
@@ -186,7 +188,10 @@ class TiM3Pipeline(SamplingPipeline):
         DDPMScheduler.from_config(self.scheduler_config).save_config(folder / "scheduler")
         if self.stage1_scheduler_config is not None:
             DDPMScheduler.from_config(self.stage1_scheduler_config).save_config(folder / STAGE1_SCHEDULER_DIR)
-        for extra in ("logs", "metrics.json", "regressor"):
+        # the source's metrics scored its own parts: a model given a part the source lacks (a refiner)
+        # is another model, so its metrics are not copied
+        same_parts = all((self.folder / name).is_dir() for name in self.modules)
+        for extra in ("logs", "metrics.json", "regressor") if same_parts else ("logs", "regressor"):
             source = self.folder / extra
             if source.exists() and not (folder / extra).exists():
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, folder / extra)
