@@ -27,8 +27,6 @@ def main() -> None:
     parser.add_argument("--weights-dtype", choices=sorted(WEIGHTS_DTYPES), default="float16")
     args = parser.parse_args()
     try:
-        if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-            raise MicroforgeError(f"{args.out}: exists and is not an empty folder; choose a new one")
         pipe = TiM3Pipeline.from_pretrained(resolve_model(args.model))
         pipe.save_pretrained(args.out, weights_dtype=args.weights_dtype)
     except MicroforgeError as exc:

@@ -156,6 +156,11 @@ def test_sampling_is_seeded_and_round_trips(micro_model, tmp_path):
     assert np.array_equal(a.images, again.images) and np.array_equal(a.maps, again.maps)
     with pytest.raises(MicroforgeError, match="already holds a model"):
         loaded.save_pretrained(copy)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("a user's file")
+    with pytest.raises(MicroforgeError, match="notes: exists and is not an empty folder; choose a new one"):
+        loaded.save_pretrained(tmp_path / "notes")
+    assert [f.name for f in (tmp_path / "notes").iterdir()] == ["mine.txt"]
     with pytest.raises(MicroforgeError, match="a target needs 7 values"):
         pipe(targets[:, :6])
     with pytest.raises(MicroforgeError, match="finite"):

@@ -160,7 +160,7 @@ class TiM3Pipeline(SamplingPipeline):
         ``logs/``, ``metrics.json`` and ``regressor/``, where present, are copied along;
         ``metrics.json`` only while the model has no part the loaded folder lacks (such as a
         refiner added since), because it scored that folder's model. A folder that
-        already holds a model is refused, so nothing is overwritten. Returns the folder.
+        already holds a model, or anything else, is refused, so nothing is overwritten. Returns the folder.
 
         ``weights_dtype``: ``"float32"`` or ``"float16"``, the precision every network's weights are
         stored in (None: as this model was loaded, float32 for a trained run). float16 halves the
@@ -174,6 +174,8 @@ class TiM3Pipeline(SamplingPipeline):
             raise MicroforgeError(f"weights_dtype {weights_dtype!r} is not one of {sorted(WEIGHTS_DTYPES)}")
         if (folder / "config.json").exists():
             raise MicroforgeError(f"{folder}: already holds a model; choose another folder")
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):  # never among others' files
+            raise MicroforgeError(f"{folder}: exists and is not an empty folder; choose a new one")
         folder.mkdir(parents=True, exist_ok=True)
         for name, module in self.modules.items():
             module = _stored(module, WEIGHTS_DTYPES[weights_dtype], name)
