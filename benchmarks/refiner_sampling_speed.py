@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 from _record import write_record  # benchmarks/_record.py (the script's folder is on sys.path)
+from tim3_speed import timed
 
 from microforge.pipelines.registry import resolve_model
 from microforge.pipelines.tim3 import TiM3Pipeline
@@ -28,11 +28,8 @@ TARGET = [1009, 1084, 15.7, 36.4, 28.5, 1494, 0.216]  # the README's example tar
 def seconds_per_image(pipe: TiM3Pipeline, targets: np.ndarray, batch_size: int, repeats: int = 3) -> float:
     """The median over ``repeats`` calls of a call's seconds divided by its images, after a warm-up batch."""
     pipe(targets[:batch_size], batch_size=batch_size)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        pipe(targets, batch_size=batch_size)
-        times.append((time.perf_counter() - start) / len(targets))
+    device = str(next(pipe.modules["unet_stage2"].parameters()).device.type)
+    times = [timed(lambda: pipe(targets, batch_size=batch_size), device) / len(targets) for _ in range(repeats)]
     return statistics.median(times)
 
 
