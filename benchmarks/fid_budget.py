@@ -98,6 +98,16 @@ def score_rows(
     return result
 
 
+def tile_batch(pipe: TiM3Pipeline, batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch of dataset items as ``pipe`` reads them: the tiles area-resized to its resolution R
+    ``(B, 1, R, R)`` in [0, 1], their true maps as :meth:`TiM3Pipeline.model_maps` gives them, and
+    their normalised property conditions ``(B, K)``."""
+    real = resize_batch(np.stack([it["image"][0].numpy() for it in batch]), pipe.cfg.resolution)
+    maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
+    raw = np.stack([it["props_raw"].numpy() for it in batch])
+    return real, maps, torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
+
+
 def _tiles(ds: MicrographDataset, n: int, seed: int) -> list[dict]:
     idx = np.random.default_rng(seed).choice(len(ds), min(n, len(ds)), replace=False)
     return [ds[int(i)] for i in np.sort(idx)]
@@ -138,13 +148,10 @@ def main() -> None:
     g2 = pipe.stage_guidance()[1] if args.stage2_guidance is None else args.stage2_guidance
     for b, start in enumerate(range(0, len(items), args.batch_size)):
         batch = items[start : start + args.batch_size]
-        real = resize_batch(np.stack([it["image"][0].numpy() for it in batch]), res)
+        real, maps, y = tile_batch(pipe, batch)
         rows["real"].append(real[:, 0].numpy())
         if hasattr(vae, "encode"):  # a learned autoencoder (a space-to-depth codec is lossless)
             rows["autoencoder"].append(reconstructed_images(pipe, real[:, 0].numpy()))
-        maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
-        raw = np.stack([it["props_raw"].numpy() for it in batch])
-        y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
         gen = seeded_generator(args.seed, b)
         drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, gen)
         rows["stage2_true_maps"].append(drawn.cpu().numpy())

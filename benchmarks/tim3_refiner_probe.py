@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from _held_out import load_regressor, model_split, sharpness
 from _record import write_record
-from fid_budget import _tiles, score_rows
+from fid_budget import _tiles, score_rows, tile_batch
 
 from microforge.data.dataset import as_class_shares
 from microforge.characterize.segmentation import lath_halfwidth_px
@@ -60,10 +60,7 @@ def draw_pairs(
     g2 = pipe.stage_guidance()[1]
     for b, start in enumerate(range(0, len(items), batch_size)):
         batch = items[start : start + batch_size]
-        real = resize_batch(np.stack([it["image"][0].numpy() for it in batch]), cfg.resolution)
-        maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
-        raw = np.stack([it["props_raw"].numpy() for it in batch])
-        y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
+        real, maps, y = tile_batch(pipe, batch)
         init = pipe.encode_images(real[:, 0]) if strength < 1.0 else None
         gen = seeded_generator(seed, b)
         drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, gen, init, strength)
@@ -189,10 +186,8 @@ def main() -> None:
     g2 = pipe.stage_guidance()[1]
     for b, start in enumerate(range(0, len(items), args.batch_size)):
         batch = items[start : start + args.batch_size]
-        rows["real"].append(resize_batch(np.stack([it["image"][0].numpy() for it in batch]), res)[:, 0].numpy())
-        maps = pipe.model_maps(torch.stack([it["mask"] for it in batch]))
-        raw = np.stack([it["props_raw"].numpy() for it in batch])
-        y = torch.tensor(pipe.condition_properties.normalise(raw), dtype=torch.float32)
+        real, maps, y = tile_batch(pipe, batch)
+        rows["real"].append(real[:, 0].numpy())
         drawn = pipe.draw_micrographs(y, maps, cfg.sampling_steps, g2, cfg.sampler, seeded_generator(args.seed, b))
         gen = seeded_generator(args.seed + b, 0)  # what pipe(raw, seed=args.seed + b) samples, its batch 0
         drawn_maps = pipe.draw_maps(y, cfg.sampling_steps, cfg.guidance_scale, cfg.sampler, gen)
