@@ -9,7 +9,8 @@ pixels), or its redraw of the tile's own latent from ``--strength`` of the way a
     python benchmarks/tim3_refiner_probe.py MODEL DATA RUN [--pairs 1200] [--steps 3000] [--n 160]
         [--strength 1] [--guide-maps] [--save-model DIR] [--out JSON]
 
-Phases, each kept in RUN so that a rerun of the same command resumes: ``pairs.pt`` (``--pairs``
+RUN must be new, empty or an earlier run of the probe. Phases, each kept in RUN so that a rerun
+of the same command resumes: ``pairs.pt`` (``--pairs``
 training tiles and stage 2's renditions of them, at the model's resolution and sampling
 settings), the refiner's training (checkpoints, ``log.jsonl``, then ``refiner/``), and the
 scoring: ``--n`` held-out tiles drawn four ways (stage 2 from their true maps, the full model at
@@ -164,6 +165,8 @@ def main() -> None:
         raise SystemExit(f"Error: {args.model}: not a two-stage model")
     own = pipe.folder / "regressor"
     reg = load_regressor(args.regressor) if args.regressor else (load_regressor(str(own)) if own.is_dir() else None)
+    if args.run.exists() and any(args.run.iterdir()) and not (args.run / "pairs.pt").is_file():
+        raise SystemExit(f"Error: {args.run}: is neither empty nor an earlier run of this probe; choose a new folder")
     args.run.mkdir(parents=True, exist_ok=True)
     train = model_split(pipe, args.data, "train")
     if not (args.run / "pairs.pt").is_file():
