@@ -5,9 +5,14 @@ low-pass (the ideal stand-in for the fingerprint VAE's reconstruction, which hol
 8 x 8 low-pass holds: benchmarks/results/lowpass_reconstruction.json), then scores the refined
 low-passes with ``fingerprint train``'s reconstruction measure.
 
-    python benchmarks/detail_refiner_probe.py DATA RUN [--lowpass 8] [--steps 4000] [--out JSON] [--figure PNG]
+    python benchmarks/detail_refiner_probe.py DATA RUN [--lowpass 8] [--steps 4000] [--channels 32 64 128]
+        [--sample STEPS:ETA ...] [--out JSON] [--figure PNG]
 
 RUN holds the resumable training (checkpoints, log.jsonl); rerun the same command to resume.
+Rows: the low-pass itself; the low-pass plus white noise of the refiner's residual std (the
+control: what broken-up texture alone buys); the refiner's draw at its config's 25 deterministic
+DDIM steps; and one row for each ``--sample STEPS:ETA`` (DDIM steps and stochasticity) of the
+same trained refiner.
 """
 
 from __future__ import annotations
@@ -38,17 +43,38 @@ def low_pass(x: torch.Tensor, f: int) -> torch.Tensor:
 
 
 class RefinedLowPass(nn.Module):
-    """``encode``: the ``f`` x ``f`` low-pass; ``decode``: the refiner's draw of its detail (seeded)."""
+    """``encode``: the ``f`` x ``f`` low-pass; ``decode``: the refiner's draw of its detail at
+    ``steps`` DDIM steps and ``eta`` (seeded), or, without a refiner, white noise of ``noise_std``."""
 
-    def __init__(self, refiner: DetailRefiner | None, f: int, seed: int = 0) -> None:
+    def __init__(
+        self,
+        refiner: DetailRefiner | None,
+        f: int,
+        seed: int = 0,
+        steps: int | None = None,
+        eta: float = 0.0,
+        noise_std: float = 0.0,
+    ) -> None:
         super().__init__()
         self.refiner, self.f, self.gen = refiner, f, seeded_generator(seed, 1)
+        self.steps, self.eta, self.noise_std = steps, eta, noise_std
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return low_pass(x, self.f), None
 
     def decode(self, c: torch.Tensor) -> torch.Tensor:
-        return c if self.refiner is None else self.refiner.refine(c, self.gen)
+        if self.refiner is not None:
+            return self.refiner.refine(c, self.gen, self.steps, eta=self.eta)
+        return (c + self.noise_std * torch.randn(c.shape, generator=self.gen)).clamp(0, 1)
+
+
+def sampling(text: str) -> tuple[int, float]:
+    """``"STEPS:ETA"`` -> (DDIM steps, eta), for ``--sample``."""
+    try:
+        steps, eta = text.split(":")
+        return int(steps), float(eta)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--sample takes STEPS:ETA, such as 50:1, got {text!r}") from None
 
 
 def main() -> None:
@@ -59,13 +85,15 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--channels", type=int, nargs="+", default=list(RefinerConfig.channels), help="UNet level widths")
+    ap.add_argument("--sample", type=sampling, nargs="*", default=[], help="extra rows: STEPS:ETA")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detail_refiner_probe.json")
     ap.add_argument("--figure", type=Path, default=None)
     args = ap.parse_args()
     fp = FingerprintTrainConfig()  # the fingerprint's split, modality and resolution
     train = load_split(args.data, "train", fp.split_fractions, fp.seed, fp.modality, fp.model.resolution)
     test = load_split(args.data, "test", fp.split_fractions, fp.seed, fp.modality, fp.model.resolution)
-    cfg = RefinerConfig(resolution=fp.model.resolution)
+    cfg = RefinerConfig(resolution=fp.model.resolution, channels=tuple(args.channels))
     images = train.images
     args.run.mkdir(parents=True, exist_ok=True)
     pairs = torch.cat([images, low_pass(images, args.lowpass)], dim=1)  # (N, 2, R, R): tile, its low-pass
@@ -75,8 +103,14 @@ def main() -> None:
     start = time.perf_counter()
     rows = {
         "low_pass": reconstruction_quality(RefinedLowPass(None, args.lowpass), test.images, tile_px, "SEM"),
+        "low_pass_noise": reconstruction_quality(
+            RefinedLowPass(None, args.lowpass, noise_std=std), test.images, tile_px, "SEM"
+        ),
         "refined": reconstruction_quality(RefinedLowPass(refiner, args.lowpass), test.images, tile_px, "SEM"),
     }
+    for steps, eta in args.sample:
+        row = RefinedLowPass(refiner, args.lowpass, steps=steps, eta=eta)
+        rows[f"refined_steps{steps}_eta{eta:g}"] = reconstruction_quality(row, test.images, tile_px, "SEM")
     score_s = time.perf_counter() - start
     if args.figure:
         x = test.images[:6]
@@ -97,7 +131,8 @@ def main() -> None:
         {
             "benchmark": "a diffusion refiner drawing held-out tiles' detail from their low-pass (issue 21)",
             "command": f"python benchmarks/detail_refiner_probe.py {args.data} RUN --lowpass {args.lowpass} "
-            f"--steps {args.steps} --batch {args.batch} --lr {args.lr}",
+            f"--steps {args.steps} --batch {args.batch} --lr {args.lr} --channels {' '.join(map(str, args.channels))}"
+            + "".join(f" --sample {n}:{e:g}" for n, e in args.sample),
             "split": "test",
             "tiles": len(test.images),
             "refiner": cfg.to_dict(),

@@ -63,6 +63,22 @@ def test_residual_scale_seeded_draws_and_round_trip(tmp_path):
         DetailRefiner.from_pretrained(tmp_path / "r")
 
 
+def test_stochastic_ddim_draws_are_seeded_and_vanish_at_one_step():
+    torch.manual_seed(0)
+    ref = DetailRefiner(SMALL)
+    c = low_pass(striped_tiles(4, 0))
+    det = ref.refine(c, seeded_generator(0))
+    sto = ref.refine(c, seeded_generator(0), eta=1.0)
+    assert torch.equal(sto, ref.refine(c, seeded_generator(0), eta=1.0))  # seeded
+    assert (sto - det).abs().max() > 1e-3  # fresh noise at each of the 4 steps moves the draw
+    # one DDIM step lands on alpha_bar = 1, where DDIM's variance (1 - a_prev) / (1 - a_t) (1 - a_t / a_prev)
+    # is exactly 0: eta adds nothing
+    one = ref.refine(c, seeded_generator(0), steps=1)
+    assert torch.allclose(one, ref.refine(c, seeded_generator(0), steps=1, eta=1.0), atol=1e-6)
+    with pytest.raises(MicroforgeError, match="eta must be in"):
+        ref.refine(c, seeded_generator(0), eta=1.5)
+
+
 def test_the_refiner_draws_the_laths_a_low_pass_lost():
     """Trained on striped colonies beside flat grains, the refiner draws laths (high horizontal
     contrast) in the colony half only, from an 8 px low-pass that holds none of them."""

@@ -129,18 +129,30 @@ class DetailRefiner(nn.Module):
 
     @torch.no_grad()
     def refine(
-        self, cond: torch.Tensor, gen: torch.Generator, steps: int | None = None, guide: torch.Tensor | None = None
+        self,
+        cond: torch.Tensor,
+        gen: torch.Generator,
+        steps: int | None = None,
+        guide: torch.Tensor | None = None,
+        eta: float = 0.0,
     ) -> torch.Tensor:
         """Draw the detail of blurred images ``cond`` ``(N, 1, R, R)`` in [0, 1]: returns ``cond`` plus
         a sampled residual, clipped to [0, 1], ``(N, 1, R, R)``. ``gen`` seeds the draw; ``guide``
-        ``(N, guide_channels, R, R)`` in [0, 1] for a guided refiner, else None."""
+        ``(N, guide_channels, R, R)`` in [0, 1] for a guided refiner, else None; ``eta``: DDIM's
+        stochasticity (0: deterministic after the first draw, 1: DDPM-like fresh noise each step)."""
+        if not 0.0 <= eta <= 1.0:
+            raise MicroforgeError(f"refiner eta must be in [0, 1], got {eta}")
         full = self._guide(cond, guide)
         sched = DDIMScheduler(**_schedule_kwargs(self.cfg), timestep_spacing="trailing")
         sched.set_timesteps(steps or self.cfg.sample_steps)
         r = torch.randn(cond.shape, generator=gen).to(cond.device)  # drawn on the CPU: the same on any device
         for t in sched.timesteps:
             v = self._denoise(r, full, t.expand(len(r)))
-            r = sched.step(v, t, r).prev_sample
+            if eta:  # fresh noise drawn on the CPU, as the first draw is
+                noise = torch.randn(r.shape, generator=gen).to(r.device)
+                r = sched.step(v, t, r, eta=eta, variance_noise=noise).prev_sample
+            else:
+                r = sched.step(v, t, r).prev_sample
         return (cond + r * self.residual_std).clamp(0, 1)
 
     def save_pretrained(self, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
