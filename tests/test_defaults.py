@@ -32,7 +32,16 @@ def test_om_config_is_the_tiny_recipe_on_the_om_renderings():
     assert plain(load_tim3_config("configs/tim3-tiny-om.yaml")) == om
 
 
-@pytest.mark.parametrize(("name", "config"), [("ti-sem-tiny", "tim3-tiny"), ("ti-om-tiny", "tim3-tiny-om")])
+@pytest.mark.parametrize("base", ["tim3-tiny", "tim3-tiny-om"])
+def test_each_bf16_config_is_its_recipe_with_stage_2_under_bf16(base):
+    """The bundled models' recipes since 2026-12-08 (candidate x, docs/tim3.md): stage 2 under bf16
+    autocast, which CPUs with bf16 units train faster, and nothing else."""
+    recipe = plain(load_tim3_config(f"configs/{base}.yaml"))
+    bf16 = plain(load_tim3_config(f"configs/{base}-bf16.yaml"))
+    assert recipe["train"]["bf16_stages"] == [] and bf16 == {**recipe, "train": {**recipe["train"], "bf16_stages": [2]}}
+
+
+@pytest.mark.parametrize(("name", "config"), [("ti-sem-tiny", "tim3-tiny-bf16"), ("ti-om-tiny", "tim3-tiny-om")])
 def test_bundled_models_were_trained_with_their_config_files(name, config):
     saved = json.loads((resolve_model(f"bundled:{name}") / "config.json").read_text())["config"]
     assert plain(tim3_config_from_dict(saved)) == plain(load_tim3_config(f"configs/{config}.yaml"))
