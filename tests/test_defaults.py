@@ -41,7 +41,7 @@ def test_each_bf16_config_is_its_recipe_with_stage_2_under_bf16(base):
     assert recipe["train"]["bf16_stages"] == [] and bf16 == {**recipe, "train": {**recipe["train"], "bf16_stages": [2]}}
 
 
-@pytest.mark.parametrize(("name", "config"), [("ti-sem-tiny", "tim3-tiny-bf16"), ("ti-om-tiny", "tim3-tiny-om")])
+@pytest.mark.parametrize(("name", "config"), [("ti-sem-tiny", "tim3-tiny-bf16"), ("ti-om-tiny", "tim3-tiny-om-bf16")])
 def test_bundled_models_were_trained_with_their_config_files(name, config):
     saved = json.loads((resolve_model(f"bundled:{name}") / "config.json").read_text())["config"]
     assert plain(tim3_config_from_dict(saved)) == plain(load_tim3_config(f"configs/{config}.yaml"))
