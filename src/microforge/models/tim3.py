@@ -199,16 +199,18 @@ class TrainConfig:
     # is 1.2x faster (stage 1 0.39 -> 0.32 s, stage 2 0.66 -> 0.53 s: benchmarks/results/tim3_train_bf16_cpu.json),
     # and candidate x's stage 2 scored as the fp32 one (docs/tim3.md); a CPU without them emulates bf16 and is
     # slower (stage 2 2.00 s against fp32's 1.03 s: tim3_train_bf16_cpu_no-bf16-units.json; `train tim3` warns).
-    # (): fp32 throughout, as the bundled models were trained
+    # (): fp32 throughout, the default for CPUs without bf16 units; the bundled models' stage 2 was trained under
+    # bf16 on a CPU with them ([2]: configs/tim3-tiny-bf16.yaml, 51.6 min for 6 000 steps)
     bf16_stages: tuple[int, ...] = ()
     # the diffusion stages' UNets and the two autoencoders train in the channels-last memory layout, which the
     # CPU's oneDNN convolutions run faster: a tiny training step 0.95 -> 0.78 s for stage 2 and 0.51 -> 0.36 s for
     # stage 1 on 2 cores without bf16 units (benchmarks/results/tim3_train_channels_last_cpu.json), and the map
     # autoencoder's 0.39 -> 0.34 s and the image one's 0.21 -> 0.18 s (tim3_train_channels_last_autoencoders_cpu.json).
     # The arithmetic is the same; only the float rounding moves (outputs within 5e-6, gradients within 1.2e-5
-    # relative, as on another CPU), so seeding a run may change it freely. The bundled models were trained in the
-    # contiguous layout (their stages and autoencoders) before this option; candidate z (docs/tim3.md), its
-    # stages in this one. False: contiguous (an escape hatch, should a PyTorch build mishandle the layout)
+    # relative, as on another CPU), so seeding a run may change it freely. The bundled models' autoencoders and
+    # stage 1 were trained in the contiguous layout before this option, their stage 2 (2026-12-08) and candidate z's
+    # stages (docs/tim3.md) in this one. False: contiguous (an escape hatch, should a PyTorch build mishandle the
+    # layout)
     channels_last: bool = True
     checkpoint_every: int = 250  # steps between resumable checkpoints
     keep_checkpoints: int = 2  # older checkpoints are deleted
