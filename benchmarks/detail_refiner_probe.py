@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt
 import torch
 import torch.nn.functional as F
 from _record import write_record
+from noise_control_reconstruction import NoisyReconstruction
 from torch import nn
 
 from microforge.data.dataset import load_split
@@ -44,28 +45,20 @@ def low_pass(x: torch.Tensor, f: int) -> torch.Tensor:
 
 class RefinedLowPass(nn.Module):
     """``encode``: the ``f`` x ``f`` low-pass; ``decode``: the refiner's draw of its detail at
-    ``steps`` DDIM steps and ``eta`` (seeded), or, without a refiner, white noise of ``noise_std``."""
+    ``steps`` DDIM steps and ``eta`` (seeded), or the low-pass itself without a refiner."""
 
     def __init__(
-        self,
-        refiner: DetailRefiner | None,
-        f: int,
-        seed: int = 0,
-        steps: int | None = None,
-        eta: float = 0.0,
-        noise_std: float = 0.0,
+        self, refiner: DetailRefiner | None, f: int, seed: int = 0, steps: int | None = None, eta: float = 0.0
     ) -> None:
         super().__init__()
         self.refiner, self.f, self.gen = refiner, f, seeded_generator(seed, 1)
-        self.steps, self.eta, self.noise_std = steps, eta, noise_std
+        self.steps, self.eta = steps, eta
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return low_pass(x, self.f), None
 
     def decode(self, c: torch.Tensor) -> torch.Tensor:
-        if self.refiner is not None:
-            return self.refiner.refine(c, self.gen, self.steps, eta=self.eta)
-        return (c + self.noise_std * torch.randn(c.shape, generator=self.gen)).clamp(0, 1)
+        return c if self.refiner is None else self.refiner.refine(c, self.gen, self.steps, eta=self.eta)
 
 
 def sampling(text: str) -> tuple[int, float]:
@@ -103,8 +96,8 @@ def main() -> None:
     start = time.perf_counter()
     rows = {
         "low_pass": reconstruction_quality(RefinedLowPass(None, args.lowpass), test.images, tile_px, "SEM"),
-        "low_pass_noise": reconstruction_quality(
-            RefinedLowPass(None, args.lowpass, noise_std=std), test.images, tile_px, "SEM"
+        "low_pass_noise": reconstruction_quality(  # the white-noise control
+            NoisyReconstruction(None, std, args.lowpass), test.images, tile_px, "SEM"
         ),
         "refined": reconstruction_quality(RefinedLowPass(refiner, args.lowpass), test.images, tile_px, "SEM"),
     }

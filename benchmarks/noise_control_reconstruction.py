@@ -27,19 +27,20 @@ from microforge.seeding import seeded_generator
 
 
 class NoisyReconstruction(nn.Module):
-    """``decode(encode(x))``: the 8 x 8 low-pass of ``x`` (``vae`` None) or ``vae``'s reconstruction,
-    plus white noise of ``std`` (seeded), clipped to [0, 1]; ``(N, 1, R, R)``."""
+    """``decode(encode(x))``: the ``lowpass`` x ``lowpass`` box low-pass of ``x`` (``vae`` None) or
+    ``vae``'s reconstruction, plus white noise of ``std`` (seeded), clipped to [0, 1]; ``(N, 1, R, R)``."""
 
-    def __init__(self, vae: nn.Module | None, std: float) -> None:
+    def __init__(self, vae: nn.Module | None, std: float, lowpass: int = 8) -> None:
         super().__init__()
-        self.vae, self.std, self.gen = vae, std, seeded_generator(0, 3)
+        self.vae, self.std, self.lowpass, self.gen = vae, std, lowpass, seeded_generator(0, 3)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
         return (x, None) if self.vae is None else self.vae.encode(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        f = self.lowpass
         blurred = (
-            F.interpolate(F.avg_pool2d(z, 8), scale_factor=8, mode="bilinear", align_corners=False)
+            F.interpolate(F.avg_pool2d(z, f), scale_factor=f, mode="bilinear", align_corners=False)
             if self.vae is None
             else self.vae.decode(z)
         )
