@@ -8,7 +8,8 @@ low-passes with ``fingerprint train``'s reconstruction measure.
     python benchmarks/detail_refiner_probe.py DATA RUN [--lowpass 8] [--steps 4000] [--channels 32 64 128]
         [--sample STEPS:ETA ...] [--out JSON] [--figure PNG]
 
-RUN holds the resumable training (checkpoints, log.jsonl); rerun the same command to resume.
+RUN holds the resumable training (checkpoints, log.jsonl); rerun the same command to resume. RUN
+must be new, empty or an earlier run of the probe.
 Rows: the low-pass itself; the low-pass plus white noise of the refiner's residual std (the
 control: what broken-up texture alone buys); the refiner's draw at its config's 25 deterministic
 DDIM steps; and one row for each ``--sample STEPS:ETA`` (DDIM steps and stochasticity) of the
@@ -35,6 +36,7 @@ from microforge.data.dataset import load_split
 from microforge.fingerprint.vae import FingerprintTrainConfig, reconstruction_quality
 from microforge.models.detail_refiner import DetailRefiner, RefinerConfig
 from microforge.seeding import seeded_generator
+from microforge.training.loop import CHECKPOINT_DIR
 from microforge.training.refiner_trainer import train_refiner
 
 
@@ -88,6 +90,9 @@ def main() -> None:
     test = load_split(args.data, "test", fp.split_fractions, fp.seed, fp.modality, fp.model.resolution)
     cfg = RefinerConfig(resolution=fp.model.resolution, channels=tuple(args.channels))
     images = train.images
+    earlier = (args.run / "log.jsonl").is_file() or (args.run / CHECKPOINT_DIR).is_dir()
+    if args.run.exists() and any(args.run.iterdir()) and not earlier:
+        raise SystemExit(f"Error: {args.run}: is neither empty nor an earlier run of this probe; choose a new folder")
     args.run.mkdir(parents=True, exist_ok=True)
     pairs = torch.cat([images, low_pass(images, args.lowpass)], dim=1)  # (N, 2, R, R): tile, its low-pass
     refiner, seconds = train_refiner(pairs, cfg, args.run, args.steps, args.batch, args.lr, 0)
